@@ -1,0 +1,52 @@
+// A private PostgreSQL cluster started from the system's binaries
+// (ARCHITECTURE.md §5). Used by `quern up` without a database URL and by the
+// test harness: the same code path as production.
+//
+// The cluster lives in data_dir (created with initdb on first use, reused
+// afterwards), listens only on a Unix socket inside data_dir, and is stopped
+// (pg_ctl stop -m fast) by stop() or the destructor. When the current user is
+// root, initdb/pg_ctl run as an unprivileged OS user (default "postgres",
+// else "nobody") because PostgreSQL refuses to run as root.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "host/common/status.h"
+
+namespace quern::pg {
+
+struct EmbeddedOptions {
+  std::filesystem::path data_dir;  // required; created if missing
+  std::string database = "quern";  // created if missing
+  int port = 5432;                 // only names the socket file (.s.PGSQL.<port>)
+  std::string os_user;             // run as this user when root; empty = auto
+  // Extra postgresql.conf lines (e.g. "fsync = off" for tests).
+  std::vector<std::string> settings;
+};
+
+class EmbeddedPostgres {
+ public:
+  // Finds initdb/pg_ctl (pg_config --bindir, else /usr/lib/postgresql/*/bin,
+  // highest version), initializes if needed, starts (or adopts a cluster that
+  // is already running on this data_dir), creates the database.
+  static StatusOr<std::unique_ptr<EmbeddedPostgres>> start(const EmbeddedOptions& options);
+  ~EmbeddedPostgres();  // stop()
+
+  // libpq connection URL for the database (socket in data_dir).
+  std::string url() const;
+  std::string url_for(const std::string& database) const;
+  Status create_database(const std::string& name);  // ok if it exists
+  Status stop();
+
+ private:
+  EmbeddedPostgres() = default;
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Directory holding initdb and pg_ctl, or an error that says what was searched.
+StatusOr<std::filesystem::path> find_postgres_bindir();
+
+}  // namespace quern::pg

@@ -1,0 +1,110 @@
+// Loads executor plugins (shared libraries built against sdk/) and hands out
+// executor instances. See ../shared/design/ARCHITECTURE.md §3.
+//
+// Loading uses RTLD_NOW | RTLD_LOCAL, so missing symbols fail at load. A
+// library stays loaded while any Executor created from it is alive (each
+// Executor holds a shared reference to its library).
+//
+// Thread-safety: loading is not thread-safe (do it at start-up); after
+// loading, the const accessors and LoadedPlugin::create may be called from
+// any thread. An Executor is used by one thread at a time, except
+// Executor::interrupt which any thread may call.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "host/common/status.h"
+#include "quern/executor.h"
+
+namespace quern::plugin {
+
+struct PluginInfo {
+  std::string name;
+  std::string version;
+  uint16_t abi_major = 0;
+  uint16_t abi_minor = 0;
+  std::vector<std::string> languages;
+  std::vector<std::string> tags;
+  uint64_t capabilities = 0;
+  std::filesystem::path file;
+};
+
+// Receives what a running job reports through the ABI callbacks. Methods may
+// be called from several plugin threads at once; implementations synchronize.
+class JobSink {
+ public:
+  virtual ~JobSink() = default;
+  virtual void log_line(int32_t stream, std::string_view line) = 0;
+  virtual void progress(double fraction) = 0;
+  virtual int32_t is_cancelled() = 0;  // QUERN_RUNNING / QUERN_CANCEL_REQUESTED / ...
+  virtual void set_result(std::string_view json) = 0;
+  virtual void set_error(std::string_view message) = 0;
+  virtual void set_process_group(int64_t pgid) = 0;
+};
+
+class LoadedLibrary;  // internal: the dll handle plus the copied descriptor
+
+// One live plugin instance (quern_instance*).
+class Executor {
+ public:
+  ~Executor();  // calls destroy, then may let the library go
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  const PluginInfo& info() const;
+  // Runs one job (blocking). job_json is the JSON document described in
+  // docs/PLUGINS.md. Returns the plugin's quern_status; a plugin that returns
+  // an unknown value is reported as QUERN_STATUS_INTERNAL.
+  quern_status execute(const std::string& job_json, JobSink& sink);
+  Status prepare(const std::string& script_json);  // OK when the plugin has no prepare
+  Status health();                                 // OK when the plugin has no health
+  void interrupt();                                // no-op when the plugin has none
+
+ private:
+  friend class LoadedPlugin;
+  Executor(std::shared_ptr<const LoadedLibrary> lib, quern_instance* instance);
+  std::shared_ptr<const LoadedLibrary> lib_;
+  quern_instance* instance_;
+};
+
+class LoadedPlugin {
+ public:
+  const PluginInfo& info() const;
+  // Creates an instance with the plugin's config object (JSON text).
+  StatusOr<std::unique_ptr<Executor>> create(const std::string& config_json = "{}") const;
+
+ private:
+  friend class PluginRegistry;
+  explicit LoadedPlugin(std::shared_ptr<const LoadedLibrary> lib);
+  std::shared_ptr<const LoadedLibrary> lib_;
+};
+
+class PluginRegistry {
+ public:
+  PluginRegistry();
+  ~PluginRegistry();
+
+  // Loads one library. Refuses, with a message that names the file and the
+  // reason: not a loadable shared library, no entry symbol, different ABI
+  // major, descriptor shorter than ABI 1.0's, missing required functions
+  // (create/destroy/execute) or name, duplicate plugin name.
+  Status load_file(const std::filesystem::path& file);
+  // Loads every *.so in dir (sorted by name). Stops at nothing: returns the
+  // first error, after trying all files, with every error joined by "\n".
+  Status load_directory(const std::filesystem::path& dir);
+
+  const std::vector<std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }
+  // The plugin that executes this language, or nullptr.
+  const LoadedPlugin* for_language(std::string_view language) const;
+  const LoadedPlugin* by_name(std::string_view name) const;
+
+ private:
+  std::vector<std::unique_ptr<LoadedPlugin>> plugins_;
+};
+
+}  // namespace quern::plugin

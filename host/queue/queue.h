@@ -1,0 +1,194 @@
+// The job queue in PostgreSQL (see ../shared/design/ARCHITECTURE.md §2 and
+// docs/QUEUE.md).
+//
+// Tables (schema "quern"): `queue` holds only waiting and running jobs (the
+// small hot table); `completed_jobs` holds finished ones; `job_logs` holds log
+// chunks. Guarantee: at-least-once execution, exactly one completion record.
+//
+// Thread-safety: a Queue owns one database connection and is NOT thread-safe.
+// Use one Queue per thread. Every method returns expected failures (lost
+// connection, bad SQL state) as a Status; a lost connection is re-established
+// on the next call.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "host/common/status.h"
+
+namespace quern::queue {
+
+using Clock = std::chrono::system_clock;
+
+constexpr int kMinPriority = 1;
+constexpr int kMaxPriority = 100;
+constexpr int kDefaultPriority = 50;
+
+// A job to enqueue.
+struct NewJob {
+  std::string tag;                // routing tag; workers serve a set of tags
+  std::string language;           // selects the executor plugin
+  nlohmann::json payload = nlohmann::json::object();  // {"code": "...", "args": {...}, ...}
+  int priority = kDefaultPriority;                    // 1..100, higher runs first
+  std::optional<Clock::time_point> scheduled_for;     // nullopt = now
+  int timeout_s = 0;                                  // 0 = the worker's default
+  int max_restarts = -1;                              // -1 = the queue default (lost leases)
+  std::string script_path;                            // informational, may be empty
+};
+
+// A job handed to a worker by claim(). The lease is (id, attempt, worker_id).
+struct ClaimedJob {
+  int64_t id = 0;
+  int32_t attempt = 0;  // 1 for the first run, +1 for every re-queue after a lost lease
+  std::string tag;
+  std::string language;
+  nlohmann::json payload;
+  int priority = kDefaultPriority;
+  int timeout_s = 0;
+  std::string script_path;
+  Clock::time_point created_at;
+  Clock::time_point started_at;
+};
+
+// Final status of a job, as stored in completed_jobs.status.
+enum class JobStatus { success, failure, timeout, canceled };
+const char* to_string(JobStatus s);
+std::optional<JobStatus> job_status_from_string(std::string_view s);
+
+struct Completion {
+  int64_t id = 0;
+  int32_t attempt = 0;
+  JobStatus status = JobStatus::success;
+  nlohmann::json result;  // null when none
+  std::string error;      // empty on success
+};
+
+struct Lease {
+  int64_t id = 0;
+  int32_t attempt = 0;
+};
+
+struct HeartbeatReply {
+  std::vector<int64_t> canceled;  // still ours, but cancellation was requested
+  std::vector<int64_t> lost;      // no longer ours (re-queued, completed, or gone): stop them
+};
+
+struct LogChunk {
+  int64_t job_id = 0;
+  std::string text;  // whole lines, each ending in '\n'
+};
+
+// Where a job is, as seen by get_job().
+struct JobRecord {
+  int64_t id = 0;
+  std::string state;  // "queued", "running", or a JobStatus name
+  std::string tag;
+  std::string language;
+  std::string script_path;
+  nlohmann::json payload;
+  int priority = kDefaultPriority;
+  int32_t attempt = 0;
+  std::string worker_id;  // empty while queued
+  nlohmann::json result;  // null unless completed
+  std::string error;
+  Clock::time_point created_at;
+  std::optional<Clock::time_point> started_at;
+  std::optional<Clock::time_point> completed_at;
+  bool cancel_requested = false;
+};
+
+enum class CancelOutcome {
+  not_found,         // no such job
+  canceled,          // was queued: now completed with status canceled
+  requested,         // is running: the worker stops it at its next heartbeat
+  already_finished,  // completed before the request
+};
+
+struct RecoveryReport {
+  int requeued = 0;  // lost leases put back in the queue
+  int failed = 0;    // lost leases over max_restarts: completed as failure
+};
+
+struct QueueOptions {
+  int default_max_restarts = 3;  // lost leases before a job is failed
+};
+
+class Queue {
+ public:
+  // Connects (libpq URL or key=value string). Does not migrate.
+  static StatusOr<std::unique_ptr<Queue>> connect(const std::string& database_url,
+                                                  QueueOptions options = {});
+  ~Queue();
+  Queue(const Queue&) = delete;
+  Queue& operator=(const Queue&) = delete;
+
+  // Applies pending numbered migrations under an advisory lock; safe to call
+  // from many processes at once. Returns the resulting schema version.
+  StatusOr<int> migrate();
+
+  // Enqueue. Validation errors (priority out of range, empty tag/language)
+  // are returned before anything is written; a batch is all-or-nothing.
+  // Each statement NOTIFYs once per distinct tag.
+  StatusOr<int64_t> push(const NewJob& job);
+  StatusOr<std::vector<int64_t>> push_batch(const std::vector<NewJob>& jobs);
+
+  // Claims up to max_jobs due, waiting jobs whose tag is in tags, in one
+  // statement: priority desc, scheduled_for, id; FOR UPDATE SKIP LOCKED.
+  StatusOr<std::vector<ClaimedJob>> claim(const std::string& worker_id,
+                                          const std::vector<std::string>& tags, int max_jobs);
+
+  // Refreshes the heartbeat of every lease still held by worker_id, in one
+  // statement, and says which were canceled or lost.
+  StatusOr<HeartbeatReply> heartbeat(const std::string& worker_id, const std::vector<Lease>& leases);
+
+  // Completes jobs whose lease is still held (same id, attempt, worker):
+  // moves each from queue to completed_jobs in one transaction. Returns the
+  // ids accepted; a stale completion is silently ignored (not an error).
+  StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
+                                          const std::vector<Completion>& completions);
+
+  // Appends log chunks (one statement for the batch).
+  Status append_logs(const std::vector<LogChunk>& chunks);
+
+  // Log text of a job after byte offset `from` (for streaming); empty when none.
+  StatusOr<std::string> read_logs(int64_t job_id, int64_t from = 0);
+
+  StatusOr<CancelOutcome> cancel(int64_t job_id, const std::string& reason = "canceled by user");
+
+  // Puts back jobs whose heartbeat is older than lease_timeout (or fails them
+  // after too many restarts). Runs under a transaction-level advisory lock so
+  // only one process sweeps at a time; returns zeros when another holds it.
+  StatusOr<RecoveryReport> recover_expired(std::chrono::milliseconds lease_timeout);
+
+  StatusOr<std::optional<JobRecord>> get_job(int64_t job_id);
+
+  // Waiting/running counts (for tests, stats and benchmarks).
+  StatusOr<int64_t> count_waiting(const std::vector<std::string>& tags = {});
+  StatusOr<int64_t> count_running();
+
+  // LISTEN on the channels of these tags (one channel per tag).
+  Status listen(const std::vector<std::string>& tags);
+  // Waits up to timeout for a notification on a listened channel. Returns
+  // true if one (or more) arrived; drains everything pending.
+  StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout);
+
+  // Runs arbitrary SQL (tests, admin). Returns the first column of the first
+  // row as text, or empty.
+  StatusOr<std::string> exec_scalar(const std::string& sql);
+
+ private:
+  struct Impl;
+  explicit Queue(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Name of the NOTIFY channel for a tag.
+std::string channel_for_tag(const std::string& tag);
+
+}  // namespace quern::queue
