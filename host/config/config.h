@@ -1,9 +1,18 @@
 // The XML configuration (config/quern.xml), parsed with pugixml.
 //
 // Every error names the file, the line and what was expected, e.g.
-//   config/quern.xml:12: <group slots="abc">: expected a positive integer
+//   config/quern.xml:12: <group slots="abc">: expected a positive integer (1..1024)
+// The line is that of the offending attribute (or element, or text).
 // Unknown elements and attributes are errors (typos must not pass silently).
 // Durations accept "250ms", "30s", "5m", "1h" or a plain number of seconds.
+// The full reference (every element, attribute and default) is docs/CONFIG.md.
+//
+// Paths: load_config() resolves every relative path in the result (data_dir,
+// plugin_dir, each plugin's path — written or defaulted) against the directory
+// of the config file, so config/quern.xml with data-dir="../.quern" means
+// <checkout>/.quern whatever the working directory of `quern` is. The resolved
+// paths are absolute and lexically normalized. parse_config() has no file and
+// leaves paths as written; resolve_paths() applies the same rule to any base.
 #pragma once
 
 #include <chrono>
@@ -37,7 +46,8 @@ struct Config {
   std::filesystem::path plugin_dir;  // empty = next to the quern binary (../lib/quern/plugins or ./plugins)
   std::vector<PluginEntry> plugins;
 
-  // <queue lease-timeout poll-interval heartbeat-interval max-restarts default-timeout/>
+  // <queue lease-timeout poll-interval heartbeat-interval max-restarts default-timeout kill-grace/>
+  // Checked: lease_timeout > 0, poll_interval > 0, effective heartbeat < lease_timeout.
   std::chrono::milliseconds lease_timeout{30000};
   std::chrono::milliseconds poll_interval{1000};
   std::chrono::milliseconds heartbeat_interval{0};  // 0 = lease_timeout / 3
@@ -56,7 +66,19 @@ struct Config {
 // Parses XML text; `source_name` is used in error messages.
 StatusOr<Config> parse_config(const std::string& xml_text, const std::string& source_name);
 // Reads and parses a file. A missing file is an error naming the path.
+// Relative paths are resolved against the file's directory (see above).
 StatusOr<Config> load_config(const std::filesystem::path& file);
+
+// Makes data_dir, a non-empty plugin_dir and every plugin path absolute by
+// resolving relative ones against `base_dir` (itself made absolute first).
+void resolve_paths(Config& config, const std::filesystem::path& base_dir);
+
+// Environment overrides, applied by the caller after load_config() (kept
+// separate so that parsing stays a pure function of the file):
+//   QUERN_DATABASE_URL — if set and non-empty, replaces database_url (so a
+//   deployment can point at an external PostgreSQL without editing the file;
+//   an empty value is ignored, it does not force the embedded database).
+void apply_environment(Config& config);
 
 // "250ms" / "30s" / "5m" / "1h" / "2.5" (seconds).
 StatusOr<std::chrono::milliseconds> parse_duration(const std::string& text);

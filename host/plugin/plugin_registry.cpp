@@ -1,1 +1,306 @@
-// stub
+// Implementation of plugin_registry.h: loading and validating executor
+// plugins, and the host side of the ABI callbacks.
+#include "host/plugin/plugin_registry.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/dll/shared_library.hpp>
+#include <cstddef>
+#include <cstring>
+#include <exception>
+#include <system_error>
+#include <utility>
+
+namespace quern::plugin {
+
+// The dll handle plus the validated copy of the descriptor. Immutable after
+// load_file, so it may be shared between threads freely.
+class LoadedLibrary {
+ public:
+  boost::dll::shared_library library;
+  // Zero-filled, then min(plugin struct_size, sizeof) bytes copied from the
+  // plugin: fields the plugin does not have read as NULL / 0.
+  quern_executor_descriptor desc{};
+  PluginInfo info;
+};
+
+namespace {
+
+// Size of the descriptor as ABI 1.0 defines it: everything up to and
+// including `interrupt`. A later 1.x host's struct may be longer; a plugin
+// must still cover at least this much.
+constexpr std::size_t kAbi10DescriptorSize =
+    offsetof(quern_executor_descriptor, interrupt) + sizeof(quern_executor_descriptor::interrupt);
+// The header fields that never change: struct_size, abi_major, abi_minor.
+constexpr std::size_t kDescriptorHeaderSize = offsetof(quern_executor_descriptor, name);
+
+constexpr std::size_t kErrbufSize = 1024;
+
+Status refuse(const std::filesystem::path& file, const std::string& reason) {
+  return Status::error("plugin '" + file.string() + "' refused: " + reason);
+}
+
+// Splits "a, b,,c" into {"a", "b", "c"}.
+std::vector<std::string> split_list(const char* text) {
+  std::vector<std::string> out;
+  if (text == nullptr) return out;
+  std::string_view rest(text);
+  while (true) {
+    std::size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    const char* ws = " \t\r\n";
+    std::size_t b = item.find_first_not_of(ws);
+    if (b != std::string_view::npos) {
+      std::size_t e = item.find_last_not_of(ws);
+      out.emplace_back(item.substr(b, e - b + 1));
+    }
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+std::string errbuf_text(const std::array<char, kErrbufSize>& buf) {
+  // The plugin promises NUL-termination; do not rely on it.
+  std::size_t n = strnlen(buf.data(), buf.size());
+  return n == 0 ? std::string("(no message)") : std::string(buf.data(), n);
+}
+
+quern_str to_str(const std::string& s) { return quern_str{s.data(), static_cast<uint64_t>(s.size())}; }
+
+std::string_view to_view(quern_str s) {
+  return s.data == nullptr ? std::string_view() : std::string_view(s.data, s.size);
+}
+
+// The host side of quern_job_callbacks: ctx is the JobSink. Exceptions from
+// the sink must not unwind into plugin code, so each callback swallows them.
+JobSink& sink_of(quern_job_ctx* ctx) { return *reinterpret_cast<JobSink*>(ctx); }
+
+void cb_log_line(quern_job_ctx* ctx, int32_t stream, quern_str line) {
+  try {
+    sink_of(ctx).log_line(stream, to_view(line));
+  } catch (...) {
+  }
+}
+void cb_progress(quern_job_ctx* ctx, double fraction) {
+  try {
+    sink_of(ctx).progress(fraction);
+  } catch (...) {
+  }
+}
+int32_t cb_is_cancelled(quern_job_ctx* ctx) {
+  try {
+    return sink_of(ctx).is_cancelled();
+  } catch (...) {
+    // A sink that cannot answer is treated as "keep running"; the host still
+    // enforces timeouts through the process group.
+    return QUERN_RUNNING;
+  }
+}
+void cb_set_result(quern_job_ctx* ctx, quern_str json) {
+  try {
+    sink_of(ctx).set_result(to_view(json));
+  } catch (...) {
+  }
+}
+void cb_set_error(quern_job_ctx* ctx, quern_str message) {
+  try {
+    sink_of(ctx).set_error(to_view(message));
+  } catch (...) {
+  }
+}
+void cb_set_process_group(quern_job_ctx* ctx, int64_t pgid) {
+  try {
+    sink_of(ctx).set_process_group(pgid);
+  } catch (...) {
+  }
+}
+
+}  // namespace
+
+// ---- Executor ----
+
+Executor::Executor(std::shared_ptr<const LoadedLibrary> lib, quern_instance* instance)
+    : lib_(std::move(lib)), instance_(instance) {}
+
+Executor::~Executor() {
+  // destroy runs while lib_ still holds the library; it may be the last
+  // reference, released after this body.
+  if (instance_ != nullptr) lib_->desc.destroy(instance_);
+}
+
+const PluginInfo& Executor::info() const { return lib_->info; }
+
+quern_status Executor::execute(const std::string& job_json, JobSink& sink) {
+  quern_job_callbacks cb{};
+  cb.struct_size = sizeof(quern_job_callbacks);
+  cb.log_line = &cb_log_line;
+  cb.progress = &cb_progress;
+  cb.is_cancelled = &cb_is_cancelled;
+  cb.set_result = &cb_set_result;
+  cb.set_error = &cb_set_error;
+  cb.set_process_group = &cb_set_process_group;
+  int32_t rc = lib_->desc.execute(instance_, to_str(job_json), &cb,
+                                  reinterpret_cast<quern_job_ctx*>(&sink));
+  switch (rc) {
+    case QUERN_STATUS_SUCCESS:
+    case QUERN_STATUS_FAILURE:
+    case QUERN_STATUS_CANCELED:
+    case QUERN_STATUS_TIMEOUT:
+    case QUERN_STATUS_INTERNAL:
+      return static_cast<quern_status>(rc);
+    default:
+      sink.set_error("plugin '" + lib_->info.name + "' returned unknown status " + std::to_string(rc));
+      return QUERN_STATUS_INTERNAL;
+  }
+}
+
+Status Executor::prepare(const std::string& script_json) {
+  if (lib_->desc.prepare == nullptr) return Status::ok();
+  std::array<char, kErrbufSize> buf{};
+  if (lib_->desc.prepare(instance_, to_str(script_json), quern_errbuf{buf.data(), buf.size()}) == 0)
+    return Status::ok();
+  return Status::error("plugin '" + lib_->info.name + "': prepare failed: " + errbuf_text(buf));
+}
+
+Status Executor::health() {
+  if (lib_->desc.health == nullptr) return Status::ok();
+  std::array<char, kErrbufSize> buf{};
+  if (lib_->desc.health(instance_, quern_errbuf{buf.data(), buf.size()}) == 0) return Status::ok();
+  return Status::error("plugin '" + lib_->info.name + "': unhealthy: " + errbuf_text(buf));
+}
+
+void Executor::interrupt() {
+  if (lib_->desc.interrupt != nullptr) lib_->desc.interrupt(instance_);
+}
+
+// ---- LoadedPlugin ----
+
+LoadedPlugin::LoadedPlugin(std::shared_ptr<const LoadedLibrary> lib) : lib_(std::move(lib)) {}
+
+const PluginInfo& LoadedPlugin::info() const { return lib_->info; }
+
+StatusOr<std::unique_ptr<Executor>> LoadedPlugin::create(const std::string& config_json) const {
+  std::array<char, kErrbufSize> buf{};
+  quern_instance* instance = nullptr;
+  int32_t rc = lib_->desc.create(to_str(config_json), &instance, quern_errbuf{buf.data(), buf.size()});
+  const std::string who = "plugin '" + lib_->info.name + "' (" + lib_->info.file.string() + ")";
+  if (rc != 0) return Status::error(who + ": create failed: " + errbuf_text(buf));
+  if (instance == nullptr) return Status::error(who + ": create returned no instance");
+  return std::unique_ptr<Executor>(new Executor(lib_, instance));
+}
+
+// ---- PluginRegistry ----
+
+PluginRegistry::PluginRegistry() = default;
+PluginRegistry::~PluginRegistry() = default;
+
+Status PluginRegistry::load_file(const std::filesystem::path& file) {
+  namespace dll = boost::dll;
+  auto lib = std::make_shared<LoadedLibrary>();
+
+  // An absolute path: dlopen must not search the system folders for it.
+  std::error_code abs_ec;
+  std::filesystem::path abs = std::filesystem::absolute(file, abs_ec);
+  if (abs_ec) abs = file;
+  dll::fs::error_code ec;
+  dlerror();  // clear a stale message
+  lib->library.load(dll::fs::path(abs.native()), dll::load_mode::rtld_now | dll::load_mode::rtld_local, ec);
+  if (ec || !lib->library.is_loaded()) {
+    const char* why = dlerror();
+    return refuse(file, std::string("not a loadable shared library: ") + (why != nullptr ? why : ec.message()));
+  }
+
+  if (!lib->library.has(QUERN_EXECUTOR_ENTRY_V1_NAME)) {
+    // Name the ABI it was built for when the entry of another major is there.
+    for (int major = 2; major <= 9; ++major) {
+      if (lib->library.has("quern_executor_entry_v" + std::to_string(major)))
+        return refuse(file, "built for ABI " + std::to_string(major) + ", host speaks " +
+                                std::to_string(QUERN_ABI_MAJOR));
+    }
+    return refuse(file, "no entry symbol '" QUERN_EXECUTOR_ENTRY_V1_NAME "'");
+  }
+  auto& entry = lib->library.get<const quern_executor_descriptor*()>(QUERN_EXECUTOR_ENTRY_V1_NAME);
+  const quern_executor_descriptor* remote = entry();
+  if (remote == nullptr) return refuse(file, "entry function returned NULL");
+
+  // The header fields first, byte-wise: nothing else may be read before the
+  // size and major version are known.
+  uint32_t size = 0;
+  std::memcpy(&size, remote, sizeof size);
+  if (size < kDescriptorHeaderSize)
+    return refuse(file, "descriptor is truncated (struct_size " + std::to_string(size) + ")");
+  uint16_t major = 0, minor = 0;
+  std::memcpy(&major, reinterpret_cast<const char*>(remote) + offsetof(quern_executor_descriptor, abi_major),
+              sizeof major);
+  std::memcpy(&minor, reinterpret_cast<const char*>(remote) + offsetof(quern_executor_descriptor, abi_minor),
+              sizeof minor);
+  if (major != QUERN_ABI_MAJOR)
+    return refuse(file, "built for ABI " + std::to_string(major) + ", host speaks " +
+                            std::to_string(QUERN_ABI_MAJOR));
+  if (size < kAbi10DescriptorSize)
+    return refuse(file, "descriptor is truncated (struct_size " + std::to_string(size) +
+                            ", ABI 1.0 needs at least " + std::to_string(kAbi10DescriptorSize) + ")");
+  std::memcpy(&lib->desc, remote, std::min<std::size_t>(size, sizeof lib->desc));
+  const quern_executor_descriptor& d = lib->desc;
+
+  if (d.name == nullptr || d.name[0] == '\0') return refuse(file, "descriptor has no name");
+  std::string missing;
+  if (d.create == nullptr) missing += " create";
+  if (d.destroy == nullptr) missing += " destroy";
+  if (d.execute == nullptr) missing += " execute";
+  if (!missing.empty()) return refuse(file, std::string("plugin '") + d.name +
+                                                "' lacks required function(s):" + missing);
+  if (const LoadedPlugin* other = by_name(d.name))
+    return refuse(file, std::string("duplicate plugin name '") + d.name + "', already loaded from '" +
+                            other->info().file.string() + "'");
+
+  PluginInfo& info = lib->info;
+  info.name = d.name;
+  info.version = d.version != nullptr ? d.version : "";
+  info.abi_major = major;
+  info.abi_minor = minor;
+  info.languages = split_list(d.languages);
+  info.tags = split_list(d.tags);
+  info.capabilities = d.capabilities;
+  info.file = file;
+  plugins_.push_back(std::unique_ptr<LoadedPlugin>(new LoadedPlugin(std::move(lib))));
+  return Status::ok();
+}
+
+Status PluginRegistry::load_directory(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::vector<std::filesystem::path> files;
+  std::filesystem::directory_iterator it(dir, ec), end;
+  if (ec) return Status::error("plugin directory '" + dir.string() + "': " + ec.message());
+  for (; it != end; it.increment(ec)) {
+    if (ec) return Status::error("plugin directory '" + dir.string() + "': " + ec.message());
+    std::error_code type_ec;
+    if (it->path().extension() == ".so" && it->is_regular_file(type_ec)) files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  std::string errors;
+  for (const auto& file : files) {
+    Status s = load_file(file);
+    if (!s.is_ok()) errors += (errors.empty() ? "" : "\n") + s.message();
+  }
+  return errors.empty() ? Status::ok() : Status::error(errors);
+}
+
+const LoadedPlugin* PluginRegistry::for_language(std::string_view language) const {
+  for (const auto& p : plugins_) {
+    const auto& langs = p->info().languages;
+    if (std::find(langs.begin(), langs.end(), language) != langs.end()) return p.get();
+  }
+  return nullptr;
+}
+
+const LoadedPlugin* PluginRegistry::by_name(std::string_view name) const {
+  for (const auto& p : plugins_)
+    if (p->info().name == name) return p.get();
+  return nullptr;
+}
+
+}  // namespace quern::plugin

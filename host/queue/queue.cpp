@@ -1,1 +1,196 @@
-// stub
+// Queue: connection, migration, enqueue and the lease protocol (claim,
+// heartbeat, complete). Logs, cancel, recovery and lookups are in
+// queue_ops.cpp; the connection and LISTEN/NOTIFY in queue_connection.cpp.
+// SQL text lives in queue_sql.h.
+#include <algorithm>
+#include <string>
+
+#include "host/queue/migrations.h"
+#include "host/queue/queue.h"
+#include "host/queue/queue_internal.h"
+#include "host/queue/queue_sql.h"
+
+namespace quern::queue {
+namespace {
+
+// Returns an error message for an invalid job, or empty. Checked before
+// anything is sent so that a batch is rejected as a whole.
+std::string validate(const NewJob& job) {
+  if (job.tag.empty()) return "tag is empty";
+  if (job.language.empty()) return "language is empty";
+  if (job.priority < kMinPriority || job.priority > kMaxPriority)
+    return "priority " + std::to_string(job.priority) + " is outside " +
+           std::to_string(kMinPriority) + ".." + std::to_string(kMaxPriority);
+  if (job.timeout_s < 0) return "timeout_s " + std::to_string(job.timeout_s) + " is negative";
+  if (job.max_restarts < -1)
+    return "max_restarts " + std::to_string(job.max_restarts) + " is invalid (-1 = default, or >= 0)";
+  return {};
+}
+
+std::string int_array(const std::vector<int64_t>& v) {
+  std::string s = "{";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(v[i]);
+  }
+  return s + "}";
+}
+
+}  // namespace
+
+Queue::Queue(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Queue::~Queue() = default;
+
+StatusOr<std::unique_ptr<Queue>> Queue::connect(const std::string& database_url, QueueOptions options) {
+  auto impl = std::make_unique<Impl>(database_url, options);
+  auto opened = impl->run("connect", [](pqxx::connection&) { return true; });
+  if (!opened) return opened.status();
+  return std::unique_ptr<Queue>(new Queue(std::move(impl)));
+}
+
+StatusOr<int> Queue::migrate() {
+  return impl_->run("migrate", [](pqxx::connection& c) { return apply_migrations(c); });
+}
+
+StatusOr<int64_t> Queue::push(const NewJob& job) {
+  if (std::string err = validate(job); !err.empty()) return Status::error("push: " + err);
+  return impl_->run("push", [&](pqxx::connection& c) {
+    const std::string payload = job.payload.dump();
+    std::string scheduled;
+    if (job.scheduled_for) scheduled = std::to_string(to_epoch_us(*job.scheduled_for));
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared1(sql::kPushOne.name, job.tag, job.language, job.script_path, payload,
+                               job.priority, job.scheduled_for ? scheduled.c_str() : nullptr,
+                               job.timeout_s, job.max_restarts);
+    return r[0].as<int64_t>();
+  });
+}
+
+StatusOr<std::vector<int64_t>> Queue::push_batch(const std::vector<NewJob>& jobs) {
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (std::string err = validate(jobs[i]); !err.empty())
+      return Status::error("push_batch: job " + std::to_string(i) + ": " + err +
+                           " (nothing was enqueued)");
+  }
+  if (jobs.empty()) return std::vector<int64_t>{};
+  return impl_->run("push_batch", [&](pqxx::connection& c) {
+    // ordered_json all the way down: the payload's key order must survive.
+    nlohmann::ordered_json arr = nlohmann::ordered_json::array();
+    for (const NewJob& j : jobs) {
+      nlohmann::ordered_json o = {{"tag", j.tag},
+                                  {"language", j.language},
+                                  {"script_path", j.script_path},
+                                  {"payload", j.payload},
+                                  {"priority", j.priority},
+                                  {"timeout_s", j.timeout_s},
+                                  {"max_restarts", j.max_restarts}};
+      if (j.scheduled_for) o["scheduled_us"] = to_epoch_us(*j.scheduled_for);
+      arr.push_back(std::move(o));
+    }
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared(sql::kPushBatch.name, arr.dump());
+    std::vector<int64_t> ids;
+    ids.reserve(r.size());
+    for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
+    // Identity values are drawn in input order; RETURNING's order is not
+    // guaranteed, so sort to line ids up with `jobs`.
+    std::sort(ids.begin(), ids.end());
+    if (ids.size() != jobs.size()) throw std::runtime_error("inserted row count differs from batch size");
+    return ids;
+  });
+}
+
+StatusOr<std::vector<ClaimedJob>> Queue::claim(const std::string& worker_id,
+                                               const std::vector<std::string>& tags, int max_jobs) {
+  if (max_jobs <= 0 || tags.empty()) return std::vector<ClaimedJob>{};
+  return impl_->run("claim", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared(sql::kClaim.name, worker_id, to_text_array(tags), max_jobs);
+    std::vector<ClaimedJob> jobs;
+    jobs.reserve(r.size());
+    for (const auto& row : r) {
+      ClaimedJob j;
+      j.id = row[0].as<int64_t>();
+      j.attempt = row[1].as<int32_t>();
+      j.tag = row[2].as<std::string>();
+      j.language = row[3].as<std::string>();
+      j.payload = nlohmann::ordered_json::parse(row[4].c_str());
+      j.priority = row[5].as<int>();
+      j.timeout_s = row[6].as<int>();
+      j.script_path = row[7].as<std::string>();
+      j.created_at = from_epoch_us(row[8].as<int64_t>());
+      j.started_at = from_epoch_us(row[9].as<int64_t>());
+      jobs.push_back(std::move(j));
+    }
+    return jobs;
+  });
+}
+
+StatusOr<HeartbeatReply> Queue::heartbeat(const std::string& worker_id, const std::vector<Lease>& leases) {
+  if (leases.empty()) return HeartbeatReply{};
+  return impl_->run("heartbeat", [&](pqxx::connection& c) {
+    std::vector<int64_t> ids, attempts;
+    ids.reserve(leases.size());
+    attempts.reserve(leases.size());
+    for (const Lease& l : leases) {
+      ids.push_back(l.id);
+      attempts.push_back(l.attempt);
+    }
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared(sql::kHeartbeat.name, worker_id, int_array(ids), int_array(attempts));
+    std::vector<int64_t> held;
+    HeartbeatReply reply;
+    for (const auto& row : r) {
+      const int64_t id = row[0].as<int64_t>();
+      held.push_back(id);
+      if (row[1].as<bool>()) reply.canceled.push_back(id);
+    }
+    std::sort(held.begin(), held.end());
+    for (const Lease& l : leases) {
+      if (!std::binary_search(held.begin(), held.end(), l.id)) reply.lost.push_back(l.id);
+    }
+    return reply;
+  });
+}
+
+StatusOr<std::vector<int64_t>> Queue::complete(const std::string& worker_id,
+                                               const std::vector<Completion>& completions) {
+  if (completions.empty()) return std::vector<int64_t>{};
+  return impl_->run("complete", [&](pqxx::connection& c) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const Completion& k : completions) {
+      arr.push_back({{"id", k.id},
+                     {"attempt", k.attempt},
+                     {"status", to_string(k.status)},
+                     {"result", k.result},
+                     {"error", k.error}});
+    }
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared(sql::kComplete.name, worker_id, arr.dump());
+    std::vector<int64_t> ids;
+    ids.reserve(r.size());
+    for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  });
+}
+
+const char* to_string(JobStatus s) {
+  switch (s) {
+    case JobStatus::success: return "success";
+    case JobStatus::failure: return "failure";
+    case JobStatus::timeout: return "timeout";
+    case JobStatus::canceled: return "canceled";
+  }
+  return "failure";
+}
+
+std::optional<JobStatus> job_status_from_string(std::string_view s) {
+  if (s == "success") return JobStatus::success;
+  if (s == "failure") return JobStatus::failure;
+  if (s == "timeout") return JobStatus::timeout;
+  if (s == "canceled") return JobStatus::canceled;
+  return std::nullopt;
+}
+
+}  // namespace quern::queue

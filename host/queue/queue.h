@@ -34,7 +34,7 @@ constexpr int kDefaultPriority = 50;
 struct NewJob {
   std::string tag;                // routing tag; workers serve a set of tags
   std::string language;           // selects the executor plugin
-  nlohmann::json payload = nlohmann::json::object();  // {"code": "...", "args": {...}, ...}
+  nlohmann::ordered_json payload = nlohmann::ordered_json::object();  // {"code": "...", "args": {...}}; key order kept
   int priority = kDefaultPriority;                    // 1..100, higher runs first
   std::optional<Clock::time_point> scheduled_for;     // nullopt = now
   int timeout_s = 0;                                  // 0 = the worker's default
@@ -48,7 +48,7 @@ struct ClaimedJob {
   int32_t attempt = 0;  // 1 for the first run, +1 for every re-queue after a lost lease
   std::string tag;
   std::string language;
-  nlohmann::json payload;
+  nlohmann::ordered_json payload;  // key order as submitted (args order matters to bash)
   int priority = kDefaultPriority;
   int timeout_s = 0;
   std::string script_path;
@@ -91,7 +91,7 @@ struct JobRecord {
   std::string tag;
   std::string language;
   std::string script_path;
-  nlohmann::json payload;
+  nlohmann::ordered_json payload;  // key order as submitted (args order matters to bash)
   int priority = kDefaultPriority;
   int32_t attempt = 0;
   std::string worker_id;  // empty while queued
@@ -113,6 +113,7 @@ enum class CancelOutcome {
 struct RecoveryReport {
   int requeued = 0;  // lost leases put back in the queue
   int failed = 0;    // lost leases over max_restarts: completed as failure
+  int canceled = 0;  // lost leases of jobs whose cancellation was requested: completed as canceled
 };
 
 struct QueueOptions {
@@ -158,6 +159,10 @@ class Queue {
 
   // Log text of a job after byte offset `from` (for streaming); empty when none.
   StatusOr<std::string> read_logs(int64_t job_id, int64_t from = 0);
+
+  // Hands running jobs back to the queue without counting a restart (a worker
+  // shutting down). Only leases still held by worker_id are released.
+  Status release(const std::string& worker_id, const std::vector<Lease>& leases);
 
   StatusOr<CancelOutcome> cancel(int64_t job_id, const std::string& reason = "canceled by user");
 

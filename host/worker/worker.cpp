@@ -1,1 +1,502 @@
-// stub
+#include "host/worker/worker.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "host/worker/job_run.h"
+
+namespace quern::worker {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Log text is flushed at least this often while a job runs, and at once when
+// a job's pending text passes kLogFlushBytes.
+constexpr milliseconds kLogFlushInterval{100};
+constexpr size_t kLogFlushBytes = 64 * 1024;
+constexpr milliseconds kWatchdogTick{20};
+constexpr milliseconds kClaimWaitSlice{100};
+constexpr milliseconds kDatabaseRetry{500};
+
+std::string default_worker_id() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  std::random_device rd;
+  char suffix[9];
+  snprintf(suffix, sizeof(suffix), "%08x", rd());
+  return std::string(host) + "-" + std::to_string(getpid()) + "-" + suffix;
+}
+
+void log_error(const std::string& worker_id, const std::string& what) {
+  std::cerr << "quern worker " << worker_id << ": " << what << std::endl;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> minimal_job_environment(const std::filesystem::path& workdir,
+                                                           int64_t job_id, int32_t attempt) {
+  return {
+      {"PATH", "/usr/local/bin:/usr/bin:/bin"},
+      {"HOME", workdir.string()},
+      {"TMPDIR", workdir.string()},
+      {"LANG", "C.UTF-8"},
+      {"QUERN_JOB_ID", std::to_string(job_id)},
+      {"QUERN_ATTEMPT", std::to_string(attempt)},
+  };
+}
+
+struct Worker::State {
+  std::unique_ptr<queue::Queue> claim_queue;   // claimer thread only
+  std::unique_ptr<queue::Queue> writer_queue;  // writer thread only
+
+  std::mutex mu;
+  std::condition_variable slots_cv;     // dispatch has work / stopping
+  std::condition_variable claimer_cv;   // a slot became free / stopping
+  std::condition_variable writer_cv;    // something to write / finished
+  std::condition_variable watchdog_cv;  // stopping
+
+  // --- guarded by mu ---
+  std::deque<std::shared_ptr<JobRun>> dispatch;  // claimed, not yet started
+  int busy = 0;                                  // claimed and not yet finished by a slot
+  std::unordered_map<int64_t, std::shared_ptr<JobRun>> running;  // id → run (claimed, in a slot or waiting)
+  std::vector<queue::Completion> pending_completions;
+  std::vector<queue::LogChunk> pending_logs;  // final chunks of finished jobs
+  std::vector<queue::Lease> pending_releases;
+  bool log_flush_wanted = false;
+  bool stopping = false;
+  SteadyClock::time_point stop_requested_at{};
+  bool claimer_done = false;
+  int slots_alive = 0;
+  bool writer_done = false;
+
+  // --- stats (atomics: read without the lock) ---
+  std::atomic<int64_t> claimed{0}, completed{0}, refused{0}, claim_queries{0};
+
+  std::vector<std::thread> threads;
+};
+
+Worker::Worker(WorkerOptions options, const plugin::PluginRegistry& plugins)
+    : options_(std::move(options)), plugins_(plugins), state_(std::make_unique<State>()) {
+  if (options_.worker_id.empty()) options_.worker_id = default_worker_id();
+  if (options_.jobs_dir.empty()) options_.jobs_dir = std::filesystem::temp_directory_path() / "quern-jobs";
+}
+
+Worker::~Worker() {
+  stop();
+  wait();
+}
+
+WorkerStats Worker::stats() const {
+  WorkerStats s;
+  s.claimed = state_->claimed.load();
+  s.completed = state_->completed.load();
+  s.completions_refused = state_->refused.load();
+  s.claim_queries = state_->claim_queries.load();
+  std::lock_guard lock(state_->mu);
+  s.running = state_->busy;
+  return s;
+}
+
+void Worker::stop() {
+  std::lock_guard lock(state_->mu);
+  if (state_->stopping) return;
+  state_->stopping = true;
+  state_->stop_requested_at = SteadyClock::now();
+  state_->slots_cv.notify_all();
+  state_->claimer_cv.notify_all();
+  state_->writer_cv.notify_all();
+  state_->watchdog_cv.notify_all();
+}
+
+void Worker::wait() {
+  for (auto& t : state_->threads)
+    if (t.joinable()) t.join();
+  state_->threads.clear();
+}
+
+namespace {
+
+// Everything a thread of one worker needs; the loops below are its methods.
+class Loops {
+ public:
+  Loops(const WorkerOptions& o, const plugin::PluginRegistry& p, Worker::State& s)
+      : opt(o), plugins(p), st(s) {}
+
+  void claimer();
+  void slot();
+  void writer();
+  void watchdog();
+
+ private:
+  void run_job(const std::shared_ptr<JobRun>& run,
+               std::map<std::string, std::unique_ptr<plugin::Executor>>& executors);
+  void finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion,
+              bool release);
+  void heartbeat(queue::Queue& q);
+
+  const WorkerOptions& opt;
+  const plugin::PluginRegistry& plugins;
+  Worker::State& st;
+};
+
+void Loops::claimer() {
+  queue::Queue& q = *st.claim_queue;
+  auto last_claim = SteadyClock::now() - opt.poll_interval;
+  bool should_claim = true;  // claim at once on start
+  while (true) {
+    int free_slots;
+    {
+      std::unique_lock lock(st.mu);
+      st.claimer_cv.wait(lock, [&] { return st.stopping || st.busy < opt.slots; });
+      if (st.stopping) break;
+      free_slots = opt.slots - st.busy;
+    }
+    const auto now = SteadyClock::now();
+    if (!should_claim && now - last_claim < opt.poll_interval) {
+      auto left = std::chrono::duration_cast<milliseconds>(opt.poll_interval - (now - last_claim));
+      auto woke = q.wait_for_jobs(std::min(left, kClaimWaitSlice));
+      if (!woke) {
+        log_error(opt.worker_id, "waiting for notifications: " + woke.message());
+        std::unique_lock lock(st.mu);
+        st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.stopping; });
+        should_claim = true;  // re-LISTEN happens on reconnect; poll meanwhile
+      } else if (*woke) {
+        should_claim = true;
+      }
+      continue;
+    }
+    last_claim = SteadyClock::now();
+    st.claim_queries++;
+    auto claimed = q.claim(opt.worker_id, opt.tags, free_slots);
+    if (!claimed) {
+      log_error(opt.worker_id, "claim failed: " + claimed.message());
+      std::unique_lock lock(st.mu);
+      st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.stopping; });
+      should_claim = true;
+      continue;
+    }
+    // A full batch means more may be waiting: claim again as soon as a slot
+    // frees up. A short batch means the queue is drained for our tags: wait
+    // for a notification or the next poll.
+    should_claim = static_cast<int>(claimed->size()) == free_slots;
+    if (claimed->empty()) continue;
+    st.claimed += static_cast<int64_t>(claimed->size());
+    std::lock_guard lock(st.mu);
+    for (auto& job : *claimed) {
+      int timeout_s = job.timeout_s > 0 ? job.timeout_s : opt.default_timeout_s;
+      auto run = std::make_shared<JobRun>(std::move(job), SteadyClock::now() + std::chrono::seconds(timeout_s));
+      st.running.emplace(run->job().id, run);
+      st.dispatch.push_back(std::move(run));
+      st.busy++;
+    }
+    st.slots_cv.notify_all();
+  }
+  // Claimed jobs that no slot started go straight back to the queue.
+  std::lock_guard lock(st.mu);
+  while (!st.dispatch.empty()) {
+    auto run = std::move(st.dispatch.front());
+    st.dispatch.pop_front();
+    st.pending_releases.push_back({run->job().id, run->job().attempt});
+    st.running.erase(run->job().id);
+    st.busy--;
+  }
+  st.claimer_done = true;
+  st.slots_cv.notify_all();
+  st.writer_cv.notify_all();
+}
+
+void Loops::slot() {
+  // One executor instance per plugin per slot: plugins never see concurrent
+  // execute() calls on one instance.
+  std::map<std::string, std::unique_ptr<plugin::Executor>> executors;
+  while (true) {
+    std::shared_ptr<JobRun> run;
+    {
+      std::unique_lock lock(st.mu);
+      st.slots_cv.wait(lock, [&] { return !st.dispatch.empty() || st.claimer_done; });
+      if (st.dispatch.empty()) break;
+      run = std::move(st.dispatch.front());
+      st.dispatch.pop_front();
+    }
+    run_job(run, executors);
+  }
+  executors.clear();
+  std::lock_guard lock(st.mu);
+  st.slots_alive--;
+  st.writer_cv.notify_all();
+}
+
+void Loops::run_job(const std::shared_ptr<JobRun>& run,
+                    std::map<std::string, std::unique_ptr<plugin::Executor>>& executors) {
+  const queue::ClaimedJob& job = run->job();
+  const int timeout_s = job.timeout_s > 0 ? job.timeout_s : opt.default_timeout_s;
+
+  const plugin::LoadedPlugin* p = plugins.for_language(job.language);
+  if (p == nullptr) {
+    queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
+                        "no executor plugin for language '" + job.language + "' on worker " + opt.worker_id};
+    finish(run, c, false);
+    return;
+  }
+  auto& executor = executors[p->info().name];
+  if (!executor) {
+    auto cfg = opt.plugin_configs.find(p->info().name);
+    auto created = p->create(cfg == opt.plugin_configs.end() ? "{}" : cfg->second);
+    if (!created) {
+      queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
+                          "executor plugin '" + p->info().name + "' failed to start: " + created.message()};
+      finish(run, c, false);
+      return;
+    }
+    executor = std::move(created).value();
+  }
+
+  // A fresh working directory per attempt, removed afterwards.
+  std::filesystem::path workdir = opt.jobs_dir / (std::to_string(job.id) + "-" + std::to_string(job.attempt));
+  std::error_code ec;
+  std::filesystem::remove_all(workdir, ec);
+  std::filesystem::create_directories(workdir, ec);
+  if (ec) {
+    queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
+                        "cannot create working directory " + workdir.string() + ": " + ec.message()};
+    finish(run, c, false);
+    return;
+  }
+  std::filesystem::permissions(workdir, std::filesystem::perms::owner_all, ec);
+
+  nlohmann::ordered_json doc = job.payload.is_object() ? job.payload : nlohmann::ordered_json::object();
+  if (!doc.contains("code")) doc["code"] = "";
+  if (!doc.contains("args") || !doc["args"].is_object()) doc["args"] = nlohmann::ordered_json::object();
+  doc["id"] = job.id;
+  doc["attempt"] = job.attempt;
+  doc["language"] = job.language;
+  doc["script_path"] = job.script_path;
+  doc["timeout_s"] = timeout_s;
+  doc["workdir"] = workdir.string();
+  doc["env"] = minimal_job_environment(workdir, job.id, job.attempt);
+  const std::string job_json = doc.dump();
+
+  {
+    std::lock_guard lock(st.mu);
+    run->executor = executor.get();
+  }
+  if (opt.on_job_start) opt.on_job_start(job);
+  quern_status rc = executor->execute(job_json, *run);
+  {
+    std::lock_guard lock(st.mu);
+    run->executor = nullptr;
+  }
+  // Whatever the plugin did, nothing of the job may outlive it.
+  if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGKILL);
+  std::filesystem::remove_all(workdir, ec);
+
+  if (run->lost()) {
+    finish(run, std::nullopt, false);
+  } else if (run->stop_reason() == QUERN_SHUTDOWN && rc != QUERN_STATUS_SUCCESS) {
+    finish(run, std::nullopt, true);
+  } else {
+    finish(run, run->outcome(rc, timeout_s), false);
+  }
+}
+
+void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion,
+                   bool release) {
+  std::string logs = run->take_logs();
+  std::lock_guard lock(st.mu);
+  if (!logs.empty()) st.pending_logs.push_back({run->job().id, std::move(logs)});
+  if (completion) st.pending_completions.push_back(std::move(*completion));
+  if (release) st.pending_releases.push_back({run->job().id, run->job().attempt});
+  st.running.erase(run->job().id);
+  st.busy--;
+  st.writer_cv.notify_all();
+  st.claimer_cv.notify_all();
+}
+
+void Loops::heartbeat(queue::Queue& q) {
+  std::vector<queue::Lease> leases;
+  {
+    std::lock_guard lock(st.mu);
+    for (auto& [id, run] : st.running) leases.push_back({id, run->job().attempt});
+  }
+  if (leases.empty()) return;
+  auto reply = q.heartbeat(opt.worker_id, leases);
+  if (!reply) {
+    log_error(opt.worker_id, "heartbeat failed: " + reply.message());
+    return;
+  }
+  std::lock_guard lock(st.mu);
+  for (int64_t id : reply->canceled) {
+    auto it = st.running.find(id);
+    if (it != st.running.end()) it->second->request_stop(QUERN_CANCEL_REQUESTED);
+  }
+  for (int64_t id : reply->lost) {
+    auto it = st.running.find(id);
+    if (it == st.running.end()) continue;  // finished meanwhile
+    log_error(opt.worker_id, "lease lost for job " + std::to_string(id) + " (attempt " +
+                                 std::to_string(it->second->job().attempt) + "): stopping it");
+    it->second->mark_lost();
+    it->second->request_stop(QUERN_SHUTDOWN);
+  }
+  st.watchdog_cv.notify_all();
+}
+
+void Loops::writer() {
+  queue::Queue& q = *st.writer_queue;
+  const milliseconds recovery_interval = std::max(milliseconds(200), opt.lease_timeout / 4);
+  auto next_heartbeat = SteadyClock::now() + opt.heartbeat_interval;
+  auto next_recovery = SteadyClock::now();
+  auto next_log_flush = SteadyClock::now() + kLogFlushInterval;
+  std::vector<queue::LogChunk> logs;
+  std::vector<queue::Completion> completions;
+  std::vector<queue::Lease> releases;
+  bool retry_wait = false;
+  while (true) {
+    bool all_done;
+    {
+      std::unique_lock lock(st.mu);
+      auto wake = std::min({next_heartbeat, next_recovery, next_log_flush});
+      if (retry_wait) wake = std::min(wake, SteadyClock::now() + kDatabaseRetry);
+      st.writer_cv.wait_until(lock, wake, [&] {
+        return !retry_wait && (!st.pending_completions.empty() || !st.pending_releases.empty() ||
+                               st.log_flush_wanted || (st.claimer_done && st.slots_alive == 0));
+      });
+      retry_wait = false;
+      const auto now = SteadyClock::now();
+      if (now >= next_log_flush || st.log_flush_wanted) {
+        for (auto& [id, run] : st.running) {
+          std::string text = run->take_logs();
+          if (!text.empty()) logs.push_back({id, std::move(text)});
+        }
+        next_log_flush = now + kLogFlushInterval;
+        st.log_flush_wanted = false;
+      }
+      // Final chunks go after the running ones of the same job, and before
+      // the job's completion.
+      for (auto& c : st.pending_logs) logs.push_back(std::move(c));
+      st.pending_logs.clear();
+      for (auto& c : st.pending_completions) completions.push_back(std::move(c));
+      st.pending_completions.clear();
+      for (auto& r : st.pending_releases) releases.push_back(r);
+      st.pending_releases.clear();
+      all_done = st.claimer_done && st.slots_alive == 0;
+    }
+    if (!logs.empty()) {
+      if (Status s = q.append_logs(logs); s) {
+        logs.clear();
+      } else {
+        log_error(opt.worker_id, "writing logs failed (will retry): " + s.message());
+        retry_wait = true;
+      }
+    }
+    if (logs.empty() && !completions.empty()) {
+      auto accepted = q.complete(opt.worker_id, completions);
+      if (accepted) {
+        st.completed += static_cast<int64_t>(accepted->size());
+        if (size_t stale = completions.size() - accepted->size(); stale > 0) {
+          st.refused += static_cast<int64_t>(stale);
+          log_error(opt.worker_id, std::to_string(stale) +
+                                       " completion(s) refused: lease lost (the job was re-queued or finished elsewhere)");
+        }
+        completions.clear();
+      } else {
+        log_error(opt.worker_id, "completing jobs failed (will retry): " + accepted.message());
+        retry_wait = true;
+      }
+    }
+    if (!releases.empty()) {
+      if (Status s = q.release(opt.worker_id, releases); s) {
+        releases.clear();
+      } else {
+        log_error(opt.worker_id, "handing jobs back failed (will retry): " + s.message());
+        retry_wait = true;
+      }
+    }
+    const auto now = SteadyClock::now();
+    if (now >= next_heartbeat) {
+      heartbeat(q);
+      next_heartbeat = now + opt.heartbeat_interval;
+    }
+    if (opt.recover_expired_leases && now >= next_recovery) {
+      auto report = q.recover_expired(opt.lease_timeout);
+      if (!report) log_error(opt.worker_id, "lease recovery failed: " + report.message());
+      next_recovery = now + recovery_interval;
+    }
+    if (all_done && logs.empty() && completions.empty() && releases.empty()) break;
+    if (all_done && retry_wait &&
+        SteadyClock::now() - st.stop_requested_at > opt.shutdown_grace + std::chrono::seconds(30)) {
+      log_error(opt.worker_id, "giving up on unwritten results: their leases will expire and they will re-run");
+      break;
+    }
+  }
+  std::lock_guard lock(st.mu);
+  st.writer_done = true;
+  st.watchdog_cv.notify_all();
+}
+
+void Loops::watchdog() {
+  std::unique_lock lock(st.mu);
+  while (!st.writer_done) {
+    st.watchdog_cv.wait_for(lock, kWatchdogTick);
+    const auto now = SteadyClock::now();
+    const bool shutdown_due = st.stopping && now - st.stop_requested_at >= opt.shutdown_grace;
+    bool want_flush = false;
+    for (auto& [id, run] : st.running) {
+      if (shutdown_due) run->request_stop(QUERN_SHUTDOWN);
+      if (now >= run->deadline()) run->request_stop(QUERN_TIMEOUT_REACHED);
+      if (run->stop_reason() != QUERN_RUNNING && !run->term_sent) {
+        run->term_sent = true;
+        run->term_at = now;
+        if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGTERM);
+        if (run->executor) run->executor->interrupt();
+      } else if (run->term_sent && !run->kill_sent && now - run->term_at >= opt.kill_grace) {
+        run->kill_sent = true;
+        if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGKILL);
+      }
+      if (run->pending_log_bytes() >= kLogFlushBytes) want_flush = true;
+    }
+    if (want_flush) {
+      st.log_flush_wanted = true;
+      st.writer_cv.notify_all();
+    }
+  }
+}
+
+}  // namespace
+
+Status Worker::start() {
+  if (options_.tags.empty()) return Status::error("worker " + options_.worker_id + ": no tags to serve");
+  if (options_.slots < 1) return Status::error("worker " + options_.worker_id + ": slots must be at least 1");
+  std::error_code ec;
+  std::filesystem::create_directories(options_.jobs_dir, ec);
+  if (ec)
+    return Status::error("cannot create the jobs directory " + options_.jobs_dir.string() + ": " + ec.message());
+  queue::QueueOptions qo;
+  qo.default_max_restarts = options_.max_restarts;
+  auto cq = queue::Queue::connect(options_.database_url, qo);
+  if (!cq) return cq.status().with_context("worker " + options_.worker_id);
+  auto wq = queue::Queue::connect(options_.database_url, qo);
+  if (!wq) return wq.status().with_context("worker " + options_.worker_id);
+  if (Status s = (*cq)->listen(options_.tags); !s) return s.with_context("worker " + options_.worker_id);
+  state_->claim_queue = std::move(cq).value();
+  state_->writer_queue = std::move(wq).value();
+
+  auto loops = std::make_shared<Loops>(options_, plugins_, *state_);
+  state_->slots_alive = options_.slots;
+  state_->threads.emplace_back([loops] { loops->writer(); });
+  state_->threads.emplace_back([loops] { loops->watchdog(); });
+  for (int i = 0; i < options_.slots; ++i) state_->threads.emplace_back([loops] { loops->slot(); });
+  state_->threads.emplace_back([loops] { loops->claimer(); });
+  return Status::ok();
+}
+
+}  // namespace quern::worker

@@ -1,1 +1,80 @@
-// stub
+// The noop executor: runs nothing, in process. Used by tests and by the
+// queue benchmark, so it must stay cheap: one small JSON parse per job, no
+// child process, no file system access.
+//
+// Job args (all optional):
+//   "sleep_ms": N      sleep N ms in steps of at most 5 ms, polling
+//                      cancelled(): timeout → TIMEOUT, cancel/shutdown or
+//                      interrupt() → CANCELED;
+//   "log": ["l", ...]  log these lines to stdout;
+//   "fail": "msg"      fail with this error (after sleeping and logging);
+//   "result": <any>    the result; default {"ok": true}.
+//
+// Thread-safety: one execute at a time per instance; interrupt() from any thread.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "quern/executor.hpp"
+
+namespace {
+
+using nlohmann::json;
+using quern::sdk::JobContext;
+
+class NoopExecutor {
+ public:
+  explicit NoopExecutor(std::string_view /*config_json*/) {}
+
+  quern_status execute(std::string_view job_json, JobContext& ctx) {
+    interrupted_.store(false, std::memory_order_relaxed);
+    const json job = json::parse(job_json);
+    static const json kEmpty = json::object();
+    auto args_it = job.find("args");
+    const json& args = args_it != job.end() && args_it->is_object() ? *args_it : kEmpty;
+
+    if (auto it = args.find("sleep_ms"); it != args.end() && it->is_number()) {
+      using Clock = std::chrono::steady_clock;
+      const auto until = Clock::now() + std::chrono::milliseconds(it->get<int64_t>());
+      while (true) {
+        int32_t why = ctx.cancelled();
+        if (why == QUERN_RUNNING && interrupted_.load(std::memory_order_relaxed)) why = QUERN_CANCEL_REQUESTED;
+        if (why == QUERN_TIMEOUT_REACHED) {
+          ctx.set_error("timed out");
+          return QUERN_STATUS_TIMEOUT;
+        }
+        if (why != QUERN_RUNNING) {
+          ctx.set_error("canceled");
+          return QUERN_STATUS_CANCELED;
+        }
+        const auto now = Clock::now();
+        if (now >= until) break;
+        std::this_thread::sleep_for(std::min<Clock::duration>(until - now, std::chrono::milliseconds(5)));
+      }
+    }
+    if (auto it = args.find("log"); it != args.end() && it->is_array()) {
+      for (const auto& line : *it)
+        ctx.log(QUERN_STREAM_STDOUT, line.is_string() ? line.get<std::string>() : line.dump());
+    }
+    if (auto it = args.find("fail"); it != args.end()) {
+      ctx.set_error(it->is_string() ? it->get<std::string>() : it->dump());
+      return QUERN_STATUS_FAILURE;
+    }
+    auto result = args.find("result");
+    ctx.set_result(result != args.end() ? result->dump() : std::string(R"({"ok":true})"));
+    return QUERN_STATUS_SUCCESS;
+  }
+
+  void interrupt() { interrupted_.store(true, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> interrupted_{false};
+};
+
+}  // namespace
+
+QUERN_EXECUTOR_PLUGIN(NoopExecutor, "noop", "1.0.0", "noop", "noop", 0)

@@ -1,0 +1,25 @@
+// Each subcommand registers itself on the CLI11 app; its callback stores the
+// process exit status in *exit_code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "host/cli/common.h"
+#include "host/config/config.h"
+#include "host/worker/worker.h"
+
+namespace quern::cli {
+
+void register_up(CLI::App& app, int* exit_code);
+void register_worker(CLI::App& app, int* exit_code);
+void register_run(CLI::App& app, int* exit_code);
+void register_plugins(CLI::App& app, int* exit_code);
+
+// --config/--database-url/--plugin-dir/--data-dir on a subcommand.
+void add_common_options(CLI::App& cmd, CommonOptions& options);
+
+// Worker options for one configured group.
+worker::WorkerOptions worker_options_for(const config::Config& cfg, const config::WorkerGroup& group,
+                                         const std::string& database_url);
+
+}  // namespace quern::cli

@@ -1,0 +1,95 @@
+#include "host/cli/job_follow.h"
+
+#include <fstream>
+#include <ostream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+namespace quern::cli {
+
+Status load_script_file(const std::filesystem::path& file, JobRequest& req) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Status::error("cannot read " + file.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  req.code = ss.str();
+  req.script_path = file.string();
+  if (req.language.empty()) {
+    auto ext = file.extension().string();
+    if (ext == ".sh" || ext == ".bash") req.language = "bash";
+    else
+      return Status::error(file.string() + ": cannot tell the language from the extension '" + ext +
+                           "'; pass --language");
+  }
+  if (req.args_json == "{}") {
+    std::istringstream lines(req.code);
+    std::string line;
+    const std::string marker = "# quern:args ";
+    while (std::getline(lines, line)) {
+      if (line.rfind(marker, 0) == 0) {
+        req.args_json = line.substr(marker.size());
+        break;
+      }
+    }
+  }
+  return Status::ok();
+}
+
+StatusOr<queue::NewJob> make_job(const JobRequest& req) {
+  if (req.language.empty()) return Status::error("no language: pass --language (e.g. bash)");
+  auto args = nlohmann::ordered_json::parse(req.args_json, nullptr, false);
+  if (args.is_discarded()) return Status::error("--args is not valid JSON: " + req.args_json);
+  if (!args.is_object()) return Status::error("--args must be a JSON object, e.g. '{\"name\": \"world\"}'");
+  if (req.priority < queue::kMinPriority || req.priority > queue::kMaxPriority)
+    return Status::error("--priority must be between 1 and 100, got " + std::to_string(req.priority));
+  if (req.timeout_s < 0) return Status::error("--timeout must not be negative");
+  queue::NewJob job;
+  job.language = req.language;
+  job.tag = req.tag.empty() ? req.language : req.tag;
+  job.priority = req.priority;
+  job.timeout_s = req.timeout_s;
+  job.script_path = req.script_path;
+  job.payload = nlohmann::ordered_json::object();
+  job.payload["code"] = req.code;
+  job.payload["args"] = std::move(args);
+  return job;
+}
+
+int exit_code_for(const std::string& state) {
+  if (state == "success") return 0;
+  if (state == "timeout") return 124;
+  if (state == "canceled") return 130;
+  return 1;
+}
+
+StatusOr<queue::JobRecord> follow_job(queue::Queue& q, int64_t id, std::ostream* logs,
+                                      const std::function<bool()>& cancel_requested) {
+  int64_t offset = 0;
+  bool canceled = false;
+  auto delay = std::chrono::milliseconds(2);
+  while (true) {
+    if (cancel_requested && !canceled && cancel_requested()) {
+      canceled = true;
+      if (auto c = q.cancel(id, "canceled from the command line"); !c) return c.status();
+    }
+    auto rec = q.get_job(id);
+    if (!rec) return rec.status();
+    if (!*rec) return Status::error("job " + std::to_string(id) + " disappeared");
+    const bool finished = (*rec)->state != "queued" && (*rec)->state != "running";
+    if (logs) {
+      auto text = q.read_logs(id, offset);
+      if (!text) return text.status();
+      if (!text->empty()) {
+        *logs << *text << std::flush;
+        offset += static_cast<int64_t>(text->size());
+      }
+    }
+    if (finished) return std::move(**rec);
+    std::this_thread::sleep_for(delay);  // polling interval, not synchronization
+    delay = std::min(delay * 2, std::chrono::milliseconds(50));
+  }
+}
+
+}  // namespace quern::cli

@@ -1,0 +1,126 @@
+// Queue: the connection (open, re-open after loss, prepared statements),
+// LISTEN/NOTIFY, and small conversion helpers.
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "host/queue/queue.h"
+#include "host/queue/queue_internal.h"
+#include "host/queue/queue_sql.h"
+
+namespace quern::queue {
+
+// Marks the queue notified when a NOTIFY arrives on its channel. libpqxx
+// calls it from get_notifs()/await_notification() on the owning thread.
+class ChannelReceiver final : public pqxx::notification_receiver {
+ public:
+  ChannelReceiver(pqxx::connection& c, const std::string& channel, bool* flag)
+      : pqxx::notification_receiver(c, channel), flag_(flag) {}
+  void operator()(const std::string&, int) override { *flag_ = true; }
+
+ private:
+  bool* flag_;
+};
+
+void Queue::Impl::ensure_connected() {
+  if (conn && conn->is_open()) return;
+  drop_connection();
+  auto c = std::make_unique<pqxx::connection>(url);
+  c->set_client_encoding("UTF8");  // byte offsets of logs are UTF-8 offsets
+  for (const sql::Statement& s : sql::kAll) c->prepare(s.name, s.text);
+  conn = std::move(c);
+  try {
+    for (const std::string& ch : channels) add_receiver(ch);
+  } catch (...) {
+    drop_connection();
+    throw;
+  }
+}
+
+void Queue::Impl::drop_connection() noexcept {
+  receivers.clear();
+  conn.reset();
+}
+
+void Queue::Impl::add_receiver(const std::string& channel) {
+  // The receiver's constructor sends LISTEN with the channel quoted as an identifier.
+  receivers.push_back(std::make_unique<ChannelReceiver>(*conn, channel, &notified));
+}
+
+Status Queue::listen(const std::vector<std::string>& tags) {
+  auto r = impl_->run("listen", [&](pqxx::connection&) {
+    for (const std::string& tag : tags) {
+      const std::string ch = channel_for_tag(tag);
+      bool known = false;
+      for (const std::string& c : impl_->channels) known = known || c == ch;
+      if (known) continue;
+      impl_->add_receiver(ch);
+      impl_->channels.push_back(ch);
+    }
+    return true;
+  });
+  return r.status();
+}
+
+StatusOr<bool> Queue::wait_for_jobs(std::chrono::milliseconds timeout) {
+  return impl_->run("wait_for_jobs", [&](pqxx::connection& c) {
+    using SteadyClock = std::chrono::steady_clock;
+    const auto deadline = SteadyClock::now() + timeout;
+    c.get_notifs();  // anything already received while running other statements
+    while (!impl_->notified) {
+      const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - SteadyClock::now());
+      if (left.count() <= 0) break;
+      // Waits on the connection's socket (select), so a NOTIFY wakes us at once.
+      c.await_notification(static_cast<long>(left.count() / 1000000), static_cast<long>(left.count() % 1000000));
+    }
+    c.get_notifs();  // drain whatever else is pending
+    const bool got = impl_->notified;
+    impl_->notified = false;
+    return got;
+  });
+}
+
+namespace {
+// 32-bit FNV-1a; quern.channel_for_tag() in migrations.cpp computes the same.
+uint32_t fnv1a32(const std::string& s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char b : s) {
+    h ^= b;
+    h *= 16777619u;
+  }
+  return h;
+}
+}  // namespace
+
+std::string channel_for_tag(const std::string& tag) {
+  static const std::string kPrefix = "quern_jobs:";
+  constexpr size_t kMaxChannel = 63;  // NAMEDATALEN - 1
+  if (kPrefix.size() + tag.size() <= kMaxChannel) return kPrefix + tag;
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", fnv1a32(tag));
+  return kPrefix + "#" + hex;
+}
+
+std::string to_text_array(const std::vector<std::string>& values) {
+  std::string s = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) s += ',';
+    s += '"';
+    for (char ch : values[i]) {
+      if (ch == '"' || ch == '\\') s += '\\';
+      s += ch;
+    }
+    s += '"';
+  }
+  return s + "}";
+}
+
+int64_t to_epoch_us(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+Clock::time_point from_epoch_us(int64_t us) {
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(us)));
+}
+
+}  // namespace quern::queue

@@ -1,0 +1,139 @@
+// Queue: logs, cancel, lease recovery, lookups and admin helpers.
+#include <string>
+
+#include "host/queue/migrations.h"
+#include "host/queue/queue.h"
+#include "host/queue/queue_internal.h"
+#include "host/queue/queue_sql.h"
+
+namespace quern::queue {
+
+Status Queue::append_logs(const std::vector<LogChunk>& chunks) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const LogChunk& ch : chunks) {
+    if (!ch.text.empty()) arr.push_back({{"job_id", ch.job_id}, {"chunk", ch.text}});
+  }
+  if (arr.empty()) return Status::ok();
+  // Two appenders on the same job (a stale worker and the new one) may race
+  // for the same start offset; the loser retries against the new end.
+  constexpr int kAttempts = 5;
+  for (int i = 1;; ++i) {
+    bool conflict = false;
+    auto r = impl_->run("append_logs", [&](pqxx::connection& c) {
+      try {
+        pqxx::nontransaction tx(c);
+        tx.exec_prepared(sql::kAppendLogs.name, arr.dump());
+      } catch (const pqxx::unique_violation&) {
+        if (i >= kAttempts) throw;
+        conflict = true;
+      }
+      return true;
+    });
+    if (!r) return r.status();
+    if (!conflict) return Status::ok();
+  }
+}
+
+StatusOr<std::string> Queue::read_logs(int64_t job_id, int64_t from) {
+  if (from < 0) from = 0;
+  return impl_->run("read_logs", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared(sql::kReadLogs.name, job_id, from);
+    std::string text;
+    for (const auto& row : r) {
+      const int64_t start = row[0].as<int64_t>();
+      const char* chunk = row[1].c_str();
+      const int64_t size = static_cast<int64_t>(row[1].size());
+      const int64_t skip = from > start ? from - start : 0;
+      if (skip < size) text.append(chunk + skip, static_cast<size_t>(size - skip));
+    }
+    return text;
+  });
+}
+
+StatusOr<CancelOutcome> Queue::cancel(int64_t job_id, const std::string& reason) {
+  return impl_->run("cancel", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    // A job moves between states concurrently (claimed, completed, requeued);
+    // retry the few times a move raced with this request.
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      auto r = tx.exec_prepared1(sql::kCancel.name, job_id, reason);
+      if (r[0].as<int64_t>() > 0) return CancelOutcome::canceled;
+      if (r[1].as<int64_t>() > 0) return CancelOutcome::requested;
+      if (r[2].as<bool>()) return CancelOutcome::already_finished;
+      auto p = tx.exec_prepared1(sql::kCancelProbe.name, job_id);
+      if (p[0].as<bool>()) return CancelOutcome::already_finished;
+      if (!p[1].as<bool>()) return CancelOutcome::not_found;
+    }
+    throw std::runtime_error("job " + std::to_string(job_id) + " kept changing state");
+  });
+}
+
+StatusOr<RecoveryReport> Queue::recover_expired(std::chrono::milliseconds lease_timeout) {
+  return impl_->run("recover_expired", [&](pqxx::connection& c) {
+    RecoveryReport report;
+    pqxx::work tx(c);
+    if (!tx.exec_prepared1(sql::kTryRecoveryLock.name, kRecoveryLockKey)[0].as<bool>()) {
+      tx.commit();
+      return report;  // another process is sweeping
+    }
+    auto r = tx.exec_prepared1(sql::kRecover.name, static_cast<int64_t>(lease_timeout.count()),
+                               impl_->options.default_max_restarts);
+    tx.commit();
+    report.requeued = r[0].as<int>();
+    report.failed = r[1].as<int>();
+    report.canceled = r[2].as<int>();
+    return report;
+  });
+}
+
+StatusOr<std::optional<JobRecord>> Queue::get_job(int64_t job_id) {
+  return impl_->run("get_job", [&](pqxx::connection& c) -> std::optional<JobRecord> {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared(sql::kGetJob.name, job_id);
+    if (r.empty()) return std::nullopt;
+    const auto row = r[0];
+    JobRecord j;
+    j.id = row[0].as<int64_t>();
+    j.state = row[1].as<std::string>();
+    j.tag = row[2].as<std::string>();
+    j.language = row[3].as<std::string>();
+    j.script_path = row[4].as<std::string>();
+    j.payload = nlohmann::ordered_json::parse(row[5].c_str());
+    j.priority = row[6].as<int>();
+    j.attempt = row[7].as<int32_t>();
+    j.worker_id = row[8].as<std::string>();
+    if (!row[9].is_null()) j.result = nlohmann::json::parse(row[9].c_str());
+    j.error = row[10].as<std::string>();
+    j.created_at = from_epoch_us(row[11].as<int64_t>());
+    if (!row[12].is_null()) j.started_at = from_epoch_us(row[12].as<int64_t>());
+    if (!row[13].is_null()) j.completed_at = from_epoch_us(row[13].as<int64_t>());
+    j.cancel_requested = row[14].as<bool>();
+    return j;
+  });
+}
+
+StatusOr<int64_t> Queue::count_waiting(const std::vector<std::string>& tags) {
+  return impl_->run("count_waiting", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx.exec_prepared1(sql::kCountWaiting.name, to_text_array(tags))[0].as<int64_t>();
+  });
+}
+
+StatusOr<int64_t> Queue::count_running() {
+  return impl_->run("count_running", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx.exec_prepared1(sql::kCountRunning.name)[0].as<int64_t>();
+  });
+}
+
+StatusOr<std::string> Queue::exec_scalar(const std::string& statement) {
+  return impl_->run("exec_scalar", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec(statement);
+    if (r.empty() || r.columns() == 0 || r[0][0].is_null()) return std::string();
+    return r[0][0].as<std::string>();
+  });
+}
+
+}  // namespace quern::queue

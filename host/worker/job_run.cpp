@@ -1,0 +1,96 @@
+#include "host/worker/job_run.h"
+
+#include <nlohmann/json.hpp>
+
+namespace quern::worker {
+
+void JobRun::log_line(int32_t stream, std::string_view line) {
+  std::lock_guard lock(mu_);
+  if (log_truncated_) return;
+  if (logged_bytes_ + line.size() + 1 > kMaxLogBytes) {
+    log_truncated_ = true;
+    logs_ += "[quern] log truncated: the job wrote more than 32 MiB\n";
+    return;
+  }
+  // stderr and system lines are marked so readers can tell them apart
+  // without a per-line stream column.
+  if (stream == QUERN_STREAM_SYSTEM) logs_ += "[quern] ";
+  logs_.append(line);
+  logs_.push_back('\n');
+  logged_bytes_ += line.size() + 1;
+}
+
+void JobRun::set_result(std::string_view json) {
+  std::lock_guard lock(mu_);
+  result_json_.assign(json);
+  has_result_ = true;
+}
+
+void JobRun::set_error(std::string_view message) {
+  std::lock_guard lock(mu_);
+  error_.assign(message);
+}
+
+bool JobRun::request_stop(int32_t reason) {
+  int32_t expected = QUERN_RUNNING;
+  return stop_reason_.compare_exchange_strong(expected, reason);
+}
+
+std::string JobRun::take_logs() {
+  std::lock_guard lock(mu_);
+  std::string out;
+  out.swap(logs_);
+  return out;
+}
+
+size_t JobRun::pending_log_bytes() const {
+  std::lock_guard lock(mu_);
+  return logs_.size();
+}
+
+queue::Completion JobRun::outcome(quern_status rc, int timeout_s) const {
+  queue::Completion c;
+  c.id = job_.id;
+  c.attempt = job_.attempt;
+  std::lock_guard lock(mu_);
+  const int32_t reason = stop_reason_.load();
+  // A job that finished successfully just as it was stopped keeps its success.
+  if (rc != QUERN_STATUS_SUCCESS && (rc == QUERN_STATUS_TIMEOUT || reason == QUERN_TIMEOUT_REACHED)) {
+    c.status = queue::JobStatus::timeout;
+    c.error = "timed out after " + std::to_string(timeout_s) + " s";
+    return c;
+  }
+  if (rc != QUERN_STATUS_SUCCESS && (rc == QUERN_STATUS_CANCELED || reason == QUERN_CANCEL_REQUESTED)) {
+    c.status = queue::JobStatus::canceled;
+    c.error = error_.empty() ? "canceled" : error_;
+    return c;
+  }
+  switch (rc) {
+    case QUERN_STATUS_SUCCESS: {
+      if (!has_result_ || result_json_.empty()) {
+        c.status = queue::JobStatus::success;
+        c.result = nullptr;
+        return c;
+      }
+      auto parsed = nlohmann::json::parse(result_json_, nullptr, /*allow_exceptions=*/false);
+      if (parsed.is_discarded()) {
+        c.status = queue::JobStatus::failure;
+        c.error = "the executor returned a result that is not valid JSON";
+        return c;
+      }
+      c.status = queue::JobStatus::success;
+      c.result = std::move(parsed);
+      return c;
+    }
+    case QUERN_STATUS_FAILURE:
+      c.status = queue::JobStatus::failure;
+      c.error = error_.empty() ? "failed" : error_;
+      return c;
+    default:
+      c.status = queue::JobStatus::failure;
+      c.error = "executor error: " + (error_.empty() ? std::string("unknown") : error_);
+      return c;
+  }
+}
+
+}  // namespace quern::worker

@@ -1,0 +1,98 @@
+// A worker: N slots, each running one job at a time through the executor
+// plugin for the job's language (ARCHITECTURE.md §1-2, §4).
+//
+// Threads and what they own:
+//  - claimer: its own Queue connection; LISTENs on the served tags and claims
+//    at most as many jobs as there are free slots, in one statement; polls
+//    every poll_interval in case a notification was lost.
+//  - slots (N): each takes a claimed job, runs it through its own Executor
+//    instance (one per plugin per slot, so plugins never see concurrent
+//    execute calls on one instance), and hands the outcome to the writer.
+//  - writer: its own Queue connection; batches log chunks and completions
+//    (logs of a job are always written before its completion), heartbeats
+//    the leases of running jobs, and sweeps expired leases of other workers.
+//  - watchdog: enforces timeouts, cancellations and lost leases by flagging
+//    the job (is_cancelled) and killing the job's process group (TERM, then
+//    KILL after kill_grace).
+// Shared state is guarded by Worker's mutex unless noted on the member.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "host/common/status.h"
+#include "host/plugin/plugin_registry.h"
+#include "host/queue/queue.h"
+
+namespace quern::worker {
+
+struct WorkerOptions {
+  std::string database_url;
+  std::string worker_id;  // empty = <hostname>-<pid>-<random>
+  std::string group = "default";
+  std::vector<std::string> tags;
+  int slots = 4;
+  std::chrono::milliseconds poll_interval{1000};
+  std::chrono::milliseconds heartbeat_interval{10000};
+  std::chrono::milliseconds lease_timeout{30000};
+  std::chrono::milliseconds kill_grace{2000};
+  // On stop(): how long running jobs may go on before they are interrupted
+  // and handed back to the queue.
+  std::chrono::milliseconds shutdown_grace{30000};
+  int default_timeout_s = 3600;
+  int max_restarts = 3;
+  bool recover_expired_leases = true;  // take part in the cluster-wide sweep
+  std::filesystem::path jobs_dir;      // job working directories; empty = $TMPDIR/quern-jobs
+  std::map<std::string, std::string> plugin_configs;  // plugin name → config JSON
+  // Test and benchmark hook: called on the slot thread right before execute().
+  std::function<void(const queue::ClaimedJob&)> on_job_start;
+};
+
+struct WorkerStats {
+  int64_t claimed = 0;
+  int64_t completed = 0;         // completions accepted by the queue
+  int64_t completions_refused = 0;  // stale (lease lost) completions
+  int64_t claim_queries = 0;
+  int64_t running = 0;
+};
+
+class Worker {
+ public:
+  Worker(WorkerOptions options, const plugin::PluginRegistry& plugins);
+  ~Worker();  // stop() + wait()
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Connects, LISTENs and starts the threads. Errors: unreachable database,
+  // no tags, no plugin for any served language is NOT an error (jobs of an
+  // unknown language fail with a clear message).
+  Status start();
+  // Graceful stop: stop claiming; let running jobs finish for up to
+  // shutdown_grace, then interrupt them and hand them back. Non-blocking;
+  // async-signal-unsafe (call from a normal thread).
+  void stop();
+  // Blocks until every thread has ended and every completion was written.
+  void wait();
+
+  const std::string& id() const { return options_.worker_id; }
+  WorkerStats stats() const;
+
+  struct State;  // internal (worker.cpp)
+
+ private:
+  WorkerOptions options_;
+  const plugin::PluginRegistry& plugins_;
+  std::unique_ptr<State> state_;
+};
+
+// The minimal environment a job's process gets: never the worker's own.
+std::map<std::string, std::string> minimal_job_environment(const std::filesystem::path& workdir,
+                                                           int64_t job_id, int32_t attempt);
+
+}  // namespace quern::worker

@@ -1,0 +1,373 @@
+// Tests for host/config: the XML format, its defaults, and above all its
+// error messages ("file:line: what was expected"), which are the user
+// interface of a config file.
+//
+// Suite names start with a lowercase "config" so that `ctest -R config`
+// (case-sensitive) selects exactly these tests.
+#include "host/config/config.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+namespace quern::config {
+namespace {
+
+using std::chrono::milliseconds;
+using ::testing::HasSubstr;
+
+namespace fs = std::filesystem;
+
+// Parses text that is expected to be rejected and returns the message.
+std::string error_of(const std::string& xml) {
+  StatusOr<Config> config = parse_config(xml, "test.xml");
+  EXPECT_FALSE(config.is_ok()) << "accepted:\n" << xml;
+  return config.message();
+}
+
+// A scratch directory per test, removed afterwards.
+class configFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ =
+        fs::temp_directory_path() / ("quern_config_test_" + std::to_string(::getpid()) + "_" + info->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "config");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path write(const std::string& relative, const std::string& text) {
+    const fs::path path = dir_ / relative;
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  fs::path dir_;
+};
+
+// Restores QUERN_DATABASE_URL after a test that changes it.
+class EnvGuard {
+ public:
+  EnvGuard() {
+    if (const char* v = std::getenv("QUERN_DATABASE_URL")) saved_ = v;
+  }
+  ~EnvGuard() {
+    if (saved_) {
+      ::setenv("QUERN_DATABASE_URL", saved_->c_str(), 1);
+    } else {
+      ::unsetenv("QUERN_DATABASE_URL");
+    }
+  }
+
+ private:
+  std::optional<std::string> saved_;
+};
+
+// ---- valid input ---------------------------------------------------------------
+
+TEST(configParse, FullFile) {
+  const std::string xml = R"(<?xml version="1.0"?>
+<!-- a comment -->
+<quern>
+  <database url="postgresql://q@db:5432/quern" data-dir="/var/lib/quern"/>
+  <plugins dir="/opt/quern/plugins">
+    <plugin path="/x/libquern_bash.so">
+      <setting name="interpreter" value="/bin/bash"/>
+      <setting name="retries" value="3"/>
+      <setting name="verbose" value="true"/>
+    </plugin>
+    <plugin path="/x/libquern_noop.so"/>
+  </plugins>
+  <queue lease-timeout="1m" poll-interval="250ms" heartbeat-interval="10s"
+         max-restarts="0" default-timeout="2h" kill-grace="0.5"/>
+  <workers>
+    <group name="default" slots="4" tags="bash, noop"/>
+    <group name="gpu" slots="1024" tags="cuda:12,ml.train,x-y_z"/>
+  </workers>
+</quern>
+)";
+  StatusOr<Config> config = parse_config(xml, "full.xml");
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  EXPECT_EQ(config->source, "full.xml");
+  EXPECT_EQ(config->database_url, "postgresql://q@db:5432/quern");
+  EXPECT_EQ(config->data_dir, "/var/lib/quern");
+  EXPECT_EQ(config->plugin_dir, "/opt/quern/plugins");
+  ASSERT_EQ(config->plugins.size(), 2u);
+  EXPECT_EQ(config->plugins[0].path, "/x/libquern_bash.so");
+  // Settings are always strings, even when they look like numbers or booleans.
+  EXPECT_EQ(nlohmann::json::parse(config->plugins[0].config_json),
+            (nlohmann::json{{"interpreter", "/bin/bash"}, {"retries", "3"}, {"verbose", "true"}}));
+  EXPECT_EQ(config->plugins[1].config_json, "{}");
+  EXPECT_EQ(config->lease_timeout, milliseconds(60000));
+  EXPECT_EQ(config->poll_interval, milliseconds(250));
+  EXPECT_EQ(config->heartbeat_interval, milliseconds(10000));
+  EXPECT_EQ(config->effective_heartbeat_interval(), milliseconds(10000));
+  EXPECT_EQ(config->max_restarts, 0);
+  EXPECT_EQ(config->default_timeout_s, 7200);
+  EXPECT_EQ(config->kill_grace, milliseconds(500));
+  ASSERT_EQ(config->groups.size(), 2u);
+  EXPECT_EQ(config->groups[0].name, "default");
+  EXPECT_EQ(config->groups[0].slots, 4);
+  EXPECT_EQ(config->groups[0].tags, (std::vector<std::string>{"bash", "noop"}));
+  EXPECT_EQ(config->groups[1].name, "gpu");
+  EXPECT_EQ(config->groups[1].slots, 1024);
+  EXPECT_EQ(config->groups[1].tags, (std::vector<std::string>{"cuda:12", "ml.train", "x-y_z"}));
+}
+
+TEST(configParse, EmptyRootGivesDefaults) {
+  StatusOr<Config> config = parse_config("<quern/>", "empty.xml");
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  const Config defaults;
+  EXPECT_EQ(config->database_url, "");
+  EXPECT_EQ(config->data_dir, ".quern");
+  EXPECT_EQ(config->plugin_dir, "");
+  EXPECT_TRUE(config->plugins.empty());
+  EXPECT_EQ(config->lease_timeout, milliseconds(30000));
+  EXPECT_EQ(config->poll_interval, milliseconds(1000));
+  EXPECT_EQ(config->heartbeat_interval, milliseconds(0));
+  EXPECT_EQ(config->effective_heartbeat_interval(), milliseconds(10000));
+  EXPECT_EQ(config->max_restarts, defaults.max_restarts);
+  EXPECT_EQ(config->default_timeout_s, 3600);
+  EXPECT_EQ(config->kill_grace, milliseconds(2000));
+  ASSERT_EQ(config->groups.size(), 1u);
+  EXPECT_EQ(config->groups[0].name, "default");
+  EXPECT_EQ(config->groups[0].slots, 4);
+  EXPECT_EQ(config->groups[0].tags, std::vector<std::string>{"bash"});
+}
+
+TEST(configParse, GroupAttributesDefault) {
+  StatusOr<Config> config = parse_config("<quern><workers><group slots='2'/></workers></quern>", "t.xml");
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  ASSERT_EQ(config->groups.size(), 1u);
+  EXPECT_EQ(config->groups[0].name, "default");
+  EXPECT_EQ(config->groups[0].slots, 2);
+  EXPECT_EQ(config->groups[0].tags, std::vector<std::string>{"bash"});
+}
+
+TEST(configDuration, Units) {
+  EXPECT_EQ(*parse_duration("250ms"), milliseconds(250));
+  EXPECT_EQ(*parse_duration("30s"), milliseconds(30000));
+  EXPECT_EQ(*parse_duration("5m"), milliseconds(300000));
+  EXPECT_EQ(*parse_duration("1h"), milliseconds(3600000));
+  EXPECT_EQ(*parse_duration("2.5"), milliseconds(2500));
+  EXPECT_EQ(*parse_duration("0"), milliseconds(0));
+  EXPECT_EQ(*parse_duration(" 1.5m "), milliseconds(90000));
+  for (const char* bad : {"", "abc", "-1s", "1d", "1 s", ".5", "5.", "1e3", "inf", "30S", "1h30m", "+1"}) {
+    StatusOr<milliseconds> d = parse_duration(bad);
+    EXPECT_FALSE(d.is_ok()) << '"' << bad << '"';
+    EXPECT_THAT(d.message(), HasSubstr("expected a duration")) << bad;
+  }
+  EXPECT_THAT(parse_duration("99999999h").message(), HasSubstr("too long"));
+}
+
+// ---- errors: file:line and what was expected ------------------------------------------
+
+TEST(configErrors, BadInteger) {
+  EXPECT_EQ(error_of("<quern>\n<workers>\n  <group name=\"a\" slots=\"abc\"/>\n</workers>\n</quern>"),
+            "test.xml:3: <group slots=\"abc\">: expected a positive integer (1..1024)");
+  EXPECT_THAT(error_of("<quern><workers><group slots='0'/></workers></quern>"),
+              HasSubstr("test.xml:1: <group slots=\"0\">: expected a positive integer (1..1024)"));
+  EXPECT_THAT(error_of("<quern><workers><group slots='1025'/></workers></quern>"), HasSubstr("(1..1024)"));
+  EXPECT_THAT(
+      error_of("<quern><queue max-restarts='-1'/></quern>"),
+      HasSubstr("test.xml:1: <queue max-restarts=\"-1\">: expected a non-negative integer (0..1000)"));
+}
+
+TEST(configErrors, AttributeOnItsOwnLine) {
+  // Attributes have no offset in pugixml; the parser still finds the attribute's own line.
+  EXPECT_THAT(
+      error_of("<quern>\n<workers>\n  <group name=\"a\"\n         slots=\"x\"/>\n</workers>\n</quern>"),
+      HasSubstr("test.xml:4: <group slots=\"x\">"));
+}
+
+TEST(configErrors, BadDuration) {
+  EXPECT_EQ(error_of("<quern>\n\n<queue lease-timeout=\"30 seconds\"/>\n</quern>"),
+            "test.xml:3: <queue lease-timeout=\"30 seconds\">: expected a duration like \"250ms\", \"30s\", "
+            "\"5m\", \"1h\" or \"2.5\" (seconds)");
+  EXPECT_THAT(error_of("<quern><queue default-timeout='1.5s'/></quern>"),
+              HasSubstr("<queue default-timeout=\"1.5s\">: expected a whole number of seconds"));
+  EXPECT_THAT(error_of("<quern><queue poll-interval='0'/></quern>"),
+              HasSubstr("<queue poll-interval=\"0\">: must be greater than zero"));
+  EXPECT_THAT(error_of("<quern><queue lease-timeout='0s'/></quern>"),
+              HasSubstr("<queue lease-timeout=\"0s\">: must be greater than zero"));
+}
+
+TEST(configErrors, HeartbeatMustBeBelowLease) {
+  EXPECT_THAT(error_of("<quern>\n<queue lease-timeout='30s' heartbeat-interval='30s'/></quern>"),
+              HasSubstr("test.xml:2: <queue heartbeat-interval=\"30s\">: must be less than lease-timeout"));
+  EXPECT_TRUE(
+      parse_config("<quern><queue lease-timeout='30s' heartbeat-interval='29s'/></quern>", "t").is_ok());
+}
+
+TEST(configErrors, UnknownElement) {
+  EXPECT_EQ(error_of("<quern>\n  <queu/>\n</quern>"),
+            "test.xml:2: unknown element <queu> inside <quern> (allowed: <database>, <plugins>, <queue>, "
+            "<workers>)");
+  EXPECT_THAT(error_of("<quern><workers>\n<grop/></workers></quern>"),
+              HasSubstr("test.xml:2: unknown element <grop> inside <workers> (allowed: <group>)"));
+  EXPECT_THAT(error_of("<quern><queue><x/></queue></quern>"), HasSubstr("it takes no child elements"));
+}
+
+TEST(configErrors, UnknownAttribute) {
+  EXPECT_EQ(error_of("<quern>\n<queue lease-timout=\"30s\"/>\n</quern>"),
+            "test.xml:2: <queue lease-timout=\"30s\">: unknown attribute \"lease-timout\" (allowed: "
+            "lease-timeout, poll-interval, heartbeat-interval, max-restarts, default-timeout, kill-grace)");
+  EXPECT_THAT(error_of("<quern><database uri='x'/></quern>"),
+              HasSubstr("unknown attribute \"uri\" (allowed: url, data-dir)"));
+  EXPECT_THAT(error_of("<quern version='1'/>"), HasSubstr("<quern version=\"1\">: unknown attribute"));
+}
+
+TEST(configErrors, DuplicateGroup) {
+  EXPECT_EQ(error_of("<quern><workers>\n<group name='a'/>\n<group name='a' slots='2'/>\n</workers></quern>"),
+            "test.xml:3: <group name=\"a\">: duplicate group name \"a\" (first at line 2)");
+  // Two unnamed groups are both "default".
+  EXPECT_THAT(error_of("<quern><workers><group/><group/></workers></quern>"),
+              HasSubstr("duplicate group name \"default\""));
+}
+
+TEST(configErrors, Tags) {
+  EXPECT_THAT(error_of("<quern><workers>\n<group tags=''/></workers></quern>"),
+              HasSubstr("test.xml:2: <group tags=\"\">: expected at least one tag"));
+  EXPECT_THAT(error_of("<quern><workers><group tags=' , '/></workers></quern>"), HasSubstr("empty tag"));
+  EXPECT_THAT(error_of("<quern><workers><group tags='bash,,noop'/></workers></quern>"),
+              HasSubstr("empty tag"));
+  EXPECT_THAT(error_of("<quern><workers><group tags='bash,no op'/></workers></quern>"),
+              HasSubstr("<group tags=\"bash,no op\">: bad tag \"no op\" (expected [A-Za-z0-9_.:-]+)"));
+  EXPECT_THAT(error_of("<quern><workers><group tags='a,b,a'/></workers></quern>"),
+              HasSubstr("duplicate tag \"a\""));
+  EXPECT_THAT(error_of("<quern><workers><group name='a b'/></workers></quern>"),
+              HasSubstr("<group name=\"a b\">: expected a name"));
+}
+
+TEST(configErrors, StructuralMistakes) {
+  EXPECT_THAT(error_of("<quern><workers/></quern>"), HasSubstr("<workers>: expected at least one <group>"));
+  EXPECT_THAT(error_of("<quern>\n<queue/>\n<queue/></quern>"),
+              HasSubstr("test.xml:3: <queue>: duplicate element (first at line 2)"));
+  EXPECT_THAT(error_of("<quern><queue>\n30s</queue></quern>"),
+              HasSubstr("test.xml:2: <queue>: unexpected text \"30s\""));
+  EXPECT_THAT(error_of("<quern><plugins><plugin/></plugins></quern>"),
+              HasSubstr("<plugin>: missing required attribute \"path\""));
+  EXPECT_THAT(error_of("<quern><plugins><plugin path='a'><setting name='x'/></plugin></plugins></quern>"),
+              HasSubstr("<setting>: missing required attribute \"value\""));
+  EXPECT_THAT(error_of("<quern><plugins><plugin path='a'>\n<setting name='x' value='1'/>\n"
+                       "<setting name='x' value='2'/></plugin></plugins></quern>"),
+              HasSubstr("test.xml:3: <setting name=\"x\">: duplicate setting"));
+  EXPECT_THAT(error_of("<quern><plugins>\n<plugin path='a'/>\n<plugin path='./a'/></plugins></quern>"),
+              HasSubstr("test.xml:3: <plugin path=\"./a\">: duplicate plugin (first at line 2)"));
+  EXPECT_THAT(error_of("<quern><database data-dir=''/></quern>"), HasSubstr("expected a non-empty path"));
+}
+
+TEST(configErrors, XmlSyntaxErrorAtTheRightLine) {
+  const std::string message = error_of("<quern>\n  <queue/>\n  <workers>\n    <group name='a'\n</quern>\n");
+  EXPECT_THAT(message, HasSubstr("test.xml:"));
+  EXPECT_THAT(message, HasSubstr("XML syntax error: "));
+  // pugixml stops at the first character it cannot accept: the '<' of </quern> on line 5.
+  EXPECT_THAT(message, HasSubstr("test.xml:5: ")) << message;
+
+  EXPECT_THAT(error_of("<quern>\n\n<queue lease-timeout='1s' /></qurn>"),
+              HasSubstr("test.xml:3: XML syntax error: Start-end tags mismatch"));
+  EXPECT_THAT(error_of("<quern>\r\n\r\n<queue>\r\n</quern>"), HasSubstr("test.xml:4: XML syntax error"));
+}
+
+TEST(configErrors, WrongOrMissingRoot) {
+  EXPECT_EQ(error_of("<!-- hi -->\n<config/>"), "test.xml:2: expected root element <quern>, found <config>");
+  EXPECT_THAT(error_of(""), HasSubstr("test.xml:"));
+  EXPECT_THAT(error_of("<quern/><quern/>"), HasSubstr("a second root element"));
+}
+
+// ---- files ------------------------------------------------------------------------
+
+TEST_F(configFile, MissingFileNamesThePath) {
+  const fs::path missing = dir_ / "config" / "nope.xml";
+  StatusOr<Config> config = load_config(missing);
+  ASSERT_FALSE(config.is_ok());
+  EXPECT_THAT(config.message(), HasSubstr(missing.string()));
+  EXPECT_THAT(config.message(), HasSubstr("No such file"));
+  EXPECT_THAT(load_config(dir_).message(), HasSubstr("is a directory"));
+}
+
+TEST_F(configFile, ErrorsNameTheFile) {
+  const fs::path file = write("config/quern.xml", "<quern>\n<workers><group slots='x'/></workers></quern>");
+  EXPECT_EQ(load_config(file).message(),
+            file.string() + ":2: <group slots=\"x\">: expected a positive integer (1..1024)");
+}
+
+TEST_F(configFile, RelativePathsResolveAgainstTheFilesDirectory) {
+  const fs::path file = write("config/quern.xml", R"(<quern>
+  <database data-dir="../.quern"/>
+  <plugins dir="../build/plugins">
+    <plugin path="extra/libquern_x.so"/>
+    <plugin path="/abs/libquern_y.so"/>
+  </plugins>
+</quern>)");
+  StatusOr<Config> config = load_config(file);
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  const fs::path root = fs::absolute(dir_).lexically_normal();
+  EXPECT_EQ(config->source, file);
+  EXPECT_EQ(config->data_dir, root / ".quern");
+  EXPECT_EQ(config->plugin_dir, root / "build" / "plugins");
+  EXPECT_EQ(config->plugins[0].path, root / "config" / "extra" / "libquern_x.so");
+  EXPECT_EQ(config->plugins[1].path, "/abs/libquern_y.so");
+}
+
+TEST_F(configFile, DefaultsResolveToo) {
+  // An unset data-dir is ".quern" next to the file; an unset plugin dir stays empty (= next to the binary).
+  const fs::path file = write("config/quern.xml", "<quern/>");
+  StatusOr<Config> config = load_config(file);
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  EXPECT_EQ(config->data_dir, fs::absolute(dir_ / "config" / ".quern").lexically_normal());
+  EXPECT_EQ(config->plugin_dir, "");
+}
+
+TEST(configResolvePaths, RelativeBaseIsMadeAbsolute) {
+  Config config;
+  config.plugin_dir = "p";
+  resolve_paths(config, "some/dir");
+  EXPECT_EQ(config.data_dir, (fs::current_path() / "some/dir/.quern").lexically_normal());
+  EXPECT_EQ(config.plugin_dir, (fs::current_path() / "some/dir/p").lexically_normal());
+}
+
+TEST(configEnvironment, DatabaseUrlOverride) {
+  EnvGuard guard;
+  Config config;
+  config.database_url = "postgresql://from-file/db";
+
+  ::unsetenv("QUERN_DATABASE_URL");
+  apply_environment(config);
+  EXPECT_EQ(config.database_url, "postgresql://from-file/db");
+
+  ::setenv("QUERN_DATABASE_URL", "", 1);  // empty = not set
+  apply_environment(config);
+  EXPECT_EQ(config.database_url, "postgresql://from-file/db");
+
+  ::setenv("QUERN_DATABASE_URL", "postgresql://from-env/db", 1);
+  apply_environment(config);
+  EXPECT_EQ(config.database_url, "postgresql://from-env/db");
+}
+
+TEST(configShipped, Parses) {
+  const fs::path file = fs::path(QUERN_CONFIG_TEST_SOURCE_DIR) / "config" / "quern.xml";
+  StatusOr<Config> config = load_config(file);
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  const fs::path root = fs::absolute(QUERN_CONFIG_TEST_SOURCE_DIR).lexically_normal();
+  EXPECT_EQ(config->database_url, "");  // embedded
+  EXPECT_EQ(config->data_dir, root / ".quern");
+  EXPECT_EQ(config->plugin_dir, root / "build" / "plugins");
+  EXPECT_EQ(config->lease_timeout, milliseconds(30000));
+  EXPECT_EQ(config->poll_interval, milliseconds(1000));
+  EXPECT_LT(config->effective_heartbeat_interval(), config->lease_timeout);
+  ASSERT_EQ(config->groups.size(), 1u);
+  EXPECT_EQ(config->groups[0].name, "default");
+  EXPECT_EQ(config->groups[0].slots, 4);
+  EXPECT_EQ(config->groups[0].tags, (std::vector<std::string>{"bash", "noop"}));
+}
+
+}  // namespace
+}  // namespace quern::config

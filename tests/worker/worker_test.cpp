@@ -1,0 +1,221 @@
+// The worker in-process, against the harness's real PostgreSQL and the real
+// bash and noop plugins: ordering, routing, timeouts, cancellation, logs,
+// graceful shutdown.
+#include "host/worker/worker.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <mutex>
+
+#include "tests/support/child_process.h"
+#include "tests/support/test_postgres.h"
+
+namespace quern {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::wait_until;
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = testing::fresh_database_url(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    auto q = queue::Queue::connect(url_);
+    ASSERT_TRUE(q) << q.message();
+    q_ = std::move(q).value();
+    ASSERT_TRUE(registry_.load_directory(testing::plugin_dir())) << "plugins";
+  }
+
+  worker::WorkerOptions options(std::vector<std::string> tags, int slots) {
+    worker::WorkerOptions o;
+    o.database_url = url_;
+    o.tags = std::move(tags);
+    o.slots = slots;
+    o.poll_interval = 200ms;
+    o.heartbeat_interval = 100ms;
+    o.lease_timeout = 2s;
+    o.kill_grace = 500ms;
+    o.jobs_dir = std::filesystem::temp_directory_path() / ("quern-test-jobs-" + std::to_string(getpid()));
+    return o;
+  }
+
+  int64_t push(const std::string& language, const std::string& code, nlohmann::ordered_json args = {},
+               int priority = 50, int timeout_s = 0, std::string tag = "") {
+    queue::NewJob j;
+    j.language = language;
+    j.tag = tag.empty() ? language : tag;
+    j.priority = priority;
+    j.timeout_s = timeout_s;
+    j.payload["code"] = code;
+    j.payload["args"] = args.is_null() ? nlohmann::ordered_json::object() : args;
+    auto id = q_->push(j);
+    EXPECT_TRUE(id) << id.message();
+    return id ? *id : 0;
+  }
+
+  std::string state(int64_t id) {
+    auto r = q_->get_job(id);
+    if (!r || !*r) return "?";
+    return (*r)->state;
+  }
+
+  queue::JobRecord record(int64_t id) {
+    auto r = q_->get_job(id);
+    EXPECT_TRUE(r && *r);
+    return r && *r ? **r : queue::JobRecord{};
+  }
+
+  bool finished(int64_t id) {
+    auto s = state(id);
+    return s != "queued" && s != "running" && s != "?";
+  }
+
+  std::string url_;
+  std::unique_ptr<queue::Queue> q_;
+  plugin::PluginRegistry registry_;
+};
+
+TEST_F(WorkerTest, RunsBashJobWithArgsResultAndLogs) {
+  worker::Worker w(options({"bash"}, 2), registry_);
+  ASSERT_TRUE(w.start());
+  int64_t id = push("bash", "echo \"hello $1 and $b\"; echo 'to stderr' >&2; echo '{\"sum\": 3}'",
+                    {{"a", "first"}, {"b", "second"}});
+  ASSERT_TRUE(wait_until([&] { return finished(id); }, 20s));
+  auto rec = record(id);
+  EXPECT_EQ(rec.state, "success") << rec.error;
+  EXPECT_EQ(rec.result, nlohmann::json({{"sum", 3}}));
+  auto logs = q_->read_logs(id);
+  ASSERT_TRUE(logs);
+  EXPECT_NE(logs->find("hello first and second\n"), std::string::npos) << *logs;
+  EXPECT_NE(logs->find("to stderr\n"), std::string::npos) << *logs;
+}
+
+TEST_F(WorkerTest, FailingJobReportsExitCodeAndStderr) {
+  worker::Worker w(options({"bash"}, 1), registry_);
+  ASSERT_TRUE(w.start());
+  int64_t id = push("bash", "echo 'something broke' >&2; exit 3");
+  ASSERT_TRUE(wait_until([&] { return finished(id); }, 20s));
+  auto rec = record(id);
+  EXPECT_EQ(rec.state, "failure");
+  EXPECT_NE(rec.error.find("3"), std::string::npos) << rec.error;
+  EXPECT_NE(rec.error.find("something broke"), std::string::npos) << rec.error;
+}
+
+TEST_F(WorkerTest, HigherPriorityRunsFirstThenSubmissionOrder) {
+  std::vector<int64_t> low;
+  for (int i = 0; i < 5; ++i) low.push_back(push("noop", "", {}, 10));
+  int64_t high = push("noop", "", {}, 90);
+  std::mutex mu;
+  std::vector<int64_t> order;
+  auto o = options({"noop"}, 1);
+  o.on_job_start = [&](const queue::ClaimedJob& j) {
+    std::lock_guard lock(mu);
+    order.push_back(j.id);
+  };
+  worker::Worker w(o, registry_);
+  ASSERT_TRUE(w.start());
+  ASSERT_TRUE(wait_until([&] { return finished(low.back()); }, 20s));
+  std::lock_guard lock(mu);
+  std::vector<int64_t> expected = {high};
+  expected.insert(expected.end(), low.begin(), low.end());
+  EXPECT_EQ(order, expected);
+}
+
+TEST_F(WorkerTest, JobForATagNoWorkerServesStaysQueued) {
+  int64_t orphan = push("noop", "", {}, 50, 0, "gpu-nobody-serves");
+  worker::Worker w(options({"noop"}, 2), registry_);
+  ASSERT_TRUE(w.start());
+  std::vector<int64_t> served;
+  for (int i = 0; i < 20; ++i) served.push_back(push("noop", ""));
+  ASSERT_TRUE(wait_until([&] { return finished(served.back()); }, 20s));
+  // The worker drained everything it serves and polled again: the orphan is untouched.
+  ASSERT_TRUE(wait_until([&] { return w.stats().claim_queries >= 3; }, 5s));
+  EXPECT_EQ(state(orphan), "queued");
+  EXPECT_EQ(record(orphan).attempt, 0);
+}
+
+TEST_F(WorkerTest, UnknownLanguageFailsWithClearMessage) {
+  worker::Worker w(options({"cobol"}, 1), registry_);
+  ASSERT_TRUE(w.start());
+  int64_t id = push("cobol", "DISPLAY 'HI'.");
+  ASSERT_TRUE(wait_until([&] { return finished(id); }, 20s));
+  auto rec = record(id);
+  EXPECT_EQ(rec.state, "failure");
+  EXPECT_NE(rec.error.find("no executor plugin for language 'cobol'"), std::string::npos) << rec.error;
+}
+
+TEST_F(WorkerTest, TimeoutKillsTheWholeProcessGroup) {
+  const std::string marker = "quern_timeout_marker_" + std::to_string(getpid());
+  worker::Worker w(options({"bash"}, 1), registry_);
+  ASSERT_TRUE(w.start());
+  int64_t id = push("bash", "(exec -a " + marker + " sleep 300) & exec -a " + marker + " sleep 300", {}, 50, 1);
+  ASSERT_TRUE(wait_until([&] { return !testing::processes_with_marker(marker).empty(); }, 20s));
+  ASSERT_TRUE(wait_until([&] { return finished(id); }, 20s));
+  auto rec = record(id);
+  EXPECT_EQ(rec.state, "timeout") << rec.error;
+  EXPECT_TRUE(wait_until([&] { return testing::processes_with_marker(marker).empty(); }, 5s))
+      << "processes of the job survived its timeout";
+}
+
+TEST_F(WorkerTest, CancelStopsARunningJobAndItsChildren) {
+  const std::string marker = "quern_cancel_marker_" + std::to_string(getpid());
+  worker::Worker w(options({"bash"}, 1), registry_);
+  ASSERT_TRUE(w.start());
+  int64_t id = push("bash", "(exec -a " + marker + " sleep 300) & exec -a " + marker + " sleep 300");
+  ASSERT_TRUE(wait_until([&] { return testing::processes_with_marker(marker).size() == 2; }, 20s));
+  auto outcome = q_->cancel(id);
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(*outcome, queue::CancelOutcome::requested);
+  ASSERT_TRUE(wait_until([&] { return finished(id); }, 20s));
+  EXPECT_EQ(state(id), "canceled");
+  EXPECT_TRUE(wait_until([&] { return testing::processes_with_marker(marker).empty(); }, 5s));
+}
+
+TEST_F(WorkerTest, StopLetsRunningJobsFinish) {
+  auto o = options({"noop"}, 2);
+  o.shutdown_grace = 30s;
+  worker::Worker w(o, registry_);
+  ASSERT_TRUE(w.start());
+  int64_t id = push("noop", "", {{"sleep_ms", 300}});
+  ASSERT_TRUE(wait_until([&] { return state(id) == "running"; }, 20s));
+  w.stop();
+  w.wait();
+  EXPECT_EQ(state(id), "success");
+}
+
+TEST_F(WorkerTest, StopAfterGraceHandsJobsBack) {
+  auto o = options({"noop"}, 1);
+  o.shutdown_grace = 100ms;
+  worker::Worker w(o, registry_);
+  ASSERT_TRUE(w.start());
+  int64_t id = push("noop", "", {{"sleep_ms", 60000}});
+  ASSERT_TRUE(wait_until([&] { return state(id) == "running"; }, 20s));
+  auto started = std::chrono::steady_clock::now();
+  w.stop();
+  w.wait();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
+  EXPECT_EQ(state(id), "queued") << "a job interrupted by shutdown goes back to the queue";
+  // And another worker runs it to the end.
+  auto o2 = options({"noop"}, 1);
+  worker::Worker w2(o2, registry_);
+  ASSERT_TRUE(w2.start());
+  EXPECT_TRUE(wait_until([&] { return state(id) == "running"; }, 20s));
+  ASSERT_TRUE(q_->cancel(id));
+  EXPECT_TRUE(wait_until([&] { return finished(id); }, 20s));
+}
+
+TEST_F(WorkerTest, EnvironmentIsMinimal) {
+  setenv("QUERN_TEST_SECRET", "leaked", 1);
+  worker::Worker w(options({"bash"}, 1), registry_);
+  ASSERT_TRUE(w.start());
+  int64_t id = push("bash", "echo \"{\\\"secret\\\": \\\"${QUERN_TEST_SECRET:-none}\\\", \\\"home\\\": \\\"$HOME\\\"}\"");
+  ASSERT_TRUE(wait_until([&] { return finished(id); }, 20s));
+  auto rec = record(id);
+  ASSERT_EQ(rec.state, "success") << rec.error;
+  EXPECT_EQ(rec.result["secret"], "none");
+  EXPECT_NE(rec.result["home"].get<std::string>().find("quern-test-jobs"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace quern
