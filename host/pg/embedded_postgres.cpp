@@ -1,1 +1,363 @@
-// stub
+// EmbeddedPostgres: see embedded_postgres.h. Child processes (initdb, pg_ctl)
+// are run with fork/exec, as the unprivileged OS user when we are root, with
+// their output captured so that every failure can say what happened.
+#include "host/pg/embedded_postgres.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "host/pg/pg_process.h"
+
+namespace fs = std::filesystem;
+
+namespace quern::pg {
+namespace {
+
+constexpr size_t kMaxSocketPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
+constexpr const char* kConfFile = "quern.conf";
+constexpr const char* kInclude = "include_if_exists = 'quern.conf'";
+
+std::string tail_of_file(const fs::path& p, size_t max_bytes = 3000) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return {};
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  const std::streamoff start = size > static_cast<std::streamoff>(max_bytes) ? size - max_bytes : 0;
+  in.seekg(start);
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return s;
+}
+
+std::string tail(const std::string& s, size_t max_bytes = 3000) {
+  return s.size() > max_bytes ? "..." + s.substr(s.size() - max_bytes) : s;
+}
+
+// Percent-encodes a URL query value (keeps '/' readable: libpq accepts it).
+std::string url_encode(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+uint64_t fnv1a64(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// Socket directory: the data directory unless the socket path would exceed
+// the sun_path limit, else a short per-data-dir directory under /tmp.
+fs::path choose_socket_dir(const fs::path& data_dir, int port) {
+  const std::string sock = (data_dir / (".s.PGSQL." + std::to_string(port))).string();
+  if (sock.size() <= kMaxSocketPath) return data_dir;
+  char name[64];
+  std::snprintf(name, sizeof name, "quern-pg-%016llx",
+                static_cast<unsigned long long>(fnv1a64(data_dir.string())));
+  return fs::path("/tmp") / name;
+}
+
+std::string describe(const CommandResult& r) {
+  std::string s = "`" + r.command + "` ";
+  if (r.exit_code < 0)
+    s += "could not run: " + r.output;
+  else
+    s += "exited with code " + std::to_string(r.exit_code) + (r.output.empty() ? "" : ":\n" + tail(r.output));
+  return s;
+}
+
+// The lines of postmaster.pid (pid, data dir, start time, port, socket dir,
+// listen address, shmem key, status).
+std::vector<std::string> read_pid_file(const fs::path& data_dir) {
+  std::ifstream in(data_dir / "postmaster.pid");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+Status write_file(const fs::path& p, const std::string& text, const RunAs& as) {
+  std::ofstream out(p, std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return Status::error("cannot write " + p.string() + ": " + std::strerror(errno));
+  if (as.switch_user && ::chown(p.c_str(), as.uid, as.gid) != 0)
+    return Status::error("cannot chown " + p.string() + ": " + std::strerror(errno));
+  return Status::ok();
+}
+
+// Writes quern.conf (rewritten at every start) and makes postgresql.conf include it.
+Status write_settings(const fs::path& data_dir, const fs::path& socket_dir, int port,
+                      const std::vector<std::string>& settings, const RunAs& as) {
+  std::string conf = "# Written by quern at every start; edit the quern configuration instead.\n";
+  conf += "listen_addresses = ''\n";
+  conf += "unix_socket_directories = '" + socket_dir.string() + "'\n";
+  conf += "port = " + std::to_string(port) + "\n";
+  for (const std::string& s : settings) conf += s + "\n";
+  if (Status st = write_file(data_dir / kConfFile, conf, as); !st) return st;
+
+  const fs::path main_conf = data_dir / "postgresql.conf";
+  std::ifstream in(main_conf);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().find(kInclude) == std::string::npos) {
+    std::ofstream out(main_conf, std::ios::app);
+    out << "\n" << kInclude << "\n";
+    if (!out) return Status::error("cannot append to " + main_conf.string());
+  }
+  return Status::ok();
+}
+
+bool settings_disable_fsync(const std::vector<std::string>& settings) {
+  for (std::string s : settings) {
+    s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t'; }), s.end());
+    if (s == "fsync=off" || s == "fsync=false" || s == "fsync=0") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+struct EmbeddedPostgres::State {
+  EmbeddedOptions options;
+  fs::path bindir;
+  fs::path socket_dir;
+  int port = 5432;
+  RunAs as;
+  bool started_by_us = false;
+  bool stopped = false;
+};
+
+StatusOr<fs::path> find_postgres_bindir() {
+  std::string searched;
+  auto usable = [](const fs::path& dir) {
+    return ::access((dir / "initdb").c_str(), X_OK) == 0 && ::access((dir / "pg_ctl").c_str(), X_OK) == 0;
+  };
+  CommandResult cfg = run_command({"pg_config", "--bindir"}, RunAs{});
+  if (cfg.exit_code == 0) {
+    std::string dir = cfg.output;
+    while (!dir.empty() && (dir.back() == '\n' || dir.back() == ' ')) dir.pop_back();
+    if (usable(dir)) return fs::path(dir);
+    searched += dir + " (pg_config --bindir: no initdb/pg_ctl), ";
+  } else {
+    searched += "pg_config --bindir (not available), ";
+  }
+  // Highest installed major version of the Debian/Ubuntu layout.
+  int best = -1;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/usr/lib/postgresql", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    if (usable(e.path() / "bin")) best = std::max(best, std::stoi(name));
+  }
+  if (best >= 0) return fs::path("/usr/lib/postgresql") / std::to_string(best) / "bin";
+  searched += "/usr/lib/postgresql/*/bin";
+  return Status::error("PostgreSQL server binaries (initdb, pg_ctl) not found; searched " + searched +
+                       ". Install the PostgreSQL server package or give a database URL.");
+}
+
+StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const EmbeddedOptions& options) {
+  if (options.data_dir.empty()) return Status::error("embedded PostgreSQL: data_dir is empty");
+  auto state = std::make_unique<State>();
+  state->options = options;
+  const fs::path data_dir = fs::absolute(options.data_dir).lexically_normal();
+  state->options.data_dir = data_dir;
+  const std::string ctx = "embedded PostgreSQL in " + data_dir.string();
+
+  auto bindir = find_postgres_bindir();
+  if (!bindir) return bindir.status().with_context(ctx);
+  // Prefer the binaries of the cluster's own major version when both exist.
+  {
+    std::ifstream v(data_dir / "PG_VERSION");
+    std::string major;
+    if (v >> major) {
+      const fs::path own = fs::path("/usr/lib/postgresql") / major / "bin";
+      if (::access((own / "pg_ctl").c_str(), X_OK) == 0) *bindir = own;
+    }
+  }
+  state->bindir = *bindir;
+
+  auto as = resolve_run_as(options.os_user);
+  if (!as) return as.status().with_context(ctx);
+  state->as = *as;
+
+  // Data directory: created if missing, owned by the server's user, 0700.
+  std::error_code ec;
+  const bool initialized = fs::exists(data_dir / "PG_VERSION");
+  if (!initialized) {
+    fs::create_directories(data_dir, ec);
+    if (ec) return Status::error(ctx + ": cannot create the data directory: " + ec.message());
+    if (state->as.switch_user && ::chown(data_dir.c_str(), state->as.uid, state->as.gid) != 0)
+      return Status::error(ctx + ": cannot chown the data directory to " + state->as.user + ": " +
+                           std::strerror(errno));
+    ::chmod(data_dir.c_str(), 0700);
+  }
+
+  // Adopt a cluster that is already running on this data directory.
+  const fs::path pg_ctl = state->bindir / "pg_ctl";
+  if (initialized) {
+    CommandResult st = run_command({pg_ctl.string(), "status", "-D", data_dir.string()}, state->as);
+    if (st.exit_code == 0) {
+      // Wait (bounded) for a cluster that is still starting to be ready.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      std::vector<std::string> pid;
+      for (;;) {
+        pid = read_pid_file(data_dir);
+        if (pid.size() >= 8 && pid[7].rfind("ready", 0) == 0) break;
+        if (std::chrono::steady_clock::now() > deadline)
+          return Status::error(ctx +
+                               ": a server is running on this data directory but did not become "
+                               "ready within 60 s; log:\n" +
+                               tail_of_file(data_dir / "postgres.log"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      state->port = std::stoi(pid[3]);
+      std::string sockdir = pid[4];
+      state->socket_dir = sockdir.empty() ? data_dir : fs::path(sockdir);
+      std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
+      pg->state_ = std::move(state);
+      if (Status s = pg->create_database(options.database); !s) return s.with_context(ctx);
+      return pg;
+    }
+  }
+
+  state->port = options.port;
+  state->socket_dir = choose_socket_dir(data_dir, options.port);
+  if (state->socket_dir != data_dir) {
+    fs::create_directories(state->socket_dir, ec);
+    if (ec) return Status::error(ctx + ": cannot create socket directory " + state->socket_dir.string());
+    if (state->as.switch_user) {
+      if (::chown(state->socket_dir.c_str(), state->as.uid, state->as.gid) != 0)
+        return Status::error(ctx + ": cannot chown " + state->socket_dir.string());
+    }
+    ::chmod(state->socket_dir.c_str(), 0700);
+  }
+
+  if (!initialized) {
+    std::vector<std::string> args = {(state->bindir / "initdb").string(),
+                                     "-D",
+                                     data_dir.string(),
+                                     "-U",
+                                     "postgres",
+                                     "--auth=trust",
+                                     "-E",
+                                     "UTF8",
+                                     "--locale=C.UTF-8",
+                                     "--no-instructions"};
+    // Syncing the new cluster is pointless when the server will not fsync either.
+    if (settings_disable_fsync(options.settings)) args.push_back("--no-sync");
+    CommandResult r = run_command(args, state->as);
+    if (r.exit_code != 0) return Status::error(ctx + ": initdb failed: " + describe(r));
+  }
+
+  if (Status s = write_settings(data_dir, state->socket_dir, state->port, options.settings, state->as); !s)
+    return s.with_context(ctx);
+
+  const fs::path log = data_dir / "postgres.log";
+  CommandResult r = run_command(
+      {pg_ctl.string(), "start", "-w", "-t", "120", "-D", data_dir.string(), "-l", log.string()}, state->as);
+  if (r.exit_code != 0)
+    return Status::error(ctx + ": start failed: " + describe(r) + "\n--- " + log.string() + " (tail) ---\n" +
+                         tail_of_file(log));
+  state->started_by_us = true;
+
+  std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
+  pg->state_ = std::move(state);
+  if (Status s = pg->create_database(options.database); !s) return s.with_context(ctx);
+  return pg;
+}
+
+EmbeddedPostgres::~EmbeddedPostgres() {
+  if (state_ && state_->started_by_us && !state_->options.keep_running) (void)stop();
+}
+
+std::string EmbeddedPostgres::url() const { return url_for(state_->options.database); }
+
+std::string EmbeddedPostgres::url_for(const std::string& database) const {
+  return "postgresql:///" + url_encode(database) + "?host=" + url_encode(state_->socket_dir.string()) +
+         "&port=" + std::to_string(state_->port) + "&user=postgres";
+}
+
+const fs::path& EmbeddedPostgres::data_dir() const { return state_->options.data_dir; }
+const fs::path& EmbeddedPostgres::socket_dir() const { return state_->socket_dir; }
+bool EmbeddedPostgres::adopted() const { return !state_->started_by_us; }
+
+Status EmbeddedPostgres::create_database(const std::string& name) {
+  if (name.empty() || name == "postgres") return Status::ok();
+  try {
+    pqxx::connection c(url_for("postgres"));
+    pqxx::nontransaction tx(c);
+    if (!tx.exec_params("SELECT 1 FROM pg_database WHERE datname = $1", name).empty()) return Status::ok();
+    try {
+      tx.exec("CREATE DATABASE " + c.quote_name(name));
+    } catch (const pqxx::sql_error& e) {
+      if (e.sqlstate() != "42P04") throw;  // duplicate_database: created concurrently
+    }
+    return Status::ok();
+  } catch (const std::exception& e) {
+    return Status::error("create database " + name + ": " + e.what());
+  }
+}
+
+Status EmbeddedPostgres::stop() {
+  if (!state_ || state_->stopped) return Status::ok();
+  Status s = stop_cluster(state_->options.data_dir, state_->options.os_user);
+  if (s) {
+    state_->stopped = true;
+    if (state_->socket_dir != state_->options.data_dir) {
+      std::error_code ec;
+      fs::remove(state_->socket_dir, ec);  // our short /tmp directory; only if empty
+    }
+  }
+  return s;
+}
+
+Status stop_cluster(const fs::path& data_dir_in, const std::string& os_user) {
+  const fs::path data_dir = fs::absolute(data_dir_in).lexically_normal();
+  const std::string ctx = "stop embedded PostgreSQL in " + data_dir.string();
+  if (!fs::exists(data_dir / "postmaster.pid")) return Status::ok();
+  auto bindir = find_postgres_bindir();
+  if (!bindir) return bindir.status().with_context(ctx);
+  auto as = resolve_run_as(os_user);
+  if (!as) return as.status().with_context(ctx);
+  const std::string pg_ctl = (*bindir / "pg_ctl").string();
+  CommandResult st = run_command({pg_ctl, "status", "-D", data_dir.string()}, *as);
+  if (st.exit_code != 0) return Status::ok();  // not running (3) or no cluster (4)
+  CommandResult r =
+      run_command({pg_ctl, "stop", "-D", data_dir.string(), "-m", "fast", "-w", "-t", "120"}, *as);
+  if (r.exit_code != 0) {
+    // A concurrent stop may have won the race; only a server still up is an error.
+    CommandResult again = run_command({pg_ctl, "status", "-D", data_dir.string()}, *as);
+    if (again.exit_code == 0)
+      return Status::error(ctx + ": " + describe(r) + "\n--- postgres.log (tail) ---\n" +
+                           tail_of_file(data_dir / "postgres.log"));
+  }
+  return Status::ok();
+}
+
+}  // namespace quern::pg

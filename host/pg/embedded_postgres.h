@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "host/common/status.h"
 
@@ -22,8 +23,12 @@ struct EmbeddedOptions {
   std::string database = "quern";  // created if missing
   int port = 5432;                 // only names the socket file (.s.PGSQL.<port>)
   std::string os_user;             // run as this user when root; empty = auto
-  // Extra postgresql.conf lines (e.g. "fsync = off" for tests).
+  // Extra postgresql.conf lines (e.g. "fsync = off" for tests). Written to
+  // <data_dir>/quern.conf (included by postgresql.conf) at every start.
   std::vector<std::string> settings;
+  // Leave the cluster running when the object is destroyed (the test harness:
+  // many processes share one cluster and a ctest fixture stops it).
+  bool keep_running = false;
 };
 
 class EmbeddedPostgres {
@@ -32,13 +37,20 @@ class EmbeddedPostgres {
   // highest version), initializes if needed, starts (or adopts a cluster that
   // is already running on this data_dir), creates the database.
   static StatusOr<std::unique_ptr<EmbeddedPostgres>> start(const EmbeddedOptions& options);
-  ~EmbeddedPostgres();  // stop()
+  // stop(), unless keep_running or the cluster was adopted (already running
+  // when start() was called: whoever started it stops it).
+  ~EmbeddedPostgres();
 
   // libpq connection URL for the database (socket in data_dir).
   std::string url() const;
   std::string url_for(const std::string& database) const;
   Status create_database(const std::string& name);  // ok if it exists
+  // pg_ctl stop -m fast -w. Idempotent; also stops an adopted cluster.
   Status stop();
+
+  const std::filesystem::path& data_dir() const;    // absolute
+  const std::filesystem::path& socket_dir() const;  // data_dir, or /tmp/quern-pg-<hash> when too long
+  bool adopted() const;  // true when start() found the cluster already running
 
  private:
   EmbeddedPostgres() = default;
@@ -48,5 +60,9 @@ class EmbeddedPostgres {
 
 // Directory holding initdb and pg_ctl, or an error that says what was searched.
 StatusOr<std::filesystem::path> find_postgres_bindir();
+
+// Stops the cluster of data_dir if one is running (pg_ctl stop -m fast -w);
+// OK when none is. For tools that did not start it (the ctest fixture).
+Status stop_cluster(const std::filesystem::path& data_dir, const std::string& os_user = "");
 
 }  // namespace quern::pg

@@ -210,7 +210,7 @@ Status PluginRegistry::load_file(const std::filesystem::path& file) {
   lib->library.load(dll::fs::path(abs.native()), dll::load_mode::rtld_now | dll::load_mode::rtld_local, ec);
   if (ec || !lib->library.is_loaded()) {
     const char* why = dlerror();
-    return refuse(file, std::string("not a loadable shared library: ") + (why != nullptr ? why : ec.message()));
+    return refuse(file, std::string("not loadable: ") + (why != nullptr ? why : ec.message()));
   }
 
   if (!lib->library.has(QUERN_EXECUTOR_ENTRY_V1_NAME)) {

@@ -139,10 +139,9 @@ CREATE TABLE IF NOT EXISTS quern.schema_migrations (
 )SQL";
 
 int current_version(pqxx::transaction_base& tx) {
-  auto r = tx.exec(
-      "SELECT CASE WHEN to_regclass('quern.schema_migrations') IS NULL THEN -1 "
-      "ELSE (SELECT coalesce(max(version), 0) FROM quern.schema_migrations) END");
-  return r[0][0].as<int>();
+  // Two statements: a reference to a missing table fails at parse time.
+  if (tx.exec("SELECT to_regclass('quern.schema_migrations')")[0][0].is_null()) return -1;
+  return tx.exec("SELECT coalesce(max(version), 0) FROM quern.schema_migrations")[0][0].as<int>();
 }
 
 }  // namespace

@@ -12,7 +12,6 @@
 
 #include <pqxx/connection>
 
-
 namespace quern::queue {
 
 // Advisory lock keys ('quern' in the high bytes so they do not collide with

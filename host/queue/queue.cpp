@@ -19,8 +19,8 @@ std::string validate(const NewJob& job) {
   if (job.tag.empty()) return "tag is empty";
   if (job.language.empty()) return "language is empty";
   if (job.priority < kMinPriority || job.priority > kMaxPriority)
-    return "priority " + std::to_string(job.priority) + " is outside " +
-           std::to_string(kMinPriority) + ".." + std::to_string(kMaxPriority);
+    return "priority " + std::to_string(job.priority) + " is outside " + std::to_string(kMinPriority) + ".." +
+           std::to_string(kMaxPriority);
   if (job.timeout_s < 0) return "timeout_s " + std::to_string(job.timeout_s) + " is negative";
   if (job.max_restarts < -1)
     return "max_restarts " + std::to_string(job.max_restarts) + " is invalid (-1 = default, or >= 0)";
@@ -59,9 +59,9 @@ StatusOr<int64_t> Queue::push(const NewJob& job) {
     std::string scheduled;
     if (job.scheduled_for) scheduled = std::to_string(to_epoch_us(*job.scheduled_for));
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_prepared1(sql::kPushOne.name, job.tag, job.language, job.script_path, payload,
-                               job.priority, job.scheduled_for ? scheduled.c_str() : nullptr,
-                               job.timeout_s, job.max_restarts);
+    auto r =
+        tx.exec_prepared1(sql::kPushOne.name, job.tag, job.language, job.script_path, payload, job.priority,
+                          job.scheduled_for ? scheduled.c_str() : nullptr, job.timeout_s, job.max_restarts);
     return r[0].as<int64_t>();
   });
 }
@@ -69,8 +69,7 @@ StatusOr<int64_t> Queue::push(const NewJob& job) {
 StatusOr<std::vector<int64_t>> Queue::push_batch(const std::vector<NewJob>& jobs) {
   for (size_t i = 0; i < jobs.size(); ++i) {
     if (std::string err = validate(jobs[i]); !err.empty())
-      return Status::error("push_batch: job " + std::to_string(i) + ": " + err +
-                           " (nothing was enqueued)");
+      return Status::error("push_batch: job " + std::to_string(i) + ": " + err + " (nothing was enqueued)");
   }
   if (jobs.empty()) return std::vector<int64_t>{};
   return impl_->run("push_batch", [&](pqxx::connection& c) {
@@ -175,12 +174,31 @@ StatusOr<std::vector<int64_t>> Queue::complete(const std::string& worker_id,
   });
 }
 
+Status Queue::release(const std::string& worker_id, const std::vector<Lease>& leases) {
+  if (leases.empty()) return Status::ok();
+  auto r = impl_->run("release", [&](pqxx::connection& c) {
+    std::vector<int64_t> ids, attempts;
+    for (const Lease& l : leases) {
+      ids.push_back(l.id);
+      attempts.push_back(l.attempt);
+    }
+    pqxx::nontransaction tx(c);
+    tx.exec_prepared(sql::kRelease.name, worker_id, int_array(ids), int_array(attempts));
+    return true;
+  });
+  return r.status();
+}
+
 const char* to_string(JobStatus s) {
   switch (s) {
-    case JobStatus::success: return "success";
-    case JobStatus::failure: return "failure";
-    case JobStatus::timeout: return "timeout";
-    case JobStatus::canceled: return "canceled";
+    case JobStatus::success:
+      return "success";
+    case JobStatus::failure:
+      return "failure";
+    case JobStatus::timeout:
+      return "timeout";
+    case JobStatus::canceled:
+      return "canceled";
   }
   return "failure";
 }

@@ -10,18 +10,6 @@
 
 namespace quern::queue {
 
-// Marks the queue notified when a NOTIFY arrives on its channel. libpqxx
-// calls it from get_notifs()/await_notification() on the owning thread.
-class ChannelReceiver final : public pqxx::notification_receiver {
- public:
-  ChannelReceiver(pqxx::connection& c, const std::string& channel, bool* flag)
-      : pqxx::notification_receiver(c, channel), flag_(flag) {}
-  void operator()(const std::string&, int) override { *flag_ = true; }
-
- private:
-  bool* flag_;
-};
-
 void Queue::Impl::ensure_connected() {
   if (conn && conn->is_open()) return;
   drop_connection();
@@ -71,7 +59,8 @@ StatusOr<bool> Queue::wait_for_jobs(std::chrono::milliseconds timeout) {
       const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - SteadyClock::now());
       if (left.count() <= 0) break;
       // Waits on the connection's socket (select), so a NOTIFY wakes us at once.
-      c.await_notification(static_cast<long>(left.count() / 1000000), static_cast<long>(left.count() % 1000000));
+      c.await_notification(static_cast<long>(left.count() / 1000000),
+                           static_cast<long>(left.count() % 1000000));
     }
     c.get_notifs();  // drain whatever else is pending
     const bool got = impl_->notified;

@@ -14,7 +14,18 @@
 
 namespace quern::queue {
 
-class ChannelReceiver;
+// Marks the queue notified when a NOTIFY arrives on its channel. libpqxx
+// calls it from get_notifs()/await_notification() on the owning thread. Its
+// constructor sends LISTEN with the channel quoted as an identifier.
+class ChannelReceiver final : public pqxx::notification_receiver {
+ public:
+  ChannelReceiver(pqxx::connection& c, const std::string& channel, bool* flag)
+      : pqxx::notification_receiver(c, channel), flag_(flag) {}
+  void operator()(const std::string&, int) override { *flag_ = true; }
+
+ private:
+  bool* flag_;
+};
 
 struct Queue::Impl {
   Impl(std::string url_, QueueOptions options_) : url(std::move(url_)), options(options_) {}

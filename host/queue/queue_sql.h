@@ -43,11 +43,11 @@ WITH claimed AS (
   UPDATE quern.queue q
      SET running = true, worker_id = $1, attempt = q.attempt + 1,
          started_at = now(), heartbeat_at = now()
-   WHERE q.id IN (SELECT w.id FROM quern.queue w
+   WHERE q.id = ANY(ARRAY(SELECT w.id FROM quern.queue w
                    WHERE NOT w.running AND w.tag = ANY($2::text[]) AND w.scheduled_for <= now()
                    ORDER BY w.priority DESC, w.scheduled_for, w.id
                    LIMIT $3
-                   FOR UPDATE SKIP LOCKED)
+                   FOR UPDATE SKIP LOCKED))
   RETURNING q.id, q.attempt, q.tag, q.language, q.payload, q.priority, q.timeout_s, q.script_path,
             q.scheduled_for, q.created_at, q.started_at)
 SELECT id, attempt, tag, language, payload::text, priority, timeout_s, script_path,
@@ -116,6 +116,38 @@ SELECT start_offset, chunk FROM quern.job_logs
    AND start_offset >= coalesce((SELECT max(start_offset) FROM quern.job_logs
                                   WHERE job_id = $1 AND start_offset <= $2), 0)
  ORDER BY start_offset
+)SQL"};
+
+// $1 worker_id, $2 ids (bigint[]), $3 attempts (int[]). A worker shutting
+// down hands its leases back: no restart is counted, the attempt is kept (the
+// next claim makes it attempt + 1), and the tags are NOTIFYed so that another
+// worker picks the jobs up at once. A job whose cancel was requested is
+// completed as canceled instead.
+inline constexpr Statement kRelease{"quern_release", R"SQL(
+WITH l AS (
+  SELECT * FROM unnest($2::bigint[], $3::int[]) AS l(id, attempt)
+), back AS (
+  UPDATE quern.queue q
+     SET running = false, worker_id = NULL, heartbeat_at = NULL
+    FROM l
+   WHERE q.id = l.id AND q.attempt = l.attempt AND q.worker_id = $1 AND q.running AND NOT q.cancel_requested
+  RETURNING q.tag, q.scheduled_for
+), gone AS (
+  DELETE FROM quern.queue q USING l
+   WHERE q.id = l.id AND q.attempt = l.attempt AND q.worker_id = $1 AND q.running AND q.cancel_requested
+  RETURNING q.*
+), ins AS (
+  INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
+  SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
+         started_at, clock_timestamp(), 'canceled', NULL, coalesce(cancel_reason, 'canceled'),
+         worker_id, attempt, restarts, timeout_s, max_restarts
+    FROM gone
+  RETURNING id
+), woken AS (
+  SELECT pg_notify(quern.channel_for_tag(t.tag), '')
+    FROM (SELECT DISTINCT tag FROM back WHERE scheduled_for <= now()) t
+)
+SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM ins), (SELECT count(*) FROM woken)
 )SQL"};
 
 // $1 job_id, $2 reason. Queued: moved to completed_jobs as canceled; running:
@@ -213,10 +245,10 @@ SELECT count(*) FROM quern.queue
 inline constexpr Statement kCountRunning{"quern_count_running",
                                          "SELECT count(*) FROM quern.queue WHERE running"};
 
-inline constexpr Statement kAll[] = {kPushOne,     kPushBatch,       kClaim,        kHeartbeat,
-                                     kComplete,    kAppendLogs,      kReadLogs,     kCancel,
-                                     kCancelProbe, kTryRecoveryLock, kRecover,      kGetJob,
-                                     kCountWaiting, kCountRunning};
+inline constexpr Statement kAll[] = {
+    kPushOne,  kPushBatch, kClaim,       kHeartbeat,       kComplete, kRelease,      kAppendLogs,
+    kReadLogs, kCancel,    kCancelProbe, kTryRecoveryLock, kRecover,  kGetJob,       kCountWaiting,
+    kCountRunning};
 
 #undef QUERN_COMPLETED_COLUMNS
 #undef QUERN_US

@@ -24,7 +24,7 @@ using quern::testing::RecordingSink;
 
 const fs::path kFixtures = QUERN_FIXTURE_DIR;
 
-class plugin_execute : public ::testing::Test {
+class Execute : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(registry_.load_file(kFixtures / "fixture_good.so").is_ok());
@@ -38,7 +38,7 @@ class plugin_execute : public ::testing::Test {
   PluginRegistry registry_;
 };
 
-TEST_F(plugin_execute, Cpp17FixtureReportsThroughEveryCallback) {
+TEST_F(Execute, Cpp17FixtureReportsThroughEveryCallback) {
   auto ex = make("fixture_good");
   ASSERT_NE(ex, nullptr);
   RecordingSink sink;
@@ -53,7 +53,7 @@ TEST_F(plugin_execute, Cpp17FixtureReportsThroughEveryCallback) {
   EXPECT_FALSE(sink.error().has_value());
 }
 
-TEST_F(plugin_execute, ExceptionInExecuteBecomesInternalWithMessage) {
+TEST_F(Execute, ExceptionInExecuteBecomesInternalWithMessage) {
   auto ex = make("fixture_good");
   RecordingSink sink;
   EXPECT_EQ(ex->execute(R"({"code":"throw"})", sink), QUERN_STATUS_INTERNAL);
@@ -61,14 +61,14 @@ TEST_F(plugin_execute, ExceptionInExecuteBecomesInternalWithMessage) {
   EXPECT_NE(sink.error()->find("boom"), std::string::npos) << *sink.error();
 }
 
-TEST_F(plugin_execute, ExceptionInConstructorBecomesCreateError) {
+TEST_F(Execute, ExceptionInConstructorBecomesCreateError) {
   auto created = registry_.by_name("fixture_good")->create(R"({"fail":true})");
   ASSERT_FALSE(created.is_ok());
   EXPECT_NE(created.message().find("fixture create failure"), std::string::npos) << created.message();
   EXPECT_NE(created.message().find("fixture_good"), std::string::npos) << created.message();
 }
 
-TEST_F(plugin_execute, OptionalMembersAreWiredWhenPresent) {
+TEST_F(Execute, OptionalMembersAreWiredWhenPresent) {
   auto ex = make("fixture_good");
   EXPECT_TRUE(ex->health().is_ok());
   EXPECT_TRUE(ex->prepare("{}").is_ok());
@@ -81,7 +81,7 @@ TEST_F(plugin_execute, OptionalMembersAreWiredWhenPresent) {
   EXPECT_NE(health.message().find("sick"), std::string::npos) << health.message();
 }
 
-TEST_F(plugin_execute, OptionalMembersAbsentInCPluginAreNoOps) {
+TEST_F(Execute, OptionalMembersAbsentInCPluginAreNoOps) {
   auto ex = make("fixture_c");
   EXPECT_TRUE(ex->prepare("{}").is_ok());
   EXPECT_TRUE(ex->health().is_ok());
@@ -91,7 +91,7 @@ TEST_F(plugin_execute, OptionalMembersAbsentInCPluginAreNoOps) {
   EXPECT_EQ(sink.result(), "42");
 }
 
-TEST_F(plugin_execute, UnknownStatusFromPluginIsInternal) {
+TEST_F(Execute, UnknownStatusFromPluginIsInternal) {
   auto ex = make("fixture_c");
   RecordingSink sink;
   EXPECT_EQ(ex->execute(R"({"code":"unknown-status"})", sink), QUERN_STATUS_INTERNAL);
@@ -99,7 +99,7 @@ TEST_F(plugin_execute, UnknownStatusFromPluginIsInternal) {
   EXPECT_NE(sink.error()->find("unknown status 99"), std::string::npos) << *sink.error();
 }
 
-TEST_F(plugin_execute, CancelAndTimeoutAreSeenThroughIsCancelled) {
+TEST_F(Execute, CancelAndTimeoutAreSeenThroughIsCancelled) {
   auto ex = make("fixture_good");
   for (int32_t why : {QUERN_CANCEL_REQUESTED, QUERN_TIMEOUT_REACHED}) {
     RecordingSink sink;
@@ -111,7 +111,7 @@ TEST_F(plugin_execute, CancelAndTimeoutAreSeenThroughIsCancelled) {
   }
 }
 
-TEST_F(plugin_execute, InterruptFromAnotherThreadStopsExecute) {
+TEST_F(Execute, InterruptFromAnotherThreadStopsExecute) {
   auto ex = make("fixture_good");
   RecordingSink sink;
   std::atomic<bool> polled{false};
@@ -131,8 +131,9 @@ TEST_F(plugin_execute, InterruptFromAnotherThreadStopsExecute) {
 // The wrapper must not read callbacks past the host's struct_size: an older
 // host passes a shorter table. Fields beyond it hold poison that would crash
 // if called.
-TEST(plugin_sdk, JobContextReadsOnlyCallbacksCoveredByStructSize) {
-  static int logged = 0;
+TEST(Sdk, JobContextReadsOnlyCallbacksCoveredByStructSize) {
+  static int logged;
+  logged = 0;
   quern_job_callbacks cb{};
   cb.log_line = [](quern_job_ctx*, int32_t, quern_str) { ++logged; };
   cb.progress = [](quern_job_ctx*, double) { ++logged; };
@@ -155,7 +156,7 @@ TEST(plugin_sdk, JobContextReadsOnlyCallbacksCoveredByStructSize) {
   none.log(QUERN_STREAM_STDOUT, "ignored");
 }
 
-TEST(plugin_sdk, ErrorTextIsTruncatedAndTerminated) {
+TEST(Sdk, ErrorTextIsTruncatedAndTerminated) {
   char buf[8];
   std::memset(buf, 'x', sizeof buf);
   quern::sdk::detail::write_error(quern_errbuf{buf, sizeof buf}, "0123456789");

@@ -31,7 +31,7 @@ void expect_refused(const std::string& name, const std::string& reason) {
 
 // ABI stability: these offsets are the contract with already-built plugins
 // (LP64). Changing any of them is an ABI break.
-TEST(plugin_abi, DescriptorAndCallbackLayoutIsStable) {
+TEST(Abi, DescriptorAndCallbackLayoutIsStable) {
   static_assert(sizeof(void*) == 8, "offsets below are for LP64 targets");
   EXPECT_EQ(offsetof(quern_executor_descriptor, struct_size), 0u);
   EXPECT_EQ(offsetof(quern_executor_descriptor, abi_major), 4u);
@@ -76,7 +76,7 @@ TEST(plugin_abi, DescriptorAndCallbackLayoutIsStable) {
   EXPECT_STREQ(QUERN_EXECUTOR_ENTRY_V1_NAME, "quern_executor_entry_v1");
 }
 
-TEST(plugin_registry, LoadsCpp17FixtureAndReadsItsDescriptor) {
+TEST(Registry, LoadsCpp17FixtureAndReadsItsDescriptor) {
   PluginRegistry registry;
   ASSERT_TRUE(registry.load_file(fixture("fixture_good")).is_ok());
   ASSERT_EQ(registry.plugins().size(), 1u);
@@ -95,7 +95,7 @@ TEST(plugin_registry, LoadsCpp17FixtureAndReadsItsDescriptor) {
   EXPECT_EQ(registry.for_language("fixture "), nullptr);
 }
 
-TEST(plugin_registry, LoadsPlainCFixture) {
+TEST(Registry, LoadsPlainCFixture) {
   PluginRegistry registry;
   ASSERT_TRUE(registry.load_file(fixture("c_good")).is_ok());
   const auto& info = registry.plugins().at(0)->info();
@@ -103,37 +103,37 @@ TEST(plugin_registry, LoadsPlainCFixture) {
   EXPECT_EQ(info.languages, (std::vector<std::string>{"c-lang"}));
 }
 
-TEST(plugin_registry, RefusesFileThatIsNotASharedLibrary) {
+TEST(Registry, RefusesFileThatIsNotASharedLibrary) {
   // The reason includes dlerror()'s text, which names the ELF problem.
-  expect_refused("bad", "not a loadable shared library");
+  expect_refused("bad", "not loadable: ");
   PluginRegistry registry;
-  EXPECT_NE(registry.load_file(fixture("bad")).message().find("ELF"), std::string::npos);
+  EXPECT_NE(registry.load_file(fixture("bad")).message().find("invalid ELF header"), std::string::npos);
 }
 
-TEST(plugin_registry, RefusesMissingFile) { expect_refused("does_not_exist", "not a loadable shared library"); }
+TEST(Registry, RefusesMissingFile) { expect_refused("does_not_exist", "cannot open shared object file"); }
 
-TEST(plugin_registry, RefusesLibraryWithUndefinedSymbolAtLoad) {
+TEST(Registry, RefusesLibraryWithUndefinedSymbolAtLoad) {
   // RTLD_NOW: the unresolved reference fails the load, not the first job.
   expect_refused("undefined_symbol", "undefined symbol: quern_fixture_missing_function");
 }
 
-TEST(plugin_registry, RefusesMissingEntrySymbol) {
+TEST(Registry, RefusesMissingEntrySymbol) {
   expect_refused("no_entry", "no entry symbol 'quern_executor_entry_v1'");
 }
 
-TEST(plugin_registry, RefusesNullDescriptor) { expect_refused("null_entry", "entry function returned NULL"); }
+TEST(Registry, RefusesNullDescriptor) { expect_refused("null_entry", "entry function returned NULL"); }
 
-TEST(plugin_registry, RefusesDifferentAbiMajor) { expect_refused("wrong_major", "built for ABI 2, host speaks 1"); }
+TEST(Registry, RefusesDifferentAbiMajor) { expect_refused("wrong_major", "built for ABI 2, host speaks 1"); }
 
-TEST(plugin_registry, RefusesTruncatedDescriptor) {
+TEST(Registry, RefusesTruncatedDescriptor) {
   expect_refused("truncated", "descriptor is truncated (struct_size 8, ABI 1.0 needs at least 96)");
 }
 
-TEST(plugin_registry, RefusesMissingExecute) { expect_refused("no_execute", "lacks required function(s): execute"); }
+TEST(Registry, RefusesMissingExecute) { expect_refused("no_execute", "lacks required function(s): execute"); }
 
-TEST(plugin_registry, RefusesMissingName) { expect_refused("no_name", "descriptor has no name"); }
+TEST(Registry, RefusesMissingName) { expect_refused("no_name", "descriptor has no name"); }
 
-TEST(plugin_registry, RefusesDuplicateNameNamingBothFiles) {
+TEST(Registry, RefusesDuplicateNameNamingBothFiles) {
   PluginRegistry registry;
   ASSERT_TRUE(registry.load_file(fixture("fixture_good")).is_ok());
   quern::Status s = registry.load_file(fixture("duplicate"));
@@ -147,7 +147,7 @@ TEST(plugin_registry, RefusesDuplicateNameNamingBothFiles) {
   EXPECT_EQ(registry.plugins().size(), 1u);
 }
 
-TEST(plugin_registry, LoadDirectoryTriesEveryFileAndReportsEachRefusal) {
+TEST(Registry, LoadDirectoryTriesEveryFileAndReportsEachRefusal) {
   PluginRegistry registry;
   quern::Status s = registry.load_directory(kFixtures);
   ASSERT_FALSE(s.is_ok());
@@ -162,14 +162,14 @@ TEST(plugin_registry, LoadDirectoryTriesEveryFileAndReportsEachRefusal) {
   EXPECT_EQ(registry.plugins().size(), 2u);
 }
 
-TEST(plugin_registry, LoadDirectoryOfMissingDirectoryFails) {
+TEST(Registry, LoadDirectoryOfMissingDirectoryFails) {
   PluginRegistry registry;
   quern::Status s = registry.load_directory(kFixtures / "nope");
   ASSERT_FALSE(s.is_ok());
   EXPECT_NE(s.message().find((kFixtures / "nope").string()), std::string::npos) << s.message();
 }
 
-TEST(plugin_registry, LoadsRealPluginDirectory) {
+TEST(Registry, LoadsRealPluginDirectory) {
   PluginRegistry registry;
   quern::Status s = registry.load_directory(QUERN_PLUGIN_DIR);
   ASSERT_TRUE(s.is_ok()) << s.message();
@@ -193,7 +193,7 @@ bool is_mapped(const fs::path& path) {
   return true;
 }
 
-TEST(plugin_registry, ExecutorKeepsLibraryLoadedAfterRegistryIsGone) {
+TEST(Registry, ExecutorKeepsLibraryLoadedAfterRegistryIsGone) {
   // The C fixture has no STB_GNU_UNIQUE symbols, so dlclose really unmaps it
   // once the last reference goes (C++ libraries may stay mapped forever).
   const fs::path file = fixture("c_good");

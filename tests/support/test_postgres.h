@@ -8,6 +8,8 @@
 
 #include <string>
 
+#include "host/common/status.h"
+
 namespace quern::testing {
 
 // Creates a new, empty, uniquely named database (prefix = a readable hint
@@ -16,8 +18,18 @@ namespace quern::testing {
 // cannot be started.
 std::string fresh_database_url(const std::string& hint);
 
+// Like fresh_database_url but without the queue schema (migration tests).
+std::string empty_database_url(const std::string& hint);
+
 // URL of the shared cluster's "postgres" database.
 std::string admin_database_url();
+
+// The ctest fixture's halves (tests/support/postgres_cluster_ctl.cpp).
+// start: starts (or adopts) the shared cluster and drops the databases left by
+// earlier runs when it had to start it. stop: drops the test databases and
+// stops the cluster; OK when it is not running.
+quern::Status start_shared_cluster();
+quern::Status stop_shared_cluster();
 
 // Paths of things the build produced.
 std::string quern_binary();      // <build>/bin/quern

@@ -284,6 +284,8 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
     ::sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
+    // Assumes the host keeps fds 0-2 open (to /dev/null at least), so none
+    // of our pipes landed on them.
     if (::dup2(in_child.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) fail(1);
     if (workdir != nullptr && ::chdir(workdir) != 0) fail(2);
     detail::close_fds_from(3, status_w.get());
@@ -337,6 +339,13 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
   detail::LineSplitter out_lines(QUERN_STREAM_STDOUT, ctx, result, options);
   detail::LineSplitter err_lines(QUERN_STREAM_STDERR, ctx, result, options);
 
+  // Readable once the child exits (Linux 5.3+), so exit is noticed at once
+  // even after the child closed its pipes; else the 50 ms poll finds it.
+  Fd exit_fd;
+#if defined(__linux__) && defined(SYS_pidfd_open)
+  if (long fd = ::syscall(SYS_pidfd_open, pid, 0); fd >= 0) exit_fd.reset(static_cast<int>(fd));
+#endif
+
   bool exited = false;
   bool term_sent = false, kill_sent = false;
   Clock::time_point kill_at{}, drain_until{};
@@ -352,77 +361,88 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
     }
   };
 
-  while (true) {
-    // 1. Has the main child exited? (WNOWAIT: keep the zombie, so its pid,
-    //    which is the group id, cannot be reused while we signal the group.)
-    if (!exited) {
-      siginfo_t info;
-      std::memset(&info, 0, sizeof info);
-      if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-          info.si_pid == pid) {
-        exited = true;
-        ::kill(-pgid, SIGKILL);  // background processes of the job die with it
-        in_parent.reset();
-        drain_until = Clock::now() + options.drain_deadline;
-      }
-    }
-    // 2. Stop requests.
-    if (!exited) {
-      if (!term_sent) {
-        int32_t why = ctx.cancelled();
-        if (why == QUERN_RUNNING && options.interrupted != nullptr &&
-            options.interrupted->load(std::memory_order_relaxed))
-          why = QUERN_CANCEL_REQUESTED;
-        if (why != QUERN_RUNNING) {
-          result.stop_reason = why;
-          ::kill(-pgid, SIGTERM);
-          term_sent = true;
-          kill_at = Clock::now() + options.kill_grace;
+  // Whatever goes wrong from here on (bad_alloc, poll failing), the child
+  // must not outlive this call unreaped.
+  try {
+    while (true) {
+      // 1. Has the main child exited? (WNOWAIT: keep the zombie, so its pid,
+      //    which is the group id, cannot be reused while we signal the group.)
+      if (!exited) {
+        siginfo_t info;
+        std::memset(&info, 0, sizeof info);
+        if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == pid) {
+          exited = true;
+          ::kill(-pgid, SIGKILL);  // background processes of the job die with it
+          in_parent.reset();
+          drain_until = Clock::now() + options.drain_deadline;
         }
-      } else if (!kill_sent && Clock::now() >= kill_at) {
-        ::kill(-pgid, SIGKILL);
-        kill_sent = true;
+      }
+      // 2. Stop requests.
+      if (!exited) {
+        if (!term_sent) {
+          int32_t why = ctx.cancelled();
+          if (why == QUERN_RUNNING && options.interrupted != nullptr &&
+              options.interrupted->load(std::memory_order_relaxed))
+            why = QUERN_CANCEL_REQUESTED;
+          if (why != QUERN_RUNNING) {
+            result.stop_reason = why;
+            ::kill(-pgid, SIGTERM);
+            term_sent = true;
+            kill_at = Clock::now() + options.kill_grace;
+          }
+        } else if (!kill_sent && Clock::now() >= kill_at) {
+          ::kill(-pgid, SIGKILL);
+          kill_sent = true;
+        }
+      }
+      const bool pipes_open = out_r.get() >= 0 || err_r.get() >= 0;
+      if (exited && (!pipes_open || Clock::now() >= drain_until)) break;
+
+      // 3. Wait for output (at most 50 ms, so the checks above stay timely).
+      pollfd fds[4];
+      int nfds = 0;
+      int out_i = -1, err_i = -1, in_i = -1;
+      if (!exited && exit_fd.get() >= 0) fds[nfds++] = {exit_fd.get(), POLLIN, 0};
+      if (out_r.get() >= 0) { out_i = nfds; fds[nfds++] = {out_r.get(), POLLIN, 0}; }
+      if (err_r.get() >= 0) { err_i = nfds; fds[nfds++] = {err_r.get(), POLLIN, 0}; }
+      if (in_parent.get() >= 0) { in_i = nfds; fds[nfds++] = {in_parent.get(), POLLOUT, 0}; }
+      int timeout_ms = 50;
+      if (exited) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drain_until - Clock::now()).count();
+        timeout_ms = static_cast<int>(left < 0 ? 0 : left < 50 ? left : 50);
+      }
+      if (nfds == 0) {
+        ::poll(nullptr, 0, timeout_ms);  // pipes closed, no pidfd: only waiting for the child
+        continue;
+      }
+      int r = ::poll(fds, static_cast<nfds_t>(nfds), timeout_ms);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        throw sys_error(errno, "poll");
+      }
+      if (out_i >= 0 && fds[out_i].revents != 0) read_some(out_r, out_lines);
+      if (err_i >= 0 && fds[err_i].revents != 0) read_some(err_r, err_lines);
+      if (in_i >= 0 && fds[in_i].revents != 0) {
+        const std::string& text = *spec.stdin_text;
+        ssize_t n = ::send(in_parent.get(), text.data() + stdin_written, text.size() - stdin_written,
+                           MSG_NOSIGNAL);
+        if (n > 0) stdin_written += static_cast<std::size_t>(n);
+        // Done, or the child closed its end (EPIPE): either way stdin is over.
+        if (stdin_written == text.size() || (n < 0 && errno != EAGAIN && errno != EINTR))
+          in_parent.reset();
       }
     }
-    const bool pipes_open = out_r.get() >= 0 || err_r.get() >= 0;
-    if (exited && (!pipes_open || Clock::now() >= drain_until)) break;
-
-    // 3. Wait for output (at most 50 ms, so the checks above stay timely).
-    pollfd fds[3];
-    int nfds = 0;
-    int out_i = -1, err_i = -1, in_i = -1;
-    if (out_r.get() >= 0) { out_i = nfds; fds[nfds++] = {out_r.get(), POLLIN, 0}; }
-    if (err_r.get() >= 0) { err_i = nfds; fds[nfds++] = {err_r.get(), POLLIN, 0}; }
-    if (in_parent.get() >= 0) { in_i = nfds; fds[nfds++] = {in_parent.get(), POLLOUT, 0}; }
-    int timeout_ms = 50;
-    if (exited) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drain_until - Clock::now()).count();
-      timeout_ms = static_cast<int>(left < 0 ? 0 : left < 50 ? left : 50);
+    // A stray outside the group may still hold a pipe: stop reading, keep what we have.
+    if (out_r.get() >= 0) out_lines.flush();
+    if (err_r.get() >= 0) err_lines.flush();
+  } catch (...) {
+    ::kill(-pgid, SIGKILL);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    if (nfds == 0) {
-      ::poll(nullptr, 0, timeout_ms);  // only waiting for the child now
-      continue;
-    }
-    int r = ::poll(fds, static_cast<nfds_t>(nfds), timeout_ms);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      throw sys_error(errno, "poll");
-    }
-    if (out_i >= 0 && fds[out_i].revents != 0) read_some(out_r, out_lines);
-    if (err_i >= 0 && fds[err_i].revents != 0) read_some(err_r, err_lines);
-    if (in_i >= 0 && fds[in_i].revents != 0) {
-      const std::string& text = *spec.stdin_text;
-      ssize_t n = ::send(in_parent.get(), text.data() + stdin_written, text.size() - stdin_written,
-                         MSG_NOSIGNAL);
-      if (n > 0) stdin_written += static_cast<std::size_t>(n);
-      // Done, or the child closed its end (EPIPE): either way stdin is over.
-      if (stdin_written == text.size() || (n < 0 && errno != EAGAIN && errno != EINTR))
-        in_parent.reset();
-    }
+    ctx.set_process_group(0);
+    throw;
   }
-  // A stray outside the group may still hold a pipe: stop reading, keep what we have.
-  if (out_r.get() >= 0) out_lines.flush();
-  if (err_r.get() >= 0) err_lines.flush();
 
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

@@ -1,0 +1,232 @@
+// quern_bench: the queue and worker measured the way ../shared/bench/peers
+// measures graphile-worker and pg-boss, so the figures sit side by side.
+//
+//   quern_bench --host /tmp/peers/sock --port 55433 TEST JOBS CONCURRENCY
+//
+// TEST:
+//   noop        drain JOBS pre-queued jobs of the in-process no-op executor (the queue alone)
+//   sleep       same, each job sleeps 100 ms in-process (as the peers' handler awaits 100 ms)
+//   bash-noop   JOBS bash jobs running `true` (a process per job)
+//   bash-sleep  JOBS bash jobs running `sleep 0.1`
+//   latency     JOBS single no-op jobs submitted to an idle worker: submit → executor start
+//   bash-latency  the same with bash jobs (submit → bash executor start)
+//   enqueue-batch  one push_batch of JOBS jobs
+// Every measurement recreates the database `quern_bench` first. One worker
+// (in this process, like the peers' node process) with CONCURRENCY slots.
+// Prints one JSON line per measurement (and appends it to --results).
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <condition_variable>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "host/plugin/plugin_registry.h"
+#include "host/queue/queue.h"
+#include "host/worker/worker.h"
+
+using namespace std::chrono;
+using quern::queue::NewJob;
+using quern::queue::Queue;
+
+namespace {
+
+struct Args {
+  std::string host = "/tmp/peers/sock";
+  int port = 55433;
+  std::string user = "postgres";
+  std::string db = "quern_bench";
+  std::string plugin_dir = QUERN_PLUGIN_DIR;
+  std::string results;
+  std::string test = "noop";
+  int jobs = 20000;
+  int concurrency = 50;
+  int window_s = 10;
+};
+
+std::string url(const Args& a, const std::string& db) {
+  return "postgresql:///" + db + "?host=" + a.host + "&port=" + std::to_string(a.port) + "&user=" + a.user;
+}
+
+void recreate_database(const Args& a) {
+  pqxx::connection c(url(a, "postgres"));
+  pqxx::nontransaction tx(c);
+  tx.exec("drop database if exists " + tx.quote_name(a.db) + " with (force)");
+  tx.exec("create database " + tx.quote_name(a.db));
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * (v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+NewJob make_job(const std::string& test, int i) {
+  NewJob j;
+  const bool bash = test.rfind("bash", 0) == 0;
+  j.language = bash ? "bash" : "noop";
+  j.tag = j.language;
+  if (test == "sleep") j.payload["args"] = {{"sleep_ms", 100}};
+  else if (test == "bash-sleep") j.payload["code"] = "sleep 0.1";
+  else if (bash) j.payload["code"] = "true";
+  else j.payload["args"] = {{"n", i}};
+  if (!j.payload.contains("args")) j.payload["args"] = nlohmann::ordered_json::object();
+  if (!j.payload.contains("code")) j.payload["code"] = "";
+  return j;
+}
+
+quern::worker::WorkerOptions worker_options(const Args& a, const std::string& tag) {
+  quern::worker::WorkerOptions o;
+  o.database_url = url(a, a.db);
+  o.tags = {tag};
+  o.slots = a.concurrency;
+  o.poll_interval = 1s;
+  o.heartbeat_interval = 10s;
+  o.lease_timeout = 30s;
+  return o;
+}
+
+nlohmann::ordered_json drain(const Args& a, const quern::plugin::PluginRegistry& plugins) {
+  auto q = Queue::connect(url(a, a.db)).value();
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < a.jobs; ++i) jobs.push_back(make_job(a.test, i));
+  for (size_t off = 0; off < jobs.size(); off += 50000) {
+    std::vector<NewJob> chunk(jobs.begin() + off, jobs.begin() + std::min(jobs.size(), off + 50000));
+    if (auto r = q->push_batch(chunk); !r) throw std::runtime_error(r.message());
+  }
+  const std::string tag = jobs.front().tag;
+  quern::worker::Worker w(worker_options(a, tag), plugins);
+  auto t0 = steady_clock::now();
+  if (auto s = w.start(); !s) throw std::runtime_error(s.message());
+  std::vector<double> windows;
+  int64_t last_done = 0;
+  auto last_t = t0;
+  while (w.stats().completed < a.jobs) {
+    std::this_thread::sleep_for(2ms);
+    auto now = steady_clock::now();
+    if (now - last_t >= seconds(a.window_s)) {
+      int64_t done = w.stats().completed;
+      windows.push_back((done - last_done) / duration<double>(now - last_t).count());
+      last_done = done;
+      last_t = now;
+    }
+  }
+  auto t1 = steady_clock::now();
+  w.stop();
+  w.wait();
+  double ms = duration<double, std::milli>(t1 - t0).count();
+  nlohmann::ordered_json out;
+  out["ms"] = ms;
+  out["jobs_per_s"] = a.jobs / (ms / 1000.0);
+  if (a.test == "sleep" || a.test == "bash-sleep")
+    out["efficiency"] = (a.jobs / (ms / 1000.0)) / (a.concurrency / 0.1);
+  out["claim_queries"] = w.stats().claim_queries;
+  if (!windows.empty()) out["window_jobs_per_s"] = windows;
+  return out;
+}
+
+nlohmann::ordered_json latency(const Args& a, const quern::plugin::PluginRegistry& plugins) {
+  const bool bash = a.test == "bash-latency";
+  auto q = Queue::connect(url(a, a.db)).value();
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t started_id = -1;
+  steady_clock::time_point started_at;
+  auto o = worker_options(a, bash ? "bash" : "noop");
+  o.slots = std::max(1, a.concurrency);
+  o.on_job_start = [&](const quern::queue::ClaimedJob& j) {
+    auto now = steady_clock::now();
+    std::lock_guard lock(mu);
+    started_id = j.id;
+    started_at = now;
+    cv.notify_all();
+  };
+  quern::worker::Worker w(o, plugins);
+  if (auto s = w.start(); !s) throw std::runtime_error(s.message());
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<int> gap(0, 50);
+  std::vector<double> samples;
+  const int warmup = 10;
+  for (int i = 0; i < a.jobs + warmup; ++i) {
+    std::this_thread::sleep_for(milliseconds(20 + gap(rng)));  // idle gap, as the peer harness
+    NewJob j = make_job(bash ? "bash-noop" : "noop", i);
+    auto t0 = steady_clock::now();
+    auto id = q->push(j);
+    if (!id) throw std::runtime_error(id.message());
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, 10s, [&] { return started_id == *id; })) throw std::runtime_error("job never started");
+    if (i >= warmup) samples.push_back(duration<double, std::milli>(started_at - t0).count());
+  }
+  w.stop();
+  w.wait();
+  nlohmann::ordered_json out;
+  out["p50_ms"] = percentile(samples, 0.5);
+  out["p99_ms"] = percentile(samples, 0.99);
+  out["avg_ms"] = std::accumulate(samples.begin(), samples.end(), 0.0) / samples.size();
+  return out;
+}
+
+nlohmann::ordered_json enqueue_batch(const Args& a) {
+  auto q = Queue::connect(url(a, a.db)).value();
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < a.jobs; ++i) jobs.push_back(make_job("noop", i));
+  auto t0 = steady_clock::now();
+  if (auto r = q->push_batch(jobs); !r) throw std::runtime_error(r.message());
+  double ms = duration<double, std::milli>(steady_clock::now() - t0).count();
+  return {{"ms", ms}, {"jobs_per_s", a.jobs / (ms / 1000.0)}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  CLI::App app{"Quern queue benchmark (same measures as ../shared/bench/peers)"};
+  app.add_option("--host", a.host, "PostgreSQL socket directory or host");
+  app.add_option("--port", a.port);
+  app.add_option("--user", a.user);
+  app.add_option("--database", a.db, "Recreated for every measurement");
+  app.add_option("--plugin-dir", a.plugin_dir);
+  app.add_option("--results", a.results, "Append the JSON line to this file");
+  app.add_option("--window", a.window_s, "Seconds per throughput window (decay check)");
+  app.add_option("test", a.test)->required();
+  app.add_option("jobs", a.jobs);
+  app.add_option("concurrency", a.concurrency);
+  CLI11_PARSE(app, argc, argv);
+
+  quern::plugin::PluginRegistry plugins;
+  if (auto s = plugins.load_directory(a.plugin_dir); !s) {
+    std::cerr << s.message() << "\n";
+    return 1;
+  }
+  try {
+    recreate_database(a);
+    auto q = Queue::connect(url(a, a.db));
+    if (!q) throw std::runtime_error(q.message());
+    if (auto v = (*q)->migrate(); !v) throw std::runtime_error(v.message());
+    nlohmann::ordered_json r;
+    r["system"] = "quern";
+    r["version"] = QUERN_VERSION;
+    r["test"] = a.test;
+    r["jobs"] = a.jobs;
+    r["concurrency"] = a.concurrency;
+    nlohmann::ordered_json m;
+    if (a.test == "latency" || a.test == "bash-latency") m = latency(a, plugins);
+    else if (a.test == "enqueue-batch") m = enqueue_batch(a);
+    else if (a.test == "noop" || a.test == "sleep" || a.test == "bash-noop" || a.test == "bash-sleep")
+      m = drain(a, plugins);
+    else throw std::runtime_error("unknown test " + a.test);
+    for (auto& [k, v] : m.items()) r[k] = v;
+    std::cout << r.dump() << std::endl;
+    if (!a.results.empty()) std::ofstream(a.results, std::ios::app) << r.dump() << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "quern_bench: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

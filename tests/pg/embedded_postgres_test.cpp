@@ -1,0 +1,137 @@
+// EmbeddedPostgres against the system's real PostgreSQL binaries. Each test
+// uses its own private cluster (the shared test cluster must not be stopped).
+#include "host/pg/embedded_postgres.h"
+
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+namespace fs = std::filesystem;
+using quern::pg::EmbeddedOptions;
+using quern::pg::EmbeddedPostgres;
+
+namespace {
+
+class EmbeddedPostgresTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(QUERN_BUILD_DIR) / "test-pg-embedded" /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    cleanup();
+  }
+  void TearDown() override { cleanup(); }
+  void cleanup() {
+    ASSERT_TRUE(quern::pg::stop_cluster(dir_).is_ok());
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  EmbeddedOptions options(const fs::path& dir) {
+    EmbeddedOptions o;
+    o.data_dir = dir;
+    o.database = "quern";
+    o.port = 5433;
+    o.settings = {"fsync = off", "shared_buffers = 16MB", "max_connections = 20"};
+    return o;
+  }
+  static std::string query(const std::string& url, const std::string& sql) {
+    pqxx::connection c(url);
+    pqxx::nontransaction tx(c);
+    return tx.exec1(sql)[0].as<std::string>();
+  }
+  static bool can_connect(const std::string& url) {
+    try {
+      pqxx::connection c(url);
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  static long server_pid(const fs::path& dir) {
+    std::ifstream in(dir / "postmaster.pid");
+    long pid = -1;
+    in >> pid;
+    return pid;
+  }
+  fs::path dir_;
+};
+
+TEST(FindPostgresBindir, FindsInitdbAndPgCtl) {
+  auto dir = quern::pg::find_postgres_bindir();
+  ASSERT_TRUE(dir.is_ok()) << dir.message();
+  EXPECT_TRUE(fs::exists(*dir / "initdb"));
+  EXPECT_TRUE(fs::exists(*dir / "pg_ctl"));
+}
+
+TEST_F(EmbeddedPostgresTest, StartsReusesAdoptsAndStops) {
+  auto pg = EmbeddedPostgres::start(options(dir_));
+  ASSERT_TRUE(pg.is_ok()) << pg.message();
+  EXPECT_FALSE((*pg)->adopted());
+  EXPECT_TRUE(fs::exists(dir_ / "PG_VERSION"));
+  EXPECT_TRUE(fs::exists(dir_ / "postgres.log"));
+  const std::string url = (*pg)->url();
+  EXPECT_NE(url.find("postgresql:///quern?host="), std::string::npos) << url;
+  EXPECT_EQ(query(url, "SELECT current_database()"), "quern");
+  EXPECT_EQ(query(url, "SELECT current_setting('listen_addresses')"), "");
+  EXPECT_EQ(query(url, "SELECT current_setting('fsync')"), "off");
+  query(url, "CREATE TABLE marker AS SELECT 42 AS v; SELECT 1");
+
+  if (::geteuid() == 0) {  // PostgreSQL refuses root: the server runs as "postgres"
+    struct stat st {};
+    ASSERT_EQ(::stat(("/proc/" + std::to_string(server_pid(dir_))).c_str(), &st), 0);
+    const passwd* pw = ::getpwnam("postgres");
+    ASSERT_NE(pw, nullptr);
+    EXPECT_EQ(st.st_uid, pw->pw_uid);
+  }
+
+  // A second start adopts the running cluster; destroying it leaves the server up.
+  {
+    auto again = EmbeddedPostgres::start(options(dir_));
+    ASSERT_TRUE(again.is_ok()) << again.message();
+    EXPECT_TRUE((*again)->adopted());
+    EXPECT_EQ((*again)->url(), url);
+    EXPECT_TRUE((*again)->create_database("other").is_ok());
+    EXPECT_TRUE((*again)->create_database("other").is_ok());  // exists: still OK
+  }
+  EXPECT_EQ(query((*pg)->url_for("other"), "SELECT current_database()"), "other");
+
+  ASSERT_TRUE((*pg)->stop().is_ok());
+  EXPECT_FALSE(can_connect(url));
+  EXPECT_FALSE(fs::exists(dir_ / "postmaster.pid"));
+  EXPECT_TRUE((*pg)->stop().is_ok());  // idempotent
+
+  // Restart reuses the data directory (no initdb: the table survived).
+  auto restarted = EmbeddedPostgres::start(options(dir_));
+  ASSERT_TRUE(restarted.is_ok()) << restarted.message();
+  EXPECT_FALSE((*restarted)->adopted());
+  EXPECT_EQ(query((*restarted)->url(), "SELECT v FROM marker"), "42");
+  restarted->reset();  // the destructor stops a cluster it started
+  EXPECT_FALSE(can_connect(url));
+}
+
+TEST_F(EmbeddedPostgresTest, LongDataDirUsesShortSocketDir) {
+  fs::path deep = dir_;
+  while (deep.string().size() < 130) deep /= "long-directory-name";
+  auto pg = EmbeddedPostgres::start(options(deep));
+  ASSERT_TRUE(pg.is_ok()) << pg.message();
+  EXPECT_EQ((*pg)->socket_dir().string().rfind("/tmp/quern-pg-", 0), 0u) << (*pg)->socket_dir();
+  EXPECT_EQ(query((*pg)->url(), "SELECT current_database()"), "quern");
+  ASSERT_TRUE((*pg)->stop().is_ok());
+}
+
+TEST_F(EmbeddedPostgresTest, FailureSaysWhatAndWhere) {
+  fs::create_directories(dir_);
+  const fs::path file = dir_ / "not-a-directory";
+  std::ofstream(file) << "x";
+  auto pg = EmbeddedPostgres::start(options(file / "data"));
+  ASSERT_FALSE(pg.is_ok());
+  EXPECT_NE(pg.message().find(file.string()), std::string::npos) << pg.message();
+}
+
+}  // namespace
