@@ -118,6 +118,11 @@ struct RecoveryReport {
 
 struct QueueOptions {
   int default_max_restarts = 3;  // lost leases before a job is failed
+  // Session synchronous_commit=off. Only for connections whose writes may be
+  // lost in a database crash without harm: a worker's claims (a lost claim
+  // means the job is claimed again — at-least-once holds). Never for pushes
+  // or completions, which must be durable once acknowledged.
+  bool relaxed_commit = false;
 };
 
 class Queue {

@@ -15,6 +15,7 @@ void Queue::Impl::ensure_connected() {
   drop_connection();
   auto c = std::make_unique<pqxx::connection>(url);
   c->set_client_encoding("UTF8");  // byte offsets of logs are UTF-8 offsets
+  if (options.relaxed_commit) c->set_variable("synchronous_commit", "off");
   for (const sql::Statement& s : sql::kAll) c->prepare(s.name, s.text);
   conn = std::move(c);
   try {

@@ -27,6 +27,7 @@ constexpr size_t kLogFlushBytes = 64 * 1024;
 constexpr milliseconds kWatchdogTick{20};
 constexpr milliseconds kClaimWaitSlice{100};
 constexpr milliseconds kDatabaseRetry{500};
+constexpr milliseconds kBacklogBatchWait{2};
 
 std::string default_worker_id() {
   char host[256] = {0};
@@ -153,11 +154,19 @@ void Loops::claimer() {
   queue::Queue& q = *st.claim_queue;
   auto last_claim = SteadyClock::now() - opt.poll_interval;
   bool should_claim = true;  // claim at once on start
+  bool backlog = false;       // the last claim was full: more jobs are waiting
+  const int min_batch = std::max(1, opt.slots / 4);
   while (true) {
     int free_slots;
     {
       std::unique_lock lock(st.mu);
       st.claimer_cv.wait(lock, [&] { return st.stopping || st.busy < opt.slots; });
+      // With a backlog, a few claimers taking many rows each beat many small
+      // claims (ARCHITECTURE.md §2): let a quarter of the slots free up, for
+      // at most kBacklogBatchWait. An idle worker never waits here.
+      if (backlog && opt.slots - st.busy < min_batch)
+        st.claimer_cv.wait_for(lock, kBacklogBatchWait,
+                               [&] { return st.stopping || opt.slots - st.busy >= min_batch; });
       if (st.stopping) break;
       free_slots = opt.slots - st.busy;
     }
@@ -189,6 +198,7 @@ void Loops::claimer() {
     // frees up. A short batch means the queue is drained for our tags: wait
     // for a notification or the next poll.
     should_claim = static_cast<int>(claimed->size()) == free_slots;
+    backlog = should_claim;
     if (claimed->empty()) continue;
     st.claimed += static_cast<int64_t>(claimed->size());
     std::lock_guard lock(st.mu);
@@ -198,8 +208,8 @@ void Loops::claimer() {
       st.running.emplace(run->job().id, run);
       st.dispatch.push_back(std::move(run));
       st.busy++;
+      st.slots_cv.notify_one();  // one slot per job: no thundering herd of idle slots
     }
-    st.slots_cv.notify_all();
   }
   // Claimed jobs that no slot started go straight back to the queue.
   std::lock_guard lock(st.mu);
@@ -261,18 +271,25 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run,
     executor = std::move(created).value();
   }
 
-  // A fresh working directory per attempt, removed afterwards.
-  std::filesystem::path workdir = opt.jobs_dir / (std::to_string(job.id) + "-" + std::to_string(job.attempt));
+  // A fresh working directory per attempt, removed afterwards — for plugins
+  // that run processes; in-process executors don't pay for it.
+  const bool needs_workdir = (p->info().capabilities & QUERN_CAP_SPAWNS_PROCESSES) != 0;
+  std::filesystem::path workdir;
   std::error_code ec;
-  std::filesystem::remove_all(workdir, ec);
-  std::filesystem::create_directories(workdir, ec);
+  if (needs_workdir) {
+    workdir = opt.jobs_dir / (std::to_string(job.id) + "-" + std::to_string(job.attempt));
+    if (!std::filesystem::create_directory(workdir, ec) && !ec) {  // a leftover of a crashed run
+      std::filesystem::remove_all(workdir, ec);
+      std::filesystem::create_directory(workdir, ec);
+    }
+  }
   if (ec) {
     queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
                         "cannot create working directory " + workdir.string() + ": " + ec.message()};
     finish(run, c, false);
     return;
   }
-  std::filesystem::permissions(workdir, std::filesystem::perms::owner_all, ec);
+  if (needs_workdir) std::filesystem::permissions(workdir, std::filesystem::perms::owner_all, ec);
 
   nlohmann::ordered_json doc = job.payload.is_object() ? job.payload : nlohmann::ordered_json::object();
   if (!doc.contains("code")) doc["code"] = "";
@@ -282,8 +299,10 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run,
   doc["language"] = job.language;
   doc["script_path"] = job.script_path;
   doc["timeout_s"] = timeout_s;
-  doc["workdir"] = workdir.string();
-  doc["env"] = minimal_job_environment(workdir, job.id, job.attempt);
+  if (needs_workdir) {
+    doc["workdir"] = workdir.string();
+    doc["env"] = minimal_job_environment(workdir, job.id, job.attempt);
+  }
   const std::string job_json = doc.dump();
 
   {
@@ -298,7 +317,7 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run,
   }
   // Whatever the plugin did, nothing of the job may outlive it.
   if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGKILL);
-  std::filesystem::remove_all(workdir, ec);
+  if (needs_workdir) std::filesystem::remove_all(workdir, ec);
 
   if (run->lost()) {
     finish(run, std::nullopt, false);
@@ -318,8 +337,8 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
   if (release) st.pending_releases.push_back({run->job().id, run->job().attempt});
   st.running.erase(run->job().id);
   st.busy--;
-  st.writer_cv.notify_all();
-  st.claimer_cv.notify_all();
+  st.writer_cv.notify_one();   // the writer is one thread
+  st.claimer_cv.notify_one();  // so is the claimer
 }
 
 void Loops::heartbeat(queue::Queue& q) {
@@ -482,7 +501,9 @@ Status Worker::start() {
     return Status::error("cannot create the jobs directory " + options_.jobs_dir.string() + ": " + ec.message());
   queue::QueueOptions qo;
   qo.default_max_restarts = options_.max_restarts;
-  auto cq = queue::Queue::connect(options_.database_url, qo);
+  queue::QueueOptions claim_qo = qo;
+  claim_qo.relaxed_commit = true;  // a claim lost in a crash only means the job is claimed again
+  auto cq = queue::Queue::connect(options_.database_url, claim_qo);
   if (!cq) return cq.status().with_context("worker " + options_.worker_id);
   auto wq = queue::Queue::connect(options_.database_url, qo);
   if (!wq) return wq.status().with_context("worker " + options_.worker_id);

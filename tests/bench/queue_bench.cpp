@@ -16,6 +16,7 @@
 // Prints one JSON line per measurement (and appends it to --results).
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <iostream>
 #include <condition_variable>
@@ -47,6 +48,7 @@ struct Args {
   int jobs = 20000;
   int concurrency = 50;
   int window_s = 10;
+  int duration_s = 0;
 };
 
 std::string url(const Args& a, const std::string& db) {
@@ -104,10 +106,32 @@ nlohmann::ordered_json drain(const Args& a, const quern::plugin::PluginRegistry&
   quern::worker::Worker w(worker_options(a, tag), plugins);
   auto t0 = steady_clock::now();
   if (auto s = w.start(); !s) throw std::runtime_error(s.message());
+  // --duration: keep the queue fed (JOBS waiting at most) for that long, to
+  // see whether the claim rate decays as dead index entries pile up.
+  std::atomic<int64_t> pushed{a.jobs};
+  std::atomic<bool> feeding{a.duration_s > 0};
+  std::thread feeder([&] {
+    if (!feeding) return;
+    auto fq = Queue::connect(url(a, a.db)).value();
+    std::vector<NewJob> batch(std::min(a.jobs, 5000), make_job(a.test, 0));
+    while (feeding) {
+      if (pushed - w.stats().completed > a.jobs - static_cast<int64_t>(batch.size())) {
+        std::this_thread::sleep_for(1ms);
+        continue;
+      }
+      if (auto r = fq->push_batch(batch); !r) throw std::runtime_error(r.message());
+      pushed += static_cast<int64_t>(batch.size());
+    }
+  });
   std::vector<double> windows;
   int64_t last_done = 0;
   auto last_t = t0;
-  while (w.stats().completed < a.jobs) {
+  while (true) {
+    if (feeding && steady_clock::now() - t0 >= seconds(a.duration_s)) {
+      feeding = false;
+      feeder.join();
+    }
+    if (!feeding && w.stats().completed >= pushed) break;
     std::this_thread::sleep_for(2ms);
     auto now = steady_clock::now();
     if (now - last_t >= seconds(a.window_s)) {
@@ -118,14 +142,17 @@ nlohmann::ordered_json drain(const Args& a, const quern::plugin::PluginRegistry&
     }
   }
   auto t1 = steady_clock::now();
+  if (feeder.joinable()) feeder.join();
   w.stop();
   w.wait();
   double ms = duration<double, std::milli>(t1 - t0).count();
+  const double done = static_cast<double>(pushed);
   nlohmann::ordered_json out;
   out["ms"] = ms;
-  out["jobs_per_s"] = a.jobs / (ms / 1000.0);
+  out["jobs_done"] = pushed.load();
+  out["jobs_per_s"] = done / (ms / 1000.0);
   if (a.test == "sleep" || a.test == "bash-sleep")
-    out["efficiency"] = (a.jobs / (ms / 1000.0)) / (a.concurrency / 0.1);
+    out["efficiency"] = (done / (ms / 1000.0)) / (a.concurrency / 0.1);
   out["claim_queries"] = w.stats().claim_queries;
   if (!windows.empty()) out["window_jobs_per_s"] = windows;
   return out;
@@ -194,6 +221,7 @@ int main(int argc, char** argv) {
   app.add_option("--plugin-dir", a.plugin_dir);
   app.add_option("--results", a.results, "Append the JSON line to this file");
   app.add_option("--window", a.window_s, "Seconds per throughput window (decay check)");
+  app.add_option("--duration", a.duration_s, "noop/sleep: keep feeding JOBS-deep for this many seconds");
   app.add_option("test", a.test)->required();
   app.add_option("jobs", a.jobs);
   app.add_option("concurrency", a.concurrency);

@@ -39,15 +39,7 @@ TEST(QueueMigrate, ConcurrentMigrationsFromSeveralThreads) {
             std::to_string(migrations().size()));
 }
 
-class QueueConcurrencyTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    url_ = quern::testing::fresh_database_url(test_name());
-    q_ = open_queue(url_);
-  }
-  std::string url_;
-  std::unique_ptr<Queue> q_;
-};
+using QueueConcurrencyTest = QueueFixture;
 
 TEST_F(QueueConcurrencyTest, EightClaimersNeverShareAJobAndTakeThemAll) {
   constexpr int kJobs = 3000;

@@ -11,15 +11,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class QueueTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    url_ = quern::testing::fresh_database_url(test_name());
-    q_ = open_queue(url_);
-  }
-  std::string url_;
-  std::unique_ptr<Queue> q_;
-};
+using QueueTest = QueueFixture;
 
 TEST_F(QueueTest, MigrateTwiceKeepsVersion) {
   const int latest = migrations().back().version;

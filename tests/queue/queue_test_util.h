@@ -40,6 +40,17 @@ inline std::string test_name() {
   return std::string(info->test_suite_name()) + "_" + info->name();
 }
 
+// A fresh migrated database per test, with one open Queue.
+class QueueFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = quern::testing::fresh_database_url(test_name());
+    q_ = open_queue(url_);
+  }
+  std::string url_;
+  std::unique_ptr<Queue> q_;
+};
+
 inline NewJob make_job(const std::string& tag = "default", int priority = kDefaultPriority) {
   NewJob j;
   j.tag = tag;
