@@ -1,0 +1,120 @@
+// The HTTP layer of `quern server`: an asynchronous Boost.Beast server with
+// keep-alive, hard limits, and a small router. Knows nothing about jobs: the
+// API (host/server) registers routes on a Router.
+//
+// Threading: network I/O runs on `io_threads` threads of one io_context.
+// Handlers run on a separate pool of `handler_threads` threads and may block
+// (database calls, long polls up to their own deadline). When every handler
+// thread is busy and `max_pending_requests` are queued, new requests get 503.
+// Router is immutable once the server starts; HttpServer methods are
+// thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "host/common/status.h"
+
+namespace quern::http {
+
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // raw request target, e.g. "/api/jobs?status=running"
+  std::string path;    // decoded path without the query, e.g. "/api/jobs/42"
+  std::map<std::string, std::string> query;        // decoded query parameters (last wins)
+  std::map<std::string, std::string> path_params;  // from {name} segments of the route
+  std::map<std::string, std::string> headers;      // names lower-cased
+  std::string body;
+  std::string remote;  // peer address, for the request log
+
+  // Header value by lower-case name, or "".
+  const std::string& header(const std::string& lower_name) const;
+};
+
+// Server-sent events: a streaming response's body is produced by a function
+// that runs on a handler thread and writes events until it returns or the
+// client goes away (send() then returns false).
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // Sends one event ("event: <name>\ndata: <line>\n..." + blank line). Returns
+  // false once the client has disconnected or the server is stopping.
+  virtual bool send(const std::string& event, const std::string& data) = 0;
+  // A comment line (": ping") to keep proxies from closing the stream.
+  virtual bool keepalive() = 0;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the response is an SSE stream (content type text/event-stream);
+  // body is ignored.
+  std::function<void(EventSink&)> stream;
+};
+
+// {"error": {"code": code, "message": message}} with that HTTP status. The one
+// shape of every error the API returns.
+Response json_error(int status, const std::string& code, const std::string& message);
+Response json_response(int status, const std::string& json_text);
+
+using Handler = std::function<Response(const Request&)>;
+
+struct Route {
+  std::string method;
+  std::string pattern;     // "/api/jobs/{id}/logs": literal segments and {name} segments
+  std::string permission;  // e.g. "jobs.read"; "" = anonymous (only /healthz, /readyz)
+  std::string summary;     // one line, for docs and the OpenAPI check
+  Handler handler;
+};
+
+class Router {
+ public:
+  void add(Route route);
+  const std::vector<Route>& routes() const { return routes_; }
+  // The route for method+path; fills path_params. Sets *path_known when some
+  // route has this path with another method (→ 405 instead of 404).
+  const Route* match(const std::string& method, const std::string& path,
+                     std::map<std::string, std::string>& path_params, bool* path_known) const;
+  // Called before every routed handler (authentication, permission check);
+  // returning a Response short-circuits the handler.
+  std::function<std::optional<Response>(const Route&, const Request&)> before;
+
+ private:
+  std::vector<Route> routes_;
+};
+
+struct ServerLimits {
+  size_t max_header_bytes = 16 * 1024;         // → 431
+  size_t max_body_bytes = 8 * 1024 * 1024;      // → 413
+  std::chrono::milliseconds read_timeout{10000};   // a request must arrive whole within this → 408
+  std::chrono::milliseconds idle_timeout{60000};   // keep-alive connection with no request → closed
+  size_t max_connections = 2048;                // beyond: accepted and answered 503, closed
+  size_t max_pending_requests = 1024;           // queued for handler threads beyond: 503
+  int io_threads = 2;
+  int handler_threads = 16;
+};
+
+class HttpServer {
+ public:
+  HttpServer(const Router& router, ServerLimits limits);
+  ~HttpServer();  // stop()
+  // Binds and starts serving. port 0 = any free port (see port()).
+  Status start(const std::string& address, uint16_t port);
+  uint16_t port() const;
+  // Stops accepting, closes connections, ends streams, joins threads.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace quern::http
