@@ -113,7 +113,7 @@ class Parser {
     Config config;
     config.source = source_;
     if (Status s = check_attributes(root, {}); !s) return s;
-    if (Status s = check_children(root, {"database", "plugins", "queue", "workers"}); !s) return s;
+    if (Status s = check_children(root, {"database", "plugins", "queue", "workers", "server"}); !s) return s;
     if (Status s = check_unique_children(root); !s) return s;
 
     if (pugi::xml_node n = root.child("database")) {
@@ -127,6 +127,9 @@ class Parser {
     }
     if (pugi::xml_node n = root.child("workers")) {
       if (Status s = parse_workers(n, config); !s) return s;
+    }
+    if (pugi::xml_node n = root.child("server")) {
+      if (Status s = parse_server(n, config); !s) return s;
     }
     return config;
   }
@@ -313,6 +316,25 @@ class Parser {
       entry.config_json = settings.dump();
       config.plugins.push_back(std::move(entry));
     }
+    return Status::ok();
+  }
+
+  Status parse_server(pugi::xml_node node, Config& config) const {
+    if (Status s = check_attributes(node, {"listen", "handler-threads", "max-wait"}); !s) return s;
+    if (Status s = check_children(node, {}); !s) return s;
+    if (pugi::xml_attribute attr = node.attribute("listen")) {
+      const std::string_view text = trim(attr.value());
+      const size_t colon = text.rfind(':');
+      const auto port = colon == std::string_view::npos ? std::nullopt
+                                                        : parse_integer(text.substr(colon + 1), 0, 65535);
+      if (colon == 0 || colon == std::string_view::npos || !port) {
+        return attr_error(node, attr, "expected ADDRESS:PORT, e.g. 127.0.0.1:8420 (port 0 = any free port)");
+      }
+      config.server_address = std::string(text.substr(0, colon));
+      config.server_port = static_cast<uint16_t>(*port);
+    }
+    if (Status s = read_int(node, "handler-threads", 1, 1024, config.server_handler_threads); !s) return s;
+    if (Status s = read_duration(node, "max-wait", config.server_max_wait); !s) return s;
     return Status::ok();
   }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -57,6 +58,13 @@ struct Config {
 
   // <workers><group name slots tags/></workers>; `quern up` starts one worker per group.
   std::vector<WorkerGroup> groups = {WorkerGroup{}};
+
+  // <server listen="127.0.0.1:8420" handler-threads="16" max-wait="60s"/>: the HTTP API.
+  // max-wait caps how long run_wait_result and agent long polls may hold a request.
+  std::string server_address = "127.0.0.1";
+  uint16_t server_port = 8420;
+  int server_handler_threads = 16;
+  std::chrono::milliseconds server_max_wait{60000};
 
   std::chrono::milliseconds effective_heartbeat_interval() const {
     return heartbeat_interval.count() > 0 ? heartbeat_interval : lease_timeout / 3;

@@ -116,6 +116,43 @@ struct RecoveryReport {
   int canceled = 0;  // lost leases of jobs whose cancellation was requested: completed as canceled
 };
 
+// Filter for list_jobs(); empty fields match everything.
+struct JobFilter {
+  std::string state;        // queued, running, success, failure, timeout, canceled, or "" (any)
+  std::string tag;
+  std::string script_path;
+  std::optional<Clock::time_point> created_after;
+  std::optional<Clock::time_point> created_before;
+  int64_t before_id = 0;    // pagination: only ids below this (0 = from the newest)
+  int limit = 100;          // 1..1000
+};
+
+// Per-tag queue statistics (queue_stats()).
+struct TagStats {
+  std::string tag;
+  int64_t waiting = 0;            // due and not running
+  int64_t scheduled = 0;          // not yet due
+  int64_t running = 0;
+  double oldest_wait_s = 0;       // age of the oldest due waiting job
+  bool served = false;            // some live worker or agent serves this tag
+};
+
+// A worker or agent as registered in quern.workers.
+struct WorkerInfo {
+  std::string id;
+  std::string kind = "worker";  // worker | agent
+  std::string group;
+  std::vector<std::string> tags;
+  int slots = 0;
+  std::string version;
+  std::string hostname;
+  int pid = 0;
+  int running = 0;
+  std::vector<int64_t> current_jobs;  // ids of the jobs it runs now (list_workers only)
+  Clock::time_point started_at;
+  Clock::time_point last_seen_at;
+};
+
 struct QueueOptions {
   int default_max_restarts = 3;  // lost leases before a job is failed
   // Session synchronous_commit=off. Only for connections whose writes may be
@@ -182,8 +219,28 @@ class Queue {
   StatusOr<int64_t> count_waiting(const std::vector<std::string>& tags = {});
   StatusOr<int64_t> count_running();
 
+  // Newest first. Validation errors (unknown state, limit out of range) are
+  // returned before querying.
+  StatusOr<std::vector<JobRecord>> list_jobs(const JobFilter& filter);
+  // One row per tag with waiting, scheduled or running jobs, plus tags served
+  // by live workers. A worker is live if seen within `live_within`.
+  StatusOr<std::vector<TagStats>> queue_stats(std::chrono::milliseconds live_within);
+
+  // The worker registry (quern.workers): a worker registers at start,
+  // refreshes last_seen_at and its running count with each heartbeat round,
+  // and unregisters when it stops. Rows of workers not seen for long are
+  // pruned by prune_workers().
+  Status register_worker(const WorkerInfo& info);
+  Status touch_worker(const std::string& worker_id, int running);
+  Status unregister_worker(const std::string& worker_id);
+  StatusOr<std::vector<WorkerInfo>> list_workers();
+  StatusOr<int> prune_workers(std::chrono::milliseconds unseen_for);
+
   // LISTEN on the channels of these tags (one channel per tag).
   Status listen(const std::vector<std::string>& tags);
+  // Stops listening on every channel (a pooled connection lent to a long
+  // poll must not keep collecting notifications for the next borrower).
+  void unlisten_all();
   // Waits up to timeout for a notification on a listened channel. Returns
   // true if one (or more) arrived; drains everything pending.
   StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout);

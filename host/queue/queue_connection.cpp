@@ -51,6 +51,16 @@ Status Queue::listen(const std::vector<std::string>& tags) {
   return r.status();
 }
 
+void Queue::unlisten_all() {
+  try {
+    impl_->receivers.clear();  // each receiver UNLISTENs its channel
+  } catch (...) {
+    impl_->drop_connection();  // a broken connection forgets its LISTENs anyway
+  }
+  impl_->channels.clear();
+  impl_->notified = false;
+}
+
 StatusOr<bool> Queue::wait_for_jobs(std::chrono::milliseconds timeout) {
   return impl_->run("wait_for_jobs", [&](pqxx::connection& c) {
     using SteadyClock = std::chrono::steady_clock;

@@ -81,6 +81,9 @@ struct Queue::Impl {
   }
 };
 
+// A row of kGetJob's shape (also used by list_jobs) as a JobRecord.
+JobRecord job_record_from_row(const pqxx::row& row);
+
 // A PostgreSQL array literal of text values: {"a","b\"c"}.
 std::string to_text_array(const std::vector<std::string>& values);
 

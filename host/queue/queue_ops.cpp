@@ -87,29 +87,32 @@ StatusOr<RecoveryReport> Queue::recover_expired(std::chrono::milliseconds lease_
   });
 }
 
+JobRecord job_record_from_row(const pqxx::row& row) {
+  JobRecord j;
+  j.id = row[0].as<int64_t>();
+  j.state = row[1].as<std::string>();
+  j.tag = row[2].as<std::string>();
+  j.language = row[3].as<std::string>();
+  j.script_path = row[4].as<std::string>();
+  j.payload = nlohmann::ordered_json::parse(row[5].c_str());
+  j.priority = row[6].as<int>();
+  j.attempt = row[7].as<int32_t>();
+  j.worker_id = row[8].as<std::string>();
+  if (!row[9].is_null()) j.result = nlohmann::json::parse(row[9].c_str());
+  j.error = row[10].as<std::string>();
+  j.created_at = from_epoch_us(row[11].as<int64_t>());
+  if (!row[12].is_null()) j.started_at = from_epoch_us(row[12].as<int64_t>());
+  if (!row[13].is_null()) j.completed_at = from_epoch_us(row[13].as<int64_t>());
+  j.cancel_requested = row[14].as<bool>();
+  return j;
+}
+
 StatusOr<std::optional<JobRecord>> Queue::get_job(int64_t job_id) {
   return impl_->run("get_job", [&](pqxx::connection& c) -> std::optional<JobRecord> {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared(sql::kGetJob.name, job_id);
     if (r.empty()) return std::nullopt;
-    const auto row = r[0];
-    JobRecord j;
-    j.id = row[0].as<int64_t>();
-    j.state = row[1].as<std::string>();
-    j.tag = row[2].as<std::string>();
-    j.language = row[3].as<std::string>();
-    j.script_path = row[4].as<std::string>();
-    j.payload = nlohmann::ordered_json::parse(row[5].c_str());
-    j.priority = row[6].as<int>();
-    j.attempt = row[7].as<int32_t>();
-    j.worker_id = row[8].as<std::string>();
-    if (!row[9].is_null()) j.result = nlohmann::json::parse(row[9].c_str());
-    j.error = row[10].as<std::string>();
-    j.created_at = from_epoch_us(row[11].as<int64_t>());
-    if (!row[12].is_null()) j.started_at = from_epoch_us(row[12].as<int64_t>());
-    if (!row[13].is_null()) j.completed_at = from_epoch_us(row[13].as<int64_t>());
-    j.cancel_requested = row[14].as<bool>();
-    return j;
+    return job_record_from_row(r[0]);
   });
 }
 

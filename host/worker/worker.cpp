@@ -28,6 +28,7 @@ constexpr milliseconds kWatchdogTick{20};
 constexpr milliseconds kClaimWaitSlice{100};
 constexpr milliseconds kDatabaseRetry{500};
 constexpr milliseconds kBacklogBatchWait{2};
+constexpr int64_t kShortJobUs = 10000;  // jobs shorter than this benefit from batched claims
 
 std::string default_worker_id() {
   char host[256] = {0};
@@ -82,6 +83,7 @@ struct Worker::State {
 
   // --- stats (atomics: read without the lock) ---
   std::atomic<int64_t> claimed{0}, completed{0}, refused{0}, claim_queries{0};
+  std::atomic<int64_t> exec_ewma_us{0};  // moving average of execute() time (1/8 weight per job)
 
   std::vector<std::thread> threads;
 };
@@ -164,7 +166,9 @@ void Loops::claimer() {
       // With a backlog, a few claimers taking many rows each beat many small
       // claims (ARCHITECTURE.md §2): let a quarter of the slots free up, for
       // at most kBacklogBatchWait. An idle worker never waits here.
-      if (backlog && opt.slots - st.busy < min_batch)
+      // Only for short jobs: when jobs run long, claims are rare anyway and
+      // the wait would only leave slots idle.
+      if (backlog && opt.slots - st.busy < min_batch && st.exec_ewma_us.load() < kShortJobUs)
         st.claimer_cv.wait_for(lock, kBacklogBatchWait,
                                [&] { return st.stopping || opt.slots - st.busy >= min_batch; });
       if (st.stopping) break;
@@ -310,7 +314,12 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run,
     run->executor = executor.get();
   }
   if (opt.on_job_start) opt.on_job_start(job);
+  const auto exec_start = SteadyClock::now();
   quern_status rc = executor->execute(job_json, *run);
+  const int64_t exec_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - exec_start).count();
+  const int64_t ewma = st.exec_ewma_us.load(std::memory_order_relaxed);
+  st.exec_ewma_us.store(ewma + (exec_us - ewma) / 8, std::memory_order_relaxed);  // racy by design: a hint
   {
     std::lock_guard lock(st.mu);
     run->executor = nullptr;
@@ -347,6 +356,9 @@ void Loops::heartbeat(queue::Queue& q) {
     std::lock_guard lock(st.mu);
     for (auto& [id, run] : st.running) leases.push_back({id, run->job().attempt});
   }
+  // The registry row says the worker is alive (GET /api/workers, "served" tags).
+  if (Status s = q.touch_worker(opt.worker_id, static_cast<int>(leases.size())); !s)
+    log_error(opt.worker_id, "updating the worker registry failed: " + s.message());
   if (leases.empty()) return;
   auto reply = q.heartbeat(opt.worker_id, leases);
   if (!reply) {
@@ -457,6 +469,8 @@ void Loops::writer() {
       break;
     }
   }
+  if (Status s = q.unregister_worker(opt.worker_id); !s)
+    log_error(opt.worker_id, "leaving the worker registry failed: " + s.message());
   std::lock_guard lock(st.mu);
   st.writer_done = true;
   st.watchdog_cv.notify_all();
@@ -508,6 +522,19 @@ Status Worker::start() {
   auto wq = queue::Queue::connect(options_.database_url, qo);
   if (!wq) return wq.status().with_context("worker " + options_.worker_id);
   if (Status s = (*cq)->listen(options_.tags); !s) return s.with_context("worker " + options_.worker_id);
+  queue::WorkerInfo info;
+  info.id = options_.worker_id;
+  info.kind = "worker";
+  info.group = options_.group;
+  info.tags = options_.tags;
+  info.slots = options_.slots;
+  info.version = options_.version;
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  info.hostname = host;
+  info.pid = getpid();
+  if (Status s = (*wq)->register_worker(info); !s)
+    log_error(options_.worker_id, "joining the worker registry failed (jobs still run): " + s.message());
   state_->claim_queue = std::move(cq).value();
   state_->writer_queue = std::move(wq).value();
 

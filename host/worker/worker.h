@@ -36,6 +36,7 @@ struct WorkerOptions {
   std::string database_url;
   std::string worker_id;  // empty = <hostname>-<pid>-<random>
   std::string group = "default";
+  std::string version;  // reported in the worker registry
   std::vector<std::string> tags;
   int slots = 4;
   std::chrono::milliseconds poll_interval{1000};

@@ -209,10 +209,22 @@ TEST(configErrors, HeartbeatMustBeBelowLease) {
 TEST(configErrors, UnknownElement) {
   EXPECT_EQ(error_of("<quern>\n  <queu/>\n</quern>"),
             "test.xml:2: unknown element <queu> inside <quern> (allowed: <database>, <plugins>, <queue>, "
-            "<workers>)");
+            "<workers>, <server>)");
   EXPECT_THAT(error_of("<quern><workers>\n<grop/></workers></quern>"),
               HasSubstr("test.xml:2: unknown element <grop> inside <workers> (allowed: <group>)"));
   EXPECT_THAT(error_of("<quern><queue><x/></queue></quern>"), HasSubstr("it takes no child elements"));
+}
+
+TEST(configParse, ServerElement) {
+  auto cfg = quern::config::parse_config(
+      "<quern><server listen=\"0.0.0.0:9000\" handler-threads=\"8\" max-wait=\"30s\"/></quern>", "test.xml");
+  ASSERT_TRUE(cfg) << cfg.message();
+  EXPECT_EQ(cfg->server_address, "0.0.0.0");
+  EXPECT_EQ(cfg->server_port, 9000);
+  EXPECT_EQ(cfg->server_handler_threads, 8);
+  EXPECT_EQ(cfg->server_max_wait, std::chrono::seconds(30));
+  EXPECT_THAT(error_of("<quern>\n<server listen=\"nope\"/></quern>"),
+              HasSubstr("test.xml:2: <server listen=\"nope\">: expected ADDRESS:PORT"));
 }
 
 TEST(configErrors, UnknownAttribute) {

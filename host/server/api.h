@@ -1,0 +1,44 @@
+// The HTTP API of `quern server` (docs/API.md, docs/openapi.yaml). Routes are
+// registered on an http::Router; every route but /healthz and /readyz
+// requires a bearer token whose role allows the route's permission.
+//
+// Thread-safety: handlers run concurrently on the HTTP server's handler
+// threads; each borrows its own database connections from pools.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "host/http/http_server.h"
+#include "host/queue/queue.h"
+
+namespace quern::server {
+
+struct ApiOptions {
+  std::string database_url;
+  // Cap on how long run_wait_result and agent long polls may hold a request.
+  std::chrono::milliseconds max_wait{60000};
+  // A worker counts as live (queue stats "served") if seen within this.
+  std::chrono::milliseconds live_within{35000};
+  size_t pool_size = 16;  // database connections per kind (queue, tokens, scripts)
+  queue::QueueOptions queue_options;
+};
+
+struct ApiContext;  // internal (api_context.h)
+
+class Api {
+ public:
+  explicit Api(ApiOptions options);
+  ~Api();
+  void register_routes(http::Router& router);
+
+ private:
+  std::unique_ptr<ApiContext> ctx_;
+};
+
+// The OpenAPI document served at /api/openapi.yaml (docs/openapi.yaml,
+// embedded at build time).
+const std::string& openapi_yaml();
+
+}  // namespace quern::server

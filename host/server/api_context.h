@@ -1,0 +1,53 @@
+// Internals shared by the route files of the API: connection pools, the
+// authenticated-route helper, and JSON conversions.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "host/auth/permissions.h"
+#include "host/auth/tokens.h"
+#include "host/scripts/script_store.h"
+#include "host/server/api.h"
+#include "host/server/pool.h"
+
+namespace quern::server {
+
+struct ApiContext {
+  explicit ApiContext(ApiOptions o);
+
+  ApiOptions options;
+  Pool<queue::Queue> queues;
+  Pool<auth::TokenStore> tokens;
+  Pool<scripts::ScriptStore> scripts;
+};
+
+using AuthedHandler = std::function<http::Response(const http::Request&, const auth::Principal&)>;
+
+// Registers a route that authenticates the bearer token and checks
+// `permission` before calling the handler: 401 without a valid token, 403
+// when the role lacks the permission.
+void add_route(ApiContext& ctx, http::Router& router, const std::string& method, const std::string& pattern,
+               const std::string& permission, const std::string& summary, AuthedHandler handler);
+
+// Parses the body as a JSON object ({} when empty). Errors name what was wrong.
+StatusOr<nlohmann::ordered_json> body_object(const http::Request& req);
+
+// 400 / 404 / 500 shortcuts in the one error shape.
+http::Response bad_request(const std::string& message);
+http::Response not_found(const std::string& message);
+http::Response unavailable(const Status& status);  // database trouble → 503
+http::Response json_ok(const nlohmann::ordered_json& body, int status = 200);
+
+std::string iso_time(queue::Clock::time_point t);
+nlohmann::ordered_json job_json(const queue::JobRecord& j, bool with_code = false);
+
+// Route registration per area.
+void add_job_routes(ApiContext& ctx, http::Router& router);
+void add_script_routes(ApiContext& ctx, http::Router& router);
+void add_admin_routes(ApiContext& ctx, http::Router& router);
+void add_agent_routes(ApiContext& ctx, http::Router& router);
+
+}  // namespace quern::server

@@ -1,0 +1,353 @@
+// Jobs: run (by path, by hash, inline), run and wait for the result, get,
+// list, cancel, logs (whole text and a live SSE stream).
+#include <algorithm>
+#include <cstdlib>
+#include <variant>
+#include <ctime>
+#include <thread>
+
+#include "host/server/api_context.h"
+
+namespace quern::server {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using namespace std::chrono_literals;
+
+// What a run request may set on top of the script's settings.
+struct RunRequest {
+  Json args = Json::object();
+  std::string tag;
+  int priority = 0;
+  int timeout_s = 0;
+  std::optional<queue::Clock::time_point> scheduled_for;
+};
+
+StatusOr<queue::Clock::time_point> parse_iso_utc(const std::string& text) {
+  std::tm tm{};
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr) return Status::error("scheduled_for must be an ISO 8601 UTC time like 2026-12-01T08:00:00Z");
+  double frac = 0;
+  if (*end == '.') {
+    char* after = nullptr;
+    frac = std::strtod(end, &after);
+    end = after;
+  }
+  if (std::string(end) != "Z" && std::string(end) != "+00:00")
+    return Status::error("scheduled_for must be in UTC (end with Z): " + text);
+  const std::time_t secs = timegm(&tm);
+  return queue::Clock::from_time_t(secs) +
+         std::chrono::duration_cast<queue::Clock::duration>(std::chrono::duration<double>(frac));
+}
+
+StatusOr<RunRequest> parse_run_request(const Json& body) {
+  RunRequest r;
+  for (const auto& [key, value] : body.items()) {
+    if (key == "args") {
+      if (!value.is_object()) return Status::error("args must be a JSON object");
+      r.args = value;
+    } else if (key == "tag") {
+      if (!value.is_string() || value.get<std::string>().empty()) return Status::error("tag must be a non-empty string");
+      r.tag = value.get<std::string>();
+    } else if (key == "priority") {
+      if (!value.is_number_integer() || value.get<int>() < queue::kMinPriority || value.get<int>() > queue::kMaxPriority)
+        return Status::error("priority must be an integer from 1 to 100");
+      r.priority = value.get<int>();
+    } else if (key == "timeout_s") {
+      if (!value.is_number_integer() || value.get<int>() < 0) return Status::error("timeout_s must be a non-negative integer");
+      r.timeout_s = value.get<int>();
+    } else if (key == "scheduled_for") {
+      if (!value.is_string()) return Status::error("scheduled_for must be a string (ISO 8601, UTC)");
+      auto t = parse_iso_utc(value.get<std::string>());
+      if (!t) return t.status();
+      r.scheduled_for = *t;
+    } else if (key == "delay_s") {
+      if (!value.is_number() || value.get<double>() < 0) return Status::error("delay_s must be a non-negative number");
+      r.scheduled_for = queue::Clock::now() + std::chrono::duration_cast<queue::Clock::duration>(
+                                                  std::chrono::duration<double>(value.get<double>()));
+    } else if (key != "language" && key != "content") {
+      return Status::error("unknown field '" + key +
+                           "' (allowed: args, tag, priority, timeout_s, scheduled_for, delay_s)");
+    }
+  }
+  return r;
+}
+
+queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest& r) {
+  queue::NewJob job;
+  job.language = s.language;
+  job.tag = !r.tag.empty() ? r.tag : !s.settings.tag.empty() ? s.settings.tag : s.language;
+  job.priority = r.priority > 0 ? r.priority : s.settings.priority > 0 ? s.settings.priority : queue::kDefaultPriority;
+  job.timeout_s = r.timeout_s > 0 ? r.timeout_s : s.settings.timeout_s;
+  job.scheduled_for = r.scheduled_for;
+  job.script_path = s.path;
+  job.payload["code"] = s.content;
+  job.payload["args"] = r.args;
+  job.payload["script_hash"] = s.hash;
+  return job;
+}
+
+// Builds the job a run route asks for: from the script at a path, a script
+// version by hash, or inline code. Returns an error response when it can't.
+using JobOrResponse = std::variant<queue::NewJob, http::Response>;
+
+JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const std::string& kind) {
+  auto body = body_object(req);
+  if (!body) return bad_request(body.message());
+  auto run = parse_run_request(*body);
+  if (!run) return bad_request(run.message());
+  if (kind == "inline") {
+    auto lang = body->find("language");
+    auto content = body->find("content");
+    if (lang == body->end() || !lang->is_string() || lang->get<std::string>().empty())
+      return bad_request("language is required (e.g. \"bash\")");
+    if (content == body->end() || !content->is_string()) return bad_request("content (the code) is required");
+    scripts::ScriptVersion s;
+    s.language = lang->get<std::string>();
+    s.content = content->get<std::string>();
+    queue::NewJob job = job_from_script(s, *run);
+    job.payload.erase("script_hash");
+    return job;
+  }
+  auto store = ctx.scripts.acquire();
+  if (!store) return unavailable(store.status());
+  const std::string& key = req.path_params.at(kind == "path" ? "path" : "hash");
+  auto found = kind == "path" ? (*store)->latest(key) : (*store)->by_hash(key);
+  if (!found) return unavailable(found.status());
+  if (!*found)
+    return not_found(kind == "path" ? "no script at path '" + key + "' (or it is archived)"
+                                    : "no script version with hash '" + key + "'");
+  return job_from_script(**found, *run);
+}
+
+StatusOr<int64_t> submit(ApiContext& ctx, const queue::NewJob& job) {
+  auto q = ctx.queues.acquire();
+  if (!q) return q.status();
+  return (*q)->push(job);
+}
+
+http::Response run_route(ApiContext& ctx, const http::Request& req, const std::string& kind) {
+  auto built = build_job(ctx, req, kind);
+  if (auto* r = std::get_if<http::Response>(&built)) return std::move(*r);
+  const auto& job = std::get<queue::NewJob>(built);
+  auto id = submit(ctx, job);
+  if (!id) {
+    // Validation errors from the queue are the client's; the rest is ours.
+    return id.message().find("priority") != std::string::npos ? bad_request(id.message()) : unavailable(id.status());
+  }
+  return json_ok(Json{{"id", *id}, {"tag", job.tag}}, 201);
+}
+
+bool finished(const std::string& state) { return state != "queued" && state != "running"; }
+
+http::Response wait_result_route(ApiContext& ctx, const http::Request& req, const std::string& kind) {
+  std::chrono::milliseconds wait = ctx.options.max_wait;
+  if (auto it = req.query.find("timeout_s"); it != req.query.end()) {
+    char* end = nullptr;
+    const double s = std::strtod(it->second.c_str(), &end);
+    if (end == it->second.c_str() || *end != '\0' || s <= 0) return bad_request("timeout_s must be a positive number");
+    wait = std::min(wait, std::chrono::milliseconds(static_cast<int64_t>(s * 1000)));
+  }
+  auto built = build_job(ctx, req, kind);
+  if (auto* r = std::get_if<http::Response>(&built)) return std::move(*r);
+  auto q = ctx.queues.acquire();
+  if (!q) return unavailable(q.status());
+  auto id = (*q)->push(std::get<queue::NewJob>(built));
+  if (!id) return unavailable(id.status());
+  // Poll the job: every millisecond at first (most webhook jobs finish in a
+  // few), backing off to 20 ms for long ones.
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  auto delay = std::chrono::microseconds(500);
+  while (true) {
+    auto rec = (*q)->get_job(*id);
+    if (!rec) return unavailable(rec.status());
+    if (*rec && finished((*rec)->state)) {
+      const auto& j = **rec;
+      http::Response resp;
+      if (j.state == "success") {
+        resp = http::json_response(200, j.result.dump());
+      } else {
+        resp = http::json_error(j.state == "timeout" ? 504 : 422, "job_" + j.state,
+                                "job " + std::to_string(j.id) + " " + j.state + (j.error.empty() ? "" : ": " + j.error));
+      }
+      resp.headers.emplace_back("X-Quern-Job-Id", std::to_string(*id));
+      return resp;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      auto resp = http::json_error(504, "wait_timeout",
+                                   "job " + std::to_string(*id) + " is still running; follow it at /api/jobs/" +
+                                       std::to_string(*id));
+      resp.headers.emplace_back("X-Quern-Job-Id", std::to_string(*id));
+      return resp;
+    }
+    std::this_thread::sleep_for(delay);  // polling interval, bounded by the deadline above
+    delay = std::min<std::chrono::microseconds>(delay + delay / 4 + std::chrono::microseconds(100), 20ms);
+  }
+}
+
+StatusOr<int64_t> parse_id(const http::Request& req) {
+  const std::string& text = req.path_params.at("id");
+  char* end = nullptr;
+  const long long id = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || id <= 0) return Status::error("job id must be a positive integer, got '" + text + "'");
+  return static_cast<int64_t>(id);
+}
+
+http::Response get_job(ApiContext& ctx, const http::Request& req) {
+  auto id = parse_id(req);
+  if (!id) return bad_request(id.message());
+  auto q = ctx.queues.acquire();
+  if (!q) return unavailable(q.status());
+  auto rec = (*q)->get_job(*id);
+  if (!rec) return unavailable(rec.status());
+  if (!*rec) return not_found("no job " + std::to_string(*id));
+  return json_ok(job_json(**rec, true));
+}
+
+http::Response list_jobs(ApiContext& ctx, const http::Request& req) {
+  queue::JobFilter f;
+  for (const auto& [key, value] : req.query) {
+    if (key == "state") f.state = value;
+    else if (key == "tag") f.tag = value;
+    else if (key == "script_path") f.script_path = value;
+    else if (key == "limit" || key == "before_id") {
+      char* end = nullptr;
+      const long long n = std::strtoll(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0') return bad_request(key + " must be an integer");
+      if (key == "limit") f.limit = static_cast<int>(std::clamp(n, -1LL, 100000LL));  // range checked by the queue
+      else f.before_id = n;
+    } else if (key == "created_after" || key == "created_before") {
+      auto t = parse_iso_utc(value);
+      if (!t) return bad_request(key + ": " + t.message());
+      (key == "created_after" ? f.created_after : f.created_before) = *t;
+    } else {
+      return bad_request("unknown filter '" + key +
+                         "' (allowed: state, tag, script_path, created_after, created_before, before_id, limit)");
+    }
+  }
+  auto q = ctx.queues.acquire();
+  if (!q) return unavailable(q.status());
+  auto jobs = (*q)->list_jobs(f);
+  if (!jobs) return jobs.message().find("limit") != std::string::npos || jobs.message().find("state") != std::string::npos
+                        ? bad_request(jobs.message())
+                        : unavailable(jobs.status());
+  Json out = Json::array();
+  for (const auto& j : *jobs) out.push_back(job_json(j));
+  return json_ok(Json{{"jobs", out}});
+}
+
+http::Response cancel_job(ApiContext& ctx, const http::Request& req) {
+  auto id = parse_id(req);
+  if (!id) return bad_request(id.message());
+  auto q = ctx.queues.acquire();
+  if (!q) return unavailable(q.status());
+  auto outcome = (*q)->cancel(*id, "canceled through the API");
+  if (!outcome) return unavailable(outcome.status());
+  switch (*outcome) {
+    case queue::CancelOutcome::not_found: return not_found("no job " + std::to_string(*id));
+    case queue::CancelOutcome::canceled: return json_ok(Json{{"id", *id}, {"outcome", "canceled"}});
+    case queue::CancelOutcome::requested: return json_ok(Json{{"id", *id}, {"outcome", "cancel_requested"}}, 202);
+    case queue::CancelOutcome::already_finished:
+      return http::json_error(409, "already_finished", "job " + std::to_string(*id) + " has already finished");
+  }
+  return unavailable(Status::error("unexpected cancel outcome"));
+}
+
+http::Response job_logs(ApiContext& ctx, const http::Request& req) {
+  auto id = parse_id(req);
+  if (!id) return bad_request(id.message());
+  int64_t from = 0;
+  if (auto it = req.query.find("offset"); it != req.query.end()) from = std::atoll(it->second.c_str());
+  auto q = ctx.queues.acquire();
+  if (!q) return unavailable(q.status());
+  auto rec = (*q)->get_job(*id);
+  if (!rec) return unavailable(rec.status());
+  if (!*rec) return not_found("no job " + std::to_string(*id));
+  auto text = (*q)->read_logs(*id, from);
+  if (!text) return unavailable(text.status());
+  http::Response resp;
+  resp.content_type = "text/plain; charset=utf-8";
+  resp.body = std::move(*text);
+  resp.headers.emplace_back("X-Quern-Job-State", (*rec)->state);
+  return resp;
+}
+
+// Live logs: "log" events with new text as it is written, then one "done"
+// event with the job's final state. Polls the database every 100 ms.
+http::Response stream_logs(ApiContext& ctx, const http::Request& req) {
+  auto id = parse_id(req);
+  if (!id) return bad_request(id.message());
+  {
+    auto q = ctx.queues.acquire();
+    if (!q) return unavailable(q.status());
+    auto rec = (*q)->get_job(*id);
+    if (!rec) return unavailable(rec.status());
+    if (!*rec) return not_found("no job " + std::to_string(*id));
+  }
+  http::Response resp;
+  resp.stream = [&ctx, job_id = *id](http::EventSink& sink) {
+    int64_t offset = 0;
+    auto last_send = std::chrono::steady_clock::now();
+    while (true) {
+      auto q = ctx.queues.acquire();
+      if (!q) {
+        sink.send("error", q.message());
+        return;
+      }
+      auto rec = (*q)->get_job(job_id);  // state first: logs written before completion are then complete
+      auto text = (*q)->read_logs(job_id, offset);
+      if (!rec || !text || !*rec) {
+        sink.send("error", !rec ? rec.message() : !text ? text.message() : "job disappeared");
+        return;
+      }
+      if (!text->empty()) {
+        offset += static_cast<int64_t>(text->size());
+        if (!sink.send("log", *text)) return;
+        last_send = std::chrono::steady_clock::now();
+      }
+      if (finished((*rec)->state)) {
+        Json done{{"state", (*rec)->state}, {"result", (*rec)->result}, {"error", (*rec)->error}};
+        sink.send("done", done.dump());
+        return;
+      }
+      if (std::chrono::steady_clock::now() - last_send > 15s) {
+        if (!sink.keepalive()) return;
+        last_send = std::chrono::steady_clock::now();
+      }
+      std::this_thread::sleep_for(100ms);  // polling interval of the stream
+    }
+  };
+  return resp;
+}
+
+}  // namespace
+
+void add_job_routes(ApiContext& ctx, http::Router& router) {
+  add_route(ctx, router, "POST", "/api/jobs/run/p/{path+}", "jobs.run", "Run the latest version of a script",
+            [&ctx](const http::Request& r, const auth::Principal&) { return run_route(ctx, r, "path"); });
+  add_route(ctx, router, "POST", "/api/jobs/run/h/{hash}", "jobs.run", "Run a script version by hash",
+            [&ctx](const http::Request& r, const auth::Principal&) { return run_route(ctx, r, "hash"); });
+  add_route(ctx, router, "POST", "/api/jobs/run_inline", "jobs.run_inline", "Run inline code",
+            [&ctx](const http::Request& r, const auth::Principal&) { return run_route(ctx, r, "inline"); });
+  add_route(ctx, router, "POST", "/api/jobs/run_wait_result/p/{path+}", "jobs.run",
+            "Run a script and answer with its result",
+            [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "path"); });
+  add_route(ctx, router, "POST", "/api/jobs/run_wait_result/h/{hash}", "jobs.run",
+            "Run a script version and answer with its result",
+            [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "hash"); });
+  add_route(ctx, router, "POST", "/api/jobs/run_wait_result_inline", "jobs.run_inline",
+            "Run inline code and answer with its result",
+            [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "inline"); });
+  add_route(ctx, router, "GET", "/api/jobs", "jobs.read", "List jobs (filters: state, tag, script_path, time)",
+            [&ctx](const http::Request& r, const auth::Principal&) { return list_jobs(ctx, r); });
+  add_route(ctx, router, "GET", "/api/jobs/{id}", "jobs.read", "Get a job",
+            [&ctx](const http::Request& r, const auth::Principal&) { return get_job(ctx, r); });
+  add_route(ctx, router, "POST", "/api/jobs/{id}/cancel", "jobs.cancel", "Cancel a job",
+            [&ctx](const http::Request& r, const auth::Principal&) { return cancel_job(ctx, r); });
+  add_route(ctx, router, "GET", "/api/jobs/{id}/logs", "jobs.read", "A job’s log text",
+            [&ctx](const http::Request& r, const auth::Principal&) { return job_logs(ctx, r); });
+  add_route(ctx, router, "GET", "/api/jobs/{id}/logs/stream", "jobs.read", "A job’s log as server-sent events",
+            [&ctx](const http::Request& r, const auth::Principal&) { return stream_logs(ctx, r); });
+}
+
+}  // namespace quern::server
