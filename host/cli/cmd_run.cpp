@@ -18,6 +18,8 @@ struct RunArgs {
   std::string file;
   JobRequest req;
   bool no_wait = false;
+  std::string server;
+  std::string token;
 };
 
 int run_job(RunArgs a) {
@@ -36,6 +38,7 @@ int run_job(RunArgs a) {
     std::cerr << "quern run: " << job.message() << "\n";
     return 2;
   }
+  if (!a.server.empty()) return run_through_server(a.server, a.token, a.req);
   auto cfg = load_effective_config(a.common);
   if (!cfg) {
     std::cerr << "quern run: " << cfg.message() << "\n";
@@ -91,6 +94,8 @@ void register_run(CLI::App& app, int* exit_code) {
   cmd->add_option("--priority,-p", a->req.priority, "1..100, higher runs first (default 50)");
   cmd->add_option("--timeout", a->req.timeout_s, "Seconds before the job is killed (default: worker's)");
   cmd->add_flag("--no-wait", a->no_wait, "Print the job id and return at once");
+  cmd->add_option("--server", a->server, "Go through this server's API instead of the database");
+  cmd->add_option("--token", a->token, "API token (with --server)")->envname("QUERN_TOKEN");
   cmd->callback([a, exit_code] { *exit_code = run_job(*a); });
 }
 

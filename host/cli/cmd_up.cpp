@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "host/auth/tokens.h"
 #include "host/cli/commands.h"
 #include "host/cli/job_follow.h"
 #include "host/pg/embedded_postgres.h"
@@ -16,7 +17,30 @@ struct UpArgs {
   CommonOptions common;
   std::string examples_dir;
   bool exit_when_done = false;
+  bool no_server = false;
 };
+
+// On a database without tokens, creates the first admin token and prints it
+// (once: later starts find tokens and print nothing).
+void print_first_admin_token(const std::string& url) {
+  auto store = auth::TokenStore::connect(url);
+  if (!store) {
+    std::cerr << "quern up: " << store.message() << "\n";
+    return;
+  }
+  auto existing = (*store)->list();
+  if (!existing || !existing->empty()) return;
+  auth::NewToken t;
+  t.role = auth::Role::admin;
+  t.label = "first admin (quern up)";
+  auto issued = (*store)->create(t);
+  if (!issued) {
+    std::cerr << "quern up: creating the first admin token failed: " << issued.message() << "\n";
+    return;
+  }
+  std::cerr << "quern up: first admin token (shown once; create more with `quern token create`):\n  "
+            << issued->token << std::endl;
+}
 
 // Runs every script of the folder (sorted) and prints "name: state result".
 // Returns how many did not succeed.
@@ -103,6 +127,17 @@ int up(const UpArgs& a) {
     std::cerr << "quern up: database ready (schema version " << *version << ")" << std::endl;
   }
 
+  std::unique_ptr<server::Server> api;
+  if (!a.no_server) {
+    api = std::make_unique<server::Server>(server_options_for(*cfg, url));
+    if (Status s = api->start(); !s) {
+      std::cerr << "quern up: " << s.message() << " (use --no-server to run without the API)\n";
+      return 1;
+    }
+    std::cerr << "quern up: API on http://" << cfg->server_address << ":" << api->port() << std::endl;
+    print_first_admin_token(url);
+  }
+
   std::vector<std::unique_ptr<worker::Worker>> workers;
   const auto configs = plugin_configs(*cfg, registry);
   for (const auto& g : cfg->groups) {
@@ -131,6 +166,7 @@ int up(const UpArgs& a) {
   std::cerr << "quern up: stopping" << std::endl;
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->wait();
+  if (api) api->stop();
   if (embedded) {
     std::error_code ec;
     std::filesystem::remove(embedded_url_file(*cfg), ec);
@@ -148,6 +184,7 @@ void register_up(CLI::App& app, int* exit_code) {
   add_common_options(*cmd, a->common);
   cmd->add_option("--examples", a->examples_dir, "Run the scripts in this folder and print their results");
   cmd->add_flag("--exit-when-done", a->exit_when_done, "Stop after the examples instead of serving");
+  cmd->add_flag("--no-server", a->no_server, "Don't start the HTTP API");
   cmd->callback([a, exit_code] { *exit_code = up(*a); });
 }
 

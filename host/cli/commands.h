@@ -6,6 +6,7 @@
 
 #include "host/cli/common.h"
 #include "host/config/config.h"
+#include "host/server/server.h"
 #include "host/worker/worker.h"
 
 namespace quern::cli {
@@ -14,9 +15,16 @@ void register_up(CLI::App& app, int* exit_code);
 void register_worker(CLI::App& app, int* exit_code);
 void register_run(CLI::App& app, int* exit_code);
 void register_plugins(CLI::App& app, int* exit_code);
+void register_server(CLI::App& app, int* exit_code);  // server, agent, token
+void register_client(CLI::App& app, int* exit_code);  // script, job, queue, workers
 
 // --config/--database-url/--plugin-dir/--data-dir on a subcommand.
 void add_common_options(CLI::App& cmd, CommonOptions& options);
+
+server::ServerOptions server_options_for(const config::Config& cfg, const std::string& database_url);
+
+struct JobRequest;
+int run_through_server(const std::string& server, const std::string& token, const JobRequest& req);
 
 // Worker options for one configured group.
 worker::WorkerOptions worker_options_for(const config::Config& cfg, const config::WorkerGroup& group,

@@ -81,6 +81,7 @@ struct HeartbeatReply {
 
 struct LogChunk {
   int64_t job_id = 0;
+  int32_t attempt = 0;  // the lease's attempt (checked by the agent API; the queue ignores it)
   std::string text;  // whole lines, each ending in '\n'
 };
 

@@ -147,7 +147,7 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
                     !c.value("attempt", Json()).is_number_integer() || !c.value("text", Json()).is_string())
                   return bad_request("each chunk needs integer id and attempt and a text string");
                 leases.push_back({c["id"].get<int64_t>(), c["attempt"].get<int32_t>()});
-                chunks.push_back({c["id"].get<int64_t>(), c["text"].get<std::string>()});
+                chunks.push_back({c["id"].get<int64_t>(), c["attempt"].get<int32_t>(), c["text"].get<std::string>()});
               }
               auto q = ctx.queues.acquire();
               if (!q) return unavailable(q.status());

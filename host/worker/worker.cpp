@@ -25,8 +25,8 @@ using std::chrono::milliseconds;
 constexpr milliseconds kLogFlushInterval{100};
 constexpr size_t kLogFlushBytes = 64 * 1024;
 constexpr milliseconds kWatchdogTick{20};
-constexpr milliseconds kClaimWaitSlice{100};
-constexpr milliseconds kDatabaseRetry{500};
+constexpr milliseconds kDatabaseRetry{250};
+constexpr milliseconds kMaxRetryDelay{5000};
 constexpr milliseconds kBacklogBatchWait{2};
 constexpr int64_t kShortJobUs = 10000;  // jobs shorter than this benefit from batched claims
 
@@ -58,8 +58,8 @@ std::map<std::string, std::string> minimal_job_environment(const std::filesystem
 }
 
 struct Worker::State {
-  std::unique_ptr<queue::Queue> claim_queue;   // claimer thread only
-  std::unique_ptr<queue::Queue> writer_queue;  // writer thread only
+  std::unique_ptr<JobSource> claim_source;   // claimer thread only
+  std::unique_ptr<JobSource> writer_source;  // writer thread only
 
   std::mutex mu;
   std::condition_variable slots_cv;     // dispatch has work / stopping
@@ -145,7 +145,7 @@ class Loops {
                std::map<std::string, std::unique_ptr<plugin::Executor>>& executors);
   void finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion,
               bool release);
-  void heartbeat(queue::Queue& q);
+  void heartbeat(JobSource& q);
 
   const WorkerOptions& opt;
   const plugin::PluginRegistry& plugins;
@@ -153,10 +153,11 @@ class Loops {
 };
 
 void Loops::claimer() {
-  queue::Queue& q = *st.claim_queue;
+  JobSource& q = *st.claim_source;
   auto last_claim = SteadyClock::now() - opt.poll_interval;
   bool should_claim = true;  // claim at once on start
   bool backlog = false;       // the last claim was full: more jobs are waiting
+  milliseconds retry_delay = kDatabaseRetry;
   const int min_batch = std::max(1, opt.slots / 4);
   while (true) {
     int free_slots;
@@ -177,7 +178,7 @@ void Loops::claimer() {
     const auto now = SteadyClock::now();
     if (!should_claim && now - last_claim < opt.poll_interval) {
       auto left = std::chrono::duration_cast<milliseconds>(opt.poll_interval - (now - last_claim));
-      auto woke = q.wait_for_jobs(std::min(left, kClaimWaitSlice));
+      auto woke = q.wait_for_jobs(std::min(left, q.max_wait_slice()), opt.worker_id, opt.tags, free_slots);
       if (!woke) {
         log_error(opt.worker_id, "waiting for notifications: " + woke.message());
         std::unique_lock lock(st.mu);
@@ -192,12 +193,16 @@ void Loops::claimer() {
     st.claim_queries++;
     auto claimed = q.claim(opt.worker_id, opt.tags, free_slots);
     if (!claimed) {
-      log_error(opt.worker_id, "claim failed: " + claimed.message());
+      // Exponential backoff while the database (or the server, for agents) is away.
+      log_error(opt.worker_id, "claim failed (retrying in " + std::to_string(retry_delay.count()) +
+                                   " ms): " + claimed.message());
       std::unique_lock lock(st.mu);
-      st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.stopping; });
+      st.claimer_cv.wait_for(lock, retry_delay, [&] { return st.stopping; });
+      retry_delay = std::min(retry_delay * 2, kMaxRetryDelay);
       should_claim = true;
       continue;
     }
+    retry_delay = kDatabaseRetry;
     // A full batch means more may be waiting: claim again as soon as a slot
     // frees up. A short batch means the queue is drained for our tags: wait
     // for a notification or the next poll.
@@ -341,7 +346,7 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
                    bool release) {
   std::string logs = run->take_logs();
   std::lock_guard lock(st.mu);
-  if (!logs.empty()) st.pending_logs.push_back({run->job().id, std::move(logs)});
+  if (!logs.empty()) st.pending_logs.push_back({run->job().id, run->job().attempt, std::move(logs)});
   if (completion) st.pending_completions.push_back(std::move(*completion));
   if (release) st.pending_releases.push_back({run->job().id, run->job().attempt});
   st.running.erase(run->job().id);
@@ -350,7 +355,7 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
   st.claimer_cv.notify_one();  // so is the claimer
 }
 
-void Loops::heartbeat(queue::Queue& q) {
+void Loops::heartbeat(JobSource& q) {
   std::vector<queue::Lease> leases;
   {
     std::lock_guard lock(st.mu);
@@ -382,7 +387,7 @@ void Loops::heartbeat(queue::Queue& q) {
 }
 
 void Loops::writer() {
-  queue::Queue& q = *st.writer_queue;
+  JobSource& q = *st.writer_source;
   const milliseconds recovery_interval = std::max(milliseconds(200), opt.lease_timeout / 4);
   auto next_heartbeat = SteadyClock::now() + opt.heartbeat_interval;
   auto next_recovery = SteadyClock::now();
@@ -406,7 +411,7 @@ void Loops::writer() {
       if (now >= next_log_flush || st.log_flush_wanted) {
         for (auto& [id, run] : st.running) {
           std::string text = run->take_logs();
-          if (!text.empty()) logs.push_back({id, std::move(text)});
+          if (!text.empty()) logs.push_back({id, run->job().attempt, std::move(text)});
         }
         next_log_flush = now + kLogFlushInterval;
         st.log_flush_wanted = false;
@@ -422,7 +427,7 @@ void Loops::writer() {
       all_done = st.claimer_done && st.slots_alive == 0;
     }
     if (!logs.empty()) {
-      if (Status s = q.append_logs(logs); s) {
+      if (Status s = q.append_logs(opt.worker_id, logs); s) {
         logs.clear();
       } else {
         log_error(opt.worker_id, "writing logs failed (will retry): " + s.message());
@@ -517,14 +522,18 @@ Status Worker::start() {
   qo.default_max_restarts = options_.max_restarts;
   queue::QueueOptions claim_qo = qo;
   claim_qo.relaxed_commit = true;  // a claim lost in a crash only means the job is claimed again
-  auto cq = queue::Queue::connect(options_.database_url, claim_qo);
+  auto make_source = [&](const queue::QueueOptions& o) -> StatusOr<std::unique_ptr<JobSource>> {
+    if (options_.source_factory) return options_.source_factory();
+    return PgJobSource::connect(options_.database_url, o);
+  };
+  auto cq = make_source(claim_qo);
   if (!cq) return cq.status().with_context("worker " + options_.worker_id);
-  auto wq = queue::Queue::connect(options_.database_url, qo);
+  auto wq = make_source(qo);
   if (!wq) return wq.status().with_context("worker " + options_.worker_id);
   if (Status s = (*cq)->listen(options_.tags); !s) return s.with_context("worker " + options_.worker_id);
   queue::WorkerInfo info;
   info.id = options_.worker_id;
-  info.kind = "worker";
+  info.kind = options_.kind;
   info.group = options_.group;
   info.tags = options_.tags;
   info.slots = options_.slots;
@@ -535,8 +544,8 @@ Status Worker::start() {
   info.pid = getpid();
   if (Status s = (*wq)->register_worker(info); !s)
     log_error(options_.worker_id, "joining the worker registry failed (jobs still run): " + s.message());
-  state_->claim_queue = std::move(cq).value();
-  state_->writer_queue = std::move(wq).value();
+  state_->claim_source = std::move(cq).value();
+  state_->writer_source = std::move(wq).value();
 
   auto loops = std::make_shared<Loops>(options_, plugins_, *state_);
   state_->slots_alive = options_.slots;

@@ -29,6 +29,7 @@
 #include "host/common/status.h"
 #include "host/plugin/plugin_registry.h"
 #include "host/queue/queue.h"
+#include "host/worker/job_source.h"
 
 namespace quern::worker {
 
@@ -51,6 +52,10 @@ struct WorkerOptions {
   bool recover_expired_leases = true;  // take part in the cluster-wide sweep
   std::filesystem::path jobs_dir;      // job working directories; empty = $TMPDIR/quern-jobs
   std::map<std::string, std::string> plugin_configs;  // plugin name → config JSON
+  std::string kind = "worker";  // worker | agent (the registry's kind)
+  // Where jobs come from; empty = PostgreSQL at database_url. The agent
+  // passes a factory of HTTP sources. Called twice (claimer, writer).
+  std::function<StatusOr<std::unique_ptr<JobSource>>()> source_factory;
   // Test and benchmark hook: called on the slot thread right before execute().
   std::function<void(const queue::ClaimedJob&)> on_job_start;
 };

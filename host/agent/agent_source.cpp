@@ -1,0 +1,127 @@
+#include "host/agent/agent_source.h"
+
+namespace quern::agent {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+Json leases_json(const std::vector<queue::Lease>& leases) {
+  Json out = Json::array();
+  for (const auto& l : leases) out.push_back(Json{{"id", l.id}, {"attempt", l.attempt}});
+  return out;
+}
+
+}  // namespace
+
+StatusOr<queue::ClaimedJob> claimed_job_from_json(const Json& j) {
+  try {
+    queue::ClaimedJob c;
+    c.id = j.at("id").get<int64_t>();
+    c.attempt = j.at("attempt").get<int32_t>();
+    c.tag = j.at("tag").get<std::string>();
+    c.language = j.at("language").get<std::string>();
+    c.payload = j.at("payload");
+    c.priority = j.value("priority", queue::kDefaultPriority);
+    c.timeout_s = j.value("timeout_s", 0);
+    c.script_path = j.value("script_path", "");
+    c.created_at = queue::Clock::time_point(std::chrono::microseconds(j.value("created_at_us", int64_t{0})));
+    c.started_at = queue::Clock::time_point(std::chrono::microseconds(j.value("started_at_us", int64_t{0})));
+    return c;
+  } catch (const std::exception& e) {
+    return Status::error(std::string("malformed job from the server: ") + e.what());
+  }
+}
+
+AgentJobSource::AgentJobSource(const std::string& server_url, const std::string& token,
+                               std::chrono::milliseconds long_poll)
+    : client_(server_url, token), long_poll_(long_poll) {}
+
+StatusOr<std::vector<queue::ClaimedJob>> AgentJobSource::claim_request(const std::string& worker_id, int max_jobs,
+                                                                       std::chrono::milliseconds wait) {
+  auto r = client_.call("POST", "/api/agent/claim",
+                        Json{{"worker_id", worker_id}, {"slots", max_jobs}, {"wait_ms", wait.count()}},
+                        wait + std::chrono::seconds(15));
+  if (!r) return r.status();
+  std::vector<queue::ClaimedJob> out;
+  for (const auto& j : r->value("jobs", Json::array())) {
+    auto c = claimed_job_from_json(j);
+    if (!c) return c.status();
+    out.push_back(std::move(*c));
+  }
+  return out;
+}
+
+StatusOr<bool> AgentJobSource::wait_for_jobs(std::chrono::milliseconds timeout, const std::string& worker_id,
+                                             const std::vector<std::string>&, int max_jobs) {
+  if (!stash_.empty()) return true;
+  auto jobs = claim_request(worker_id, std::max(1, max_jobs), timeout);
+  if (!jobs) return jobs.status();
+  for (auto& j : *jobs) stash_.push_back(std::move(j));
+  return !stash_.empty();
+}
+
+StatusOr<std::vector<queue::ClaimedJob>> AgentJobSource::claim(const std::string& worker_id,
+                                                               const std::vector<std::string>&, int max_jobs) {
+  std::vector<queue::ClaimedJob> out;
+  while (!stash_.empty() && static_cast<int>(out.size()) < max_jobs) {
+    out.push_back(std::move(stash_.front()));
+    stash_.pop_front();
+  }
+  if (!out.empty() || max_jobs <= 0) return out;
+  return claim_request(worker_id, max_jobs, std::chrono::milliseconds(0));
+}
+
+StatusOr<queue::HeartbeatReply> AgentJobSource::heartbeat(const std::string& worker_id,
+                                                          const std::vector<queue::Lease>& leases) {
+  auto r = client_.call("POST", "/api/agent/heartbeat", Json{{"worker_id", worker_id}, {"leases", leases_json(leases)}});
+  if (!r) return r.status();
+  queue::HeartbeatReply reply;
+  reply.canceled = r->value("canceled", Json::array()).get<std::vector<int64_t>>();
+  reply.lost = r->value("lost", Json::array()).get<std::vector<int64_t>>();
+  return reply;
+}
+
+StatusOr<std::vector<int64_t>> AgentJobSource::complete(const std::string& worker_id,
+                                                        const std::vector<queue::Completion>& completions) {
+  Json list = Json::array();
+  for (const auto& c : completions)
+    list.push_back(Json{{"id", c.id},
+                        {"attempt", c.attempt},
+                        {"status", queue::to_string(c.status)},
+                        {"result", Json(c.result)},
+                        {"error", c.error}});
+  auto r = client_.call("POST", "/api/agent/complete", Json{{"worker_id", worker_id}, {"completions", list}});
+  if (!r) return r.status();
+  return r->value("accepted", Json::array()).get<std::vector<int64_t>>();
+}
+
+Status AgentJobSource::append_logs(const std::string& worker_id, const std::vector<queue::LogChunk>& chunks) {
+  Json list = Json::array();
+  for (const auto& c : chunks) list.push_back(Json{{"id", c.job_id}, {"attempt", c.attempt}, {"text", c.text}});
+  return client_.call("POST", "/api/agent/logs", Json{{"worker_id", worker_id}, {"chunks", list}}).status();
+}
+
+Status AgentJobSource::release(const std::string& worker_id, const std::vector<queue::Lease>& leases) {
+  return client_.call("POST", "/api/agent/release", Json{{"worker_id", worker_id}, {"leases", leases_json(leases)}})
+      .status();
+}
+
+Status AgentJobSource::register_worker(const queue::WorkerInfo& info) {
+  return client_
+      .call("POST", "/api/agent/register",
+            Json{{"worker_id", info.id}, {"slots", info.slots}, {"version", info.version},
+                 {"hostname", info.hostname}, {"pid", info.pid}})
+      .status();
+}
+
+Status AgentJobSource::touch_worker(const std::string& worker_id, int) {
+  // The heartbeat endpoint refreshes the registry row as well.
+  return client_.call("POST", "/api/agent/heartbeat", Json{{"worker_id", worker_id}, {"leases", Json::array()}})
+      .status();
+}
+
+Status AgentJobSource::unregister_worker(const std::string& worker_id) {
+  return client_.call("POST", "/api/agent/unregister", Json{{"worker_id", worker_id}}).status();
+}
+
+}  // namespace quern::agent

@@ -1,0 +1,168 @@
+// Client commands that go through the HTTP API: `quern script deploy`,
+// `quern job get|logs|cancel`, `quern queue`, `quern workers`.
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "host/agent/api_client.h"
+#include "host/cli/commands.h"
+#include "host/cli/job_follow.h"
+
+namespace quern::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+struct ClientArgs {
+  std::string server = "http://127.0.0.1:8420";
+  std::string token;
+  std::string path;
+  std::string file;
+  std::string language;
+  std::string tag;
+  int priority = 0;
+  int timeout_s = 0;
+  std::string id;
+};
+
+void add_client_options(CLI::App& cmd, ClientArgs& a) {
+  cmd.add_option("--server", a.server, "Server URL")->envname("QUERN_SERVER");
+  cmd.add_option("--token", a.token, "API token")->envname("QUERN_TOKEN");
+}
+
+int print_or_fail(const char* what, const StatusOr<Json>& r) {
+  if (!r) {
+    std::cerr << "quern " << what << ": " << r.message() << "\n";
+    return 1;
+  }
+  std::cout << r->dump(2) << std::endl;
+  return 0;
+}
+
+int deploy(const ClientArgs& a) {
+  std::ifstream in(a.file, std::ios::binary);
+  if (!in) {
+    std::cerr << "quern script deploy: cannot read " << a.file << "\n";
+    return 2;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  JobRequest probe;
+  probe.language = a.language;
+  if (probe.language.empty()) {
+    if (Status s = load_script_file(a.file, probe); !s) {
+      std::cerr << "quern script deploy: " << s.message() << "\n";
+      return 2;
+    }
+  }
+  Json body{{"path", a.path}, {"language", probe.language}, {"content", ss.str()}};
+  if (!a.tag.empty()) body["tag"] = a.tag;
+  if (a.priority > 0) body["priority"] = a.priority;
+  if (a.timeout_s > 0) body["timeout_s"] = a.timeout_s;
+  agent::ApiClient client(a.server, a.token);
+  return print_or_fail("script deploy", client.call("POST", "/api/scripts", body));
+}
+
+int job_get(const ClientArgs& a) {
+  agent::ApiClient client(a.server, a.token);
+  return print_or_fail("job get", client.call("GET", "/api/jobs/" + a.id));
+}
+
+int job_logs(const ClientArgs& a) {
+  agent::ApiClient client(a.server, a.token);
+  auto r = client.request("GET", "/api/jobs/" + a.id + "/logs");
+  if (!r || r->status != 200) {
+    std::cerr << "quern job logs: " << (r ? r->error_message() : r.message()) << "\n";
+    return 1;
+  }
+  std::cout << r->body << std::flush;
+  return 0;
+}
+
+int job_cancel(const ClientArgs& a) {
+  agent::ApiClient client(a.server, a.token);
+  return print_or_fail("job cancel", client.call("POST", "/api/jobs/" + a.id + "/cancel"));
+}
+
+int show(const ClientArgs& a, const std::string& path, const char* what) {
+  agent::ApiClient client(a.server, a.token);
+  return print_or_fail(what, client.call("GET", path));
+}
+
+}  // namespace
+
+// `quern run --server URL --token T`: submit through the API, follow the job
+// (logs and state) until it ends. Returns the exit status.
+int run_through_server(const std::string& server, const std::string& token, const JobRequest& req) {
+  agent::ApiClient client(server, token);
+  auto args = Json::parse(req.args_json, nullptr, false);
+  Json body{{"language", req.language}, {"content", req.code}, {"args", args}};
+  if (!req.tag.empty()) body["tag"] = req.tag;
+  if (req.priority != queue::kDefaultPriority) body["priority"] = req.priority;
+  if (req.timeout_s > 0) body["timeout_s"] = req.timeout_s;
+  auto submitted = client.call("POST", "/api/jobs/run_inline", body);
+  if (!submitted) {
+    std::cerr << "quern run: " << submitted.message() << "\n";
+    return 1;
+  }
+  const std::string id = std::to_string(submitted->value("id", int64_t{0}));
+  std::cerr << "job " << id << " queued (tag " << submitted->value("tag", "") << ")" << std::endl;
+  size_t offset = 0;
+  for (auto delay = std::chrono::milliseconds(5);; delay = std::min(delay * 2, std::chrono::milliseconds(200))) {
+    auto job = client.call("GET", "/api/jobs/" + id);
+    if (!job) {
+      std::cerr << "quern run: " << job.message() << "\n";
+      return 1;
+    }
+    auto logs = client.request("GET", "/api/jobs/" + id + "/logs?offset=" + std::to_string(offset));
+    if (logs && logs->status == 200 && !logs->body.empty()) {
+      std::cerr << logs->body << std::flush;
+      offset += logs->body.size();
+    }
+    const std::string state = job->value("state", "");
+    if (state != "queued" && state != "running") {
+      if (state == "success") std::cout << (*job)["result"].dump() << std::endl;
+      else std::cerr << "job " << id << " " << state << ": " << job->value("error", "") << std::endl;
+      return exit_code_for(state);
+    }
+    std::this_thread::sleep_for(delay);  // polling interval
+  }
+}
+
+void register_client(CLI::App& app, int* exit_code) {
+  auto a = std::make_shared<ClientArgs>();
+  auto* script = app.add_subcommand("script", "Scripts on the server");
+  script->require_subcommand(1);
+  auto* dep = script->add_subcommand("deploy", "Deploy FILE as the script PATH (a new version if it changed)");
+  add_client_options(*dep, *a);
+  dep->add_option("path", a->path, "Script path, e.g. f/team/name")->required();
+  dep->add_option("file", a->file, "File with the code")->required();
+  dep->add_option("--language,-l", a->language, "Language (default: from the extension)");
+  dep->add_option("--tag", a->tag, "Routing tag for its jobs");
+  dep->add_option("--priority", a->priority, "1..100");
+  dep->add_option("--timeout", a->timeout_s, "Seconds");
+  dep->callback([a, exit_code] { *exit_code = deploy(*a); });
+
+  auto* job = app.add_subcommand("job", "Jobs on the server");
+  job->require_subcommand(1);
+  auto* get = job->add_subcommand("get", "Show a job");
+  auto* logs = job->add_subcommand("logs", "Print a job's log");
+  auto* cancel = job->add_subcommand("cancel", "Cancel a job");
+  for (auto* c : {get, logs, cancel}) {
+    add_client_options(*c, *a);
+    c->add_option("id", a->id, "Job id")->required();
+  }
+  get->callback([a, exit_code] { *exit_code = job_get(*a); });
+  logs->callback([a, exit_code] { *exit_code = job_logs(*a); });
+  cancel->callback([a, exit_code] { *exit_code = job_cancel(*a); });
+
+  auto* q = app.add_subcommand("queue", "Queue statistics per tag");
+  add_client_options(*q, *a);
+  q->callback([a, exit_code] { *exit_code = show(*a, "/api/queue", "queue"); });
+  auto* w = app.add_subcommand("workers", "Workers and agents");
+  add_client_options(*w, *a);
+  w->callback([a, exit_code] { *exit_code = show(*a, "/api/workers", "workers"); });
+}
+
+}  // namespace quern::cli

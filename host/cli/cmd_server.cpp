@@ -1,0 +1,264 @@
+// `quern server`, `quern agent` and `quern token`.
+#include <unistd.h>
+
+#include <iostream>
+#include <thread>
+
+#include "host/agent/agent_source.h"
+#include "host/auth/tokens.h"
+#include "host/cli/commands.h"
+#include "host/server/server.h"
+
+namespace quern::cli {
+
+server::ServerOptions server_options_for(const config::Config& cfg, const std::string& url) {
+  server::ServerOptions o;
+  o.address = cfg.server_address;
+  o.port = cfg.server_port;
+  o.api.database_url = url;
+  o.api.max_wait = cfg.server_max_wait;
+  o.api.live_within = cfg.effective_heartbeat_interval() * 3 + std::chrono::seconds(5);
+  o.api.pool_size = static_cast<size_t>(cfg.server_handler_threads);
+  o.api.queue_options.default_max_restarts = cfg.max_restarts;
+  o.limits.handler_threads = cfg.server_handler_threads;
+  o.lease_timeout = cfg.lease_timeout;
+  return o;
+}
+
+namespace {
+
+struct ServerArgs {
+  CommonOptions common;
+  std::string listen;
+};
+
+int run_server(const ServerArgs& a) {
+  auto cfg = load_effective_config(a.common);
+  if (!cfg) {
+    std::cerr << "quern server: " << cfg.message() << "\n";
+    return 2;
+  }
+  if (!a.listen.empty()) {
+    auto colon = a.listen.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      std::cerr << "quern server: --listen expects ADDRESS:PORT, got '" << a.listen << "'\n";
+      return 2;
+    }
+    cfg->server_address = a.listen.substr(0, colon);
+    cfg->server_port = static_cast<uint16_t>(std::stoi(a.listen.substr(colon + 1)));
+  }
+  auto url = resolve_database_url(*cfg);
+  if (!url) {
+    std::cerr << "quern server: " << url.message() << "\n";
+    return 2;
+  }
+  block_shutdown_signals();
+  server::Server s(server_options_for(*cfg, *url));
+  if (Status st = s.start(); !st) {
+    std::cerr << "quern server: " << st.message() << "\n";
+    return 1;
+  }
+  std::cerr << "quern server: listening on http://" << cfg->server_address << ":" << s.port() << std::endl;
+  while (wait_for_signal() == SIGHUP) {
+  }
+  std::cerr << "quern server: stopping" << std::endl;
+  s.stop();
+  return 0;
+}
+
+struct AgentArgs {
+  std::string server;
+  std::string token;
+  int slots = 4;
+  std::string worker_id;
+  std::string plugin_dir;
+  std::string config_file;
+  double shutdown_grace_s = 30;
+};
+
+int run_agent(const AgentArgs& a) {
+  CommonOptions common;
+  common.config_file = a.config_file;
+  common.plugin_dir = a.plugin_dir;
+  auto cfg = load_effective_config(common);
+  if (!cfg) {
+    std::cerr << "quern agent: " << cfg.message() << "\n";
+    return 2;
+  }
+  if (a.token.empty()) {
+    std::cerr << "quern agent: --token (or QUERN_TOKEN) is required: an agent token from `quern token create "
+                 "--role agent --group G --tags ...`\n";
+    return 2;
+  }
+  plugin::PluginRegistry registry;
+  if (Status s = load_plugins(*cfg, registry); !s) {
+    std::cerr << "quern agent: " << s.message() << "\n";
+    return 2;
+  }
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  const std::string id = a.worker_id.empty() ? std::string(host) + "-" + std::to_string(getpid()) : a.worker_id;
+  // Ask the server which group and tags this token serves (retrying while it is away).
+  nlohmann::ordered_json reg;
+  for (auto delay = std::chrono::milliseconds(250);; delay = std::min(delay * 2, std::chrono::milliseconds(5000))) {
+    agent::ApiClient client(a.server, a.token);
+    auto r = client.call("POST", "/api/agent/register", {{"worker_id", id}, {"slots", a.slots}});
+    if (r) {
+      reg = *r;
+      break;
+    }
+    if (r.message().find("HTTP 40") != std::string::npos) {
+      std::cerr << "quern agent: " << r.message() << "\n";
+      return 2;
+    }
+    std::cerr << "quern agent: server unreachable (" << r.message() << "), retrying" << std::endl;
+    std::this_thread::sleep_for(delay);  // backoff between connection attempts
+  }
+  config::WorkerGroup group;
+  group.name = reg.value("group", "");
+  group.tags = reg.value("tags", nlohmann::ordered_json::array()).get<std::vector<std::string>>();
+  group.slots = a.slots;
+  auto options = worker_options_for(*cfg, group, "");
+  options.worker_id = id;
+  options.kind = "agent";
+  options.recover_expired_leases = false;
+  options.plugin_configs = plugin_configs(*cfg, registry);
+  options.shutdown_grace = std::chrono::milliseconds(static_cast<int64_t>(a.shutdown_grace_s * 1000));
+  options.source_factory = [server = a.server, token = a.token]() -> StatusOr<std::unique_ptr<worker::JobSource>> {
+    return std::unique_ptr<worker::JobSource>(new agent::AgentJobSource(server, token));
+  };
+  block_shutdown_signals();
+  worker::Worker w(options, registry);
+  if (Status s = w.start(); !s) {
+    std::cerr << "quern agent: " << s.message() << "\n";
+    return 1;
+  }
+  std::cerr << "quern agent " << id << ": group " << group.name << ", " << a.slots << " slots, server " << a.server
+            << std::endl;
+  while (wait_for_signal() == SIGHUP) {
+  }
+  w.stop();
+  w.wait();
+  return 0;
+}
+
+struct TokenArgs {
+  CommonOptions common;
+  std::string role;
+  std::string group;
+  std::vector<std::string> tags;
+  double expires_in_s = 0;
+  std::string label;
+  std::string id;
+};
+
+int token_create(const TokenArgs& a) {
+  auto cfg = load_effective_config(a.common);
+  if (!cfg) {
+    std::cerr << "quern token: " << cfg.message() << "\n";
+    return 2;
+  }
+  auto role = auth::role_from_string(a.role);
+  if (!role) {
+    std::cerr << "quern token create: --role must be admin, developer, operator or agent\n";
+    return 2;
+  }
+  auth::NewToken t;
+  t.role = *role;
+  t.group = a.group;
+  t.tags = a.tags;
+  t.label = a.label;
+  if (a.expires_in_s > 0)
+    t.expires_at = std::chrono::system_clock::now() + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                                          std::chrono::duration<double>(a.expires_in_s));
+  if (Status s = auth::validate(t); !s) {
+    std::cerr << "quern token create: " << s.message() << "\n";
+    return 2;
+  }
+  auto url = resolve_database_url(*cfg);
+  if (!url) {
+    std::cerr << "quern token: " << url.message() << "\n";
+    return 2;
+  }
+  auto store = auth::TokenStore::connect(*url);
+  if (!store) {
+    std::cerr << "quern token: " << store.message() << "\n";
+    return 1;
+  }
+  auto issued = (*store)->create(t);
+  if (!issued) {
+    std::cerr << "quern token: " << issued.message() << "\n";
+    return 1;
+  }
+  std::cerr << "token " << issued->id << " (" << a.role << ") — shown once, store it now:" << std::endl;
+  std::cout << issued->token << std::endl;
+  return 0;
+}
+
+int token_revoke(const TokenArgs& a) {
+  auto cfg = load_effective_config(a.common);
+  if (!cfg) {
+    std::cerr << "quern token: " << cfg.message() << "\n";
+    return 2;
+  }
+  auto url = resolve_database_url(*cfg);
+  if (!url) {
+    std::cerr << "quern token: " << url.message() << "\n";
+    return 2;
+  }
+  auto store = auth::TokenStore::connect(*url);
+  if (!store) {
+    std::cerr << "quern token: " << store.message() << "\n";
+    return 1;
+  }
+  auto done = (*store)->revoke(a.id);
+  if (!done) {
+    std::cerr << "quern token: " << done.message() << "\n";
+    return 1;
+  }
+  if (!*done) {
+    std::cerr << "quern token revoke: no token " << a.id << "\n";
+    return 1;
+  }
+  std::cerr << "revoked " << a.id << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+void register_server(CLI::App& app, int* exit_code) {
+  auto a = std::make_shared<ServerArgs>();
+  auto* cmd = app.add_subcommand("server", "Run the HTTP API (never runs user code)");
+  add_common_options(*cmd, a->common);
+  cmd->add_option("--listen", a->listen, "ADDRESS:PORT (default from <server listen>, 127.0.0.1:8420)");
+  cmd->callback([a, exit_code] { *exit_code = run_server(*a); });
+
+  auto g = std::make_shared<AgentArgs>();
+  auto* agent = app.add_subcommand("agent", "Run a worker that reaches the server over HTTP only");
+  agent->add_option("--server", g->server, "Server URL")->envname("QUERN_SERVER")->required();
+  agent->add_option("--token", g->token, "Agent token")->envname("QUERN_TOKEN");
+  agent->add_option("--slots", g->slots, "Jobs run at once")->check(CLI::Range(1, 1024));
+  agent->add_option("--worker-id", g->worker_id, "Agent id (default: host-pid)");
+  agent->add_option("--plugin-dir", g->plugin_dir, "Directory of executor plugins");
+  agent->add_option("--config", g->config_file, "XML config (plugins, timeouts)");
+  agent->add_option("--shutdown-grace", g->shutdown_grace_s, "Seconds running jobs may go on after SIGTERM");
+  agent->callback([g, exit_code] { *exit_code = run_agent(*g); });
+
+  auto t = std::make_shared<TokenArgs>();
+  auto* token = app.add_subcommand("token", "Manage API tokens (direct database access)");
+  token->require_subcommand(1);
+  auto* create = token->add_subcommand("create", "Create a token; it is printed once");
+  add_common_options(*create, t->common);
+  create->add_option("--role", t->role, "admin, developer, operator or agent")->required();
+  create->add_option("--group", t->group, "Worker group (agent tokens)");
+  create->add_option("--tags", t->tags, "Tags (agent tokens)")->delimiter(',');
+  create->add_option("--expires-in", t->expires_in_s, "Seconds until it expires (default: never)");
+  create->add_option("--label", t->label, "A name for it");
+  create->callback([t, exit_code] { *exit_code = token_create(*t); });
+  auto* revoke = token->add_subcommand("revoke", "Revoke a token by id");
+  add_common_options(*revoke, t->common);
+  revoke->add_option("id", t->id, "Token id (tok_...)")->required();
+  revoke->callback([t, exit_code] { *exit_code = token_revoke(*t); });
+}
+
+}  // namespace quern::cli

@@ -1,0 +1,92 @@
+// Where a worker gets its jobs and sends their outcomes: PostgreSQL directly
+// (PgJobSource, `quern worker`) or the server's agent API over HTTP
+// (host/agent, `quern agent`). The worker's logic is the same for both.
+//
+// Thread-safety: none; the worker creates one source for its claimer thread
+// and one for its writer thread.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "host/queue/queue.h"
+
+namespace quern::worker {
+
+class JobSource {
+ public:
+  virtual ~JobSource() = default;
+
+  // --- claimer side ---
+  virtual Status listen(const std::vector<std::string>& tags) = 0;
+  // Blocks up to timeout until jobs may be claimable. A source that long-polls
+  // may claim up to max_jobs here already; claim() then returns those first.
+  virtual StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string& worker_id,
+                                       const std::vector<std::string>& tags, int max_jobs) = 0;
+  virtual StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id,
+                                                         const std::vector<std::string>& tags, int max_jobs) = 0;
+  // Longest single wait_for_jobs the claimer should ask for (stop latency).
+  virtual std::chrono::milliseconds max_wait_slice() const { return std::chrono::milliseconds(100); }
+
+  // --- writer side ---
+  virtual StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,
+                                                    const std::vector<queue::Lease>& leases) = 0;
+  virtual StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
+                                                  const std::vector<queue::Completion>& completions) = 0;
+  virtual Status append_logs(const std::string& worker_id, const std::vector<queue::LogChunk>& chunks) = 0;
+  virtual Status release(const std::string& worker_id, const std::vector<queue::Lease>& leases) = 0;
+  virtual StatusOr<queue::RecoveryReport> recover_expired(std::chrono::milliseconds lease_timeout) = 0;
+  virtual Status register_worker(const queue::WorkerInfo& info) = 0;
+  virtual Status touch_worker(const std::string& worker_id, int running) = 0;
+  virtual Status unregister_worker(const std::string& worker_id) = 0;
+};
+
+// The PostgreSQL source: a thin forwarder to queue::Queue.
+class PgJobSource final : public JobSource {
+ public:
+  explicit PgJobSource(std::unique_ptr<queue::Queue> q) : q_(std::move(q)) {}
+  static StatusOr<std::unique_ptr<JobSource>> connect(const std::string& url, queue::QueueOptions options) {
+    auto q = queue::Queue::connect(url, options);
+    if (!q) return q.status();
+    return std::unique_ptr<JobSource>(new PgJobSource(std::move(q).value()));
+  }
+
+  Status listen(const std::vector<std::string>& tags) override { return q_->listen(tags); }
+  StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string&,
+                               const std::vector<std::string>&, int) override {
+    return q_->wait_for_jobs(timeout);
+  }
+  StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id, const std::vector<std::string>& tags,
+                                                 int max_jobs) override {
+    return q_->claim(worker_id, tags, max_jobs);
+  }
+  StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,
+                                            const std::vector<queue::Lease>& leases) override {
+    return q_->heartbeat(worker_id, leases);
+  }
+  StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
+                                          const std::vector<queue::Completion>& completions) override {
+    return q_->complete(worker_id, completions);
+  }
+  Status append_logs(const std::string&, const std::vector<queue::LogChunk>& chunks) override {
+    return q_->append_logs(chunks);
+  }
+  Status release(const std::string& worker_id, const std::vector<queue::Lease>& leases) override {
+    return q_->release(worker_id, leases);
+  }
+  StatusOr<queue::RecoveryReport> recover_expired(std::chrono::milliseconds lease_timeout) override {
+    return q_->recover_expired(lease_timeout);
+  }
+  Status register_worker(const queue::WorkerInfo& info) override { return q_->register_worker(info); }
+  Status touch_worker(const std::string& worker_id, int running) override {
+    return q_->touch_worker(worker_id, running);
+  }
+  Status unregister_worker(const std::string& worker_id) override { return q_->unregister_worker(worker_id); }
+
+ private:
+  std::unique_ptr<queue::Queue> q_;
+};
+
+}  // namespace quern::worker
