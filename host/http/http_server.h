@@ -77,18 +77,37 @@ struct Route {
 
 class Router {
  public:
+  // Throws std::invalid_argument for a malformed pattern (not starting with
+  // '/', an empty {} name, {name+} not last): routes are set up at startup.
   void add(Route route);
   const std::vector<Route>& routes() const { return routes_; }
   // The route for method+path; fills path_params. Sets *path_known when some
   // route has this path with another method (→ 405 instead of 404).
+  // `path` is the raw, still percent-encoded path of the target (no query);
+  // each segment is decoded before comparison or capture. When several
+  // routes match, the most specific wins (literal > {name} > {name+},
+  // compared segment by segment). A final "{name+}" segment captures the
+  // rest of the path, slashes included (at least one character).
   const Route* match(const std::string& method, const std::string& path,
                      std::map<std::string, std::string>& path_params, bool* path_known) const;
+  // Methods of the routes matching `path` (raw, as for match), sorted; HEAD
+  // is included when GET is (the server answers HEAD with a GET route). For
+  // the Allow header of a 405.
+  std::vector<std::string> allowed_methods(const std::string& path) const;
   // Called before every routed handler (authentication, permission check);
   // returning a Response short-circuits the handler.
   std::function<std::optional<Response>(const Route&, const Request&)> before;
 
  private:
+  struct PatternSegment {
+    enum class Kind { Literal, Param, Rest } kind = Kind::Literal;
+    std::string text;  // the literal, or the parameter's name
+  };
+  bool matches(size_t index, const std::string& path, std::map<std::string, std::string>& params) const;
+  bool more_specific(size_t a, size_t b) const;
+
   std::vector<Route> routes_;
+  std::vector<std::vector<PatternSegment>> compiled_;  // parallel to routes_
 };
 
 struct ServerLimits {
@@ -100,6 +119,9 @@ struct ServerLimits {
   size_t max_pending_requests = 1024;           // queued for handler threads beyond: 503
   int io_threads = 2;
   int handler_threads = 16;
+  // A response, or one SSE event, must be written within this; else the
+  // client is not reading and the connection is closed (send() → false).
+  std::chrono::milliseconds write_timeout{30000};
 };
 
 class HttpServer {
@@ -109,8 +131,15 @@ class HttpServer {
   // Binds and starts serving. port 0 = any free port (see port()).
   Status start(const std::string& address, uint16_t port);
   uint16_t port() const;
-  // Stops accepting, closes connections, ends streams, joins threads.
+  // Stops accepting, closes connections, ends streams (EventSink::send
+  // returns false), drops queued requests, joins threads. Waits for running
+  // handlers to return, so a stream function must check send()'s result.
+  // Safe to call twice; must not be called from a handler.
   void stop();
+  // Open connections counted against max_connections (for /metrics, tests).
+  size_t active_connections() const;
+  // Requests queued for a handler thread and not yet started.
+  size_t pending_requests() const;
 
  private:
   struct Impl;

@@ -1,0 +1,145 @@
+// quern_server_bench: the API's figures for docs/BENCHMARKS.md.
+//
+//   quern_server_bench --host /tmp/peers/sock --port 55433 wait-result 500
+//       run_wait_result round trips of a deployed no-op bash script
+//       (`echo '{}'`) through HTTP, one at a time: p50/p99 latency.
+//   quern_server_bench --host /tmp/peers/sock --port 55433 agent JOBS SLOTS
+//       JOBS no-op jobs drained by one agent (the real agent code: HTTP long
+//       polls, batched completions) with SLOTS slots: jobs/s.
+// The server, the worker and the agent run in this process, on loopback;
+// the database `quern_server_bench` is recreated first.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <iostream>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "host/agent/agent_source.h"
+#include "host/agent/api_client.h"
+#include "host/auth/tokens.h"
+#include "host/server/server.h"
+#include "host/worker/worker.h"
+
+using namespace std::chrono;
+using Json = nlohmann::ordered_json;
+
+namespace {
+
+struct Args {
+  std::string host = "/tmp/peers/sock";
+  int port = 55433;
+  std::string db = "quern_server_bench";
+  std::string test = "wait-result";
+  int jobs = 500;
+  int slots = 8;
+};
+
+std::string url(const Args& a, const std::string& db) {
+  return "postgresql:///" + db + "?host=" + a.host + "&port=" + std::to_string(a.port) + "&user=postgres";
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+}
+
+std::string token(const std::string& db_url, quern::auth::Role role, std::vector<std::string> tags = {}) {
+  auto store = quern::auth::TokenStore::connect(db_url).value();
+  quern::auth::NewToken t;
+  t.role = role;
+  if (role == quern::auth::Role::agent) t.group = "bench";
+  t.tags = std::move(tags);
+  return store->create(t).value().token;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  CLI::App app{"Quern API benchmark"};
+  app.add_option("--host", a.host);
+  app.add_option("--port", a.port);
+  app.add_option("test", a.test)->required();
+  app.add_option("jobs", a.jobs);
+  app.add_option("slots", a.slots);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    {
+      pqxx::connection c(url(a, "postgres"));
+      pqxx::nontransaction tx(c);
+      tx.exec("drop database if exists " + tx.quote_name(a.db) + " with (force)");
+      tx.exec("create database " + tx.quote_name(a.db));
+    }
+    const std::string db_url = url(a, a.db);
+    quern::server::ServerOptions so;
+    so.port = 0;
+    so.api.database_url = db_url;
+    quern::server::Server server(so);
+    if (auto s = server.start(); !s) throw std::runtime_error(s.message());
+    const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
+    quern::plugin::PluginRegistry plugins;
+    if (auto s = plugins.load_directory(QUERN_PLUGIN_DIR); !s) throw std::runtime_error(s.message());
+    Json out{{"system", "quern"}, {"test", a.test}, {"jobs", a.jobs}};
+
+    if (a.test == "wait-result") {
+      quern::worker::WorkerOptions wo;
+      wo.database_url = db_url;
+      wo.tags = {"bash"};
+      wo.slots = 4;
+      quern::worker::Worker w(wo, plugins);
+      if (auto s = w.start(); !s) throw std::runtime_error(s.message());
+      const std::string dev = token(db_url, quern::auth::Role::developer);
+      quern::agent::ApiClient client(base, dev);
+      client.call("POST", "/api/scripts", {{"path", "f/bench/noop"}, {"language", "bash"}, {"content", "echo '{}'"}})
+          .value();
+      std::vector<double> samples;
+      for (int i = 0; i < a.jobs + 10; ++i) {
+        auto t0 = steady_clock::now();
+        auto r = client.request("POST", "/api/jobs/run_wait_result/p/f/bench/noop", "{}");
+        if (!r || r->status != 200) throw std::runtime_error("run_wait_result failed: " + (r ? r->body : r.message()));
+        if (i >= 10) samples.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
+      }
+      out["p50_ms"] = percentile(samples, 0.5);
+      out["p99_ms"] = percentile(samples, 0.99);
+      w.stop();
+      w.wait();
+    } else if (a.test == "agent") {
+      out["slots"] = a.slots;
+      auto q = quern::queue::Queue::connect(db_url).value();
+      std::vector<quern::queue::NewJob> jobs(a.jobs);
+      for (auto& j : jobs) {
+        j.language = "noop";
+        j.tag = "noop";
+      }
+      q->push_batch(jobs).value();
+      const std::string agent_token = token(db_url, quern::auth::Role::agent, {"noop"});
+      quern::worker::WorkerOptions wo;
+      wo.worker_id = "bench-agent";
+      wo.kind = "agent";
+      wo.tags = {"noop"};
+      wo.slots = a.slots;
+      wo.recover_expired_leases = false;
+      wo.source_factory = [&]() -> quern::StatusOr<std::unique_ptr<quern::worker::JobSource>> {
+        return std::unique_ptr<quern::worker::JobSource>(new quern::agent::AgentJobSource(base, agent_token));
+      };
+      quern::worker::Worker w(wo, plugins);
+      auto t0 = steady_clock::now();
+      if (auto s = w.start(); !s) throw std::runtime_error(s.message());
+      while (w.stats().completed < a.jobs) std::this_thread::sleep_for(2ms);
+      const double ms = duration<double, std::milli>(steady_clock::now() - t0).count();
+      out["ms"] = ms;
+      out["jobs_per_s"] = a.jobs / (ms / 1000);
+      w.stop();
+      w.wait();
+    } else {
+      throw std::runtime_error("unknown test " + a.test);
+    }
+    server.stop();
+    std::cout << out.dump() << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "quern_server_bench: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,326 @@
+// The API end to end: a real server (in this process), real PostgreSQL, real
+// workers, real HTTP through libcurl.
+#include "host/server/server.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "host/agent/api_client.h"
+#include "host/auth/permissions.h"
+#include "host/auth/tokens.h"
+#include "host/worker/worker.h"
+#include "tests/http/http_test_client.h"
+#include "tests/support/child_process.h"
+#include "tests/support/test_postgres.h"
+
+namespace quern {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::ordered_json;
+using testing::wait_until;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = testing::fresh_database_url(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    server::ServerOptions o;
+    o.address = "127.0.0.1";
+    o.port = 0;
+    o.api.database_url = url_;
+    o.api.max_wait = 20s;
+    o.limits.handler_threads = 8;
+    o.api.pool_size = 8;
+    server_ = std::make_unique<server::Server>(o);
+    ASSERT_TRUE(server_->start());
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    auto store = auth::TokenStore::connect(url_);
+    ASSERT_TRUE(store) << store.message();
+    tokens_ = std::move(store).value();
+    admin_ = make_token(auth::Role::admin);
+    developer_ = make_token(auth::Role::developer);
+    operator_ = make_token(auth::Role::operator_);
+    agent_ = make_token(auth::Role::agent, "edge", {"edge"});
+  }
+
+  void TearDown() override {
+    if (worker_) worker_->stop();
+    worker_.reset();
+    server_->stop();
+  }
+
+  std::string make_token(auth::Role role, std::string group = "", std::vector<std::string> tags = {}) {
+    auth::NewToken t;
+    t.role = role;
+    t.group = std::move(group);
+    t.tags = std::move(tags);
+    auto issued = tokens_->create(t);
+    EXPECT_TRUE(issued) << issued.message();
+    return issued ? issued->token : "";
+  }
+
+  void start_worker(std::vector<std::string> tags) {
+    ASSERT_TRUE(registry_.load_directory(testing::plugin_dir()));
+    worker::WorkerOptions o;
+    o.database_url = url_;
+    o.tags = std::move(tags);
+    o.slots = 4;
+    o.poll_interval = 200ms;
+    o.heartbeat_interval = 200ms;
+    worker_ = std::make_unique<worker::Worker>(o, registry_);
+    ASSERT_TRUE(worker_->start());
+  }
+
+  agent::ApiResponse call(const std::string& token, const std::string& method, const std::string& path,
+                          const Json& body = nullptr) {
+    agent::ApiClient c(base_, token);
+    auto r = c.request(method, path, body.is_null() ? "" : body.dump());
+    EXPECT_TRUE(r) << r.message();
+    return r ? *r : agent::ApiResponse{};
+  }
+
+  std::string url_;
+  std::string base_;
+  std::unique_ptr<server::Server> server_;
+  std::unique_ptr<auth::TokenStore> tokens_;
+  std::string admin_, developer_, operator_, agent_;
+  plugin::PluginRegistry registry_;
+  std::unique_ptr<worker::Worker> worker_;
+};
+
+TEST_F(ServerTest, DeployRunAndWaitResultRoundTrip) {
+  start_worker({"bash"});
+  auto deployed = call(developer_, "POST", "/api/scripts",
+                       {{"path", "f/test/hello"}, {"language", "bash"}, {"content", "echo \"{\\\"hi\\\": \\\"$1\\\"}\""}});
+  ASSERT_EQ(deployed.status, 201) << deployed.body;
+  const std::string v1 = deployed.json()["hash"];
+
+  auto result = call(operator_, "POST", "/api/jobs/run_wait_result/p/f/test/hello", {{"args", {{"name", "ada"}}}});
+  ASSERT_EQ(result.status, 200) << result.body;
+  EXPECT_EQ(result.json(), Json({{"hi", "ada"}}));
+
+  // A new deploy is a new version; runs by path take it, the old one stays runnable by hash.
+  auto redeployed = call(developer_, "POST", "/api/scripts",
+                         {{"path", "f/test/hello"}, {"language", "bash"}, {"content", "echo '{\"v\": 2}'"}});
+  ASSERT_EQ(redeployed.status, 201);
+  EXPECT_NE(redeployed.json()["hash"], v1);
+  EXPECT_EQ(call(operator_, "POST", "/api/jobs/run_wait_result/p/f/test/hello").json(), Json({{"v", 2}}));
+  EXPECT_EQ(call(operator_, "POST", "/api/jobs/run_wait_result/h/" + v1, {{"args", {{"n", "old"}}}}).json(),
+            Json({{"hi", "old"}}));
+
+  // Asynchronous run: the id at once, then the job record.
+  auto queued = call(operator_, "POST", "/api/jobs/run/p/f/test/hello");
+  ASSERT_EQ(queued.status, 201) << queued.body;
+  const std::string id = std::to_string(queued.json()["id"].get<int64_t>());
+  ASSERT_TRUE(wait_until([&] { return call(operator_, "GET", "/api/jobs/" + id).json()["state"] == "success"; }, 20s));
+  auto job = call(operator_, "GET", "/api/jobs/" + id).json();
+  EXPECT_EQ(job["script_path"], "f/test/hello");
+  EXPECT_EQ(job["result"], Json({{"v", 2}}));
+  auto listed = call(operator_, "GET", "/api/jobs?state=success&script_path=f/test/hello").json();
+  EXPECT_GE(listed["jobs"].size(), 2u);
+
+  // A failing job answers 422 with the error in the one shape, and its id.
+  auto failing = call(developer_, "POST", "/api/jobs/run_wait_result_inline",
+                      {{"language", "bash"}, {"content", "echo broken >&2; exit 2"}});
+  EXPECT_EQ(failing.status, 422) << failing.body;
+  EXPECT_NE(failing.error_message().find("broken"), std::string::npos) << failing.body;
+}
+
+TEST_F(ServerTest, LogStreamShowsLinesWhileTheJobRuns) {
+  start_worker({"bash"});
+  const auto gate = std::filesystem::temp_directory_path() / ("quern-gate-" + std::to_string(getpid()));
+  std::filesystem::remove(gate);
+  auto queued = call(developer_, "POST", "/api/jobs/run_inline",
+                     {{"language", "bash"},
+                      {"content", "echo first line; while [ ! -e " + gate.string() + " ]; do sleep 0.05; done; echo second line"}});
+  ASSERT_EQ(queued.status, 201) << queued.body;
+  const std::string id = std::to_string(queued.json()["id"].get<int64_t>());
+  std::vector<std::string> seen;
+  bool saw_first_while_running = false;
+  auto status = testing::read_sse(base_ + "/api/jobs/" + id + "/logs/stream",
+                                  {{"Authorization", "Bearer " + operator_}},
+                                  [&](const std::string& event, const std::string& data) {
+                                    seen.push_back(event + ":" + data);
+                                    if (event == "log" && data.find("first line") != std::string::npos &&
+                                        !std::filesystem::exists(gate)) {
+                                      saw_first_while_running = true;
+                                      std::ofstream(gate) << "go";  // only now may the job finish
+                                    }
+                                    return event != "done";
+                                  },
+                                  30s);
+  std::filesystem::remove(gate);
+  EXPECT_EQ(status, 200);
+  EXPECT_TRUE(saw_first_while_running);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().rfind("done:", 0), 0u) << seen.back();
+  std::string all;
+  for (auto& s : seen) all += s + "\n";
+  EXPECT_NE(all.find("second line"), std::string::npos) << all;
+}
+
+TEST_F(ServerTest, OperatorRunsButCannotDeployOrRunInlineCode) {
+  auto deploy = call(operator_, "POST", "/api/scripts",
+                     {{"path", "f/test/x"}, {"language", "bash"}, {"content", "true"}});
+  EXPECT_EQ(deploy.status, 403) << deploy.body;
+  EXPECT_EQ(deploy.json()["error"]["code"], "forbidden");
+  EXPECT_EQ(call(operator_, "POST", "/api/jobs/run_inline", {{"language", "bash"}, {"content", "true"}}).status, 403);
+  ASSERT_EQ(call(developer_, "POST", "/api/scripts", {{"path", "f/test/x"}, {"language", "bash"}, {"content", "true"}})
+                .status,
+            201);
+  EXPECT_EQ(call(operator_, "POST", "/api/jobs/run/p/f/test/x").status, 201);
+}
+
+TEST_F(ServerTest, AgentTokenReachesOnlyAgentEndpointsAndOnlyItsTags) {
+  EXPECT_EQ(call(agent_, "GET", "/api/jobs").status, 403);
+  EXPECT_EQ(call(agent_, "POST", "/api/jobs/run_inline", {{"language", "bash"}, {"content", "true"}}).status, 403);
+  EXPECT_EQ(call(developer_, "POST", "/api/agent/claim", {{"worker_id", "x"}, {"slots", 1}}).status, 403);
+  for (const char* tag : {"other", "edge", "other"})
+    ASSERT_EQ(call(developer_, "POST", "/api/jobs/run_inline",
+                   {{"language", "noop"}, {"content", ""}, {"tag", tag}})
+                  .status,
+              201);
+  auto claimed = call(agent_, "POST", "/api/agent/claim", {{"worker_id", "a1"}, {"slots", 10}, {"wait_ms", 0}});
+  ASSERT_EQ(claimed.status, 200) << claimed.body;
+  auto jobs = claimed.json()["jobs"];
+  ASSERT_EQ(jobs.size(), 1u) << claimed.body;
+  EXPECT_EQ(jobs[0]["tag"], "edge");
+}
+
+TEST_F(ServerTest, ResultPostedTwiceIsAcceptedOnce) {
+  ASSERT_EQ(call(developer_, "POST", "/api/jobs/run_inline", {{"language", "noop"}, {"content", ""}, {"tag", "edge"}})
+                .status,
+            201);
+  auto claimed = call(agent_, "POST", "/api/agent/claim", {{"worker_id", "a1"}, {"slots", 1}});
+  auto job = claimed.json()["jobs"][0];
+  Json completion{{"worker_id", "a1"},
+                  {"completions", {{{"id", job["id"]}, {"attempt", job["attempt"]}, {"status", "success"},
+                                    {"result", {{"n", 1}}}}}}};
+  auto first = call(agent_, "POST", "/api/agent/complete", completion);
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.json()["accepted"].size(), 1u);
+  completion["completions"][0]["result"] = {{"n", 2}};
+  auto second = call(agent_, "POST", "/api/agent/complete", completion);
+  ASSERT_EQ(second.status, 200);
+  EXPECT_EQ(second.json()["accepted"].size(), 0u);
+  EXPECT_EQ(second.json()["refused"].size(), 1u);
+  auto rec = call(admin_, "GET", "/api/jobs/" + std::to_string(job["id"].get<int64_t>())).json();
+  EXPECT_EQ(rec["result"], Json({{"n", 1}}));
+  // Another agent id under the same token cannot complete it either.
+  completion["worker_id"] = "a2";
+  EXPECT_EQ(call(agent_, "POST", "/api/agent/complete", completion).json()["accepted"].size(), 0u);
+}
+
+TEST_F(ServerTest, ExpiredAndRevokedTokensGet401) {
+  EXPECT_EQ(call("", "GET", "/api/jobs").status, 401);
+  EXPECT_EQ(call("qrn_nonsense", "GET", "/api/jobs").status, 401);
+  auth::NewToken t;
+  t.role = auth::Role::operator_;
+  t.expires_at = std::chrono::system_clock::now() + 1500ms;
+  auto expiring = tokens_->create(t);
+  ASSERT_TRUE(expiring);
+  EXPECT_EQ(call(expiring->token, "GET", "/api/jobs").status, 200);
+  EXPECT_TRUE(wait_until([&] { return call(expiring->token, "GET", "/api/jobs").status == 401; }, 10s));
+
+  auto issued = call(admin_, "POST", "/api/tokens", {{"role", "operator"}, {"label", "to revoke"}});
+  ASSERT_EQ(issued.status, 201) << issued.body;
+  const std::string token = issued.json()["token"];
+  EXPECT_EQ(call(token, "GET", "/api/queue").status, 200);
+  EXPECT_EQ(call(admin_, "DELETE", "/api/tokens/" + issued.json()["id"].get<std::string>()).status, 200);
+  EXPECT_EQ(call(token, "GET", "/api/queue").status, 401);
+  // Listing tokens never shows a secret.
+  auto listed = call(admin_, "GET", "/api/tokens");
+  EXPECT_EQ(listed.body.find(token), std::string::npos);
+}
+
+// Every route × every role: 403 exactly when the permission table says no;
+// no token at all: 401 everywhere but /healthz and /readyz.
+TEST_F(ServerTest, EveryRouteChecksPermissions) {
+  const std::map<auth::Role, std::string> tokens = {{auth::Role::admin, admin_},
+                                                    {auth::Role::developer, developer_},
+                                                    {auth::Role::operator_, operator_},
+                                                    {auth::Role::agent, agent_}};
+  int checked = 0;
+  for (const auto& route : server_->router().routes()) {
+    std::string path = std::regex_replace(route.pattern, std::regex(R"(\{[a-z_]+\+\})"), "f/none/x");
+    path = std::regex_replace(path, std::regex(R"(\{[a-z_]+\})"), "999999");
+    // Long polls and waits must not hold the test: ask for no wait.
+    if (path.find("run_wait_result") != std::string::npos) path += "?timeout_s=0.1";
+    const int anonymous = call("", route.method, path, Json::object()).status;
+    if (route.permission.empty()) {
+      EXPECT_EQ(anonymous, 200) << route.method << " " << route.pattern;
+      continue;
+    }
+    EXPECT_EQ(anonymous, 401) << route.method << " " << route.pattern;
+    for (const auto& [role, token] : tokens) {
+      const int status = call(token, route.method, path, Json::object()).status;
+      if (auth::allowed(role, route.permission)) {
+        EXPECT_NE(status, 401) << auth::to_string(role) << " " << route.method << " " << route.pattern;
+        EXPECT_NE(status, 403) << auth::to_string(role) << " " << route.method << " " << route.pattern;
+      } else {
+        EXPECT_EQ(status, 403) << auth::to_string(role) << " " << route.method << " " << route.pattern;
+      }
+      checked++;
+    }
+  }
+  EXPECT_GE(checked, 4 * 25);
+}
+
+// docs/openapi.yaml (served at /api/openapi.yaml) lists exactly the router's routes.
+TEST_F(ServerTest, OpenApiDocumentMatchesTheRouteTable) {
+  auto doc = call(developer_, "GET", "/api/openapi.yaml");
+  ASSERT_EQ(doc.status, 200);
+  std::set<std::string> documented;
+  std::string current_path;
+  std::istringstream lines(doc.body);
+  std::string line;
+  bool in_paths = false;
+  const std::regex path_line(R"(^  (/\S*):\s*$)"), method_line(R"(^    (get|post|put|delete|patch):\s*$)");
+  std::smatch m;
+  while (std::getline(lines, line)) {
+    if (line == "paths:") in_paths = true;
+    else if (!line.empty() && line[0] != ' ') in_paths = false;
+    if (!in_paths) continue;
+    if (std::regex_match(line, m, path_line)) current_path = m[1];
+    else if (std::regex_match(line, m, method_line)) {
+      std::string method = m[1];
+      for (auto& c : method) c = static_cast<char>(std::toupper(c));
+      documented.insert(method + " " + current_path);
+    }
+  }
+  std::set<std::string> routed;
+  for (const auto& route : server_->router().routes())
+    routed.insert(route.method + " " + std::regex_replace(route.pattern, std::regex(R"(\+\})"), "}"));
+  EXPECT_EQ(documented, routed);
+}
+
+TEST_F(ServerTest, QueueStatsAndWorkersList) {
+  start_worker({"bash"});
+  ASSERT_EQ(call(developer_, "POST", "/api/jobs/run_inline",
+                 {{"language", "noop"}, {"content", ""}, {"tag", "nobody-serves-this"}})
+                .status,
+            201);
+  ASSERT_TRUE(wait_until([&] { return !call(operator_, "GET", "/api/workers").json()["workers"].empty(); }, 10s));
+  auto workers = call(operator_, "GET", "/api/workers").json()["workers"];
+  EXPECT_EQ(workers[0]["tags"], Json({"bash"}));
+  EXPECT_EQ(workers[0]["slots"], 4);
+  auto stats = call(operator_, "GET", "/api/queue").json()["tags"];
+  bool found_unserved = false, found_bash = false;
+  for (const auto& t : stats) {
+    if (t["tag"] == "nobody-serves-this") {
+      found_unserved = true;
+      EXPECT_EQ(t["waiting"], 1);
+      EXPECT_EQ(t["served"], false);
+    }
+    if (t["tag"] == "bash") found_bash = t["served"] == true;
+  }
+  EXPECT_TRUE(found_unserved);
+  EXPECT_TRUE(found_bash);
+}
+
+}  // namespace
+}  // namespace quern
