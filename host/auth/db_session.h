@@ -13,6 +13,8 @@
 // one thread at a time; the server borrows stores from a pool.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <type_traits>
