@@ -1,7 +1,5 @@
 #include "host/auth/permissions.h"
 
-#include <algorithm>
-
 namespace quern::auth {
 namespace {
 

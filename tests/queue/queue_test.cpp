@@ -217,14 +217,14 @@ TEST_F(QueueTest, CancelQueuedRunningFinishedAndUnknown) {
 
 TEST_F(QueueTest, LogsAppendAndReadFromOffset) {
   auto ids = must(q_->push_batch({make_job(), make_job()}));
-  must_ok(q_->append_logs({{ids[0], "line 1\n"}, {ids[1], "other\n"}, {ids[0], "line 2\n"}, {ids[0], ""}}));
+  must_ok(q_->append_logs({{ids[0], 0, "line 1\n"}, {ids[1], 0, "other\n"}, {ids[0], 0, "line 2\n"}, {ids[0], 0, ""}}));
   EXPECT_EQ(must(q_->read_logs(ids[0])), "line 1\nline 2\n");
   EXPECT_EQ(must(q_->read_logs(ids[1])), "other\n");
   EXPECT_EQ(must(q_->read_logs(ids[0], 3)), "e 1\nline 2\n");
   EXPECT_EQ(must(q_->read_logs(ids[0], 7)), "line 2\n");
   EXPECT_EQ(must(q_->read_logs(ids[0], 14)), "");
   EXPECT_EQ(must(q_->read_logs(ids[0], 1000)), "");
-  must_ok(q_->append_logs({{ids[0], "héllo ✓\n"}}));  // offsets are bytes
+  must_ok(q_->append_logs({{ids[0], 0, "héllo ✓\n"}}));  // offsets are bytes
   const std::string all = must(q_->read_logs(ids[0]));
   EXPECT_EQ(all, "line 1\nline 2\nhéllo ✓\n");
   EXPECT_EQ(must(q_->read_logs(ids[0], 14)), "héllo ✓\n");

@@ -1,0 +1,222 @@
+// TokenStore and token validation. See tokens.h for the token format and
+// the storage contract (only SHA-256 hashes are stored).
+#include "host/auth/tokens.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "host/auth/crypto.h"
+#include "host/auth/db_session.h"
+
+namespace quern::auth {
+namespace {
+
+constexpr std::string_view kTokenPrefix = "qrn_";
+constexpr std::string_view kIdPrefix = "tok_";
+constexpr size_t kIdHexDigits = 16;      // 64 random bits: unique, not secret
+constexpr size_t kSecretHexDigits = 64;  // 256 random bits
+constexpr size_t kIdSize = kIdPrefix.size() + kIdHexDigits;
+constexpr size_t kTokenSize = kTokenPrefix.size() + kIdSize + 1 + kSecretHexDigits;
+constexpr size_t kMaxNameSize = 128;
+constexpr size_t kMaxLabelSize = 200;
+
+// Timestamps cross the connection as epoch microseconds (exact, no parsing).
+#define QUERN_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+
+constexpr const char* kInsert =
+    "INSERT INTO quern.tokens (id, secret_hash, role, worker_group, tags, label, expires_at) "
+    "VALUES ($1, decode($2, 'hex'), $3, NULLIF($4, ''), ARRAY(SELECT json_array_elements_text($5::json)), $6, "
+    "'epoch'::timestamptz + $7::bigint * interval '1 microsecond')";
+
+// Only live tokens are found; the last column says whether last_used_at is
+// due for its once-a-minute refresh.
+constexpr const char* kLookup =
+    "SELECT encode(secret_hash, 'hex'), role, coalesce(worker_group, ''), "
+    "coalesce(array_to_json(tags)::text, '[]'), label, "
+    "(last_used_at IS NULL OR last_used_at < now() - interval '1 minute') "
+    "FROM quern.tokens WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())";
+
+// Conditional, so concurrent requests with the same token write at most once.
+constexpr const char* kTouch =
+    "UPDATE quern.tokens SET last_used_at = now() "
+    "WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')";
+
+constexpr const char* kList =
+    "SELECT id, role, coalesce(worker_group, ''), coalesce(array_to_json(tags)::text, '[]'), label, " QUERN_US(
+        "created_at") ", " QUERN_US("expires_at") ", " QUERN_US("revoked_at") ", " QUERN_US("last_used_at") " "
+    "FROM quern.tokens ORDER BY created_at, id";
+
+constexpr const char* kRevoke = "UPDATE quern.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1";
+
+#undef QUERN_US
+
+bool is_lower_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool is_name(std::string_view s) {
+  if (s.empty() || s.size() > kMaxNameSize) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == ':' || c == '-';
+  });
+}
+
+Role role_or_throw(const std::string& name) {
+  auto r = role_from_string(name);
+  // The table's CHECK constraint makes this unreachable; the store's error
+  // boundary turns it into a Status if the schema was tampered with.
+  if (!r) throw std::runtime_error("unknown role '" + name + "' in quern.tokens");
+  return *r;
+}
+
+std::vector<std::string> tags_from_json(const char* text) {
+  return nlohmann::json::parse(text).get<std::vector<std::string>>();
+}
+
+std::optional<Clock::time_point> optional_time(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return DbSession::from_epoch_us(f.as<int64_t>());
+}
+
+}  // namespace
+
+bool parse_token(std::string_view token, std::string* id) {
+  if (token.size() != kTokenSize) return false;
+  if (token.substr(0, kTokenPrefix.size()) != kTokenPrefix) return false;
+  const std::string_view id_part = token.substr(kTokenPrefix.size(), kIdSize);
+  if (id_part.substr(0, kIdPrefix.size()) != kIdPrefix || !is_lower_hex(id_part.substr(kIdPrefix.size())))
+    return false;
+  if (token[kTokenPrefix.size() + kIdSize] != '_') return false;
+  if (!is_lower_hex(token.substr(kTokenPrefix.size() + kIdSize + 1))) return false;
+  if (id) *id = std::string(id_part);
+  return true;
+}
+
+Status validate(const NewToken& t) {
+  if (t.role == Role::agent) {
+    if (t.group.empty()) return Status::error("an agent token needs a group (the worker group it serves)");
+    if (t.tags.empty()) return Status::error("an agent token needs at least one tag (the tags it may pull)");
+  } else {
+    if (!t.group.empty() || !t.tags.empty())
+      return Status::error(std::string("only agent tokens have a group and tags (role ") + to_string(t.role) + ")");
+  }
+  if (!t.group.empty() && !is_name(t.group))
+    return Status::error("bad group \"" + t.group + "\" (expected [A-Za-z0-9_.:-]+, at most 128 characters)");
+  for (size_t i = 0; i < t.tags.size(); ++i) {
+    if (!is_name(t.tags[i]))
+      return Status::error("bad tag \"" + t.tags[i] + "\" (expected [A-Za-z0-9_.:-]+, at most 128 characters)");
+    if (std::find(t.tags.begin(), t.tags.begin() + static_cast<std::ptrdiff_t>(i), t.tags[i]) !=
+        t.tags.begin() + static_cast<std::ptrdiff_t>(i))
+      return Status::error("duplicate tag \"" + t.tags[i] + "\"");
+  }
+  if (t.label.size() > kMaxLabelSize) return Status::error("label is longer than 200 bytes");
+  if (t.expires_at && *t.expires_at <= Clock::now()) return Status::error("expires_at is not in the future");
+  return Status::ok();
+}
+
+struct TokenStore::Impl {
+  explicit Impl(const std::string& url)
+      : db(url, {{"tokens_insert", kInsert},
+                 {"tokens_lookup", kLookup},
+                 {"tokens_touch", kTouch},
+                 {"tokens_list", kList},
+                 {"tokens_revoke", kRevoke}}) {}
+  DbSession db;
+};
+
+TokenStore::TokenStore() = default;
+TokenStore::~TokenStore() = default;
+
+StatusOr<std::unique_ptr<TokenStore>> TokenStore::connect(const std::string& database_url) {
+  std::unique_ptr<TokenStore> store(new TokenStore());
+  store->impl_ = std::make_unique<Impl>(database_url);
+  if (Status s = store->impl_->db.open("connect to the token store"); !s) return s;
+  return store;
+}
+
+StatusOr<IssuedToken> TokenStore::create(const NewToken& t) {
+  if (Status s = validate(t); !s) return s;
+  const std::string tags = nlohmann::json(t.tags).dump();
+  std::optional<int64_t> expires_us;
+  if (t.expires_at) expires_us = DbSession::to_epoch_us(*t.expires_at);
+  // A 64-bit id collision is astronomically unlikely; retry anyway rather
+  // than fail a create.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto id_hex = random_hex(kIdHexDigits / 2);
+    if (!id_hex) return id_hex.status();
+    auto secret = random_hex(kSecretHexDigits / 2);
+    if (!secret) return secret.status();
+    IssuedToken issued;
+    issued.id = std::string(kIdPrefix) + *id_hex;
+    issued.token = std::string(kTokenPrefix) + issued.id + "_" + *secret;
+    const std::string hash = sha256_hex(issued.token);
+    auto inserted = impl_->db.run("create token", [&](pqxx::connection& c) {
+      try {
+        pqxx::nontransaction tx(c);
+        tx.exec_prepared("tokens_insert", issued.id, hash, std::string(to_string(t.role)), t.group, tags, t.label,
+                         expires_us);
+        return true;
+      } catch (const pqxx::unique_violation&) {
+        return false;
+      }
+    });
+    if (!inserted) return inserted.status();
+    if (*inserted) return issued;
+  }
+  return Status::error("create token: could not find a free id");
+}
+
+StatusOr<std::optional<Principal>> TokenStore::authenticate(std::string_view token) {
+  std::string id;
+  if (!parse_token(token, &id)) return std::optional<Principal>();
+  const std::string presented = sha256_hex(token);
+  return impl_->db.run("authenticate", [&](pqxx::connection& c) -> std::optional<Principal> {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared("tokens_lookup", id);
+    if (r.empty()) return std::nullopt;
+    const auto& row = r[0];
+    if (!equal_constant_time(presented, row[0].c_str())) return std::nullopt;
+    Principal p;
+    p.token_id = id;
+    p.role = role_or_throw(row[1].as<std::string>());
+    p.group = row[2].as<std::string>();
+    p.tags = tags_from_json(row[3].c_str());
+    p.label = row[4].as<std::string>();
+    if (row[5].as<bool>()) tx.exec_prepared("tokens_touch", id);
+    return p;
+  });
+}
+
+StatusOr<std::vector<TokenInfo>> TokenStore::list() {
+  return impl_->db.run("list tokens", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_prepared("tokens_list");
+    std::vector<TokenInfo> out;
+    out.reserve(r.size());
+    for (const auto& row : r) {
+      TokenInfo t;
+      t.id = row[0].as<std::string>();
+      t.role = role_or_throw(row[1].as<std::string>());
+      t.group = row[2].as<std::string>();
+      t.tags = tags_from_json(row[3].c_str());
+      t.label = row[4].as<std::string>();
+      t.created_at = DbSession::from_epoch_us(row[5].as<int64_t>());
+      t.expires_at = optional_time(row[6]);
+      t.revoked_at = optional_time(row[7]);
+      t.last_used_at = optional_time(row[8]);
+      out.push_back(std::move(t));
+    }
+    return out;
+  });
+}
+
+StatusOr<bool> TokenStore::revoke(const std::string& id) {
+  return impl_->db.run("revoke token", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx.exec_prepared("tokens_revoke", id).affected_rows() > 0;
+  });
+}
+
+}  // namespace quern::auth
