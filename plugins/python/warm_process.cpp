@@ -1,0 +1,349 @@
+#include "warm_process.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "quern/process.hpp"
+
+namespace quern::python {
+namespace {
+
+using sdk::detail::sys_error;
+
+// An fd closed on scope exit unless released.
+class OwnedFd {
+ public:
+  explicit OwnedFd(int fd = -1) : fd_(fd) {}
+  OwnedFd(const OwnedFd&) = delete;
+  OwnedFd& operator=(const OwnedFd&) = delete;
+  ~OwnedFd() { reset(); }
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_;
+};
+
+// The child's ends are moved to fds >= 10 before fork, so that placing them
+// on 0-3 in the child never overwrites one that is still to be placed.
+void move_high(OwnedFd& fd) {
+  int high = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 10);
+  if (high < 0) throw sys_error(errno, "fcntl(F_DUPFD_CLOEXEC)");
+  fd.reset(high);
+}
+
+void close_fd(int& fd) {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
+
+}  // namespace
+
+std::string signal_name(int sig) {
+  switch (sig) {
+    case SIGHUP: return "SIGHUP";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGILL: return "SIGILL";
+    case SIGABRT: return "SIGABRT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGKILL: return "SIGKILL";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGTERM: return "SIGTERM";
+    default: return "signal " + std::to_string(sig);
+  }
+}
+
+WarmProcess::WarmProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                         const std::string& workdir, std::chrono::milliseconds kill_grace)
+    : kill_grace_(kill_grace) {
+  if (argv.empty() || argv[0].empty() || argv[0][0] != '/')
+    throw std::invalid_argument("WarmProcess: argv[0] must be an absolute path");
+  // Everything the child needs, prepared before fork (the host is multithreaded).
+  std::vector<char*> cargv, cenv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  for (const auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
+  cenv.push_back(nullptr);
+  const char* dir = workdir.empty() ? nullptr : workdir.c_str();
+  sigset_t empty_mask;
+  sigemptyset(&empty_mask);
+  const pid_t parent = ::getpid();
+
+  int p[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0) throw sys_error(errno, "socketpair");
+  OwnedFd in_parent(p[0]), in_child(p[1]);
+  if (::pipe2(p, O_CLOEXEC) != 0) throw sys_error(errno, "pipe");
+  OwnedFd out_r(p[0]), out_w(p[1]);
+  if (::pipe2(p, O_CLOEXEC) != 0) throw sys_error(errno, "pipe");
+  OwnedFd err_r(p[0]), err_w(p[1]);
+  if (::pipe2(p, O_CLOEXEC) != 0) throw sys_error(errno, "pipe");
+  OwnedFd reply_r(p[0]), reply_w(p[1]);
+  // Reports a failed setup step to the parent; closes itself on exec.
+  if (::pipe2(p, O_CLOEXEC) != 0) throw sys_error(errno, "pipe");
+  OwnedFd status_r(p[0]), status_w(p[1]);
+  for (OwnedFd* fd : {&in_child, &out_w, &err_w, &reply_w, &status_w}) move_high(*fd);
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw sys_error(errno, "fork");
+  if (pid == 0) {
+    // Child: async-signal-safe calls only.
+    auto fail = [&](int stage) {
+      int report[2] = {stage, errno};
+      ssize_t ignored = ::write(status_w.get(), report, sizeof report);
+      (void)ignored;
+      ::_exit(127);
+    };
+    if (::setpgid(0, 0) != 0) fail(0);
+    // Dies with the thread that forked it (the worker's slot thread): a
+    // warm interpreter must never outlive the host.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(1);
+    if (::getppid() != parent) ::_exit(1);  // the parent died before prctl
+    struct sigaction dfl;
+    std::memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+    ::sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
+    if (::dup2(in_child.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0 ||
+        ::dup2(reply_w.get(), 3) < 0)
+      fail(2);
+    if (dir != nullptr && ::chdir(dir) != 0) fail(3);
+    sdk::detail::close_fds_from(4, status_w.get());
+    ::execve(cargv[0], cargv.data(), cenv.data());
+    fail(4);
+  }
+
+  // Parent. Set the group here too, so it exists before anyone signals it.
+  ::setpgid(pid, pid);
+  in_child.reset();
+  out_w.reset();
+  err_w.reset();
+  reply_w.reset();
+  status_w.reset();
+  int report[2] = {0, 0};
+  ssize_t n;
+  do n = ::read(status_r.get(), report, sizeof report);
+  while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof report)) {
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    static const char* const kStages[] = {"setpgid", "prctl(PR_SET_PDEATHSIG)", "redirecting stdio", "chdir",
+                                          "exec"};
+    std::string what = kStages[report[0] >= 0 && report[0] <= 4 ? report[0] : 4];
+    if (report[0] == 3) what += " to '" + workdir + "'";
+    if (report[0] == 4) what += " '" + argv[0] + "'";
+    throw sys_error(report[1], "starting the warm interpreter: " + what);
+  }
+  pid_ = pid;
+  try {
+    for (const OwnedFd* fd : {&in_parent, &out_r, &err_r, &reply_r}) sdk::detail::set_nonblocking(fd->get());
+  } catch (...) {
+    ::kill(-pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    throw;
+  }
+  in_fd_ = in_parent.release();
+  out_fd_ = out_r.release();
+  err_fd_ = err_r.release();
+  reply_fd_ = reply_r.release();
+#if defined(__linux__) && defined(SYS_pidfd_open)
+  // Readable once the child exits, so exit is noticed at once; else the
+  // 50 ms poll finds it.
+  if (long fd = ::syscall(SYS_pidfd_open, pid, 0); fd >= 0) exit_fd_ = static_cast<int>(fd);
+#endif
+}
+
+WarmProcess::~WarmProcess() {
+  if (!reaped_) kill_and_reap();
+  for (int* fd : {&in_fd_, &out_fd_, &err_fd_, &reply_fd_, &exit_fd_}) close_fd(*fd);
+}
+
+bool WarmProcess::exited() {
+  if (reaped_) return true;
+  siginfo_t info;
+  std::memset(&info, 0, sizeof info);
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_) {
+    kill_and_reap();
+    return true;
+  }
+  return false;
+}
+
+void WarmProcess::kill_and_reap() {
+  // The zombie is not reaped yet, so the group id cannot have been reused.
+  ::kill(-pid_, SIGKILL);
+  while (::waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+  }
+  reaped_ = true;
+  for (int* fd : {&in_fd_, &out_fd_, &err_fd_, &reply_fd_, &exit_fd_}) close_fd(*fd);
+}
+
+std::string WarmProcess::reap_description() {
+  if (WIFEXITED(status_)) return "exit code " + std::to_string(WEXITSTATUS(status_));
+  if (WIFSIGNALED(status_)) return "killed by " + signal_name(WTERMSIG(status_));
+  return "ended";
+}
+
+WarmProcess::Outcome WarmProcess::exchange(std::string_view request, const sdk::JobContext& ctx,
+                                           const std::function<int32_t()>& stop, Clock::time_point deadline) {
+  Outcome out;
+  if (reaped_) {
+    out.exit_description = reap_description();
+    return out;
+  }
+  sdk::ProcessOptions options;  // line and stderr-tail limits, as for standard jobs
+  sdk::ProcessResult lines;     // collects the stderr tail of this exchange
+  sdk::detail::LineSplitter out_lines(QUERN_STREAM_STDOUT, ctx, lines, options);
+  sdk::detail::LineSplitter err_lines(QUERN_STREAM_STDERR, ctx, lines, options);
+  std::size_t written = 0;
+  std::vector<char> buf(64 * 1024);
+
+  // Reads what fd has now; false at EAGAIN, EOF (fd closed) or error.
+  auto read_some = [&](int& fd, auto&& consume) {
+    if (fd < 0) return false;
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n > 0) {
+      consume(buf.data(), static_cast<std::size_t>(n));
+      return true;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EINTR)) close_fd(fd);
+    return n < 0 && errno == EINTR;
+  };
+  auto to_out = [&](const char* d, std::size_t n) { out_lines.feed(d, n); };
+  auto to_err = [&](const char* d, std::size_t n) { err_lines.feed(d, n); };
+  auto to_reply = [&](const char* d, std::size_t n) { reply_buf_.append(d, n); };
+  auto finish = [&] {
+    out_lines.flush();
+    err_lines.flush();
+    sdk::detail::finish_stderr_tail(lines.stderr_tail, options.stderr_tail_bytes);
+    out.stderr_tail = std::move(lines.stderr_tail);
+  };
+
+  enum class Why { kNone, kStop, kDeadline, kReplyClosed } why = Why::kNone;
+  bool exited = false, kill_sent = false;
+  Clock::time_point kill_at{}, drain_until{};
+  try {
+    while (true) {
+      // 1. A complete reply: the output written before it is in the pipes now.
+      if (why == Why::kNone && !exited && reply_buf_.find('\n') != std::string::npos) {
+        while (read_some(out_fd_, to_out)) {
+        }
+        while (read_some(err_fd_, to_err)) {
+        }
+        std::size_t nl = reply_buf_.find('\n');
+        out.kind = Outcome::Kind::kReply;
+        out.reply = reply_buf_.substr(0, nl);
+        reply_buf_.erase(0, nl + 1);
+        finish();
+        return out;
+      }
+      // 2. Has it exited? (WNOWAIT keeps the zombie, so the group id stays ours.)
+      if (!exited) {
+        siginfo_t info;
+        std::memset(&info, 0, sizeof info);
+        if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == pid_) {
+          exited = true;
+          ::kill(-pid_, SIGKILL);  // what the job left in the group dies with it
+          close_fd(in_fd_);
+          drain_until = Clock::now() + options.drain_deadline;
+        }
+      }
+      // 3. Stop requests, the deadline, a closed reply pipe.
+      if (!exited) {
+        const auto now = Clock::now();
+        if (why == Why::kNone) {
+          if (int32_t s = stop ? stop() : QUERN_RUNNING; s != QUERN_RUNNING) {
+            why = Why::kStop;
+            out.stop_reason = s;
+            ::kill(-pid_, SIGTERM);
+            kill_at = now + kill_grace_;
+          } else if (now >= deadline) {
+            why = Why::kDeadline;
+            ::kill(-pid_, SIGKILL);
+            kill_sent = true;
+          } else if (reply_fd_ < 0) {
+            why = Why::kReplyClosed;
+            ::kill(-pid_, SIGKILL);
+            kill_sent = true;
+          }
+        } else if (!kill_sent && now >= kill_at) {
+          ::kill(-pid_, SIGKILL);
+          kill_sent = true;
+        }
+      }
+      const bool pipes_open = out_fd_ >= 0 || err_fd_ >= 0 || reply_fd_ >= 0;
+      if (exited && (!pipes_open || Clock::now() >= drain_until)) break;
+
+      // 4. Wait for output, the reply, room for the request, or the exit.
+      pollfd fds[5];
+      int nfds = 0, out_i = -1, err_i = -1, reply_i = -1, in_i = -1;
+      if (!exited && exit_fd_ >= 0) fds[nfds++] = {exit_fd_, POLLIN, 0};
+      if (out_fd_ >= 0) { out_i = nfds; fds[nfds++] = {out_fd_, POLLIN, 0}; }
+      if (err_fd_ >= 0) { err_i = nfds; fds[nfds++] = {err_fd_, POLLIN, 0}; }
+      if (reply_fd_ >= 0) { reply_i = nfds; fds[nfds++] = {reply_fd_, POLLIN, 0}; }
+      if (in_fd_ >= 0 && written < request.size()) { in_i = nfds; fds[nfds++] = {in_fd_, POLLOUT, 0}; }
+      int timeout_ms = 50;
+      if (exited) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drain_until - Clock::now()).count();
+        timeout_ms = static_cast<int>(left < 0 ? 0 : left < 50 ? left : 50);
+      }
+      if (::poll(nfds > 0 ? fds : nullptr, static_cast<nfds_t>(nfds), timeout_ms) < 0) {
+        if (errno == EINTR) continue;
+        throw sys_error(errno, "poll");
+      }
+      if (out_i >= 0 && fds[out_i].revents != 0) read_some(out_fd_, to_out);
+      if (err_i >= 0 && fds[err_i].revents != 0) read_some(err_fd_, to_err);
+      if (reply_i >= 0 && fds[reply_i].revents != 0) read_some(reply_fd_, to_reply);
+      if (in_i >= 0 && fds[in_i].revents != 0) {
+        ssize_t n = ::send(in_fd_, request.data() + written, request.size() - written, MSG_NOSIGNAL);
+        if (n > 0) written += static_cast<std::size_t>(n);
+        // EPIPE: the child is gone; step 2 notices.
+        if (n < 0 && errno != EAGAIN && errno != EINTR) close_fd(in_fd_);
+      }
+    }
+  } catch (...) {
+    kill_and_reap();
+    throw;
+  }
+  kill_and_reap();  // already exited: only reaps
+  finish();
+  switch (why) {
+    case Why::kStop: out.kind = Outcome::Kind::kStopped; break;
+    case Why::kDeadline: out.kind = Outcome::Kind::kDeadline; break;
+    default:
+      if (std::size_t nl = reply_buf_.find('\n'); nl != std::string::npos) {
+        // It replied, then exited (the runner does so after a failed import).
+        out.kind = Outcome::Kind::kReply;
+        out.reply = reply_buf_.substr(0, nl);
+      } else {
+        out.kind = Outcome::Kind::kDied;
+        out.exit_description = reap_description();
+      }
+      reply_buf_.clear();
+  }
+  return out;
+}
+
+}  // namespace quern::python
