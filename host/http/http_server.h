@@ -31,7 +31,7 @@ struct Request {
   std::map<std::string, std::string> path_params;  // from {name} segments of the route
   std::map<std::string, std::string> headers;      // names lower-cased
   std::string body;
-  std::string remote;  // peer address, for the request log
+  std::string remote;  // peer "address:port", for the request log
 
   // Header value by lower-case name, or "".
   const std::string& header(const std::string& lower_name) const;
@@ -39,7 +39,10 @@ struct Request {
 
 // Server-sent events: a streaming response's body is produced by a function
 // that runs on a handler thread and writes events until it returns or the
-// client goes away (send() then returns false).
+// client goes away (send() then returns false). send() and keepalive() block
+// until the bytes are written to the socket (at most write_timeout); the
+// server notices a client leaving even between sends. Use from the stream's
+// own thread only.
 class EventSink {
  public:
   virtual ~EventSink() = default;
@@ -56,7 +59,12 @@ struct Response {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
   // When set, the response is an SSE stream (content type text/event-stream);
-  // body is ignored.
+  // body is ignored. The function runs on the handler thread that ran the
+  // handler (it keeps that thread busy while the stream lasts). Wire format:
+  // status, Content-Type: text/event-stream, Cache-Control: no-cache,
+  // Connection: keep-alive, Transfer-Encoding: chunked (one chunk per event,
+  // sent at once), plus `headers`; when the function returns the last chunk
+  // is sent and the server closes the connection.
   std::function<void(EventSink&)> stream;
 };
 
