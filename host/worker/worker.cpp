@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <iostream>
@@ -91,7 +92,15 @@ struct Worker::State {
 Worker::Worker(WorkerOptions options, const plugin::PluginRegistry& plugins)
     : options_(std::move(options)), plugins_(plugins), state_(std::make_unique<State>()) {
   if (options_.worker_id.empty()) options_.worker_id = default_worker_id();
-  if (options_.jobs_dir.empty()) options_.jobs_dir = std::filesystem::temp_directory_path() / "quern-jobs";
+  if (options_.jobs_dir.empty()) {
+    // One folder per worker: job ids are only unique within one database, and
+    // workers of several clusters (or test databases) may share a machine.
+    std::string safe = options_.worker_id;
+    for (char& c : safe)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+    options_.jobs_dir = std::filesystem::temp_directory_path() / "quern-jobs" / safe;
+    owns_jobs_dir_ = true;
+  }
 }
 
 Worker::~Worker() {
@@ -125,6 +134,10 @@ void Worker::wait() {
   for (auto& t : state_->threads)
     if (t.joinable()) t.join();
   state_->threads.clear();
+  if (owns_jobs_dir_) {
+    std::error_code ec;
+    std::filesystem::remove_all(options_.jobs_dir, ec);
+  }
 }
 
 namespace {

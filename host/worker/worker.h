@@ -50,7 +50,7 @@ struct WorkerOptions {
   int default_timeout_s = 3600;
   int max_restarts = 3;
   bool recover_expired_leases = true;  // take part in the cluster-wide sweep
-  std::filesystem::path jobs_dir;      // job working directories; empty = $TMPDIR/quern-jobs
+  std::filesystem::path jobs_dir;      // job working directories; empty = $TMPDIR/quern-jobs/<worker id>
   std::map<std::string, std::string> plugin_configs;  // plugin name → config JSON
   std::string kind = "worker";  // worker | agent (the registry's kind)
   // Where jobs come from; empty = PostgreSQL at database_url. The agent
@@ -93,6 +93,7 @@ class Worker {
 
  private:
   WorkerOptions options_;
+  bool owns_jobs_dir_ = false;  // created from the worker id: removed by wait()
   const plugin::PluginRegistry& plugins_;
   std::unique_ptr<State> state_;
 };

@@ -118,6 +118,7 @@ TEST(Sse, SendReturnsFalseOnceTheClientDisconnects) {
     return event != "first";
   }, 10s);
   EXPECT_EQ(status, 200);
+  ts.server->stop();  // the second stream's handler uses mu and cv: end it before they go
 }
 
 TEST(Sse, StopWithOpenConnectionsAndAnActiveStreamReturnsPromptly) {
