@@ -25,6 +25,7 @@ worker::WorkerOptions worker_options_for(const config::Config& cfg, const config
   w.kill_grace = cfg.kill_grace;
   w.default_timeout_s = cfg.default_timeout_s;
   w.max_restarts = cfg.max_restarts;
+  w.dedicated_scripts = group.dedicated;
   return w;
 }
 
@@ -37,6 +38,7 @@ struct WorkerArgs {
   int slots = 0;
   std::string worker_id;
   double shutdown_grace_s = 30;
+  std::vector<std::string> dedicated;
 };
 
 int run_worker(const WorkerArgs& a) {
@@ -57,6 +59,7 @@ int run_worker(const WorkerArgs& a) {
   }
   if (!a.tags.empty()) group.tags = a.tags;
   if (a.slots > 0) group.slots = a.slots;
+  if (!a.dedicated.empty()) group.dedicated = a.dedicated;
   auto url = resolve_database_url(*cfg);
   if (!url) {
     std::cerr << "quern worker: " << url.message() << "\n";
@@ -102,6 +105,9 @@ void register_worker(CLI::App& app, int* exit_code) {
   cmd->add_option("--tags", args->tags, "Tags to serve (overrides the group's)")->delimiter(',');
   cmd->add_option("--slots", args->slots, "Jobs run at once (overrides the group's)")->check(CLI::Range(1, 1024));
   cmd->add_option("--worker-id", args->worker_id, "Worker id (default: host-pid-random)");
+  cmd->add_option("--dedicated", args->dedicated,
+                  "Keep these scripts warm (paths like f/team/name); their runs are routed here")
+      ->delimiter(',');
   cmd->add_option("--shutdown-grace", args->shutdown_grace_s,
                   "Seconds running jobs may go on after SIGTERM before they are handed back")
       ->check(CLI::NonNegativeNumber);

@@ -386,7 +386,7 @@ class Parser {
     std::vector<WorkerGroup> groups;
     std::map<std::string, int> seen;  // name -> line
     for (pugi::xml_node group_node : node.children("group")) {
-      if (Status s = check_attributes(group_node, {"name", "slots", "tags"}); !s) return s;
+      if (Status s = check_attributes(group_node, {"name", "slots", "tags", "dedicated"}); !s) return s;
       if (Status s = check_children(group_node, {}); !s) return s;
       WorkerGroup group;
       if (pugi::xml_attribute attr = group_node.attribute("name")) {
@@ -404,6 +404,21 @@ class Parser {
       if (Status s = read_int(group_node, "slots", 1, kMaxSlots, group.slots); !s) return s;
       if (pugi::xml_attribute attr = group_node.attribute("tags")) {
         if (Status s = parse_tags(group_node, attr, group.tags); !s) return s;
+      }
+      if (pugi::xml_attribute attr = group_node.attribute("dedicated")) {
+        // Script paths (f/team/name): the same characters as tags plus '/'.
+        std::string_view rest = attr.value();
+        while (true) {
+          const size_t comma = rest.find(',');
+          const std::string_view path = trim(rest.substr(0, comma));
+          const bool ok = !path.empty() && std::all_of(path.begin(), path.end(), [](char c) {
+            return c == '/' || is_name(std::string_view(&c, 1));
+          });
+          if (!ok) return attr_error(group_node, attr, "expected comma-separated script paths like f/team/name");
+          group.dedicated.emplace_back(path);
+          if (comma == std::string_view::npos) break;
+          rest = rest.substr(comma + 1);
+        }
       }
       groups.push_back(std::move(group));
     }

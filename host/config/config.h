@@ -29,6 +29,8 @@ struct WorkerGroup {
   std::string name = "default";
   int slots = 4;
   std::vector<std::string> tags = {"bash"};
+  // Scripts this group keeps warm (dedicated workers): <group dedicated="f/a/b,f/c/d">.
+  std::vector<std::string> dedicated;
 };
 
 struct PluginEntry {

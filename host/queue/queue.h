@@ -236,6 +236,8 @@ class Queue {
   Status unregister_worker(const std::string& worker_id);
   StatusOr<std::vector<WorkerInfo>> list_workers();
   StatusOr<int> prune_workers(std::chrono::milliseconds unseen_for);
+  // Whether a worker seen within live_within serves this tag.
+  StatusOr<bool> tag_is_served(const std::string& tag, std::chrono::milliseconds live_within);
 
   // LISTEN on the channels of these tags (one channel per tag).
   Status listen(const std::vector<std::string>& tags);

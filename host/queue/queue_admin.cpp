@@ -175,4 +175,15 @@ StatusOr<int> Queue::prune_workers(std::chrono::milliseconds unseen_for) {
   });
 }
 
+StatusOr<bool> Queue::tag_is_served(const std::string& tag, std::chrono::milliseconds live_within) {
+  return impl_->run("tag_is_served", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx
+        .exec_params1("SELECT EXISTS (SELECT 1 FROM quern.workers WHERE $1 = ANY(tags) "
+                      "AND last_seen_at > now() - $2::bigint * interval '1 millisecond')",
+                      tag, static_cast<int64_t>(live_within.count()))[0]
+        .as<bool>();
+  });
+}
+
 }  // namespace quern::queue

@@ -11,6 +11,23 @@ ApiContext::ApiContext(ApiOptions o)
       tokens([this] { return auth::TokenStore::connect(options.database_url); }, options.pool_size),
       scripts([this] { return scripts::ScriptStore::connect(options.database_url); }, options.pool_size) {}
 
+bool ApiContext::dedicated_worker_alive(const std::string& script_path) {
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(dedicated_mu_);
+    auto it = dedicated_cache_.find(script_path);
+    if (it != dedicated_cache_.end() && it->second.second > now) return it->second.first;
+  }
+  bool alive = false;
+  if (auto q = queues.acquire()) {
+    auto served = (*q)->tag_is_served("dedicated:" + script_path, options.live_within);
+    alive = served && *served;
+  }
+  std::lock_guard lock(dedicated_mu_);
+  dedicated_cache_[script_path] = {alive, now + std::chrono::seconds(1)};
+  return alive;
+}
+
 Api::Api(ApiOptions options) : ctx_(std::make_unique<ApiContext>(std::move(options))) {}
 Api::~Api() = default;
 

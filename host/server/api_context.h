@@ -2,7 +2,10 @@
 // authenticated-route helper, and JSON conversions.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +25,14 @@ struct ApiContext {
   Pool<queue::Queue> queues;
   Pool<auth::TokenStore> tokens;
   Pool<scripts::ScriptStore> scripts;
+
+  // Whether a live dedicated worker keeps this script warm; cached for a
+  // second so that webhook runs don't pay a query each.
+  bool dedicated_worker_alive(const std::string& script_path);
+
+ private:
+  std::mutex dedicated_mu_;
+  std::map<std::string, std::pair<bool, std::chrono::steady_clock::time_point>> dedicated_cache_;  // guarded
 };
 
 using AuthedHandler = std::function<http::Response(const http::Request&, const auth::Principal&)>;

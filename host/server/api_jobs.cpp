@@ -117,7 +117,11 @@ JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const std::st
   if (!*found)
     return not_found(kind == "path" ? "no script at path '" + key + "' (or it is archived)"
                                     : "no script version with hash '" + key + "'");
-  return job_from_script(**found, *run);
+  queue::NewJob job = job_from_script(**found, *run);
+  // Runs of a script that a live dedicated worker keeps warm go there, unless
+  // the request names a tag.
+  if (run->tag.empty() && ctx.dedicated_worker_alive(job.script_path)) job.tag = "dedicated:" + job.script_path;
+  return job;
 }
 
 StatusOr<int64_t> submit(ApiContext& ctx, const queue::NewJob& job) {

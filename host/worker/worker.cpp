@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <condition_variable>
 #include <deque>
@@ -45,6 +46,8 @@ void log_error(const std::string& worker_id, const std::string& what) {
 }
 
 }  // namespace
+
+std::string dedicated_tag(const std::string& script_path) { return "dedicated:" + script_path; }
 
 std::map<std::string, std::string> minimal_job_environment(const std::filesystem::path& workdir,
                                                            int64_t job_id, int32_t attempt) {
@@ -142,6 +145,13 @@ void Worker::wait() {
 
 namespace {
 
+// What one slot owns: its executor instances (by plugin name) and, for
+// dedicated scripts, the script version each instance was prepared for.
+struct SlotExecutors {
+  std::map<std::string, std::unique_ptr<plugin::Executor>> instances;
+  std::map<std::string, std::string> prepared_hash;  // plugin name → script hash
+};
+
 // Everything a thread of one worker needs; the loops below are its methods.
 class Loops {
  public:
@@ -154,8 +164,9 @@ class Loops {
   void watchdog();
 
  private:
-  void run_job(const std::shared_ptr<JobRun>& run,
-               std::map<std::string, std::unique_ptr<plugin::Executor>>& executors);
+  void run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& executors);
+  void prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p, plugin::Executor& executor,
+                         SlotExecutors& slot);
   void finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion,
               bool release);
   void heartbeat(JobSource& q);
@@ -250,7 +261,7 @@ void Loops::claimer() {
 void Loops::slot() {
   // One executor instance per plugin per slot: plugins never see concurrent
   // execute() calls on one instance.
-  std::map<std::string, std::unique_ptr<plugin::Executor>> executors;
+  SlotExecutors executors;
   while (true) {
     std::shared_ptr<JobRun> run;
     {
@@ -262,14 +273,37 @@ void Loops::slot() {
     }
     run_job(run, executors);
   }
-  executors.clear();
+  executors.instances.clear();
   std::lock_guard lock(st.mu);
   st.slots_alive--;
   st.writer_cv.notify_all();
 }
 
-void Loops::run_job(const std::shared_ptr<JobRun>& run,
-                    std::map<std::string, std::unique_ptr<plugin::Executor>>& executors) {
+// A dedicated worker keeps the plugin warm for the script's version the job
+// carries: the first job of a version (after start or a redeploy) prepares
+// it, on this slot's own thread; later jobs of that version reuse it.
+void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
+                              plugin::Executor& executor, SlotExecutors& slot) {
+  if ((p.info().capabilities & QUERN_CAP_DEDICATED) == 0) return;
+  if (std::find(opt.dedicated_scripts.begin(), opt.dedicated_scripts.end(), job.script_path) ==
+      opt.dedicated_scripts.end())
+    return;
+  const std::string hash = job.payload.value("script_hash", "");
+  if (hash.empty() || slot.prepared_hash[p.info().name] == hash) return;
+  nlohmann::ordered_json script{{"code", job.payload.value("code", "")},
+                                {"language", job.language},
+                                {"hash", hash},
+                                {"script_path", job.script_path}};
+  if (Status s = executor.prepare(script.dump()); !s) {
+    // Not fatal: the job runs the ordinary way, and the next one tries again.
+    log_error(opt.worker_id, "warming " + job.script_path + " failed: " + s.message());
+    slot.prepared_hash.erase(p.info().name);
+    return;
+  }
+  slot.prepared_hash[p.info().name] = hash;
+}
+
+void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   const queue::ClaimedJob& job = run->job();
   const int timeout_s = job.timeout_s > 0 ? job.timeout_s : opt.default_timeout_s;
 
@@ -280,7 +314,7 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run,
     finish(run, c, false);
     return;
   }
-  auto& executor = executors[p->info().name];
+  auto& executor = slot.instances[p->info().name];
   if (!executor) {
     auto cfg = opt.plugin_configs.find(p->info().name);
     auto created = p->create(cfg == opt.plugin_configs.end() ? "{}" : cfg->second);
@@ -292,6 +326,8 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run,
     }
     executor = std::move(created).value();
   }
+
+  prepare_dedicated(job, *p, *executor, slot);
 
   // A fresh working directory per attempt, removed afterwards — for plugins
   // that run processes; in-process executors don't pay for it.
@@ -525,6 +561,13 @@ void Loops::watchdog() {
 }  // namespace
 
 Status Worker::start() {
+  // A dedicated worker also serves its scripts' own tags; the server routes
+  // runs of such a script there while a live worker serves that tag.
+  for (const auto& path : options_.dedicated_scripts) {
+    const std::string tag = dedicated_tag(path);
+    if (std::find(options_.tags.begin(), options_.tags.end(), tag) == options_.tags.end())
+      options_.tags.push_back(tag);
+  }
   if (options_.tags.empty()) return Status::error("worker " + options_.worker_id + ": no tags to serve");
   if (options_.slots < 1) return Status::error("worker " + options_.worker_id + ": slots must be at least 1");
   std::error_code ec;

@@ -52,6 +52,10 @@ struct WorkerOptions {
   bool recover_expired_leases = true;  // take part in the cluster-wide sweep
   std::filesystem::path jobs_dir;      // job working directories; empty = $TMPDIR/quern-jobs/<worker id>
   std::map<std::string, std::string> plugin_configs;  // plugin name → config JSON
+  // Dedicated worker: script paths kept warm (plugins with QUERN_CAP_DEDICATED
+  // are prepared per slot for the script version each job carries). The
+  // worker also serves dedicated_tag(path) for each.
+  std::vector<std::string> dedicated_scripts;
   std::string kind = "worker";  // worker | agent (the registry's kind)
   // Where jobs come from; empty = PostgreSQL at database_url. The agent
   // passes a factory of HTTP sources. Called twice (claimer, writer).
@@ -97,6 +101,9 @@ class Worker {
   const plugin::PluginRegistry& plugins_;
   std::unique_ptr<State> state_;
 };
+
+// The tag of the jobs of a script that a dedicated worker keeps warm.
+std::string dedicated_tag(const std::string& script_path);
 
 // The minimal environment a job's process gets: never the worker's own.
 std::map<std::string, std::string> minimal_job_environment(const std::filesystem::path& workdir,

@@ -298,6 +298,47 @@ TEST_F(ServerTest, OpenApiDocumentMatchesTheRouteTable) {
   EXPECT_EQ(documented, routed);
 }
 
+TEST_F(ServerTest, DedicatedWorkerKeepsTheScriptWarmAndPicksUpRedeploys) {
+  const std::string v1 =
+      "import os\ncount = 0\ndef main():\n    global count\n    count += 1\n"
+      "    return {'pid': os.getpid(), 'count': count, 'v': 1}\n";
+  ASSERT_EQ(call(developer_, "POST", "/api/scripts", {{"path", "f/test/warm"}, {"language", "python3"}, {"content", v1}})
+                .status,
+            201);
+  ASSERT_TRUE(registry_.load_directory(testing::plugin_dir()));
+  worker::WorkerOptions o;
+  o.database_url = url_;
+  o.tags = {"python3"};
+  o.slots = 1;
+  o.poll_interval = 200ms;
+  o.dedicated_scripts = {"f/test/warm"};
+  worker_ = std::make_unique<worker::Worker>(o, registry_);
+  ASSERT_TRUE(worker_->start());
+
+  std::set<int64_t> pids;
+  for (int i = 1; i <= 5; ++i) {
+    auto r = call(operator_, "POST", "/api/jobs/run_wait_result/p/f/test/warm");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["count"], i) << "the module was imported once and kept";
+    pids.insert(r.json()["pid"].get<int64_t>());
+  }
+  EXPECT_EQ(pids.size(), 1u) << "one warm interpreter served every job";
+  auto jobs = call(operator_, "GET", "/api/jobs?script_path=f/test/warm&limit=1").json()["jobs"];
+  EXPECT_EQ(jobs[0]["tag"], "dedicated:f/test/warm");
+
+  // A redeploy: the next job runs the new code in a fresh warm interpreter.
+  std::string v2 = v1;
+  v2.replace(v2.find("'v': 1"), 6, "'v': 2");
+  ASSERT_EQ(call(developer_, "POST", "/api/scripts", {{"path", "f/test/warm"}, {"language", "python3"}, {"content", v2}})
+                .status,
+            201);
+  auto r = call(operator_, "POST", "/api/jobs/run_wait_result/p/f/test/warm");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["v"], 2);
+  EXPECT_EQ(r.json()["count"], 1);
+  EXPECT_FALSE(pids.count(r.json()["pid"].get<int64_t>()));
+}
+
 TEST_F(ServerTest, QueueStatsAndWorkersList) {
   start_worker({"bash"});
   ASSERT_EQ(call(developer_, "POST", "/api/jobs/run_inline",
