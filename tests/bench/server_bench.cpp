@@ -104,6 +104,52 @@ int main(int argc, char** argv) {
       out["p99_ms"] = percentile(samples, 0.99);
       w.stop();
       w.wait();
+    } else if (a.test == "overhead") {
+      // Per-job overhead per executor: run_wait_result round trips of trivial
+      // scripts (their own run time is negligible), one at a time.
+      const std::string dev = token(db_url, quern::auth::Role::developer);
+      quern::agent::ApiClient client(base, dev);
+      struct Case {
+        std::string name, language, path, content;
+        bool dedicated;
+      };
+      const std::vector<Case> cases = {
+          {"bash", "bash", "f/bench/bash", "echo '{}'", false},
+          {"python standard", "python3", "f/bench/py", "def main():\n    return 1\n", false},
+          {"python dedicated", "python3", "f/bench/pyd", "def main():\n    return 1\n", true},
+          {"python dedicated fibo(10)", "python3", "f/bench/fibo",
+           "def fibo(n):\n    return n if n < 2 else fibo(n - 1) + fibo(n - 2)\n\ndef main(n=10):\n    return fibo(n)\n",
+           true},
+          {"sql select 1", "sql", "f/bench/sql", "select 1", false},
+          {"http GET local", "http", "f/bench/http", "", false},
+      };
+      quern::worker::WorkerOptions wo;
+      wo.database_url = db_url;
+      wo.tags = {"bash", "python3", "sql", "http"};
+      wo.slots = 2;
+      wo.dedicated_scripts = {"f/bench/pyd", "f/bench/fibo"};
+      wo.plugin_configs["sql"] = Json{{"resources", {{"main", {{"url", db_url}}}}}, {"default_resource", "main"}}.dump();
+      wo.plugin_configs["http"] = Json{{"allowed_hosts", {"127.0.0.1"}}}.dump();
+      quern::worker::Worker w(wo, plugins);
+      if (auto s = w.start(); !s) throw std::runtime_error(s.message());
+      std::this_thread::sleep_for(1500ms);  // the registry row makes the dedicated tags live for routing
+      Json results = Json::array();
+      for (const auto& c : cases) {
+        client.call("POST", "/api/scripts", {{"path", c.path}, {"language", c.language}, {"content", c.content}}).value();
+        const std::string body = c.language == "http" ? Json{{"args", {{"url", base + "/healthz"}}}}.dump() : "{}";
+        std::vector<double> samples;
+        for (int i = 0; i < a.jobs + 10; ++i) {
+          auto t0 = steady_clock::now();
+          auto r = client.request("POST", "/api/jobs/run_wait_result/p/" + c.path, body);
+          if (!r || r->status != 200)
+            throw std::runtime_error(c.name + " failed: " + (r ? r->body : r.message()));
+          if (i >= 10) samples.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
+        }
+        results.push_back({{"executor", c.name}, {"p50_ms", percentile(samples, 0.5)}, {"p99_ms", percentile(samples, 0.99)}});
+      }
+      out["round_trips"] = results;
+      w.stop();
+      w.wait();
     } else if (a.test == "agent") {
       out["slots"] = a.slots;
       auto q = quern::queue::Queue::connect(db_url).value();
