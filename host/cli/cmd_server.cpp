@@ -152,6 +152,14 @@ struct TokenArgs {
   std::string id;
 };
 
+// The token store of the configured database; errors are printed.
+StatusOr<std::unique_ptr<auth::TokenStore>> open_token_store(const config::Config& cfg) {
+  auto url = resolve_database_url(cfg);
+  auto store = url ? auth::TokenStore::connect(*url) : StatusOr<std::unique_ptr<auth::TokenStore>>(url.status());
+  if (!store) std::cerr << "quern token: " << store.message() << "\n";
+  return store;
+}
+
 int token_create(const TokenArgs& a) {
   auto cfg = load_effective_config(a.common);
   if (!cfg) {
@@ -175,16 +183,8 @@ int token_create(const TokenArgs& a) {
     std::cerr << "quern token create: " << s.message() << "\n";
     return 2;
   }
-  auto url = resolve_database_url(*cfg);
-  if (!url) {
-    std::cerr << "quern token: " << url.message() << "\n";
-    return 2;
-  }
-  auto store = auth::TokenStore::connect(*url);
-  if (!store) {
-    std::cerr << "quern token: " << store.message() << "\n";
-    return 1;
-  }
+  auto store = open_token_store(*cfg);
+  if (!store) return 1;
   auto issued = (*store)->create(t);
   if (!issued) {
     std::cerr << "quern token: " << issued.message() << "\n";
@@ -201,16 +201,8 @@ int token_revoke(const TokenArgs& a) {
     std::cerr << "quern token: " << cfg.message() << "\n";
     return 2;
   }
-  auto url = resolve_database_url(*cfg);
-  if (!url) {
-    std::cerr << "quern token: " << url.message() << "\n";
-    return 2;
-  }
-  auto store = auth::TokenStore::connect(*url);
-  if (!store) {
-    std::cerr << "quern token: " << store.message() << "\n";
-    return 1;
-  }
+  auto store = open_token_store(*cfg);
+  if (!store) return 1;
   auto done = (*store)->revoke(a.id);
   if (!done) {
     std::cerr << "quern token: " << done.message() << "\n";

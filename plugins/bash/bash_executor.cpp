@@ -52,26 +52,6 @@ bool is_shell_identifier(const std::string& name) {
 // Strings as they are; anything else as its JSON text.
 std::string arg_text(const ordered_json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
-std::string signal_name(int sig) {
-  switch (sig) {
-    case SIGHUP: return "SIGHUP";
-    case SIGINT: return "SIGINT";
-    case SIGQUIT: return "SIGQUIT";
-    case SIGILL: return "SIGILL";
-    case SIGABRT: return "SIGABRT";
-    case SIGBUS: return "SIGBUS";
-    case SIGFPE: return "SIGFPE";
-    case SIGKILL: return "SIGKILL";
-    case SIGSEGV: return "SIGSEGV";
-    case SIGPIPE: return "SIGPIPE";
-    case SIGALRM: return "SIGALRM";
-    case SIGTERM: return "SIGTERM";
-    case SIGXCPU: return "SIGXCPU";
-    case SIGXFSZ: return "SIGXFSZ";
-    default: return "signal " + std::to_string(sig);
-  }
-}
-
 class BashExecutor {
  public:
   explicit BashExecutor(std::string_view config_json) {
@@ -136,7 +116,7 @@ class BashExecutor {
     ctx.set_result(result.is_discarded() ? "null" : result.dump());
 
     if (r.term_signal != 0) {
-      std::string msg = "killed by " + signal_name(r.term_signal);
+      std::string msg = "killed by " + quern::sdk::signal_name(r.term_signal);
       if (!r.stderr_tail.empty()) msg += "\n" + r.stderr_tail;
       ctx.set_error(msg);
       return QUERN_STATUS_FAILURE;

@@ -246,7 +246,7 @@ class PythonExecutor {
     fs::remove(result_path, ec);
     const bool clean_exit = r.term_signal == 0 && r.exit_code == 0;
     if (outcome && (clean_exit || !outcome->value("ok", false))) return apply_outcome(*outcome, ctx);
-    std::string msg = r.term_signal != 0 ? "killed by " + quern::python::signal_name(r.term_signal)
+    std::string msg = r.term_signal != 0 ? "killed by " + quern::sdk::signal_name(r.term_signal)
                                          : "exit code " + std::to_string(r.exit_code);
     if (clean_exit) msg = "the python runner exited without an outcome";
     if (!r.stderr_tail.empty()) msg += "\n" + r.stderr_tail;

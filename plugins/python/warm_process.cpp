@@ -57,23 +57,6 @@ void close_fd(int& fd) {
 
 }  // namespace
 
-std::string signal_name(int sig) {
-  switch (sig) {
-    case SIGHUP: return "SIGHUP";
-    case SIGINT: return "SIGINT";
-    case SIGQUIT: return "SIGQUIT";
-    case SIGILL: return "SIGILL";
-    case SIGABRT: return "SIGABRT";
-    case SIGBUS: return "SIGBUS";
-    case SIGFPE: return "SIGFPE";
-    case SIGKILL: return "SIGKILL";
-    case SIGSEGV: return "SIGSEGV";
-    case SIGPIPE: return "SIGPIPE";
-    case SIGTERM: return "SIGTERM";
-    default: return "signal " + std::to_string(sig);
-  }
-}
-
 WarmProcess::WarmProcess(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                          const std::string& workdir, std::chrono::milliseconds kill_grace)
     : kill_grace_(kill_grace) {
@@ -201,7 +184,7 @@ void WarmProcess::kill_and_reap() {
 
 std::string WarmProcess::reap_description() {
   if (WIFEXITED(status_)) return "exit code " + std::to_string(WEXITSTATUS(status_));
-  if (WIFSIGNALED(status_)) return "killed by " + signal_name(WTERMSIG(status_));
+  if (WIFSIGNALED(status_)) return "killed by " + quern::sdk::signal_name(WTERMSIG(status_));
   return "ended";
 }
 

@@ -86,7 +86,5 @@ class WarmProcess {
   std::string reply_buf_;  // bytes of fd 3 past the last complete line
 };
 
-// "SIGKILL", "SIGTERM", ..., or "signal N".
-std::string signal_name(int sig);
 
 }  // namespace quern::python
