@@ -158,10 +158,12 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
   if (!q) return unavailable(q.status());
   auto id = (*q)->push(std::get<queue::NewJob>(built));
   if (!id) return unavailable(id.status());
-  // Poll the job: every millisecond at first (most webhook jobs finish in a
-  // few), backing off to 20 ms for long ones.
-  const auto deadline = std::chrono::steady_clock::now() + wait;
-  auto delay = std::chrono::microseconds(500);
+  // Poll the job: every 200 µs for the first 20 ms (most webhook jobs finish
+  // in a few milliseconds, and a poll is one indexed lookup), then backing
+  // off to 20 ms for long ones.
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = started + wait;
+  auto delay = std::chrono::microseconds(200);
   while (true) {
     auto rec = (*q)->get_job(*id);
     if (!rec) return unavailable(rec.status());
@@ -185,7 +187,8 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
       return resp;
     }
     std::this_thread::sleep_for(delay);  // polling interval, bounded by the deadline above
-    delay = std::min<std::chrono::microseconds>(delay + delay / 4 + std::chrono::microseconds(100), 20ms);
+    if (std::chrono::steady_clock::now() - started > 20ms)
+      delay = std::min<std::chrono::microseconds>(delay + delay / 4 + std::chrono::microseconds(100), 20ms);
   }
 }
 
