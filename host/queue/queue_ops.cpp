@@ -73,6 +73,10 @@ StatusOr<RecoveryReport> Queue::recover_expired(std::chrono::milliseconds lease_
   return impl_->run("recover_expired", [&](pqxx::connection& c) {
     RecoveryReport report;
     pqxx::work tx(c);
+    // A process paused or cut off between these statements would hold the
+    // cluster-wide recovery lock, and no lease would ever be recovered again:
+    // PostgreSQL ends such a session after 5 s idle, releasing the lock.
+    tx.exec("SET LOCAL idle_in_transaction_session_timeout = '5s'");
     if (!tx.exec_prepared1(sql::kTryRecoveryLock.name, kRecoveryLockKey)[0].as<bool>()) {
       tx.commit();
       return report;  // another process is sweeping
