@@ -36,7 +36,8 @@ AgentJobSource::AgentJobSource(const std::string& server_url, const std::string&
                                std::chrono::milliseconds long_poll)
     : client_(server_url, token), long_poll_(long_poll) {}
 
-StatusOr<std::vector<queue::ClaimedJob>> AgentJobSource::claim_request(const std::string& worker_id, int max_jobs,
+StatusOr<std::vector<queue::ClaimedJob>> AgentJobSource::claim_request(const std::string& worker_id,
+                                                                       int max_jobs,
                                                                        std::chrono::milliseconds wait) {
   auto r = client_.call("POST", "/api/agent/claim",
                         Json{{"worker_id", worker_id}, {"slots", max_jobs}, {"wait_ms", wait.count()}},
@@ -61,7 +62,8 @@ StatusOr<bool> AgentJobSource::wait_for_jobs(std::chrono::milliseconds timeout, 
 }
 
 StatusOr<std::vector<queue::ClaimedJob>> AgentJobSource::claim(const std::string& worker_id,
-                                                               const std::vector<std::string>&, int max_jobs) {
+                                                               const std::vector<std::string>&,
+                                                               int max_jobs) {
   std::vector<queue::ClaimedJob> out;
   while (!stash_.empty() && static_cast<int>(out.size()) < max_jobs) {
     out.push_back(std::move(stash_.front()));
@@ -73,7 +75,8 @@ StatusOr<std::vector<queue::ClaimedJob>> AgentJobSource::claim(const std::string
 
 StatusOr<queue::HeartbeatReply> AgentJobSource::heartbeat(const std::string& worker_id,
                                                           const std::vector<queue::Lease>& leases) {
-  auto r = client_.call("POST", "/api/agent/heartbeat", Json{{"worker_id", worker_id}, {"leases", leases_json(leases)}});
+  auto r = client_.call("POST", "/api/agent/heartbeat",
+                        Json{{"worker_id", worker_id}, {"leases", leases_json(leases)}});
   if (!r) return r.status();
   queue::HeartbeatReply reply;
   reply.canceled = r->value("canceled", Json::array()).get<std::vector<int64_t>>();
@@ -97,26 +100,32 @@ StatusOr<std::vector<int64_t>> AgentJobSource::complete(const std::string& worke
 
 Status AgentJobSource::append_logs(const std::string& worker_id, const std::vector<queue::LogChunk>& chunks) {
   Json list = Json::array();
-  for (const auto& c : chunks) list.push_back(Json{{"id", c.job_id}, {"attempt", c.attempt}, {"text", c.text}});
+  for (const auto& c : chunks)
+    list.push_back(Json{{"id", c.job_id}, {"attempt", c.attempt}, {"text", c.text}});
   return client_.call("POST", "/api/agent/logs", Json{{"worker_id", worker_id}, {"chunks", list}}).status();
 }
 
 Status AgentJobSource::release(const std::string& worker_id, const std::vector<queue::Lease>& leases) {
-  return client_.call("POST", "/api/agent/release", Json{{"worker_id", worker_id}, {"leases", leases_json(leases)}})
+  return client_
+      .call("POST", "/api/agent/release", Json{{"worker_id", worker_id}, {"leases", leases_json(leases)}})
       .status();
 }
 
 Status AgentJobSource::register_worker(const queue::WorkerInfo& info) {
   return client_
       .call("POST", "/api/agent/register",
-            Json{{"worker_id", info.id}, {"slots", info.slots}, {"version", info.version},
-                 {"hostname", info.hostname}, {"pid", info.pid}})
+            Json{{"worker_id", info.id},
+                 {"slots", info.slots},
+                 {"version", info.version},
+                 {"hostname", info.hostname},
+                 {"pid", info.pid}})
       .status();
 }
 
 Status AgentJobSource::touch_worker(const std::string& worker_id, int) {
   // The heartbeat endpoint refreshes the registry row as well.
-  return client_.call("POST", "/api/agent/heartbeat", Json{{"worker_id", worker_id}, {"leases", Json::array()}})
+  return client_
+      .call("POST", "/api/agent/heartbeat", Json{{"worker_id", worker_id}, {"leases", Json::array()}})
       .status();
 }
 

@@ -21,8 +21,8 @@ class AgentJobSource final : public worker::JobSource {
   Status listen(const std::vector<std::string>&) override { return Status::ok(); }
   StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string& worker_id,
                                const std::vector<std::string>& tags, int max_jobs) override;
-  StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id, const std::vector<std::string>& tags,
-                                                 int max_jobs) override;
+  StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id,
+                                                 const std::vector<std::string>& tags, int max_jobs) override;
   std::chrono::milliseconds max_wait_slice() const override { return long_poll_; }
 
   StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,

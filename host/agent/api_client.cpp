@@ -80,7 +80,8 @@ StatusOr<nlohmann::ordered_json> ApiClient::call(const std::string& method, cons
   auto r = request(method, path, body.is_null() ? std::string() : body.dump(), timeout);
   if (!r) return r.status();
   if (r->status < 200 || r->status > 299)
-    return Status::error(method + " " + path + ": HTTP " + std::to_string(r->status) + ": " + r->error_message());
+    return Status::error(method + " " + path + ": HTTP " + std::to_string(r->status) + ": " +
+                         r->error_message());
   auto j = r->json();
   if (j.is_null() && !r->body.empty()) return Status::error(method + " " + path + ": the answer is not JSON");
   return j;

@@ -35,7 +35,8 @@ class ApiClient {
 
   // A transport failure (refused, timed out, reset) is an error Status; any
   // HTTP answer, 4xx/5xx included, is a response.
-  StatusOr<ApiResponse> request(const std::string& method, const std::string& path, const std::string& body = "",
+  StatusOr<ApiResponse> request(const std::string& method, const std::string& path,
+                                const std::string& body = "",
                                 std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // request() + a 2xx check + JSON parse; anything else is an error naming the status.
   StatusOr<nlohmann::ordered_json> call(const std::string& method, const std::string& path,

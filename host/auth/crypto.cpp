@@ -40,7 +40,8 @@ std::string sha256_hex(std::string_view data) {
 
 StatusOr<std::string> random_hex(int bytes) {
   std::vector<unsigned char> buf(static_cast<size_t>(bytes));
-  if (RAND_bytes(buf.data(), bytes) != 1) return Status::error("the random number generator failed (OpenSSL RAND_bytes)");
+  if (RAND_bytes(buf.data(), bytes) != 1)
+    return Status::error("the random number generator failed (OpenSSL RAND_bytes)");
   std::string hex = to_hex(buf.data(), buf.size());
   OPENSSL_cleanse(buf.data(), buf.size());
   return hex;

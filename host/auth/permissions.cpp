@@ -12,27 +12,26 @@ struct Grant {
 
 constexpr Grant kGrants[] = {
     //  permission          admin  developer operator agent
-    {"scripts.read",        true,  true,     true,    false},
-    {"scripts.write",       true,  true,     false,   false},
-    {"jobs.run",            true,  true,     true,    false},
-    {"jobs.run_inline",     true,  true,     false,   false},
-    {"jobs.read",           true,  true,     true,    false},
-    {"jobs.cancel",         true,  true,     true,    false},
-    {"queue.read",          true,  true,     true,    false},
-    {"workers.read",        true,  true,     true,    false},
-    {"tokens.manage",       true,  false,    false,   false},
-    {"docs.read",           true,  true,     true,    false},
-    {"agent",               false, false,    false,   true},
+    {"scripts.read", true, true, true, false},    {"scripts.write", true, true, false, false},
+    {"jobs.run", true, true, true, false},        {"jobs.run_inline", true, true, false, false},
+    {"jobs.read", true, true, true, false},       {"jobs.cancel", true, true, true, false},
+    {"queue.read", true, true, true, false},      {"workers.read", true, true, true, false},
+    {"tokens.manage", true, false, false, false}, {"docs.read", true, true, true, false},
+    {"agent", false, false, false, true},
 };
 
 }  // namespace
 
 const char* to_string(Role role) {
   switch (role) {
-    case Role::admin: return "admin";
-    case Role::developer: return "developer";
-    case Role::operator_: return "operator";
-    case Role::agent: return "agent";
+    case Role::admin:
+      return "admin";
+    case Role::developer:
+      return "developer";
+    case Role::operator_:
+      return "operator";
+    case Role::agent:
+      return "agent";
   }
   return "unknown";
 }
@@ -47,10 +46,14 @@ bool allowed(Role role, std::string_view permission) {
   for (const Grant& g : kGrants) {
     if (permission != g.permission) continue;
     switch (role) {
-      case Role::admin: return g.admin;
-      case Role::developer: return g.developer;
-      case Role::operator_: return g.operator_;
-      case Role::agent: return g.agent;
+      case Role::admin:
+        return g.admin;
+      case Role::developer:
+        return g.developer;
+      case Role::operator_:
+        return g.operator_;
+      case Role::agent:
+        return g.agent;
     }
   }
   return false;

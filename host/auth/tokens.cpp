@@ -26,7 +26,8 @@ constexpr size_t kMaxLabelSize = 200;
 
 constexpr const char* kInsert =
     "INSERT INTO quern.tokens (id, secret_hash, role, worker_group, tags, label, expires_at) "
-    "VALUES ($1, decode($2, 'hex'), $3, NULLIF($4, ''), ARRAY(SELECT json_array_elements_text($5::json)), $6, "
+    "VALUES ($1, decode($2, 'hex'), $3, NULLIF($4, ''), ARRAY(SELECT json_array_elements_text($5::json)), "
+    "$6, "
     "'epoch'::timestamptz + $7::bigint * interval '1 microsecond')";
 
 // Only live tokens are found; the last column says whether last_used_at is
@@ -47,19 +48,21 @@ constexpr const char* kList =
         "created_at") ", " QUERN_US("expires_at") ", " QUERN_US("revoked_at") ", " QUERN_US("last_used_at") " "
     "FROM quern.tokens ORDER BY created_at, id";
 
-constexpr const char* kRevoke = "UPDATE quern.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1";
+constexpr const char* kRevoke =
+    "UPDATE quern.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1";
 
 #undef QUERN_US
 
 bool is_lower_hex(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 bool is_name(std::string_view s) {
   if (s.empty() || s.size() > kMaxNameSize) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == ':' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == ':' || c == '-';
   });
 }
 
@@ -100,13 +103,15 @@ Status validate(const NewToken& t) {
     if (t.tags.empty()) return Status::error("an agent token needs at least one tag (the tags it may pull)");
   } else {
     if (!t.group.empty() || !t.tags.empty())
-      return Status::error(std::string("only agent tokens have a group and tags (role ") + to_string(t.role) + ")");
+      return Status::error(std::string("only agent tokens have a group and tags (role ") + to_string(t.role) +
+                           ")");
   }
   if (!t.group.empty() && !is_name(t.group))
     return Status::error("bad group \"" + t.group + "\" (expected [A-Za-z0-9_.:-]+, at most 128 characters)");
   for (size_t i = 0; i < t.tags.size(); ++i) {
     if (!is_name(t.tags[i]))
-      return Status::error("bad tag \"" + t.tags[i] + "\" (expected [A-Za-z0-9_.:-]+, at most 128 characters)");
+      return Status::error("bad tag \"" + t.tags[i] +
+                           "\" (expected [A-Za-z0-9_.:-]+, at most 128 characters)");
     if (std::find(t.tags.begin(), t.tags.begin() + static_cast<std::ptrdiff_t>(i), t.tags[i]) !=
         t.tags.begin() + static_cast<std::ptrdiff_t>(i))
       return Status::error("duplicate tag \"" + t.tags[i] + "\"");
@@ -155,8 +160,8 @@ StatusOr<IssuedToken> TokenStore::create(const NewToken& t) {
     auto inserted = impl_->db.run("create token", [&](pqxx::connection& c) {
       try {
         pqxx::nontransaction tx(c);
-        tx.exec_prepared("tokens_insert", issued.id, hash, std::string(to_string(t.role)), t.group, tags, t.label,
-                         expires_us);
+        tx.exec_prepared("tokens_insert", issued.id, hash, std::string(to_string(t.role)), t.group, tags,
+                         t.label, expires_us);
         return true;
       } catch (const pqxx::unique_violation&) {
         return false;

@@ -109,7 +109,8 @@ int run_through_server(const std::string& server, const std::string& token, cons
   const std::string id = std::to_string(submitted->value("id", int64_t{0}));
   std::cerr << "job " << id << " queued (tag " << submitted->value("tag", "") << ")" << std::endl;
   size_t offset = 0;
-  for (auto delay = std::chrono::milliseconds(5);; delay = std::min(delay * 2, std::chrono::milliseconds(200))) {
+  for (auto delay = std::chrono::milliseconds(5);;
+       delay = std::min(delay * 2, std::chrono::milliseconds(200))) {
     auto job = client.call("GET", "/api/jobs/" + id);
     if (!job) {
       std::cerr << "quern run: " << job.message() << "\n";
@@ -122,8 +123,10 @@ int run_through_server(const std::string& server, const std::string& token, cons
     }
     const std::string state = job->value("state", "");
     if (state != "queued" && state != "running") {
-      if (state == "success") std::cout << (*job)["result"].dump() << std::endl;
-      else std::cerr << "job " << id << " " << state << ": " << job->value("error", "") << std::endl;
+      if (state == "success")
+        std::cout << (*job)["result"].dump() << std::endl;
+      else
+        std::cerr << "job " << id << " " << state << ": " << job->value("error", "") << std::endl;
       return exit_code_for(state);
     }
     std::this_thread::sleep_for(delay);  // polling interval
@@ -134,7 +137,8 @@ void register_client(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<ClientArgs>();
   auto* script = app.add_subcommand("script", "Scripts on the server");
   script->require_subcommand(1);
-  auto* dep = script->add_subcommand("deploy", "Deploy FILE as the script PATH (a new version if it changed)");
+  auto* dep =
+      script->add_subcommand("deploy", "Deploy FILE as the script PATH (a new version if it changed)");
   add_client_options(*dep, *a);
   dep->add_option("path", a->path, "Script path, e.g. f/team/name")->required();
   dep->add_option("file", a->file, "File with the code")->required();

@@ -97,10 +97,12 @@ int run_agent(const AgentArgs& a) {
   }
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  const std::string id = a.worker_id.empty() ? std::string(host) + "-" + std::to_string(getpid()) : a.worker_id;
+  const std::string id =
+      a.worker_id.empty() ? std::string(host) + "-" + std::to_string(getpid()) : a.worker_id;
   // Ask the server which group and tags this token serves (retrying while it is away).
   nlohmann::ordered_json reg;
-  for (auto delay = std::chrono::milliseconds(250);; delay = std::min(delay * 2, std::chrono::milliseconds(5000))) {
+  for (auto delay = std::chrono::milliseconds(250);;
+       delay = std::min(delay * 2, std::chrono::milliseconds(5000))) {
     agent::ApiClient client(a.server, a.token);
     auto r = client.call("POST", "/api/agent/register", {{"worker_id", id}, {"slots", a.slots}});
     if (r) {
@@ -124,7 +126,8 @@ int run_agent(const AgentArgs& a) {
   options.recover_expired_leases = false;
   options.plugin_configs = plugin_configs(*cfg, registry);
   options.shutdown_grace = std::chrono::milliseconds(static_cast<int64_t>(a.shutdown_grace_s * 1000));
-  options.source_factory = [server = a.server, token = a.token]() -> StatusOr<std::unique_ptr<worker::JobSource>> {
+  options.source_factory = [server = a.server,
+                            token = a.token]() -> StatusOr<std::unique_ptr<worker::JobSource>> {
     return std::unique_ptr<worker::JobSource>(new agent::AgentJobSource(server, token));
   };
   block_shutdown_signals();
@@ -133,8 +136,8 @@ int run_agent(const AgentArgs& a) {
     std::cerr << "quern agent: " << s.message() << "\n";
     return 1;
   }
-  std::cerr << "quern agent " << id << ": group " << group.name << ", " << a.slots << " slots, server " << a.server
-            << std::endl;
+  std::cerr << "quern agent " << id << ": group " << group.name << ", " << a.slots << " slots, server "
+            << a.server << std::endl;
   while (wait_for_signal() == SIGHUP) {
   }
   w.stop();
@@ -155,7 +158,8 @@ struct TokenArgs {
 // The token store of the configured database; errors are printed.
 StatusOr<std::unique_ptr<auth::TokenStore>> open_token_store(const config::Config& cfg) {
   auto url = resolve_database_url(cfg);
-  auto store = url ? auth::TokenStore::connect(*url) : StatusOr<std::unique_ptr<auth::TokenStore>>(url.status());
+  auto store =
+      url ? auth::TokenStore::connect(*url) : StatusOr<std::unique_ptr<auth::TokenStore>>(url.status());
   if (!store) std::cerr << "quern token: " << store.message() << "\n";
   return store;
 }
@@ -177,8 +181,9 @@ int token_create(const TokenArgs& a) {
   t.tags = a.tags;
   t.label = a.label;
   if (a.expires_in_s > 0)
-    t.expires_at = std::chrono::system_clock::now() + std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                                                          std::chrono::duration<double>(a.expires_in_s));
+    t.expires_at =
+        std::chrono::system_clock::now() + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                               std::chrono::duration<double>(a.expires_in_s));
   if (Status s = auth::validate(t); !s) {
     std::cerr << "quern token create: " << s.message() << "\n";
     return 2;

@@ -7,7 +7,8 @@ namespace quern::cli {
 
 void add_common_options(CLI::App& cmd, CommonOptions& o) {
   cmd.add_option("--config", o.config_file, "XML config file (default: $QUERN_CONFIG or ./config/quern.xml)");
-  cmd.add_option("--database-url", o.database_url, "PostgreSQL URL (overrides config and QUERN_DATABASE_URL)");
+  cmd.add_option("--database-url", o.database_url,
+                 "PostgreSQL URL (overrides config and QUERN_DATABASE_URL)");
   cmd.add_option("--plugin-dir", o.plugin_dir, "Directory of executor plugins (*.so)");
   cmd.add_option("--data-dir", o.data_dir, "Data directory (embedded PostgreSQL, job files)");
 }
@@ -82,8 +83,8 @@ int run_worker(const WorkerArgs& a) {
   }
   std::string tags;
   for (const auto& t : group.tags) tags += (tags.empty() ? "" : ",") + t;
-  std::cerr << "quern worker " << w.id() << ": group " << group.name << ", " << group.slots
-            << " slots, tags " << tags << std::endl;
+  std::cerr << "quern worker " << w.id() << ": group " << group.name << ", " << group.slots << " slots, tags "
+            << tags << std::endl;
   while (true) {
     int sig = wait_for_signal();
     if (sig == SIGHUP) continue;  // config reload comes with worker groups (issue 5)
@@ -103,7 +104,8 @@ void register_worker(CLI::App& app, int* exit_code) {
   add_common_options(*cmd, args->common);
   cmd->add_option("--group", args->group, "Worker group from the config (default: the first)");
   cmd->add_option("--tags", args->tags, "Tags to serve (overrides the group's)")->delimiter(',');
-  cmd->add_option("--slots", args->slots, "Jobs run at once (overrides the group's)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--slots", args->slots, "Jobs run at once (overrides the group's)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--worker-id", args->worker_id, "Worker id (default: host-pid-random)");
   cmd->add_option("--dedicated", args->dedicated,
                   "Keep these scripts warm (paths like f/team/name); their runs are routed here")

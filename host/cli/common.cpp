@@ -71,8 +71,10 @@ StatusOr<std::string> resolve_database_url(const config::Config& cfg) {
   std::ifstream in(embedded_url_file(cfg));
   std::string url;
   if (in && std::getline(in, url) && !url.empty()) return url;
-  return Status::error("no database: give --database-url (or QUERN_DATABASE_URL, or <database url=...>), "
-                       "or start `quern up`, which writes " + embedded_url_file(cfg).string());
+  return Status::error(
+      "no database: give --database-url (or QUERN_DATABASE_URL, or <database url=...>), "
+      "or start `quern up`, which writes " +
+      embedded_url_file(cfg).string());
 }
 
 void block_shutdown_signals() {
@@ -96,7 +98,8 @@ int wait_for_signal(std::optional<std::chrono::milliseconds> timeout) {
       if (sigwait(&set, &sig) == 0) return sig;
       continue;
     }
-    timespec ts{static_cast<time_t>(timeout->count() / 1000), static_cast<long>((timeout->count() % 1000) * 1000000)};
+    timespec ts{static_cast<time_t>(timeout->count() / 1000),
+                static_cast<long>((timeout->count() % 1000) * 1000000)};
     sig = sigtimedwait(&set, nullptr, &ts);
     if (sig > 0) return sig;
     if (errno == EAGAIN) return 0;

@@ -2,8 +2,8 @@
 // overrides, finding the plugins and the database, and signal waiting.
 #pragma once
 
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -17,10 +17,10 @@ namespace quern::cli {
 
 // Options common to the daemon commands.
 struct CommonOptions {
-  std::string config_file;    // --config; empty = $QUERN_CONFIG, else ./config/quern.xml if present
-  std::string database_url;   // --database-url
-  std::string plugin_dir;     // --plugin-dir
-  std::string data_dir;       // --data-dir
+  std::string config_file;   // --config; empty = $QUERN_CONFIG, else ./config/quern.xml if present
+  std::string database_url;  // --database-url
+  std::string plugin_dir;    // --plugin-dir
+  std::string data_dir;      // --data-dir
 };
 
 // Loads the config file (or the built-in defaults) and applies the

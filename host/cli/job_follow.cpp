@@ -18,7 +18,8 @@ Status load_script_file(const std::filesystem::path& file, JobRequest& req) {
   req.script_path = file.string();
   if (req.language.empty()) {
     auto ext = file.extension().string();
-    if (ext == ".sh" || ext == ".bash") req.language = "bash";
+    if (ext == ".sh" || ext == ".bash")
+      req.language = "bash";
     else
       return Status::error(file.string() + ": cannot tell the language from the extension '" + ext +
                            "'; pass --language");

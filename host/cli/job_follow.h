@@ -16,9 +16,9 @@ namespace quern::cli {
 // What to run, before it becomes a queue::NewJob.
 struct JobRequest {
   std::string code;
-  std::string language;   // empty = from the file extension
+  std::string language;  // empty = from the file extension
   std::string args_json = "{}";
-  std::string tag;        // empty = the language
+  std::string tag;  // empty = the language
   int priority = queue::kDefaultPriority;
   int timeout_s = 0;
   std::string script_path;

@@ -325,8 +325,8 @@ class Parser {
     if (pugi::xml_attribute attr = node.attribute("listen")) {
       const std::string_view text = trim(attr.value());
       const size_t colon = text.rfind(':');
-      const auto port = colon == std::string_view::npos ? std::nullopt
-                                                        : parse_integer(text.substr(colon + 1), 0, 65535);
+      const auto port =
+          colon == std::string_view::npos ? std::nullopt : parse_integer(text.substr(colon + 1), 0, 65535);
       if (colon == 0 || colon == std::string_view::npos || !port) {
         return attr_error(node, attr, "expected ADDRESS:PORT, e.g. 127.0.0.1:8420 (port 0 = any free port)");
       }
@@ -414,7 +414,8 @@ class Parser {
           const bool ok = !path.empty() && std::all_of(path.begin(), path.end(), [](char c) {
             return c == '/' || is_name(std::string_view(&c, 1));
           });
-          if (!ok) return attr_error(group_node, attr, "expected comma-separated script paths like f/team/name");
+          if (!ok)
+            return attr_error(group_node, attr, "expected comma-separated script paths like f/team/name");
           group.dedicated.emplace_back(path);
           if (comma == std::string_view::npos) break;
           rest = rest.substr(comma + 1);

@@ -49,9 +49,8 @@ struct HttpServer::Impl {
 void HttpServer::Impl::do_accept() {
   // Each connection gets its own strand: its handlers never run concurrently.
   net::any_io_executor session_strand = net::make_strand(*ioc);
-  acceptor->async_accept(session_strand, [this](beast::error_code ec, tcp::socket socket) {
-    on_accept(ec, std::move(socket));
-  });
+  acceptor->async_accept(
+      session_strand, [this](beast::error_code ec, tcp::socket socket) { on_accept(ec, std::move(socket)); });
 }
 
 void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {

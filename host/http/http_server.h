@@ -24,9 +24,9 @@
 namespace quern::http {
 
 struct Request {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // raw request target, e.g. "/api/jobs?status=running"
-  std::string path;    // decoded path without the query, e.g. "/api/jobs/42"
+  std::string method;                              // "GET", "POST", ...
+  std::string target;                              // raw request target, e.g. "/api/jobs?status=running"
+  std::string path;                                // decoded path without the query, e.g. "/api/jobs/42"
   std::map<std::string, std::string> query;        // decoded query parameters (last wins)
   std::map<std::string, std::string> path_params;  // from {name} segments of the route
   std::map<std::string, std::string> headers;      // names lower-cased
@@ -119,12 +119,12 @@ class Router {
 };
 
 struct ServerLimits {
-  size_t max_header_bytes = 16 * 1024;         // → 431
-  size_t max_body_bytes = 8 * 1024 * 1024;      // → 413
-  std::chrono::milliseconds read_timeout{10000};   // a request must arrive whole within this → 408
-  std::chrono::milliseconds idle_timeout{60000};   // keep-alive connection with no request → closed
-  size_t max_connections = 2048;                // beyond: accepted and answered 503, closed
-  size_t max_pending_requests = 1024;           // queued for handler threads beyond: 503
+  size_t max_header_bytes = 16 * 1024;            // → 431
+  size_t max_body_bytes = 8 * 1024 * 1024;        // → 413
+  std::chrono::milliseconds read_timeout{10000};  // a request must arrive whole within this → 408
+  std::chrono::milliseconds idle_timeout{60000};  // keep-alive connection with no request → closed
+  size_t max_connections = 2048;                  // beyond: accepted and answered 503, closed
+  size_t max_pending_requests = 1024;             // queued for handler threads beyond: 503
   int io_threads = 2;
   int handler_threads = 16;
   // A response, or one SSE event, must be written within this; else the

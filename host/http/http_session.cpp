@@ -32,8 +32,9 @@ constexpr size_t kLingerMaxBytes = 16 * 1024 * 1024;
 
 std::string sanitize_header_value(const std::string& v) {
   std::string out = v;
-  out.erase(std::remove_if(out.begin(), out.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; }),
-            out.end());
+  out.erase(
+      std::remove_if(out.begin(), out.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; }),
+      out.end());
   return out;
 }
 
@@ -83,7 +84,10 @@ std::string format_sse_event(const std::string& event, const std::string& data) 
 }
 
 Session::Session(tcp::socket socket, std::shared_ptr<ServerShared> shared, bool reject)
-    : socket_(std::move(socket)), timer_(socket_.get_executor()), shared_(std::move(shared)), reject_(reject) {
+    : socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      shared_(std::move(shared)),
+      reject_(reject) {
   request_start_ = std::chrono::steady_clock::now();
   beast::error_code ec;
   auto ep = socket_.remote_endpoint(ec);
@@ -185,9 +189,8 @@ void Session::begin_read() {
   parser_->header_limit(static_cast<std::uint32_t>(
       std::min<size_t>(shared_->limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
   parser_->body_limit(shared_->limits.max_body_bytes);
-  http::async_read_header(socket_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->on_header(ec);
-  });
+  http::async_read_header(socket_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
 }
 
 void Session::on_header(beast::error_code ec) {
@@ -203,11 +206,12 @@ void Session::on_header(beast::error_code ec) {
   // a too-large Content-Length was already refused by the parser (413).
   if (!parser_->is_done() && iequals(sv(req[http::field::expect]), "100-continue")) {
     static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    net::async_write(socket_, net::buffer(kContinue), [self = shared_from_this()](beast::error_code ec, size_t) {
-      if (self->closed_) return;
-      if (ec) return self->on_read_error(ec);
-      self->read_body();
-    });
+    net::async_write(socket_, net::buffer(kContinue),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (self->closed_) return;
+                       if (ec) return self->on_read_error(ec);
+                       self->read_body();
+                     });
     return;
   }
   read_body();
@@ -216,21 +220,22 @@ void Session::on_header(beast::error_code ec) {
 void Session::read_body() {
   // The deadline may have passed between two reads, when there was nothing to cancel.
   if (timed_out_) return on_read_error(net::error::operation_aborted);
-  http::async_read(socket_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->on_body(ec);
-  });
+  http::async_read(socket_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->on_body(ec); });
 }
 
 void Session::on_read_error(beast::error_code ec) {
   if (closed_) return;
   keep_alive_ = false;
   if (timed_out_) {
-    return send_error(408, "request_timeout",
-                      "the request did not arrive within " + std::to_string(shared_->limits.read_timeout.count()) + " ms");
+    return send_error(
+        408, "request_timeout",
+        "the request did not arrive within " + std::to_string(shared_->limits.read_timeout.count()) + " ms");
   }
   if (ec == http::error::header_limit) {
-    return send_error(431, "request_header_too_large",
-                      "request headers exceed " + std::to_string(shared_->limits.max_header_bytes) + " bytes");
+    return send_error(
+        431, "request_header_too_large",
+        "request headers exceed " + std::to_string(shared_->limits.max_header_bytes) + " bytes");
   }
   if (ec == http::error::body_limit) {
     return send_error(413, "payload_too_large",
@@ -263,7 +268,8 @@ void Session::dispatch(http::request<http::string_body> msg) {
   size_t q = req->target.find('?');
   std::string raw_path = req->target.substr(0, q);
   auto path = percent_decode(raw_path, false);
-  auto query = parse_query(q == std::string::npos ? std::string_view() : std::string_view(req->target).substr(q + 1));
+  auto query =
+      parse_query(q == std::string::npos ? std::string_view() : std::string_view(req->target).substr(q + 1));
   if (raw_path.empty() || raw_path[0] != '/' || !path || !query) {
     keep_alive_ = false;
     return send_error(400, "bad_request", "malformed request target");
@@ -280,12 +286,14 @@ void Session::dispatch(http::request<http::string_body> msg) {
   bool known = false;
   const Route* route = shared_->router.match(req->method, raw_path, req->path_params, &known);
   head_only_ = req->method == "HEAD";  // a HEAD response never has a body
-  if (route == nullptr && head_only_) route = shared_->router.match("GET", raw_path, req->path_params, &known);
+  if (route == nullptr && head_only_)
+    route = shared_->router.match("GET", raw_path, req->path_params, &known);
   if (route == nullptr) {
     if (!known) return write_response(json_error(404, "not_found", "no route for " + req->path), false);
     std::string allow;
     for (const auto& m : shared_->router.allowed_methods(raw_path)) allow += (allow.empty() ? "" : ", ") + m;
-    Response r = json_error(405, "method_not_allowed", req->method + " is not allowed here; allowed: " + allow);
+    Response r =
+        json_error(405, "method_not_allowed", req->method + " is not allowed here; allowed: " + allow);
     r.headers.emplace_back("Allow", allow);
     return write_response(std::move(r), false);
   }
@@ -302,15 +310,17 @@ void Session::run_handler(const Route* route, const std::shared_ptr<Request>& re
     if (shared_->router.before) early = shared_->router.before(*route, *req);
     resp = early ? std::move(*early) : route->handler(*req);
   } catch (const std::exception& e) {
-    BOOST_LOG_TRIVIAL(error) << "http handler for " << route->method << " " << route->pattern << " threw: " << e.what();
+    BOOST_LOG_TRIVIAL(error) << "http handler for " << route->method << " " << route->pattern
+                             << " threw: " << e.what();
     resp = json_error(500, "internal", "internal server error");
   } catch (...) {
     BOOST_LOG_TRIVIAL(error) << "http handler for " << route->method << " " << route->pattern << " threw";
     resp = json_error(500, "internal", "internal server error");
   }
   if (resp.stream) return run_stream(resp);
-  net::post(socket_.get_executor(),
-            [self = shared_from_this(), resp = std::move(resp)]() mutable { self->write_response(std::move(resp), false); });
+  net::post(socket_.get_executor(), [self = shared_from_this(), resp = std::move(resp)]() mutable {
+    self->write_response(std::move(resp), false);
+  });
 }
 
 // ---- writing ------------------------------------------------------------
@@ -328,7 +338,8 @@ void Session::write_response(Response resp, bool close_after) {
     resp = json_error(500, "internal", "internal server error");
   }
   auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(resp.status), 11);
-  if (!resp.content_type.empty()) res->set(http::field::content_type, sanitize_header_value(resp.content_type));
+  if (!resp.content_type.empty())
+    res->set(http::field::content_type, sanitize_header_value(resp.content_type));
   for (const auto& [name, value] : resp.headers) {
     if (iequals(name, "content-type")) {
       res->set(http::field::content_type, sanitize_header_value(value));
@@ -344,10 +355,11 @@ void Session::write_response(Response resp, bool close_after) {
   bytes_sent_ = res->body().size();
   arm_timer(shared_->limits.write_timeout);
   int status = resp.status;
-  http::async_write(socket_, *res, [self = shared_from_this(), res, keep, status](beast::error_code ec, size_t n) {
-    self->log_request(status);
-    self->on_written(ec, n, keep);
-  });
+  http::async_write(socket_, *res,
+                    [self = shared_from_this(), res, keep, status](beast::error_code ec, size_t n) {
+                      self->log_request(status);
+                      self->on_written(ec, n, keep);
+                    });
 }
 
 void Session::on_written(beast::error_code ec, size_t, bool keep_alive) {
@@ -361,10 +373,11 @@ void Session::on_written(beast::error_code ec, size_t, bool keep_alive) {
 void Session::log_request(int status) {
   if (!request_active_) return;
   request_active_ = false;
-  auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - request_start_).count();
+  auto ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - request_start_).count();
   // Never the query string (it may hold secrets) nor any header.
-  BOOST_LOG_TRIVIAL(info) << "http " << remote_ << " " << log_method_ << " " << log_path_ << " " << status << " "
-                          << bytes_sent_ << "B " << static_cast<long long>(ms * 10) / 10.0 << "ms";
+  BOOST_LOG_TRIVIAL(info) << "http " << remote_ << " " << log_method_ << " " << log_path_ << " " << status
+                          << " " << bytes_sent_ << "B " << static_cast<long long>(ms * 10) / 10.0 << "ms";
 }
 
 // ---- SSE ----------------------------------------------------------------
@@ -450,25 +463,26 @@ void Session::enqueue_write(std::string data, bool counted) {
 void Session::write_next() {
   writing_ = true;
   arm_timer(shared_->limits.write_timeout);
-  net::async_write(socket_, net::buffer(writes_.front().data), [self = shared_from_this()](beast::error_code ec, size_t n) {
-    if (self->closed_) return;
-    self->disarm_timer();
-    if (ec) return self->close();
-    self->bytes_sent_ += n;
-    bool counted = self->writes_.front().counted;
-    self->writes_.pop_front();
-    if (counted) {
-      std::lock_guard lock(self->stream_mu_);
-      ++self->stream_written_;
-    }
-    if (counted) self->stream_cv_.notify_all();
-    if (!self->writes_.empty()) return self->write_next();
-    self->writing_ = false;
-    if (self->stream_ending_) {
-      self->log_request(200);
-      self->close();
-    }
-  });
+  net::async_write(socket_, net::buffer(writes_.front().data),
+                   [self = shared_from_this()](beast::error_code ec, size_t n) {
+                     if (self->closed_) return;
+                     self->disarm_timer();
+                     if (ec) return self->close();
+                     self->bytes_sent_ += n;
+                     bool counted = self->writes_.front().counted;
+                     self->writes_.pop_front();
+                     if (counted) {
+                       std::lock_guard lock(self->stream_mu_);
+                       ++self->stream_written_;
+                     }
+                     if (counted) self->stream_cv_.notify_all();
+                     if (!self->writes_.empty()) return self->write_next();
+                     self->writing_ = false;
+                     if (self->stream_ending_) {
+                       self->log_request(200);
+                       self->close();
+                     }
+                   });
 }
 
 void Session::end_stream() {
@@ -492,12 +506,13 @@ void Session::linger_close() {
 }
 
 void Session::drain() {
-  socket_.async_read_some(net::buffer(drain_buf_), [self = shared_from_this()](beast::error_code ec, size_t n) {
-    if (self->closed_) return;
-    self->drained_ += n;
-    if (ec || self->drained_ > kLingerMaxBytes) return self->close();
-    self->drain();
-  });
+  socket_.async_read_some(net::buffer(drain_buf_),
+                          [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            if (self->closed_) return;
+                            self->drained_ += n;
+                            if (ec || self->drained_ > kLingerMaxBytes) return self->close();
+                            self->drain();
+                          });
 }
 
 void Session::close() {

@@ -51,7 +51,8 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view q
     if (piece.empty()) continue;
     size_t eq = piece.find('=');
     auto name = percent_decode(piece.substr(0, eq), true);
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1), true);
+    auto value =
+        percent_decode(eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1), true);
     if (!name || !value) return std::nullopt;
     out[std::move(*name)] = std::move(*value);
   }
@@ -64,7 +65,8 @@ namespace {
 
 // "/a/b/" → {"a", "b", ""}; "/" → {""}. Offsets of each segment in the path
 // are returned too, for {name+} captures.
-void split_path(const std::string& path, std::vector<std::string_view>& segments, std::vector<size_t>& offsets) {
+void split_path(const std::string& path, std::vector<std::string_view>& segments,
+                std::vector<size_t>& offsets) {
   segments.clear();
   offsets.clear();
   size_t start = 1;
@@ -135,7 +137,8 @@ void Router::add(Route route) {
   routes_.push_back(std::move(route));
 }
 
-bool Router::matches(size_t index, const std::string& path, std::map<std::string, std::string>& params) const {
+bool Router::matches(size_t index, const std::string& path,
+                     std::map<std::string, std::string>& params) const {
   if (path.empty() || path[0] != '/') return false;
   std::vector<std::string_view> segments;
   std::vector<size_t> offsets;

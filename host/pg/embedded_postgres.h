@@ -50,7 +50,7 @@ class EmbeddedPostgres {
 
   const std::filesystem::path& data_dir() const;    // absolute
   const std::filesystem::path& socket_dir() const;  // data_dir, or /tmp/quern-pg-<hash> when too long
-  bool adopted() const;  // true when start() found the cluster already running
+  bool adopted() const;                             // true when start() found the cluster already running
 
  private:
   EmbeddedPostgres() = default;

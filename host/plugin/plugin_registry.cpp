@@ -142,8 +142,7 @@ quern_status Executor::execute(const std::string& job_json, JobSink& sink) {
   cb.set_result = &cb_set_result;
   cb.set_error = &cb_set_error;
   cb.set_process_group = &cb_set_process_group;
-  int32_t rc = lib_->desc.execute(instance_, to_str(job_json), &cb,
-                                  reinterpret_cast<quern_job_ctx*>(&sink));
+  int32_t rc = lib_->desc.execute(instance_, to_str(job_json), &cb, reinterpret_cast<quern_job_ctx*>(&sink));
   switch (rc) {
     case QUERN_STATUS_SUCCESS:
     case QUERN_STATUS_FAILURE:
@@ -238,8 +237,8 @@ Status PluginRegistry::load_file(const std::filesystem::path& file) {
   std::memcpy(&minor, reinterpret_cast<const char*>(remote) + offsetof(quern_executor_descriptor, abi_minor),
               sizeof minor);
   if (major != QUERN_ABI_MAJOR)
-    return refuse(file, "built for ABI " + std::to_string(major) + ", host speaks " +
-                            std::to_string(QUERN_ABI_MAJOR));
+    return refuse(
+        file, "built for ABI " + std::to_string(major) + ", host speaks " + std::to_string(QUERN_ABI_MAJOR));
   if (size < kAbi10DescriptorSize)
     return refuse(file, "descriptor is truncated (struct_size " + std::to_string(size) +
                             ", ABI 1.0 needs at least " + std::to_string(kAbi10DescriptorSize) + ")");
@@ -251,8 +250,8 @@ Status PluginRegistry::load_file(const std::filesystem::path& file) {
   if (d.create == nullptr) missing += " create";
   if (d.destroy == nullptr) missing += " destroy";
   if (d.execute == nullptr) missing += " execute";
-  if (!missing.empty()) return refuse(file, std::string("plugin '") + d.name +
-                                                "' lacks required function(s):" + missing);
+  if (!missing.empty())
+    return refuse(file, std::string("plugin '") + d.name + "' lacks required function(s):" + missing);
   if (const LoadedPlugin* other = by_name(d.name))
     return refuse(file, std::string("duplicate plugin name '") + d.name + "', already loaded from '" +
                             other->info().file.string() + "'");

@@ -32,14 +32,15 @@ constexpr int kDefaultPriority = 50;
 
 // A job to enqueue.
 struct NewJob {
-  std::string tag;                // routing tag; workers serve a set of tags
-  std::string language;           // selects the executor plugin
-  nlohmann::ordered_json payload = nlohmann::ordered_json::object();  // {"code": "...", "args": {...}}; key order kept
-  int priority = kDefaultPriority;                    // 1..100, higher runs first
-  std::optional<Clock::time_point> scheduled_for;     // nullopt = now
-  int timeout_s = 0;                                  // 0 = the worker's default
-  int max_restarts = -1;                              // -1 = the queue default (lost leases)
-  std::string script_path;                            // informational, may be empty
+  std::string tag;       // routing tag; workers serve a set of tags
+  std::string language;  // selects the executor plugin
+  nlohmann::ordered_json payload =
+      nlohmann::ordered_json::object();            // {"code": "...", "args": {...}}; key order kept
+  int priority = kDefaultPriority;                 // 1..100, higher runs first
+  std::optional<Clock::time_point> scheduled_for;  // nullopt = now
+  int timeout_s = 0;                               // 0 = the worker's default
+  int max_restarts = -1;                           // -1 = the queue default (lost leases)
+  std::string script_path;                         // informational, may be empty
 };
 
 // A job handed to a worker by claim(). The lease is (id, attempt, worker_id).
@@ -82,7 +83,7 @@ struct HeartbeatReply {
 struct LogChunk {
   int64_t job_id = 0;
   int32_t attempt = 0;  // the lease's attempt (checked by the agent API; the queue ignores it)
-  std::string text;  // whole lines, each ending in '\n'
+  std::string text;     // whole lines, each ending in '\n'
 };
 
 // Where a job is, as seen by get_job().
@@ -119,23 +120,23 @@ struct RecoveryReport {
 
 // Filter for list_jobs(); empty fields match everything.
 struct JobFilter {
-  std::string state;        // queued, running, success, failure, timeout, canceled, or "" (any)
+  std::string state;  // queued, running, success, failure, timeout, canceled, or "" (any)
   std::string tag;
   std::string script_path;
   std::optional<Clock::time_point> created_after;
   std::optional<Clock::time_point> created_before;
-  int64_t before_id = 0;    // pagination: only ids below this (0 = from the newest)
-  int limit = 100;          // 1..1000
+  int64_t before_id = 0;  // pagination: only ids below this (0 = from the newest)
+  int limit = 100;        // 1..1000
 };
 
 // Per-tag queue statistics (queue_stats()).
 struct TagStats {
   std::string tag;
-  int64_t waiting = 0;            // due and not running
-  int64_t scheduled = 0;          // not yet due
+  int64_t waiting = 0;    // due and not running
+  int64_t scheduled = 0;  // not yet due
   int64_t running = 0;
-  double oldest_wait_s = 0;       // age of the oldest due waiting job
-  bool served = false;            // some live worker or agent serves this tag
+  double oldest_wait_s = 0;  // age of the oldest due waiting job
+  bool served = false;       // some live worker or agent serves this tag
 };
 
 // A worker or agent as registered in quern.workers.
@@ -166,8 +167,7 @@ struct QueueOptions {
 class Queue {
  public:
   // Connects (libpq URL or key=value string). Does not migrate.
-  static StatusOr<std::unique_ptr<Queue>> connect(const std::string& database_url,
-                                                  QueueOptions options = {});
+  static StatusOr<std::unique_ptr<Queue>> connect(const std::string& database_url, QueueOptions options = {});
   ~Queue();
   Queue(const Queue&) = delete;
   Queue& operator=(const Queue&) = delete;
@@ -184,8 +184,8 @@ class Queue {
 
   // Claims up to max_jobs due, waiting jobs whose tag is in tags, in one
   // statement: priority desc, scheduled_for, id; FOR UPDATE SKIP LOCKED.
-  StatusOr<std::vector<ClaimedJob>> claim(const std::string& worker_id,
-                                          const std::vector<std::string>& tags, int max_jobs);
+  StatusOr<std::vector<ClaimedJob>> claim(const std::string& worker_id, const std::vector<std::string>& tags,
+                                          int max_jobs);
 
   // Refreshes the heartbeat of every lease still held by worker_id, in one
   // statement, and says which were canceled or lost.

@@ -106,33 +106,46 @@ StatusOr<std::vector<TagStats>> Queue::queue_stats(std::chrono::milliseconds liv
 }
 
 Status Queue::register_worker(const WorkerInfo& w) {
-  return impl_->run("register_worker", [&](pqxx::connection& c) {
-    pqxx::nontransaction tx(c);
-    tx.exec_params(
-        "INSERT INTO quern.workers (id, kind, worker_group, tags, slots, version, hostname, pid, started_at, "
-        "last_seen_at, running) VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8, now(), now(), 0) "
-        "ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, worker_group = EXCLUDED.worker_group, "
-        "tags = EXCLUDED.tags, slots = EXCLUDED.slots, version = EXCLUDED.version, hostname = EXCLUDED.hostname, "
-        "pid = EXCLUDED.pid, last_seen_at = now()",
-        w.id, w.kind, w.group, to_text_array(w.tags), w.slots, w.version, w.hostname, w.pid);
-    return true;
-  }).status();
+  return impl_
+      ->run(
+          "register_worker",
+          [&](pqxx::connection& c) {
+            pqxx::nontransaction tx(c);
+            tx.exec_params(
+                "INSERT INTO quern.workers (id, kind, worker_group, tags, slots, version, hostname, pid, "
+                "started_at, "
+                "last_seen_at, running) VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8, now(), now(), 0) "
+                "ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, worker_group = EXCLUDED.worker_group, "
+                "tags = EXCLUDED.tags, slots = EXCLUDED.slots, version = EXCLUDED.version, hostname = "
+                "EXCLUDED.hostname, "
+                "pid = EXCLUDED.pid, last_seen_at = now()",
+                w.id, w.kind, w.group, to_text_array(w.tags), w.slots, w.version, w.hostname, w.pid);
+            return true;
+          })
+      .status();
 }
 
 Status Queue::touch_worker(const std::string& worker_id, int running) {
-  return impl_->run("touch_worker", [&](pqxx::connection& c) {
-    pqxx::nontransaction tx(c);
-    tx.exec_params("UPDATE quern.workers SET last_seen_at = now(), running = $2 WHERE id = $1", worker_id, running);
-    return true;
-  }).status();
+  return impl_
+      ->run("touch_worker",
+            [&](pqxx::connection& c) {
+              pqxx::nontransaction tx(c);
+              tx.exec_params("UPDATE quern.workers SET last_seen_at = now(), running = $2 WHERE id = $1",
+                             worker_id, running);
+              return true;
+            })
+      .status();
 }
 
 Status Queue::unregister_worker(const std::string& worker_id) {
-  return impl_->run("unregister_worker", [&](pqxx::connection& c) {
-    pqxx::nontransaction tx(c);
-    tx.exec_params("DELETE FROM quern.workers WHERE id = $1", worker_id);
-    return true;
-  }).status();
+  return impl_
+      ->run("unregister_worker",
+            [&](pqxx::connection& c) {
+              pqxx::nontransaction tx(c);
+              tx.exec_params("DELETE FROM quern.workers WHERE id = $1", worker_id);
+              return true;
+            })
+      .status();
 }
 
 StatusOr<std::vector<WorkerInfo>> Queue::list_workers() {
@@ -141,7 +154,8 @@ StatusOr<std::vector<WorkerInfo>> Queue::list_workers() {
     auto r = tx.exec(
         "SELECT id, kind, coalesce(worker_group, ''), coalesce(array_to_json(tags)::text, '[]'), slots, "
         "coalesce(version, ''), coalesce(hostname, ''), coalesce(pid, 0), running, "
-        "(extract(epoch FROM started_at) * 1000000)::bigint, (extract(epoch FROM last_seen_at) * 1000000)::bigint, "
+        "(extract(epoch FROM started_at) * 1000000)::bigint, (extract(epoch FROM last_seen_at) * "
+        "1000000)::bigint, "
         "(SELECT coalesce(json_agg(q.id ORDER BY q.id), '[]')::text FROM quern.queue q "
         "  WHERE q.running AND q.worker_id = w.id) "
         "FROM quern.workers w ORDER BY worker_group, id");
@@ -169,8 +183,9 @@ StatusOr<std::vector<WorkerInfo>> Queue::list_workers() {
 StatusOr<int> Queue::prune_workers(std::chrono::milliseconds unseen_for) {
   return impl_->run("prune_workers", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params("DELETE FROM quern.workers WHERE last_seen_at < now() - $1::bigint * interval '1 millisecond'",
-                            static_cast<int64_t>(unseen_for.count()));
+    auto r = tx.exec_params(
+        "DELETE FROM quern.workers WHERE last_seen_at < now() - $1::bigint * interval '1 millisecond'",
+        static_cast<int64_t>(unseen_for.count()));
     return static_cast<int>(r.affected_rows());
   });
 }
@@ -179,9 +194,10 @@ StatusOr<bool> Queue::tag_is_served(const std::string& tag, std::chrono::millise
   return impl_->run("tag_is_served", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     return tx
-        .exec_params1("SELECT EXISTS (SELECT 1 FROM quern.workers WHERE $1 = ANY(tags) "
-                      "AND last_seen_at > now() - $2::bigint * interval '1 millisecond')",
-                      tag, static_cast<int64_t>(live_within.count()))[0]
+        .exec_params1(
+            "SELECT EXISTS (SELECT 1 FROM quern.workers WHERE $1 = ANY(tags) "
+            "AND last_seen_at > now() - $2::bigint * interval '1 millisecond')",
+            tag, static_cast<int64_t>(live_within.count()))[0]
         .as<bool>();
   });
 }

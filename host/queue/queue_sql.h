@@ -66,9 +66,9 @@ RETURNING q.id, q.cancel_requested
 )SQL"};
 
 // Columns of completed_jobs filled from a deleted queue row (alias d).
-#define QUERN_COMPLETED_COLUMNS                                                          \
-  "id, tag, language, script_path, payload, priority, scheduled_for, created_at, "      \
-  "started_at, completed_at, status, result, error, worker_id, attempt, restarts, "     \
+#define QUERN_COMPLETED_COLUMNS                                                     \
+  "id, tag, language, script_path, payload, priority, scheduled_for, created_at, "  \
+  "started_at, completed_at, status, result, error, worker_id, attempt, restarts, " \
   "timeout_s, max_restarts"
 
 // $1 worker_id, $2 json array of {id, attempt, status, result, error}.
@@ -245,10 +245,9 @@ SELECT count(*) FROM quern.queue
 inline constexpr Statement kCountRunning{"quern_count_running",
                                          "SELECT count(*) FROM quern.queue WHERE running"};
 
-inline constexpr Statement kAll[] = {
-    kPushOne,  kPushBatch, kClaim,       kHeartbeat,       kComplete, kRelease,      kAppendLogs,
-    kReadLogs, kCancel,    kCancelProbe, kTryRecoveryLock, kRecover,  kGetJob,       kCountWaiting,
-    kCountRunning};
+inline constexpr Statement kAll[] = {kPushOne,         kPushBatch,  kClaim,    kHeartbeat,    kComplete,
+                                     kRelease,         kAppendLogs, kReadLogs, kCancel,       kCancelProbe,
+                                     kTryRecoveryLock, kRecover,    kGetJob,   kCountWaiting, kCountRunning};
 
 #undef QUERN_COMPLETED_COLUMNS
 #undef QUERN_US

@@ -10,15 +10,17 @@ namespace {
 using auth::DbSession;
 
 // Columns of a ScriptVersion, in the order version_from_row reads them.
-#define QUERN_SCRIPT_COLS(content)                                                                          \
-  "path, hash, language, " content " AS content, settings::text, summary, deployed_by, "                               \
+#define QUERN_SCRIPT_COLS(content)                      \
+  "path, hash, language, " content                      \
+  " AS content, settings::text, summary, deployed_by, " \
   "(extract(epoch FROM created_at) * 1000000)::bigint, archived_at IS NOT NULL AS archived"
 #define QUERN_NEWEST " ORDER BY created_at DESC, id DESC"
 
 // Serializes deploys to one path ('qrnS' + the path's hash), so two
 // concurrent identical deploys cannot both decide to insert.
 constexpr const char* kLockPath = "SELECT pg_advisory_xact_lock(1903324755, hashtext($1))";
-constexpr const char* kUnarchive = "UPDATE quern.scripts SET archived_at = NULL WHERE path = $1 AND archived_at IS NOT NULL";
+constexpr const char* kUnarchive =
+    "UPDATE quern.scripts SET archived_at = NULL WHERE path = $1 AND archived_at IS NOT NULL";
 constexpr const char* kInsert =
     "INSERT INTO quern.scripts (path, hash, language, content, settings, summary, deployed_by) "
     "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) RETURNING " QUERN_SCRIPT_COLS("content");
@@ -34,7 +36,8 @@ constexpr const char* kVersions =
 // The EXISTS sees the snapshot before the update: whether the path has rows
 // at all, archived already or not.
 constexpr const char* kArchive =
-    "WITH u AS (UPDATE quern.scripts SET archived_at = now() WHERE path = $1 AND archived_at IS NULL RETURNING 1) "
+    "WITH u AS (UPDATE quern.scripts SET archived_at = now() WHERE path = $1 AND archived_at IS NULL "
+    "RETURNING 1) "
     "SELECT EXISTS (SELECT 1 FROM quern.scripts WHERE path = $1)";
 
 #undef QUERN_SCRIPT_COLS
@@ -92,8 +95,8 @@ StatusOr<ScriptVersion> ScriptStore::deploy(const NewScript& s) {
     if (!latest.empty() && latest[0][1].as<std::string>() == hash) {
       v = version_from_row(latest[0]);
     } else {
-      v = version_from_row(
-          tx.exec_prepared1("scripts_insert", s.path, hash, s.language, s.content, settings, s.summary, s.deployed_by));
+      v = version_from_row(tx.exec_prepared1("scripts_insert", s.path, hash, s.language, s.content, settings,
+                                             s.summary, s.deployed_by));
     }
     tx.commit();
     return v;

@@ -28,10 +28,10 @@
 namespace quern::scripts {
 
 struct ScriptSettings {
-  std::string tag;        // routing tag of its jobs; empty = the language
-  int priority = 0;       // 0 = the queue's default, else 1..100
-  int timeout_s = 0;      // 0 = none
-  bool dedicated = false; // run on a dedicated (warm) worker
+  std::string tag;         // routing tag of its jobs; empty = the language
+  int priority = 0;        // 0 = the queue's default, else 1..100
+  int timeout_s = 0;       // 0 = none
+  bool dedicated = false;  // run on a dedicated (warm) worker
   bool operator==(const ScriptSettings&) const = default;
 };
 // {"dedicated":..,"priority":..,"tag":..,"timeout_s":..}. from_json accepts
@@ -66,7 +66,8 @@ Status validate_path(std::string_view path);
 Status validate(const NewScript& script);
 
 // The version hash described at the top of this file.
-std::string script_hash(const std::string& language, const ScriptSettings& settings, const std::string& content);
+std::string script_hash(const std::string& language, const ScriptSettings& settings,
+                        const std::string& content);
 
 // Owns one database connection: NOT thread-safe (use one per thread; the
 // server borrows them from a pool). A lost connection is reported by the

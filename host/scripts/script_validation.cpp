@@ -15,13 +15,15 @@ constexpr size_t kMaxLanguage = 64;
 constexpr size_t kMaxTag = 128;
 constexpr size_t kMaxSummary = 1000;
 
-bool is_segment_char(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; }
+bool is_segment_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
 
 bool is_tag(std::string_view s) {
   if (s.empty() || s.size() > kMaxTag) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == ':' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == ':' || c == '-';
   });
 }
 
@@ -33,11 +35,16 @@ bool is_storable_text(std::string_view s) {
     const auto c = static_cast<unsigned char>(s[i]);
     size_t extra;
     if (c == 0) return false;
-    if (c < 0x80) extra = 0;
-    else if ((c & 0xE0) == 0xC0 && c >= 0xC2) extra = 1;
-    else if ((c & 0xF0) == 0xE0) extra = 2;
-    else if ((c & 0xF8) == 0xF0 && c <= 0xF4) extra = 3;
-    else return false;
+    if (c < 0x80)
+      extra = 0;
+    else if ((c & 0xE0) == 0xC0 && c >= 0xC2)
+      extra = 1;
+    else if ((c & 0xF0) == 0xE0)
+      extra = 2;
+    else if ((c & 0xF8) == 0xF0 && c <= 0xF4)
+      extra = 3;
+    else
+      return false;
     if (i + extra >= s.size()) return false;  // truncated sequence
     for (size_t k = 1; k <= extra; ++k)
       if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
@@ -58,7 +65,8 @@ bool is_storable_text(std::string_view s) {
 void to_json(nlohmann::json& j, const ScriptSettings& s) {
   // nlohmann::json (not ordered_json) keeps object keys sorted, so dump()
   // of this is canonical: the version hash depends on it.
-  j = nlohmann::json{{"tag", s.tag}, {"priority", s.priority}, {"timeout_s", s.timeout_s}, {"dedicated", s.dedicated}};
+  j = nlohmann::json{
+      {"tag", s.tag}, {"priority", s.priority}, {"timeout_s", s.timeout_s}, {"dedicated", s.dedicated}};
 }
 
 void from_json(const nlohmann::json& j, ScriptSettings& s) {
@@ -69,7 +77,8 @@ void from_json(const nlohmann::json& j, ScriptSettings& s) {
   s.dedicated = j.value("dedicated", false);
 }
 
-std::string script_hash(const std::string& language, const ScriptSettings& settings, const std::string& content) {
+std::string script_hash(const std::string& language, const ScriptSettings& settings,
+                        const std::string& content) {
   const std::string settings_json = nlohmann::json(settings).dump();
   std::string text;
   text.reserve(language.size() + settings_json.size() + content.size() + 2);
@@ -79,13 +88,15 @@ std::string script_hash(const std::string& language, const ScriptSettings& setti
 
 Status validate_path(std::string_view path) {
   const std::string quoted = "script path \"" + std::string(path.substr(0, 300)) + "\"";
-  if (path.empty()) return Status::error("script path is empty (expected f/<folder>/<name> or u/<user>/<name>)");
+  if (path.empty())
+    return Status::error("script path is empty (expected f/<folder>/<name> or u/<user>/<name>)");
   if (path.size() > kMaxPath) return Status::error(quoted + " is longer than 255 characters");
   std::vector<std::string_view> segments;
   size_t start = 0;
   while (true) {
     const size_t slash = path.find('/', start);
-    segments.push_back(path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
+    segments.push_back(
+        path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
@@ -97,9 +108,11 @@ Status validate_path(std::string_view path) {
                          (segments[0] == "f" ? "folder" : "user") + ">/<name>");
   for (size_t i = 1; i < segments.size(); ++i) {
     const std::string_view seg = segments[i];
-    if (seg.empty()) return Status::error(quoted + " has an empty segment (a leading, trailing or double slash)");
+    if (seg.empty())
+      return Status::error(quoted + " has an empty segment (a leading, trailing or double slash)");
     if (seg.size() > kMaxSegment)
-      return Status::error(quoted + ": segment \"" + std::string(seg.substr(0, 80)) + "\" is longer than 64 characters");
+      return Status::error(quoted + ": segment \"" + std::string(seg.substr(0, 80)) +
+                           "\" is longer than 64 characters");
     auto bad = std::find_if_not(seg.begin(), seg.end(), is_segment_char);
     if (bad != seg.end())
       return Status::error(quoted + ": segment \"" + std::string(seg) + "\" may only hold a-z, 0-9, _ and -");
@@ -110,12 +123,13 @@ Status validate_path(std::string_view path) {
 Status validate(const NewScript& s) {
   if (Status st = validate_path(s.path); !st) return st;
   if (s.language.empty()) return Status::error("language is required (e.g. \"bash\")");
-  if (s.language.size() > kMaxLanguage ||
-      !std::all_of(s.language.begin(), s.language.end(),
-                   [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }))
+  if (s.language.size() > kMaxLanguage || !std::all_of(s.language.begin(), s.language.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+      }))
     return Status::error("language \"" + s.language.substr(0, 80) + "\" may only hold a-z, 0-9 and _");
   if (s.content.size() > kMaxContent)
-    return Status::error("content is " + std::to_string(s.content.size()) + " bytes, more than the limit of 1 MiB");
+    return Status::error("content is " + std::to_string(s.content.size()) +
+                         " bytes, more than the limit of 1 MiB");
   if (!is_storable_text(s.content)) return Status::error("content must be UTF-8 text without NUL bytes");
   if (s.settings.priority != 0 && (s.settings.priority < 1 || s.settings.priority > 100))
     return Status::error("priority must be between 1 and 100 (or 0 for the default), got " +

@@ -28,9 +28,10 @@ StatusOr<auth::NewToken> parse_new_token(const Json& body) {
       if (!value.is_string()) return Status::error("label must be a string");
       t.label = value.get<std::string>();
     } else if (key == "expires_in_s") {
-      if (!value.is_number() || value.get<double>() <= 0) return Status::error("expires_in_s must be a positive number");
+      if (!value.is_number() || value.get<double>() <= 0)
+        return Status::error("expires_in_s must be a positive number");
       t.expires_at = queue::Clock::now() + std::chrono::duration_cast<queue::Clock::duration>(
-                                              std::chrono::duration<double>(value.get<double>()));
+                                               std::chrono::duration<double>(value.get<double>()));
     } else {
       return Status::error("unknown field '" + key + "' (allowed: role, group, tags, label, expires_in_s)");
     }
@@ -59,13 +60,14 @@ Json token_json(const auth::TokenInfo& t) {
 void add_admin_routes(ApiContext& ctx, http::Router& router) {
   router.add({"GET", "/healthz", "", "Liveness (anonymous)",
               [](const http::Request&) { return http::json_response(200, R"({"status":"ok"})"); }});
-  router.add({"GET", "/readyz", "", "Readiness: the database answers (anonymous)", [&ctx](const http::Request&) {
-                auto q = ctx.queues.acquire();
-                if (!q) return unavailable(q.status());
-                auto v = (*q)->exec_scalar("SELECT 1");
-                if (!v) return unavailable(v.status());
-                return http::json_response(200, R"({"status":"ready"})");
-              }});
+  router.add(
+      {"GET", "/readyz", "", "Readiness: the database answers (anonymous)", [&ctx](const http::Request&) {
+         auto q = ctx.queues.acquire();
+         if (!q) return unavailable(q.status());
+         auto v = (*q)->exec_scalar("SELECT 1");
+         if (!v) return unavailable(v.status());
+         return http::json_response(200, R"({"status":"ready"})");
+       }});
   add_route(ctx, router, "GET", "/api/openapi.yaml", "docs.read", "This API’s OpenAPI document",
             [](const http::Request&, const auth::Principal&) {
               http::Response r;
@@ -83,8 +85,9 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
               if (!store) return unavailable(store.status());
               auto issued = (*store)->create(*t);
               if (!issued) return unavailable(issued.status());
-              return json_ok(Json{{"id", issued->id}, {"token", issued->token}, {"role", auth::to_string(t->role)}},
-                             201);
+              return json_ok(
+                  Json{{"id", issued->id}, {"token", issued->token}, {"role", auth::to_string(t->role)}},
+                  201);
             });
   add_route(ctx, router, "GET", "/api/tokens", "tokens.manage", "List tokens (never their secrets)",
             [&ctx](const http::Request&, const auth::Principal&) {

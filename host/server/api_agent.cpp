@@ -40,18 +40,19 @@ StatusOr<std::vector<queue::Lease>> parse_leases(const Json& body) {
 }
 
 Json claimed_json(const queue::ClaimedJob& j) {
-  return Json{{"id", j.id},
-              {"attempt", j.attempt},
-              {"tag", j.tag},
-              {"language", j.language},
-              {"payload", j.payload},
-              {"priority", j.priority},
-              {"timeout_s", j.timeout_s},
-              {"script_path", j.script_path},
-              {"created_at_us", std::chrono::duration_cast<std::chrono::microseconds>(
-                                    j.created_at.time_since_epoch()).count()},
-              {"started_at_us", std::chrono::duration_cast<std::chrono::microseconds>(
-                                    j.started_at.time_since_epoch()).count()}};
+  return Json{
+      {"id", j.id},
+      {"attempt", j.attempt},
+      {"tag", j.tag},
+      {"language", j.language},
+      {"payload", j.payload},
+      {"priority", j.priority},
+      {"timeout_s", j.timeout_s},
+      {"script_path", j.script_path},
+      {"created_at_us",
+       std::chrono::duration_cast<std::chrono::microseconds>(j.created_at.time_since_epoch()).count()},
+      {"started_at_us",
+       std::chrono::duration_cast<std::chrono::microseconds>(j.started_at.time_since_epoch()).count()}};
 }
 
 // Wraps a handler that needs the parsed body and the lease owner.
@@ -98,7 +99,8 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
             agent_handler([&ctx](const Json& body, const std::string& owner, const auth::Principal& who) {
               const int slots = body.value("slots", 1);
               if (slots < 1 || slots > 1024) return bad_request("slots must be from 1 to 1024");
-              const auto wait = std::min(std::chrono::milliseconds(body.value("wait_ms", 0)), ctx.options.max_wait);
+              const auto wait =
+                  std::min(std::chrono::milliseconds(body.value("wait_ms", 0)), ctx.options.max_wait);
               auto q = ctx.queues.acquire();
               if (!q) return unavailable(q.status());
               const auto deadline = std::chrono::steady_clock::now() + wait;
@@ -124,13 +126,15 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
                 if (!woke) return unavailable(woke.status());
               }
             }));
-  add_route(ctx, router, "POST", "/api/agent/heartbeat", "agent", "Refresh leases; learn of cancels and losses",
+  add_route(ctx, router, "POST", "/api/agent/heartbeat", "agent",
+            "Refresh leases; learn of cancels and losses",
             agent_handler([&ctx](const Json& body, const std::string& owner, const auth::Principal&) {
               auto leases = parse_leases(body);
               if (!leases) return bad_request(leases.message());
               auto q = ctx.queues.acquire();
               if (!q) return unavailable(q.status());
-              if (Status s = (*q)->touch_worker(owner, static_cast<int>(leases->size())); !s) return unavailable(s);
+              if (Status s = (*q)->touch_worker(owner, static_cast<int>(leases->size())); !s)
+                return unavailable(s);
               if (leases->empty()) return json_ok(Json{{"canceled", Json::array()}, {"lost", Json::array()}});
               auto reply = (*q)->heartbeat(owner, *leases);
               if (!reply) return unavailable(reply.status());
@@ -139,7 +143,8 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
   add_route(ctx, router, "POST", "/api/agent/logs", "agent", "Append log chunks of held jobs",
             agent_handler([&ctx](const Json& body, const std::string& owner, const auth::Principal&) {
               auto it = body.find("chunks");
-              if (it == body.end() || !it->is_array()) return bad_request("chunks must be an array of {id, attempt, text}");
+              if (it == body.end() || !it->is_array())
+                return bad_request("chunks must be an array of {id, attempt, text}");
               std::vector<queue::Lease> leases;
               std::vector<queue::LogChunk> chunks;
               for (const auto& c : *it) {
@@ -147,7 +152,8 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
                     !c.value("attempt", Json()).is_number_integer() || !c.value("text", Json()).is_string())
                   return bad_request("each chunk needs integer id and attempt and a text string");
                 leases.push_back({c["id"].get<int64_t>(), c["attempt"].get<int32_t>()});
-                chunks.push_back({c["id"].get<int64_t>(), c["attempt"].get<int32_t>(), c["text"].get<std::string>()});
+                chunks.push_back(
+                    {c["id"].get<int64_t>(), c["attempt"].get<int32_t>(), c["text"].get<std::string>()});
               }
               auto q = ctx.queues.acquire();
               if (!q) return unavailable(q.status());
@@ -173,8 +179,9 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
                                   : std::nullopt;
                 if (!status || !c.value("id", Json()).is_number_integer() ||
                     !c.value("attempt", Json()).is_number_integer())
-                  return bad_request("each completion needs integer id and attempt and a status "
-                                     "(success, failure, timeout, canceled)");
+                  return bad_request(
+                      "each completion needs integer id and attempt and a status "
+                      "(success, failure, timeout, canceled)");
                 done.id = c["id"].get<int64_t>();
                 done.attempt = c["attempt"].get<int32_t>();
                 done.status = *status;
@@ -188,7 +195,8 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
               if (!accepted) return unavailable(accepted.status());
               Json refused = Json::array();
               for (const auto& c : completions)
-                if (std::find(accepted->begin(), accepted->end(), c.id) == accepted->end()) refused.push_back(c.id);
+                if (std::find(accepted->begin(), accepted->end(), c.id) == accepted->end())
+                  refused.push_back(c.id);
               return json_ok(Json{{"accepted", *accepted}, {"refused", refused}});
             }));
   add_route(ctx, router, "POST", "/api/agent/release", "agent", "Hand held jobs back to the queue",

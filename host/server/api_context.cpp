@@ -54,10 +54,12 @@ void add_route(ApiContext& ctx, http::Router& router, const std::string& method,
     if (!store) return unavailable(store.status());
     auto principal = (*store)->authenticate(std::string_view(authz).substr(prefix.size()));
     if (!principal) return unavailable(principal.status());
-    if (!*principal) return http::json_error(401, "invalid_token", "the token is unknown, expired or revoked");
+    if (!*principal)
+      return http::json_error(401, "invalid_token", "the token is unknown, expired or revoked");
     if (!auth::allowed((*principal)->role, permission))
-      return http::json_error(403, "forbidden", std::string("role ") + auth::to_string((*principal)->role) +
-                                                    " may not " + permission);
+      return http::json_error(
+          403, "forbidden",
+          std::string("role ") + auth::to_string((*principal)->role) + " may not " + permission);
     return handler(req, **principal);
   };
   router.add(std::move(route));
@@ -71,7 +73,9 @@ StatusOr<nlohmann::ordered_json> body_object(const http::Request& req) {
   return parsed;
 }
 
-http::Response bad_request(const std::string& message) { return http::json_error(400, "bad_request", message); }
+http::Response bad_request(const std::string& message) {
+  return http::json_error(400, "bad_request", message);
+}
 http::Response not_found(const std::string& message) { return http::json_error(404, "not_found", message); }
 http::Response unavailable(const Status& status) {
   return http::json_error(503, "unavailable", status.message());
@@ -111,8 +115,7 @@ nlohmann::ordered_json job_json(const queue::JobRecord& j, bool with_code) {
   o["started_at"] = j.started_at ? nlohmann::ordered_json(iso_time(*j.started_at)) : nullptr;
   o["completed_at"] = j.completed_at ? nlohmann::ordered_json(iso_time(*j.completed_at)) : nullptr;
   if (j.started_at && j.completed_at)
-    o["duration_ms"] =
-        std::chrono::duration<double, std::milli>(*j.completed_at - *j.started_at).count();
+    o["duration_ms"] = std::chrono::duration<double, std::milli>(*j.completed_at - *j.started_at).count();
   o["cancel_requested"] = j.cancel_requested;
   return o;
 }

@@ -2,9 +2,9 @@
 // list, cancel, logs (whole text and a live SSE stream).
 #include <algorithm>
 #include <cstdlib>
-#include <variant>
 #include <ctime>
 #include <thread>
+#include <variant>
 
 #include "host/server/api_context.h"
 
@@ -26,7 +26,8 @@ struct RunRequest {
 StatusOr<queue::Clock::time_point> parse_iso_utc(const std::string& text) {
   std::tm tm{};
   const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (end == nullptr) return Status::error("scheduled_for must be an ISO 8601 UTC time like 2026-12-01T08:00:00Z");
+  if (end == nullptr)
+    return Status::error("scheduled_for must be an ISO 8601 UTC time like 2026-12-01T08:00:00Z");
   double frac = 0;
   if (*end == '.') {
     char* after = nullptr;
@@ -47,14 +48,17 @@ StatusOr<RunRequest> parse_run_request(const Json& body) {
       if (!value.is_object()) return Status::error("args must be a JSON object");
       r.args = value;
     } else if (key == "tag") {
-      if (!value.is_string() || value.get<std::string>().empty()) return Status::error("tag must be a non-empty string");
+      if (!value.is_string() || value.get<std::string>().empty())
+        return Status::error("tag must be a non-empty string");
       r.tag = value.get<std::string>();
     } else if (key == "priority") {
-      if (!value.is_number_integer() || value.get<int>() < queue::kMinPriority || value.get<int>() > queue::kMaxPriority)
+      if (!value.is_number_integer() || value.get<int>() < queue::kMinPriority ||
+          value.get<int>() > queue::kMaxPriority)
         return Status::error("priority must be an integer from 1 to 100");
       r.priority = value.get<int>();
     } else if (key == "timeout_s") {
-      if (!value.is_number_integer() || value.get<int>() < 0) return Status::error("timeout_s must be a non-negative integer");
+      if (!value.is_number_integer() || value.get<int>() < 0)
+        return Status::error("timeout_s must be a non-negative integer");
       r.timeout_s = value.get<int>();
     } else if (key == "scheduled_for") {
       if (!value.is_string()) return Status::error("scheduled_for must be a string (ISO 8601, UTC)");
@@ -62,7 +66,8 @@ StatusOr<RunRequest> parse_run_request(const Json& body) {
       if (!t) return t.status();
       r.scheduled_for = *t;
     } else if (key == "delay_s") {
-      if (!value.is_number() || value.get<double>() < 0) return Status::error("delay_s must be a non-negative number");
+      if (!value.is_number() || value.get<double>() < 0)
+        return Status::error("delay_s must be a non-negative number");
       r.scheduled_for = queue::Clock::now() + std::chrono::duration_cast<queue::Clock::duration>(
                                                   std::chrono::duration<double>(value.get<double>()));
     } else if (key != "language" && key != "content") {
@@ -77,7 +82,9 @@ queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest&
   queue::NewJob job;
   job.language = s.language;
   job.tag = !r.tag.empty() ? r.tag : !s.settings.tag.empty() ? s.settings.tag : s.language;
-  job.priority = r.priority > 0 ? r.priority : s.settings.priority > 0 ? s.settings.priority : queue::kDefaultPriority;
+  job.priority = r.priority > 0            ? r.priority
+                 : s.settings.priority > 0 ? s.settings.priority
+                                           : queue::kDefaultPriority;
   job.timeout_s = r.timeout_s > 0 ? r.timeout_s : s.settings.timeout_s;
   job.scheduled_for = r.scheduled_for;
   job.script_path = s.path;
@@ -120,7 +127,8 @@ JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const std::st
   queue::NewJob job = job_from_script(**found, *run);
   // Runs of a script that a live dedicated worker keeps warm go there, unless
   // the request names a tag.
-  if (run->tag.empty() && ctx.dedicated_worker_alive(job.script_path)) job.tag = "dedicated:" + job.script_path;
+  if (run->tag.empty() && ctx.dedicated_worker_alive(job.script_path))
+    job.tag = "dedicated:" + job.script_path;
   return job;
 }
 
@@ -137,7 +145,8 @@ http::Response run_route(ApiContext& ctx, const http::Request& req, const std::s
   auto id = submit(ctx, job);
   if (!id) {
     // Validation errors from the queue are the client's; the rest is ours.
-    return id.message().find("priority") != std::string::npos ? bad_request(id.message()) : unavailable(id.status());
+    return id.message().find("priority") != std::string::npos ? bad_request(id.message())
+                                                              : unavailable(id.status());
   }
   return json_ok(Json{{"id", *id}, {"tag", job.tag}}, 201);
 }
@@ -149,7 +158,8 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
   if (auto it = req.query.find("timeout_s"); it != req.query.end()) {
     char* end = nullptr;
     const double s = std::strtod(it->second.c_str(), &end);
-    if (end == it->second.c_str() || *end != '\0' || s <= 0) return bad_request("timeout_s must be a positive number");
+    if (end == it->second.c_str() || *end != '\0' || s <= 0)
+      return bad_request("timeout_s must be a positive number");
     wait = std::min(wait, std::chrono::milliseconds(static_cast<int64_t>(s * 1000)));
   }
   auto built = build_job(ctx, req, kind);
@@ -173,16 +183,17 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
       if (j.state == "success") {
         resp = http::json_response(200, j.result.dump());
       } else {
-        resp = http::json_error(j.state == "timeout" ? 504 : 422, "job_" + j.state,
-                                "job " + std::to_string(j.id) + " " + j.state + (j.error.empty() ? "" : ": " + j.error));
+        resp = http::json_error(
+            j.state == "timeout" ? 504 : 422, "job_" + j.state,
+            "job " + std::to_string(j.id) + " " + j.state + (j.error.empty() ? "" : ": " + j.error));
       }
       resp.headers.emplace_back("X-Quern-Job-Id", std::to_string(*id));
       return resp;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      auto resp = http::json_error(504, "wait_timeout",
-                                   "job " + std::to_string(*id) + " is still running; follow it at /api/jobs/" +
-                                       std::to_string(*id));
+      auto resp = http::json_error(
+          504, "wait_timeout",
+          "job " + std::to_string(*id) + " is still running; follow it at /api/jobs/" + std::to_string(*id));
       resp.headers.emplace_back("X-Quern-Job-Id", std::to_string(*id));
       return resp;
     }
@@ -196,7 +207,8 @@ StatusOr<int64_t> parse_id(const http::Request& req) {
   const std::string& text = req.path_params.at("id");
   char* end = nullptr;
   const long long id = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || id <= 0) return Status::error("job id must be a positive integer, got '" + text + "'");
+  if (text.empty() || *end != '\0' || id <= 0)
+    return Status::error("job id must be a positive integer, got '" + text + "'");
   return static_cast<int64_t>(id);
 }
 
@@ -214,30 +226,38 @@ http::Response get_job(ApiContext& ctx, const http::Request& req) {
 http::Response list_jobs(ApiContext& ctx, const http::Request& req) {
   queue::JobFilter f;
   for (const auto& [key, value] : req.query) {
-    if (key == "state") f.state = value;
-    else if (key == "tag") f.tag = value;
-    else if (key == "script_path") f.script_path = value;
+    if (key == "state")
+      f.state = value;
+    else if (key == "tag")
+      f.tag = value;
+    else if (key == "script_path")
+      f.script_path = value;
     else if (key == "limit" || key == "before_id") {
       char* end = nullptr;
       const long long n = std::strtoll(value.c_str(), &end, 10);
       if (value.empty() || *end != '\0') return bad_request(key + " must be an integer");
-      if (key == "limit") f.limit = static_cast<int>(std::clamp(n, -1LL, 100000LL));  // range checked by the queue
-      else f.before_id = n;
+      if (key == "limit")
+        f.limit = static_cast<int>(std::clamp(n, -1LL, 100000LL));  // range checked by the queue
+      else
+        f.before_id = n;
     } else if (key == "created_after" || key == "created_before") {
       auto t = parse_iso_utc(value);
       if (!t) return bad_request(key + ": " + t.message());
       (key == "created_after" ? f.created_after : f.created_before) = *t;
     } else {
-      return bad_request("unknown filter '" + key +
-                         "' (allowed: state, tag, script_path, created_after, created_before, before_id, limit)");
+      return bad_request(
+          "unknown filter '" + key +
+          "' (allowed: state, tag, script_path, created_after, created_before, before_id, limit)");
     }
   }
   auto q = ctx.queues.acquire();
   if (!q) return unavailable(q.status());
   auto jobs = (*q)->list_jobs(f);
-  if (!jobs) return jobs.message().find("limit") != std::string::npos || jobs.message().find("state") != std::string::npos
-                        ? bad_request(jobs.message())
-                        : unavailable(jobs.status());
+  if (!jobs)
+    return jobs.message().find("limit") != std::string::npos ||
+                   jobs.message().find("state") != std::string::npos
+               ? bad_request(jobs.message())
+               : unavailable(jobs.status());
   Json out = Json::array();
   for (const auto& j : *jobs) out.push_back(job_json(j));
   return json_ok(Json{{"jobs", out}});
@@ -251,11 +271,15 @@ http::Response cancel_job(ApiContext& ctx, const http::Request& req) {
   auto outcome = (*q)->cancel(*id, "canceled through the API");
   if (!outcome) return unavailable(outcome.status());
   switch (*outcome) {
-    case queue::CancelOutcome::not_found: return not_found("no job " + std::to_string(*id));
-    case queue::CancelOutcome::canceled: return json_ok(Json{{"id", *id}, {"outcome", "canceled"}});
-    case queue::CancelOutcome::requested: return json_ok(Json{{"id", *id}, {"outcome", "cancel_requested"}}, 202);
+    case queue::CancelOutcome::not_found:
+      return not_found("no job " + std::to_string(*id));
+    case queue::CancelOutcome::canceled:
+      return json_ok(Json{{"id", *id}, {"outcome", "canceled"}});
+    case queue::CancelOutcome::requested:
+      return json_ok(Json{{"id", *id}, {"outcome", "cancel_requested"}}, 202);
     case queue::CancelOutcome::already_finished:
-      return http::json_error(409, "already_finished", "job " + std::to_string(*id) + " has already finished");
+      return http::json_error(409, "already_finished",
+                              "job " + std::to_string(*id) + " has already finished");
   }
   return unavailable(Status::error("unexpected cancel outcome"));
 }
@@ -336,16 +360,20 @@ void add_job_routes(ApiContext& ctx, http::Router& router) {
             [&ctx](const http::Request& r, const auth::Principal&) { return run_route(ctx, r, "hash"); });
   add_route(ctx, router, "POST", "/api/jobs/run_inline", "jobs.run_inline", "Run inline code",
             [&ctx](const http::Request& r, const auth::Principal&) { return run_route(ctx, r, "inline"); });
-  add_route(ctx, router, "POST", "/api/jobs/run_wait_result/p/{path+}", "jobs.run",
-            "Run a script and answer with its result",
-            [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "path"); });
-  add_route(ctx, router, "POST", "/api/jobs/run_wait_result/h/{hash}", "jobs.run",
-            "Run a script version and answer with its result",
-            [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "hash"); });
-  add_route(ctx, router, "POST", "/api/jobs/run_wait_result_inline", "jobs.run_inline",
-            "Run inline code and answer with its result",
-            [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "inline"); });
-  add_route(ctx, router, "GET", "/api/jobs", "jobs.read", "List jobs (filters: state, tag, script_path, time)",
+  add_route(
+      ctx, router, "POST", "/api/jobs/run_wait_result/p/{path+}", "jobs.run",
+      "Run a script and answer with its result",
+      [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "path"); });
+  add_route(
+      ctx, router, "POST", "/api/jobs/run_wait_result/h/{hash}", "jobs.run",
+      "Run a script version and answer with its result",
+      [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "hash"); });
+  add_route(
+      ctx, router, "POST", "/api/jobs/run_wait_result_inline", "jobs.run_inline",
+      "Run inline code and answer with its result",
+      [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "inline"); });
+  add_route(ctx, router, "GET", "/api/jobs", "jobs.read",
+            "List jobs (filters: state, tag, script_path, time)",
             [&ctx](const http::Request& r, const auth::Principal&) { return list_jobs(ctx, r); });
   add_route(ctx, router, "GET", "/api/jobs/{id}", "jobs.read", "Get a job",
             [&ctx](const http::Request& r, const auth::Principal&) { return get_job(ctx, r); });
@@ -353,7 +381,8 @@ void add_job_routes(ApiContext& ctx, http::Router& router) {
             [&ctx](const http::Request& r, const auth::Principal&) { return cancel_job(ctx, r); });
   add_route(ctx, router, "GET", "/api/jobs/{id}/logs", "jobs.read", "A job’s log text",
             [&ctx](const http::Request& r, const auth::Principal&) { return job_logs(ctx, r); });
-  add_route(ctx, router, "GET", "/api/jobs/{id}/logs/stream", "jobs.read", "A job’s log as server-sent events",
+  add_route(ctx, router, "GET", "/api/jobs/{id}/logs/stream", "jobs.read",
+            "A job’s log as server-sent events",
             [&ctx](const http::Request& r, const auth::Principal&) { return stream_logs(ctx, r); });
 }
 

@@ -33,11 +33,16 @@ StatusOr<scripts::NewScript> parse_deploy(const Json& body) {
       return Status::ok();
     };
     Status st;
-    if (key == "path") st = need_string(s.path);
-    else if (key == "language") st = need_string(s.language);
-    else if (key == "content") st = need_string(s.content);
-    else if (key == "summary") st = need_string(s.summary);
-    else if (key == "tag") st = need_string(s.settings.tag);
+    if (key == "path")
+      st = need_string(s.path);
+    else if (key == "language")
+      st = need_string(s.language);
+    else if (key == "content")
+      st = need_string(s.content);
+    else if (key == "summary")
+      st = need_string(s.summary);
+    else if (key == "tag")
+      st = need_string(s.settings.tag);
     else if (key == "priority" || key == "timeout_s") {
       if (!value.is_number_integer()) return Status::error(key + " must be an integer");
       (key == "priority" ? s.settings.priority : s.settings.timeout_s) = value.get<int>();
@@ -45,8 +50,9 @@ StatusOr<scripts::NewScript> parse_deploy(const Json& body) {
       if (!value.is_boolean()) return Status::error("dedicated must be true or false");
       s.settings.dedicated = value.get<bool>();
     } else {
-      return Status::error("unknown field '" + key +
-                           "' (allowed: path, language, content, summary, tag, priority, timeout_s, dedicated)");
+      return Status::error(
+          "unknown field '" + key +
+          "' (allowed: path, language, content, summary, tag, priority, timeout_s, dedicated)");
     }
     if (!st) return st;
   }
@@ -81,8 +87,8 @@ void add_script_routes(ApiContext& ctx, http::Router& router) {
               for (const auto& s : *list) out.push_back(script_json(s, false));
               return json_ok(Json{{"scripts", out}});
             });
-  add_route(ctx, router, "GET", "/api/scripts/p/{path+}", "scripts.read", "Get the latest version of a script",
-            [&ctx](const http::Request& req, const auth::Principal&) {
+  add_route(ctx, router, "GET", "/api/scripts/p/{path+}", "scripts.read",
+            "Get the latest version of a script", [&ctx](const http::Request& req, const auth::Principal&) {
               auto store = ctx.scripts.acquire();
               if (!store) return unavailable(store.status());
               const std::string& path = req.path_params.at("path");

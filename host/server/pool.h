@@ -75,7 +75,7 @@ class Pool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<T>> idle_;  // guarded by mu_
-  size_t created_ = 0;                     // guarded by mu_
+  size_t created_ = 0;                    // guarded by mu_
 };
 
 }  // namespace quern::server

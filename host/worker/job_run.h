@@ -69,12 +69,12 @@ class JobRun final : public plugin::JobSink {
   std::atomic<bool> lost_{false};
 
   mutable std::mutex mu_;
-  std::string logs_;        // guarded by mu_
-  size_t logged_bytes_ = 0; // guarded by mu_
+  std::string logs_;         // guarded by mu_
+  size_t logged_bytes_ = 0;  // guarded by mu_
   bool log_truncated_ = false;
-  std::string result_json_; // guarded by mu_
+  std::string result_json_;  // guarded by mu_
   bool has_result_ = false;
-  std::string error_;       // guarded by mu_
+  std::string error_;  // guarded by mu_
 };
 
 }  // namespace quern::worker

@@ -26,7 +26,8 @@ class JobSource {
   virtual StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string& worker_id,
                                        const std::vector<std::string>& tags, int max_jobs) = 0;
   virtual StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id,
-                                                         const std::vector<std::string>& tags, int max_jobs) = 0;
+                                                         const std::vector<std::string>& tags,
+                                                         int max_jobs) = 0;
   // Longest single wait_for_jobs the claimer should ask for (stop latency).
   virtual std::chrono::milliseconds max_wait_slice() const { return std::chrono::milliseconds(100); }
 
@@ -58,7 +59,8 @@ class PgJobSource final : public JobSource {
                                const std::vector<std::string>&, int) override {
     return q_->wait_for_jobs(timeout);
   }
-  StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id, const std::vector<std::string>& tags,
+  StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id,
+                                                 const std::vector<std::string>& tags,
                                                  int max_jobs) override {
     return q_->claim(worker_id, tags, max_jobs);
   }

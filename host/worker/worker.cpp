@@ -72,8 +72,8 @@ struct Worker::State {
   std::condition_variable watchdog_cv;  // stopping
 
   // --- guarded by mu ---
-  std::deque<std::shared_ptr<JobRun>> dispatch;  // claimed, not yet started
-  int busy = 0;                                  // claimed and not yet finished by a slot
+  std::deque<std::shared_ptr<JobRun>> dispatch;                  // claimed, not yet started
+  int busy = 0;                                                  // claimed and not yet finished by a slot
   std::unordered_map<int64_t, std::shared_ptr<JobRun>> running;  // id → run (claimed, in a slot or waiting)
   std::vector<queue::Completion> pending_completions;
   std::vector<queue::LogChunk> pending_logs;  // final chunks of finished jobs
@@ -165,10 +165,9 @@ class Loops {
 
  private:
   void run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& executors);
-  void prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p, plugin::Executor& executor,
-                         SlotExecutors& slot);
-  void finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion,
-              bool release);
+  void prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
+                         plugin::Executor& executor, SlotExecutors& slot);
+  void finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion, bool release);
   void heartbeat(JobSource& q);
 
   const WorkerOptions& opt;
@@ -180,7 +179,7 @@ void Loops::claimer() {
   JobSource& q = *st.claim_source;
   auto last_claim = SteadyClock::now() - opt.poll_interval;
   bool should_claim = true;  // claim at once on start
-  bool backlog = false;       // the last claim was full: more jobs are waiting
+  bool backlog = false;      // the last claim was full: more jobs are waiting
   milliseconds retry_delay = kDatabaseRetry;
   const int min_batch = std::max(1, opt.slots / 4);
   while (true) {
@@ -237,7 +236,8 @@ void Loops::claimer() {
     std::lock_guard lock(st.mu);
     for (auto& job : *claimed) {
       int timeout_s = job.timeout_s > 0 ? job.timeout_s : opt.default_timeout_s;
-      auto run = std::make_shared<JobRun>(std::move(job), SteadyClock::now() + std::chrono::seconds(timeout_s));
+      auto run =
+          std::make_shared<JobRun>(std::move(job), SteadyClock::now() + std::chrono::seconds(timeout_s));
       st.running.emplace(run->job().id, run);
       st.dispatch.push_back(std::move(run));
       st.busy++;
@@ -489,8 +489,9 @@ void Loops::writer() {
         st.completed += static_cast<int64_t>(accepted->size());
         if (size_t stale = completions.size() - accepted->size(); stale > 0) {
           st.refused += static_cast<int64_t>(stale);
-          log_error(opt.worker_id, std::to_string(stale) +
-                                       " completion(s) refused: lease lost (the job was re-queued or finished elsewhere)");
+          log_error(opt.worker_id,
+                    std::to_string(stale) +
+                        " completion(s) refused: lease lost (the job was re-queued or finished elsewhere)");
         }
         completions.clear();
       } else {
@@ -519,7 +520,8 @@ void Loops::writer() {
     if (all_done && logs.empty() && completions.empty() && releases.empty()) break;
     if (all_done && retry_wait &&
         SteadyClock::now() - st.stop_requested_at > opt.shutdown_grace + std::chrono::seconds(30)) {
-      log_error(opt.worker_id, "giving up on unwritten results: their leases will expire and they will re-run");
+      log_error(opt.worker_id,
+                "giving up on unwritten results: their leases will expire and they will re-run");
       break;
     }
   }
@@ -573,7 +575,8 @@ Status Worker::start() {
   std::error_code ec;
   std::filesystem::create_directories(options_.jobs_dir, ec);
   if (ec)
-    return Status::error("cannot create the jobs directory " + options_.jobs_dir.string() + ": " + ec.message());
+    return Status::error("cannot create the jobs directory " + options_.jobs_dir.string() + ": " +
+                         ec.message());
   queue::QueueOptions qo;
   qo.default_max_restarts = options_.max_restarts;
   queue::QueueOptions claim_qo = qo;

@@ -66,7 +66,7 @@ struct WorkerOptions {
 
 struct WorkerStats {
   int64_t claimed = 0;
-  int64_t completed = 0;         // completions accepted by the queue
+  int64_t completed = 0;            // completions accepted by the queue
   int64_t completions_refused = 0;  // stale (lease lost) completions
   int64_t claim_queries = 0;
   int64_t running = 0;

@@ -12,7 +12,8 @@ DeviceAllocator& DeviceAllocator::process_wide() {
   return allocator;
 }
 
-std::optional<std::vector<Device>> DeviceAllocator::acquire(const std::vector<Device>& candidates, std::size_t k,
+std::optional<std::vector<Device>> DeviceAllocator::acquire(const std::vector<Device>& candidates,
+                                                            std::size_t k,
                                                             const std::function<int32_t()>& stop,
                                                             const std::function<void()>& on_wait,
                                                             int32_t* stop_reason) {

@@ -64,7 +64,8 @@ using quern::sdk::JobContext;
 
 // An unsigned integer field, or throws naming it.
 uint64_t as_count(const ordered_json& v, const std::string& what) {
-  if (!v.is_number_integer() || v.get<int64_t>() < 0) throw std::invalid_argument(what + " must be a non-negative integer");
+  if (!v.is_number_integer() || v.get<int64_t>() < 0)
+    throw std::invalid_argument(what + " must be a non-negative integer");
   return v.get<uint64_t>();
 }
 
@@ -76,7 +77,9 @@ std::string resolve(const std::string& path) {
   return resolved;
 }
 
-std::string plural(std::size_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); }
+std::string plural(std::size_t n, const char* what) {
+  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+}
 
 // A job's GPU request and program, from its args.
 struct Request {
@@ -95,7 +98,8 @@ Request parse_request(const ordered_json& job) {
     r.gpus = as_count(*it, "\"gpus\"");
     if (r.gpus == 0) throw std::invalid_argument("\"gpus\" must be at least 1");
   }
-  if (auto it = args.find("memory_mb"); it != args.end() && !it->is_null()) r.memory_mb = as_count(*it, "\"memory_mb\"");
+  if (auto it = args.find("memory_mb"); it != args.end() && !it->is_null())
+    r.memory_mb = as_count(*it, "\"memory_mb\"");
   if (auto it = args.find("python"); it != args.end()) {
     if (!it->is_boolean()) throw std::invalid_argument("\"python\" must be true or false");
     r.python = it->get<bool>();
@@ -104,7 +108,8 @@ Request parse_request(const ordered_json& job) {
   if (has_command && has_code) throw std::invalid_argument("give \"command\" or \"code\", not both");
   if (has_command) {
     const ordered_json& c = args["command"];
-    if (!c.is_array() || c.empty()) throw std::invalid_argument("\"command\" must be a non-empty array of strings");
+    if (!c.is_array() || c.empty())
+      throw std::invalid_argument("\"command\" must be a non-empty array of strings");
     for (const auto& a : c) {
       if (!a.is_string()) throw std::invalid_argument("\"command\" must be a non-empty array of strings");
       r.command.push_back(a.get<std::string>());
@@ -128,7 +133,8 @@ class GpuExecutor {
     python_ = resolve(config.value("python", std::string("/usr/bin/python3")));
     bash_ = resolve(config.value("bash", std::string("/bin/bash")));
     if (auto it = config.find("sample_interval_ms"); it != config.end())
-      interval_ = std::chrono::milliseconds(std::max<uint64_t>(10, as_count(*it, "gpu: \"sample_interval_ms\"")));
+      interval_ =
+          std::chrono::milliseconds(std::max<uint64_t>(10, as_count(*it, "gpu: \"sample_interval_ms\"")));
 
     if (auto it = config.find("inventory"); it != config.end()) {
       load_inventory(*it);
@@ -143,7 +149,8 @@ class GpuExecutor {
                                     [&](const Device& d) { return keep.count(d.index) == 0; }),
                      devices_.end());
     }
-    std::sort(devices_.begin(), devices_.end(), [](const Device& a, const Device& b) { return a.index < b.index; });
+    std::sort(devices_.begin(), devices_.end(),
+              [](const Device& a, const Device& b) { return a.index < b.index; });
   }
 
   quern_status execute(std::string_view job_json, JobContext& ctx) {
@@ -167,7 +174,8 @@ class GpuExecutor {
     std::stable_sort(eligible.begin(), eligible.end(),
                      [](const Device& a, const Device& b) { return a.memory_mb < b.memory_mb; });
     if (eligible.size() < req.gpus) {
-      std::string msg = "gpu request cannot be met on this worker: the job asks for " + plural(req.gpus, "GPU");
+      std::string msg =
+          "gpu request cannot be met on this worker: the job asks for " + plural(req.gpus, "GPU");
       if (req.memory_mb) msg += " with at least " + std::to_string(*req.memory_mb) + " MB each";
       msg += "; this worker has " + plural(devices_.size(), "GPU");
       if (req.memory_mb) msg += ", " + std::to_string(eligible.size()) + " of them that large";
@@ -175,7 +183,8 @@ class GpuExecutor {
       return QUERN_STATUS_FAILURE;
     }
     if (req.command.empty() && (req.python ? python_ : bash_).empty()) {
-      ctx.set_error(std::string("gpu: no ") + (req.python ? "python interpreter" : "bash") + " on this worker");
+      ctx.set_error(std::string("gpu: no ") + (req.python ? "python interpreter" : "bash") +
+                    " on this worker");
       return QUERN_STATUS_FAILURE;
     }
 
@@ -185,7 +194,8 @@ class GpuExecutor {
       return why == QUERN_RUNNING && interrupted_.load() ? QUERN_CANCEL_REQUESTED : why;
     };
     auto on_wait = [&] {
-      ctx.log(QUERN_STREAM_SYSTEM, "waiting for " + plural(req.gpus, "GPU") + ": held by other jobs on this worker");
+      ctx.log(QUERN_STREAM_SYSTEM,
+              "waiting for " + plural(req.gpus, "GPU") + ": held by other jobs on this worker");
     };
     auto taken = DeviceAllocator::process_wide().acquire(eligible, req.gpus, stop, on_wait, &stop_reason);
     if (!taken) return stopped(ctx, stop_reason, " while waiting for GPUs");
@@ -246,12 +256,14 @@ class GpuExecutor {
     return QUERN_STATUS_CANCELED;
   }
 
-  quern_status run(const ordered_json& job, const Request& req, const std::vector<Device>& devices, JobContext& ctx) {
+  quern_status run(const ordered_json& job, const Request& req, const std::vector<Device>& devices,
+                   JobContext& ctx) {
     const std::string workdir = job.at("workdir").get<std::string>();
     std::string visible, described;
     for (const Device& d : devices) {
       visible += (visible.empty() ? "" : ",") + d.uuid;
-      described += (described.empty() ? "" : ", ") + std::to_string(d.index) + " (" + d.uuid + ", " + d.name + ")";
+      described +=
+          (described.empty() ? "" : ", ") + std::to_string(d.index) + " (" + d.uuid + ", " + d.name + ")";
     }
     ctx.log(QUERN_STREAM_SYSTEM, "assigned " + plural(devices.size(), "GPU") + ": " + described);
 
@@ -285,7 +297,8 @@ class GpuExecutor {
 
     ordered_json gpu;
     gpu["devices"] = ordered_json::array();
-    for (const Device& d : devices) gpu["devices"].push_back({{"index", d.index}, {"uuid", d.uuid}, {"name", d.name}});
+    for (const Device& d : devices)
+      gpu["devices"].push_back({{"index", d.index}, {"uuid", d.uuid}, {"name", d.name}});
     gpu["peak_memory_mb"] = nullptr;
     if (sampler) {
       std::string method;

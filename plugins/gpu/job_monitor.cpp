@@ -12,7 +12,9 @@ namespace {
 constexpr std::size_t kTailLines = 20;
 constexpr std::size_t kTailBytes = 4096;
 
-std::string_view view(quern_str s) { return s.data == nullptr ? std::string_view() : std::string_view(s.data, s.size); }
+std::string_view view(quern_str s) {
+  return s.data == nullptr ? std::string_view() : std::string_view(s.data, s.size);
+}
 
 // The process group of pid from /proc/<pid>/stat, or -1. Fields after the
 // command name (which may contain spaces and parentheses, hence the last
@@ -58,7 +60,9 @@ void JobProxy::log_line(quern_job_ctx* ctx, int32_t stream, quern_str line) {
 void JobProxy::progress(quern_job_ctx* ctx, double fraction) { self(ctx)->inner_.progress(fraction); }
 int32_t JobProxy::is_cancelled(quern_job_ctx* ctx) { return self(ctx)->inner_.cancelled(); }
 void JobProxy::set_result(quern_job_ctx* ctx, quern_str json) { self(ctx)->inner_.set_result(view(json)); }
-void JobProxy::set_error(quern_job_ctx* ctx, quern_str message) { self(ctx)->inner_.set_error(view(message)); }
+void JobProxy::set_error(quern_job_ctx* ctx, quern_str message) {
+  self(ctx)->inner_.set_error(view(message));
+}
 void JobProxy::set_process_group(quern_job_ctx* ctx, int64_t pgid) {
   self(ctx)->pgid_.store(pgid);
   self(ctx)->inner_.set_process_group(pgid);
@@ -76,8 +80,8 @@ std::string JobProxy::stdout_tail() const {
   return out;
 }
 
-MemorySampler::MemorySampler(const Nvml& nvml, const std::vector<Device>& devices, const std::atomic<int64_t>& pgid,
-                             std::chrono::milliseconds interval)
+MemorySampler::MemorySampler(const Nvml& nvml, const std::vector<Device>& devices,
+                             const std::atomic<int64_t>& pgid, std::chrono::milliseconds interval)
     : nvml_(nvml), devices_(devices), pgid_(pgid), interval_(interval) {
   for (const Device& d : devices_) baseline_.push_back(nvml_.used_bytes(d.nvml_handle));
   thread_ = std::thread([this] { run(); });

@@ -59,7 +59,8 @@ struct Nvml::Api {
 
   std::string why(nvmlReturn_t r) const {
     const char* text = error_string != nullptr ? error_string(r) : nullptr;
-    return text != nullptr ? std::string(text) + " (" + std::to_string(r) + ")" : "error " + std::to_string(r);
+    return text != nullptr ? std::string(text) + " (" + std::to_string(r) + ")"
+                           : "error " + std::to_string(r);
   }
 };
 

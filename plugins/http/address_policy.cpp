@@ -16,17 +16,26 @@ struct Range {
 
 // Order matters: the first match names the reason (metadata before link-local).
 constexpr Range kRefusedV4[] = {
-    {"0.0.0.0/8", "a 'this network' address"},  {"10.0.0.0/8", "a private address"},
-    {"100.64.0.0/10", "a shared (CGNAT) address"}, {"127.0.0.0/8", "a loopback address"},
-    {"169.254.169.254/32", "a cloud metadata address"}, {"169.254.0.0/16", "a link-local address"},
-    {"172.16.0.0/12", "a private address"},      {"192.0.0.0/24", "an IETF protocol address"},
-    {"192.168.0.0/16", "a private address"},     {"198.18.0.0/15", "a benchmarking address"},
-    {"224.0.0.0/4", "a multicast address"},       {"240.0.0.0/4", "a reserved or broadcast address"},
+    {"0.0.0.0/8", "a 'this network' address"},
+    {"10.0.0.0/8", "a private address"},
+    {"100.64.0.0/10", "a shared (CGNAT) address"},
+    {"127.0.0.0/8", "a loopback address"},
+    {"169.254.169.254/32", "a cloud metadata address"},
+    {"169.254.0.0/16", "a link-local address"},
+    {"172.16.0.0/12", "a private address"},
+    {"192.0.0.0/24", "an IETF protocol address"},
+    {"192.168.0.0/16", "a private address"},
+    {"198.18.0.0/15", "a benchmarking address"},
+    {"224.0.0.0/4", "a multicast address"},
+    {"240.0.0.0/4", "a reserved or broadcast address"},
 };
 constexpr Range kRefusedV6[] = {
-    {"::/128", "the unspecified address"},        {"::1/128", "a loopback address"},
-    {"fd00:ec2::254/128", "a cloud metadata address"}, {"fc00::/7", "a private (unique local) address"},
-    {"fe80::/10", "a link-local address"},        {"fec0::/10", "a site-local address"},
+    {"::/128", "the unspecified address"},
+    {"::1/128", "a loopback address"},
+    {"fd00:ec2::254/128", "a cloud metadata address"},
+    {"fc00::/7", "a private (unique local) address"},
+    {"fe80::/10", "a link-local address"},
+    {"fec0::/10", "a site-local address"},
     {"ff00::/8", "a multicast address"},
 };
 

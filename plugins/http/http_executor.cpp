@@ -66,9 +66,11 @@ Config parse_config(std::string_view text) {
       if (!v.is_boolean()) throw std::invalid_argument("http: allow_private must be true or false");
       c.allow_private = v.get<bool>();
     } else if (key == "allowed_hosts") {
-      if (!v.is_array()) throw std::invalid_argument("http: allowed_hosts must be an array of addresses or CIDRs");
+      if (!v.is_array())
+        throw std::invalid_argument("http: allowed_hosts must be an array of addresses or CIDRs");
       for (const auto& h : v) {
-        if (!h.is_string()) throw std::invalid_argument("http: allowed_hosts must be an array of addresses or CIDRs");
+        if (!h.is_string())
+          throw std::invalid_argument("http: allowed_hosts must be an array of addresses or CIDRs");
         try {
           c.allowed.push_back(quern::http::parse_cidr(h.get<std::string>()));
         } catch (const std::invalid_argument& e) {
@@ -80,7 +82,8 @@ Config parse_config(std::string_view text) {
         throw std::invalid_argument("http: max_response_bytes must be a positive integer");
       c.max_response_bytes = v.get<int64_t>();
     } else if (key == "default_timeout_s" || key == "default_connect_timeout_s") {
-      if (!v.is_number() || !(v.get<double>() > 0)) throw std::invalid_argument("http: " + key + " must be a positive number");
+      if (!v.is_number() || !(v.get<double>() > 0))
+        throw std::invalid_argument("http: " + key + " must be a positive number");
       (key == "default_timeout_s" ? c.default_timeout_s : c.default_connect_timeout_s) = v.get<double>();
     } else if (key == "user_agent") {
       if (!v.is_string()) throw std::invalid_argument("http: user_agent must be a string");
@@ -219,7 +222,8 @@ class HttpExecutor {
 
     if (stop == QUERN_TIMEOUT_REACHED) return failed(ctx, "timed out", QUERN_STATUS_TIMEOUT);
     if (stop != QUERN_RUNNING)
-      return failed(ctx, stop == QUERN_SHUTDOWN ? "stopped: worker shutting down" : "canceled", QUERN_STATUS_CANCELED);
+      return failed(ctx, stop == QUERN_SHUTDOWN ? "stopped: worker shutting down" : "canceled",
+                    QUERN_STATUS_CANCELED);
     if (code != CURLE_OK) return transfer_error(ctx, code, t, req, timeout_s);
 
     long status = 0;
@@ -236,8 +240,9 @@ class HttpExecutor {
     ctx.set_result(result.dump(-1, ' ', false, ordered_json::error_handler_t::replace));
 
     if (!req.status_ok(status))
-      return failed(ctx, "HTTP status " + std::to_string(status) + " (allow it with allow_status or fail_on_status)",
-                    QUERN_STATUS_FAILURE);
+      return failed(
+          ctx, "HTTP status " + std::to_string(status) + " (allow it with allow_status or fail_on_status)",
+          QUERN_STATUS_FAILURE);
     return QUERN_STATUS_SUCCESS;
   }
 
@@ -326,16 +331,19 @@ class HttpExecutor {
     }
   }
 
-  quern_status transfer_error(JobContext& ctx, CURLcode code, const Transfer& t, const Request& req, double timeout_s) {
+  quern_status transfer_error(JobContext& ctx, CURLcode code, const Transfer& t, const Request& req,
+                              double timeout_s) {
     if (!t.refused.empty())
       return failed(ctx, "refused to connect: " + t.refused + " (not in the http plugin's allowed_hosts)",
                     QUERN_STATUS_FAILURE);
     if (t.too_big || code == CURLE_FILESIZE_EXCEEDED)
-      return failed(ctx, "response larger than max_response_bytes (" + std::to_string(config_.max_response_bytes) + ")",
-                    QUERN_STATUS_FAILURE);
+      return failed(
+          ctx, "response larger than max_response_bytes (" + std::to_string(config_.max_response_bytes) + ")",
+          QUERN_STATUS_FAILURE);
     switch (code) {
       case CURLE_OPERATION_TIMEDOUT:
-        return failed(ctx, "timed out: no complete response within " + seconds(timeout_s) + " s", QUERN_STATUS_TIMEOUT);
+        return failed(ctx, "timed out: no complete response within " + seconds(timeout_s) + " s",
+                      QUERN_STATUS_TIMEOUT);
       case CURLE_TOO_MANY_REDIRECTS:
         return failed(ctx, "too many redirects (max_redirects " + std::to_string(req.max_redirects) + ")",
                       QUERN_STATUS_FAILURE);

@@ -75,7 +75,8 @@ Request parse_request(const ordered_json& args) {
     if (key == "method") {
       if (!value.is_string()) throw std::invalid_argument("\"method\" must be a string");
       r.method = value.get<std::string>();
-      std::transform(r.method.begin(), r.method.end(), r.method.begin(), [](char c) { return std::toupper(c); });
+      std::transform(r.method.begin(), r.method.end(), r.method.begin(),
+                     [](char c) { return std::toupper(c); });
       if (!is_token(r.method)) throw std::invalid_argument("\"method\" is not a valid HTTP method");
     } else if (key == "url") {
       if (!value.is_string() || value.get<std::string>().empty())
@@ -100,7 +101,8 @@ Request parse_request(const ordered_json& args) {
         }
       }
     } else if (key == "body") {
-      if (!value.is_string()) throw std::invalid_argument("\"body\" must be a string (use \"json\" for JSON)");
+      if (!value.is_string())
+        throw std::invalid_argument("\"body\" must be a string (use \"json\" for JSON)");
       r.body = value.get<std::string>();
     } else if (key == "json") {
       r.body = value.dump(-1, ' ', false, ordered_json::error_handler_t::strict);
@@ -116,7 +118,8 @@ Request parse_request(const ordered_json& args) {
     } else if (key == "allow_status") {
       if (!value.is_array()) throw std::invalid_argument("\"allow_status\" must be an array of status codes");
       for (const auto& s : value) {
-        if (!s.is_number_integer()) throw std::invalid_argument("\"allow_status\" must be an array of status codes");
+        if (!s.is_number_integer())
+          throw std::invalid_argument("\"allow_status\" must be an array of status codes");
         r.allow_status.push_back(s.get<long>());
       }
     } else if (key == "fail_on_status") {
@@ -127,7 +130,8 @@ Request parse_request(const ordered_json& args) {
     }
   }
   if (r.url.empty()) throw std::invalid_argument("\"url\" is required");
-  if (args.contains("body") && args.contains("json")) throw std::invalid_argument("give \"body\" or \"json\", not both");
+  if (args.contains("body") && args.contains("json"))
+    throw std::invalid_argument("give \"body\" or \"json\", not both");
   return r;
 }
 
@@ -136,17 +140,20 @@ std::string build_url(const Request& request) {
   if (!u) throw std::bad_alloc();
   // NON_SUPPORT_SCHEME: parse any scheme, so that the error below can say
   // which one was refused.
-  if (CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, request.url.c_str(), CURLU_NON_SUPPORT_SCHEME); rc != CURLUE_OK)
+  if (CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, request.url.c_str(), CURLU_NON_SUPPORT_SCHEME);
+      rc != CURLUE_OK)
     throw std::invalid_argument(std::string("invalid url: ") + curl_url_strerror(rc));
   char* scheme_raw = nullptr;
-  if (curl_url_get(u.get(), CURLUPART_SCHEME, &scheme_raw, 0) != CURLUE_OK) throw std::invalid_argument("invalid url: no scheme");
+  if (curl_url_get(u.get(), CURLUPART_SCHEME, &scheme_raw, 0) != CURLUE_OK)
+    throw std::invalid_argument("invalid url: no scheme");
   std::unique_ptr<char, CurlFree> scheme(scheme_raw);
   const std::string s = to_lower(scheme.get());
   if (s != "http" && s != "https")
     throw std::invalid_argument("unsupported scheme '" + s + "': only http and https are allowed");
   for (const auto& [name, value] : request.query) {
     const std::string pair = escape(name) + "=" + escape(value);
-    if (CURLUcode rc = curl_url_set(u.get(), CURLUPART_QUERY, pair.c_str(), CURLU_APPENDQUERY); rc != CURLUE_OK)
+    if (CURLUcode rc = curl_url_set(u.get(), CURLUPART_QUERY, pair.c_str(), CURLU_APPENDQUERY);
+        rc != CURLUE_OK)
       throw std::invalid_argument(std::string("cannot add the query: ") + curl_url_strerror(rc));
   }
   char* full_raw = nullptr;

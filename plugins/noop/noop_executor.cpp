@@ -42,7 +42,8 @@ class NoopExecutor {
       const auto until = Clock::now() + std::chrono::milliseconds(it->get<int64_t>());
       while (true) {
         int32_t why = ctx.cancelled();
-        if (why == QUERN_RUNNING && interrupted_.load(std::memory_order_relaxed)) why = QUERN_CANCEL_REQUESTED;
+        if (why == QUERN_RUNNING && interrupted_.load(std::memory_order_relaxed))
+          why = QUERN_CANCEL_REQUESTED;
         if (why == QUERN_TIMEOUT_REACHED) {
           ctx.set_error("timed out");
           return QUERN_STATUS_TIMEOUT;

@@ -123,7 +123,8 @@ class PythonExecutor {
 
     ordered_json path = ordered_json::array();
     if (auto it = config.find("python_path"); it != config.end()) {
-      if (!it->is_array()) throw std::invalid_argument("python: \"python_path\" must be an array of directories");
+      if (!it->is_array())
+        throw std::invalid_argument("python: \"python_path\" must be an array of directories");
       for (const auto& dir : *it) {
         if (!dir.is_string() || dir.get<std::string>().empty() || dir.get<std::string>()[0] != '/')
           throw std::invalid_argument("python: \"python_path\" entries must be absolute paths");
@@ -170,7 +171,8 @@ class PythonExecutor {
     prepared_ = Prepared{std::move(code), std::move(hash)};
 
     JobContext nowhere(nullptr, nullptr);  // output while importing is dropped (kept in the error)
-    std::string error = start_warm(nowhere, [] { return QUERN_RUNNING; }, Clock::now() + prepare_timeout_);
+    std::string error = start_warm(
+        nowhere, [] { return QUERN_RUNNING; }, Clock::now() + prepare_timeout_);
     if (!error.empty()) {
       prepared_.reset();
       throw std::runtime_error("python: prepare: " + error);
@@ -262,8 +264,8 @@ class PythonExecutor {
     warm_.reset();
     std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8",
                                     "HOME=" + instance_dir_, "TMPDIR=" + instance_dir_};
-    warm_ = std::make_unique<WarmProcess>(runner_argv({"warm", instance_dir_ + "/main.py"}), env, instance_dir_,
-                                          kKillGrace);
+    warm_ = std::make_unique<WarmProcess>(runner_argv({"warm", instance_dir_ + "/main.py"}), env,
+                                          instance_dir_, kKillGrace);
     ctx.set_process_group(warm_->pid());
     WarmProcess::Outcome ready = warm_->exchange("", ctx, stop, deadline);
     ctx.set_process_group(0);

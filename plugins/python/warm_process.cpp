@@ -166,7 +166,8 @@ bool WarmProcess::exited() {
   if (reaped_) return true;
   siginfo_t info;
   std::memset(&info, 0, sizeof info);
-  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_) {
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+      info.si_pid == pid_) {
     kill_and_reap();
     return true;
   }
@@ -283,10 +284,22 @@ WarmProcess::Outcome WarmProcess::exchange(std::string_view request, const sdk::
       pollfd fds[5];
       int nfds = 0, out_i = -1, err_i = -1, reply_i = -1, in_i = -1;
       if (!exited && exit_fd_ >= 0) fds[nfds++] = {exit_fd_, POLLIN, 0};
-      if (out_fd_ >= 0) { out_i = nfds; fds[nfds++] = {out_fd_, POLLIN, 0}; }
-      if (err_fd_ >= 0) { err_i = nfds; fds[nfds++] = {err_fd_, POLLIN, 0}; }
-      if (reply_fd_ >= 0) { reply_i = nfds; fds[nfds++] = {reply_fd_, POLLIN, 0}; }
-      if (in_fd_ >= 0 && written < request.size()) { in_i = nfds; fds[nfds++] = {in_fd_, POLLOUT, 0}; }
+      if (out_fd_ >= 0) {
+        out_i = nfds;
+        fds[nfds++] = {out_fd_, POLLIN, 0};
+      }
+      if (err_fd_ >= 0) {
+        err_i = nfds;
+        fds[nfds++] = {err_fd_, POLLIN, 0};
+      }
+      if (reply_fd_ >= 0) {
+        reply_i = nfds;
+        fds[nfds++] = {reply_fd_, POLLIN, 0};
+      }
+      if (in_fd_ >= 0 && written < request.size()) {
+        in_i = nfds;
+        fds[nfds++] = {in_fd_, POLLOUT, 0};
+      }
       int timeout_ms = 50;
       if (exited) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drain_until - Clock::now()).count();
@@ -313,8 +326,12 @@ WarmProcess::Outcome WarmProcess::exchange(std::string_view request, const sdk::
   kill_and_reap();  // already exited: only reaps
   finish();
   switch (why) {
-    case Why::kStop: out.kind = Outcome::Kind::kStopped; break;
-    case Why::kDeadline: out.kind = Outcome::Kind::kDeadline; break;
+    case Why::kStop:
+      out.kind = Outcome::Kind::kStopped;
+      break;
+    case Why::kDeadline:
+      out.kind = Outcome::Kind::kDeadline;
+      break;
     default:
       if (std::size_t nl = reply_buf_.find('\n'); nl != std::string::npos) {
         // It replied, then exited (the runner does so after a failed import).

@@ -86,5 +86,4 @@ class WarmProcess {
   std::string reply_buf_;  // bytes of fd 3 past the last complete line
 };
 
-
 }  // namespace quern::python

@@ -182,7 +182,8 @@ Outcome PgSession::exec(const std::string& sql, const std::vector<std::optional<
       if (state != nullptr) msg += std::string(" (SQLSTATE ") + state + ")";
       if (detail != nullptr) msg += std::string("\nDETAIL: ") + detail;
       if (hint != nullptr) msg += std::string("\nHINT: ") + hint;
-    } else if (PQresultStatus(error.get()) == PGRES_FATAL_ERROR && PQresultErrorMessage(error.get())[0] == '\0') {
+    } else if (PQresultStatus(error.get()) == PGRES_FATAL_ERROR &&
+               PQresultErrorMessage(error.get())[0] == '\0') {
       msg = "COPY TO STDOUT is not supported by the sql executor";
     } else {
       msg = PQresultErrorMessage(error.get());

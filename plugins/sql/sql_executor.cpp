@@ -66,17 +66,20 @@ std::string read_password(const std::string& resource, const ordered_json& spec)
   auto env = spec.find("password_env");
   auto file = spec.find("password_file");
   if (env != spec.end() && file != spec.end())
-    throw std::invalid_argument("sql: resource '" + resource + "': give password_env or password_file, not both");
+    throw std::invalid_argument("sql: resource '" + resource +
+                                "': give password_env or password_file, not both");
   if (env != spec.end()) {
-    if (!env->is_string()) throw std::invalid_argument("sql: resource '" + resource + "': password_env must be a string");
+    if (!env->is_string())
+      throw std::invalid_argument("sql: resource '" + resource + "': password_env must be a string");
     const char* value = std::getenv(env->get<std::string>().c_str());
     if (value == nullptr)
-      throw std::runtime_error("sql: resource '" + resource + "': environment variable " + env->get<std::string>() +
-                               " is not set");
+      throw std::runtime_error("sql: resource '" + resource + "': environment variable " +
+                               env->get<std::string>() + " is not set");
     return value;
   }
   if (file != spec.end()) {
-    if (!file->is_string()) throw std::invalid_argument("sql: resource '" + resource + "': password_file must be a string");
+    if (!file->is_string())
+      throw std::invalid_argument("sql: resource '" + resource + "': password_file must be a string");
     return read_password_file(resource, file->get<std::string>());
   }
   return {};
@@ -95,7 +98,8 @@ void check_url(const std::string& resource, const std::string& url) {
   }
   bool has_password = false;
   for (PQconninfoOption* o = options; o->keyword != nullptr; ++o)
-    if (std::string_view(o->keyword) == "password" && o->val != nullptr && o->val[0] != '\0') has_password = true;
+    if (std::string_view(o->keyword) == "password" && o->val != nullptr && o->val[0] != '\0')
+      has_password = true;
   PQconninfoFree(options);
   if (has_password)
     throw std::invalid_argument("sql: resource '" + resource +
@@ -105,7 +109,8 @@ void check_url(const std::string& resource, const std::string& url) {
 class SqlExecutor {
  public:
   explicit SqlExecutor(std::string_view config_json) {
-    const ordered_json config = config_json.empty() ? ordered_json::object() : ordered_json::parse(config_json);
+    const ordered_json config =
+        config_json.empty() ? ordered_json::object() : ordered_json::parse(config_json);
     if (!config.is_object()) throw std::invalid_argument("sql: config must be a JSON object");
     std::chrono::milliseconds connect_timeout(10000);
     if (auto it = config.find("connect_timeout_s"); it != config.end()) {
@@ -166,7 +171,8 @@ class SqlExecutor {
     }
 
     std::string resource = script.resource.value_or(default_resource_);
-    if (resource.empty()) return fail(ctx, "no resource: add a `-- quern:resource NAME` line (" + known() + ")");
+    if (resource.empty())
+      return fail(ctx, "no resource: add a `-- quern:resource NAME` line (" + known() + ")");
     auto found = sessions_.find(resource);
     if (found == sessions_.end()) return fail(ctx, "unknown resource '" + resource + "' (" + known() + ")");
     PgSession& session = *found->second;
@@ -186,8 +192,8 @@ class SqlExecutor {
     if (auto it = job.find("timeout_s"); it != job.end() && it->is_number() && it->get<double>() > 0)
       timeout_ms = static_cast<int64_t>(it->get<double>() * 1000);
     const bool in_transaction = !script.no_transaction;
-    const std::string prologue_set =
-        std::string(in_transaction ? "SET LOCAL" : "SET") + " statement_timeout = " + std::to_string(timeout_ms);
+    const std::string prologue_set = std::string(in_transaction ? "SET LOCAL" : "SET") +
+                                     " statement_timeout = " + std::to_string(timeout_ms);
 
     // A pooled connection may have died since the last job (server restart):
     // open a fresh one once if the prologue finds it gone.
@@ -241,7 +247,8 @@ class SqlExecutor {
   }
 
   static std::string where(std::size_t n, std::size_t total) {
-    return total == 1 ? std::string("statement") : "statement " + std::to_string(n + 1) + " of " + std::to_string(total);
+    return total == 1 ? std::string("statement")
+                      : "statement " + std::to_string(n + 1) + " of " + std::to_string(total);
   }
 
   std::string known() const {

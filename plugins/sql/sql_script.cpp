@@ -81,12 +81,14 @@ class Splitter {
       out_.no_transaction = true;
       return;
     }
-    if (rest.rfind("resource", 0) == 0 && (rest.size() == 8 || std::isspace(static_cast<unsigned char>(rest[8])))) {
+    if (rest.rfind("resource", 0) == 0 &&
+        (rest.size() == 8 || std::isspace(static_cast<unsigned char>(rest[8])))) {
       const std::string name = trim(std::string_view(rest).substr(8));
       if (name.empty() || name.find_first_of(" \t") != std::string::npos)
         throw std::invalid_argument("-- quern:resource needs exactly one resource name");
       if (out_.resource && *out_.resource != name)
-        throw std::invalid_argument("-- quern:resource given twice ('" + *out_.resource + "' and '" + name + "')");
+        throw std::invalid_argument("-- quern:resource given twice ('" + *out_.resource + "' and '" + name +
+                                    "')");
       out_.resource = name;
       return;
     }
@@ -119,7 +121,8 @@ class Splitter {
     const std::size_t start = i_++;
     while (true) {
       if (i_ >= in_.size())
-        throw std::invalid_argument(q == '\'' ? "unterminated quoted string" : "unterminated quoted identifier");
+        throw std::invalid_argument(q == '\'' ? "unterminated quoted string"
+                                              : "unterminated quoted identifier");
       const char c = in_[i_];
       if (escapes && c == '\\') {
         i_ += 2;

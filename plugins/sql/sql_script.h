@@ -27,7 +27,7 @@ struct Statement {
 };
 
 struct Script {
-  std::vector<Statement> statements;  // empty statements (only blanks/comments) dropped
+  std::vector<Statement> statements;    // empty statements (only blanks/comments) dropped
   std::optional<std::string> resource;  // from `-- quern:resource NAME`
   bool no_transaction = false;          // from `-- quern:no-transaction`
 };

@@ -43,7 +43,8 @@ int significant_digits(std::string_view s) {
 
 ordered_json numeric_to_json(std::string_view s) {
   if (auto v = parse_int(s)) return exact_integer(*v) ? ordered_json(*v) : ordered_json(std::string(s));
-  if (s.find_first_not_of("+-0123456789.eE") != std::string_view::npos) return std::string(s);  // NaN, Infinity
+  if (s.find_first_not_of("+-0123456789.eE") != std::string_view::npos)
+    return std::string(s);  // NaN, Infinity
   if (significant_digits(s) > 15) return std::string(s);
   const std::string text(s);
   const double d = std::strtod(text.c_str(), nullptr);

@@ -232,8 +232,9 @@ TEST_F(TokenStoreTest, ReconnectsAfterTheBackendIsTerminated) {
   {
     pqxx::connection admin(url_);
     pqxx::nontransaction tx(admin);
-    auto r = tx.exec("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
-                     "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    auto r = tx.exec(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()");
     ASSERT_EQ(r[0][0].as<int>(), 1);
   }
   auto first = store_->authenticate(issued.token);
@@ -254,12 +255,11 @@ TEST_F(TokenStoreTest, DatabaseDumpHoldsNoSecret) {
   const std::string secret = issued.token.substr(issued.token.size() - 64);
 
   const auto bindir = must(pg::find_postgres_bindir());
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("quern-tokens-dump-" + std::to_string(getpid()));
+  const auto dir = std::filesystem::temp_directory_path() / ("quern-tokens-dump-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   const std::string dump_file = (dir / "dump.sql").string();
-  testing::ChildProcess dump({(bindir / "pg_dump").string(), "--dbname=" + url_, "--format=plain", "--no-owner",
-                              "--file=" + dump_file},
+  testing::ChildProcess dump({(bindir / "pg_dump").string(), "--dbname=" + url_, "--format=plain",
+                              "--no-owner", "--file=" + dump_file},
                              (dir / "pg_dump.log").string());
   ASSERT_EQ(dump.wait_exit(60s), 0) << dump.output();
 

@@ -43,8 +43,8 @@ void report(const char* mode, std::vector<double> ms) {
   double sum = 0;
   for (double v : ms) sum += v;
   auto pct = [&](double p) { return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))]; };
-  std::printf("%-10s jobs=%zu  p50=%.2f ms  p99=%.2f ms  mean=%.2f ms  max=%.2f ms\n", mode, ms.size(), pct(0.50),
-              pct(0.99), sum / ms.size(), ms.back());
+  std::printf("%-10s jobs=%zu  p50=%.2f ms  p99=%.2f ms  mean=%.2f ms  max=%.2f ms\n", mode, ms.size(),
+              pct(0.50), pct(0.99), sum / ms.size(), ms.back());
 }
 
 }  // namespace
@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
   run(-1);  // warm the page cache for the interpreter
   for (int i = 0; i < jobs; ++i) standard.push_back(run(i));
   const auto prep_start = Clock::now();
-  if (auto s = executor->prepare(ordered_json({{"code", code}, {"language", "python3"}}).dump()); !s.is_ok()) {
+  if (auto s = executor->prepare(ordered_json({{"code", code}, {"language", "python3"}}).dump());
+      !s.is_ok()) {
     std::fprintf(stderr, "prepare: %s\n", s.message().c_str());
     return 1;
   }

@@ -17,9 +17,9 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
 #include <iostream>
-#include <condition_variable>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -74,10 +74,14 @@ NewJob make_job(const std::string& test, int i) {
   const bool bash = test.rfind("bash", 0) == 0;
   j.language = bash ? "bash" : "noop";
   j.tag = j.language;
-  if (test == "sleep") j.payload["args"] = {{"sleep_ms", 100}};
-  else if (test == "bash-sleep") j.payload["code"] = "sleep 0.1";
-  else if (bash) j.payload["code"] = "true";
-  else j.payload["args"] = {{"n", i}};
+  if (test == "sleep")
+    j.payload["args"] = {{"sleep_ms", 100}};
+  else if (test == "bash-sleep")
+    j.payload["code"] = "sleep 0.1";
+  else if (bash)
+    j.payload["code"] = "true";
+  else
+    j.payload["args"] = {{"n", i}};
   if (!j.payload.contains("args")) j.payload["args"] = nlohmann::ordered_json::object();
   if (!j.payload.contains("code")) j.payload["code"] = "";
   return j;
@@ -187,7 +191,8 @@ nlohmann::ordered_json latency(const Args& a, const quern::plugin::PluginRegistr
     auto id = q->push(j);
     if (!id) throw std::runtime_error(id.message());
     std::unique_lock lock(mu);
-    if (!cv.wait_for(lock, 10s, [&] { return started_id == *id; })) throw std::runtime_error("job never started");
+    if (!cv.wait_for(lock, 10s, [&] { return started_id == *id; }))
+      throw std::runtime_error("job never started");
     if (i >= warmup) samples.push_back(duration<double, std::milli>(started_at - t0).count());
   }
   w.stop();
@@ -244,11 +249,14 @@ int main(int argc, char** argv) {
     r["jobs"] = a.jobs;
     r["concurrency"] = a.concurrency;
     nlohmann::ordered_json m;
-    if (a.test == "latency" || a.test == "bash-latency") m = latency(a, plugins);
-    else if (a.test == "enqueue-batch") m = enqueue_batch(a);
+    if (a.test == "latency" || a.test == "bash-latency")
+      m = latency(a, plugins);
+    else if (a.test == "enqueue-batch")
+      m = enqueue_batch(a);
     else if (a.test == "noop" || a.test == "sleep" || a.test == "bash-noop" || a.test == "bash-sleep")
       m = drain(a, plugins);
-    else throw std::runtime_error("unknown test " + a.test);
+    else
+      throw std::runtime_error("unknown test " + a.test);
     for (auto& [k, v] : m.items()) r[k] = v;
     std::cout << r.dump() << std::endl;
     if (!a.results.empty()) std::ofstream(a.results, std::ios::app) << r.dump() << "\n";

@@ -91,13 +91,16 @@ int main(int argc, char** argv) {
       if (auto s = w.start(); !s) throw std::runtime_error(s.message());
       const std::string dev = token(db_url, quern::auth::Role::developer);
       quern::agent::ApiClient client(base, dev);
-      client.call("POST", "/api/scripts", {{"path", "f/bench/noop"}, {"language", "bash"}, {"content", "echo '{}'"}})
+      client
+          .call("POST", "/api/scripts",
+                {{"path", "f/bench/noop"}, {"language", "bash"}, {"content", "echo '{}'"}})
           .value();
       std::vector<double> samples;
       for (int i = 0; i < a.jobs + 10; ++i) {
         auto t0 = steady_clock::now();
         auto r = client.request("POST", "/api/jobs/run_wait_result/p/f/bench/noop", "{}");
-        if (!r || r->status != 200) throw std::runtime_error("run_wait_result failed: " + (r ? r->body : r.message()));
+        if (!r || r->status != 200)
+          throw std::runtime_error("run_wait_result failed: " + (r ? r->body : r.message()));
         if (i >= 10) samples.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
       }
       out["p50_ms"] = percentile(samples, 0.5);
@@ -118,7 +121,8 @@ int main(int argc, char** argv) {
           {"python standard", "python3", "f/bench/py", "def main():\n    return 1\n", false},
           {"python dedicated", "python3", "f/bench/pyd", "def main():\n    return 1\n", true},
           {"python dedicated fibo(10)", "python3", "f/bench/fibo",
-           "def fibo(n):\n    return n if n < 2 else fibo(n - 1) + fibo(n - 2)\n\ndef main(n=10):\n    return fibo(n)\n",
+           "def fibo(n):\n    return n if n < 2 else fibo(n - 1) + fibo(n - 2)\n\ndef main(n=10):\n    "
+           "return fibo(n)\n",
            true},
           {"sql select 1", "sql", "f/bench/sql", "select 1", false},
           {"http GET local", "http", "f/bench/http", "", false},
@@ -128,15 +132,20 @@ int main(int argc, char** argv) {
       wo.tags = {"bash", "python3", "sql", "http"};
       wo.slots = 2;
       wo.dedicated_scripts = {"f/bench/pyd", "f/bench/fibo"};
-      wo.plugin_configs["sql"] = Json{{"resources", {{"main", {{"url", db_url}}}}}, {"default_resource", "main"}}.dump();
+      wo.plugin_configs["sql"] =
+          Json{{"resources", {{"main", {{"url", db_url}}}}}, {"default_resource", "main"}}.dump();
       wo.plugin_configs["http"] = Json{{"allowed_hosts", {"127.0.0.1"}}}.dump();
       quern::worker::Worker w(wo, plugins);
       if (auto s = w.start(); !s) throw std::runtime_error(s.message());
       std::this_thread::sleep_for(1500ms);  // the registry row makes the dedicated tags live for routing
       Json results = Json::array();
       for (const auto& c : cases) {
-        client.call("POST", "/api/scripts", {{"path", c.path}, {"language", c.language}, {"content", c.content}}).value();
-        const std::string body = c.language == "http" ? Json{{"args", {{"url", base + "/healthz"}}}}.dump() : "{}";
+        client
+            .call("POST", "/api/scripts",
+                  {{"path", c.path}, {"language", c.language}, {"content", c.content}})
+            .value();
+        const std::string body =
+            c.language == "http" ? Json{{"args", {{"url", base + "/healthz"}}}}.dump() : "{}";
         std::vector<double> samples;
         for (int i = 0; i < a.jobs + 10; ++i) {
           auto t0 = steady_clock::now();
@@ -145,7 +154,9 @@ int main(int argc, char** argv) {
             throw std::runtime_error(c.name + " failed: " + (r ? r->body : r.message()));
           if (i >= 10) samples.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
         }
-        results.push_back({{"executor", c.name}, {"p50_ms", percentile(samples, 0.5)}, {"p99_ms", percentile(samples, 0.99)}});
+        results.push_back({{"executor", c.name},
+                           {"p50_ms", percentile(samples, 0.5)},
+                           {"p99_ms", percentile(samples, 0.99)}});
       }
       out["round_trips"] = results;
       w.stop();

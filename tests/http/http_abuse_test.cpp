@@ -1,8 +1,8 @@
 // The server under hostile or broken clients: it refuses, times out or sheds
 // them and keeps answering everyone else.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <sys/resource.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <memory>
@@ -22,12 +22,15 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
 
 class HttpAbuseTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ts.router.add({"GET", "/ok", "", "", [](const Request&) { return json_response(200, R"({"ok":true})"); }});
+    ts.router.add(
+        {"GET", "/ok", "", "", [](const Request&) { return json_response(200, R"({"ok":true})"); }});
     ts.router.add({"POST", "/upload", "", "", [](const Request& r) {
                      return json_response(200, json({{"size", r.body.size()}}).dump());
                    }});

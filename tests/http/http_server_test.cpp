@@ -43,7 +43,8 @@ class HttpServerTest : public ::testing::Test {
     }
     ts.router.add({"POST", "/api/jobs", "", "", echo});
     ts.router.add({"DELETE", "/api/jobs/{id}", "", "", echo});
-    ts.router.add({"GET", "/throw", "", "", [](const Request&) -> Response { throw std::runtime_error("boom"); }});
+    ts.router.add(
+        {"GET", "/throw", "", "", [](const Request&) -> Response { throw std::runtime_error("boom"); }});
   }
   TestServer ts;
 };
@@ -125,9 +126,10 @@ TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
     EXPECT_EQ(j["remote"], remote);  // the same connection
   }
   // Pipelined: two requests in one write, answered in order.
-  ASSERT_TRUE(c.send_all("GET /api/jobs/a HTTP/1.1\r\nHost: t\r\n\r\nPOST /api/jobs HTTP/1.1\r\nHost: t\r\n"
-                         "Content-Length: 3\r\n\r\nxyz",
-                         5s));
+  ASSERT_TRUE(
+      c.send_all("GET /api/jobs/a HTTP/1.1\r\nHost: t\r\n\r\nPOST /api/jobs HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Length: 3\r\n\r\nxyz",
+                 5s));
   auto a = c.read_response(5s);
   auto b = c.read_response(5s);
   ASSERT_TRUE(a && b);
@@ -192,8 +194,14 @@ TEST_F(HttpServerTest, MalformedRequestGets400) {
 TEST_F(HttpServerTest, ExpectContinueIsAnswered) {
   ts.start();
   RawConnection c(ts.port());
-  ASSERT_TRUE(c.send_all("POST /api/jobs HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", 5s));
-  ASSERT_TRUE(wait_until([&] { c.read_some(10ms); return c.buffer().find("\r\n\r\n") != std::string::npos; }, 5s));
+  ASSERT_TRUE(c.send_all(
+      "POST /api/jobs HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", 5s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        c.read_some(10ms);
+        return c.buffer().find("\r\n\r\n") != std::string::npos;
+      },
+      5s));
   EXPECT_EQ(c.buffer(), "HTTP/1.1 100 Continue\r\n\r\n");
   c.buffer().clear();
   ASSERT_TRUE(c.send_all("hello", 5s));
@@ -225,15 +233,17 @@ TEST_F(HttpServerTest, FullHandlerPoolAnswers503) {
   auto second = std::async(std::launch::async, [&] { return http_request("GET", ts.url("/block")); });
   auto third = std::async(std::launch::async, [&] { return http_request("GET", ts.url("/block")); });
   HttpResult rejected;
-  ASSERT_TRUE(wait_until([&] {
-    for (auto* f : {&second, &third}) {
-      if (f->valid() && f->wait_for(0s) == std::future_status::ready) {
-        rejected = f->get();
-        return true;
-      }
-    }
-    return false;
-  }, 10s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (auto* f : {&second, &third}) {
+          if (f->valid() && f->wait_for(0s) == std::future_status::ready) {
+            rejected = f->get();
+            return true;
+          }
+        }
+        return false;
+      },
+      10s));
   expect_error(rejected, 503, "overloaded");
   EXPECT_EQ(ts.server->pending_requests(), 1u);
   // The io thread is free: requests that need no handler are answered meanwhile.

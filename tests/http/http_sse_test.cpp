@@ -22,7 +22,9 @@ using http::Response;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
 
 Response stream_response(std::function<void(EventSink&)> fn) {
   Response r;
@@ -31,7 +33,8 @@ Response stream_response(std::function<void(EventSink&)> fn) {
 }
 
 TEST(SseFormat, MultiLineDataBecomesSeveralDataLines) {
-  EXPECT_EQ(http::detail::format_sse_event("tick", "a\r\nb\rc\nd"), "event: tick\ndata: a\ndata: b\ndata: c\ndata: d\n\n");
+  EXPECT_EQ(http::detail::format_sse_event("tick", "a\r\nb\rc\nd"),
+            "event: tick\ndata: a\ndata: b\ndata: c\ndata: d\n\n");
   EXPECT_EQ(http::detail::format_sse_event("", ""), "data: \n\n");
   EXPECT_EQ(http::detail::format_sse_event("bad\nname", "x"), "event: badname\ndata: x\n\n");
 }
@@ -59,15 +62,18 @@ TEST(Sse, EventsArriveOneByOneWhileTheHandlerRuns) {
                  }});
   ts.start();
   std::vector<SseEvent> events;
-  auto result = read_sse(ts.url("/events"), [&](const SseEvent& e) {
-    events.push_back(e);
-    {
-      std::lock_guard lock(mu);
-      ++received;
-    }
-    cv.notify_all();
-    return true;
-  }, 20s);
+  auto result = read_sse(
+      ts.url("/events"),
+      [&](const SseEvent& e) {
+        events.push_back(e);
+        {
+          std::lock_guard lock(mu);
+          ++received;
+        }
+        cv.notify_all();
+        return true;
+      },
+      20s);
   EXPECT_EQ(result.status, 200) << result.error;
   EXPECT_EQ(result.headers["content-type"], "text/event-stream");
   EXPECT_EQ(result.headers["cache-control"], "no-cache");
@@ -108,15 +114,21 @@ TEST(Sse, SendReturnsFalseOnceTheClientDisconnects) {
                    });
                  }});
   ts.start();
-  auto result = read_sse(ts.url("/events"), [](const SseEvent&) { return false; }, 10s);
+  auto result = read_sse(
+      ts.url("/events"), [](const SseEvent&) { return false; }, 10s);
   EXPECT_TRUE(result.stopped);
   auto left = Clock::now();
-  ASSERT_TRUE(wait_until([&] { std::lock_guard l(mu); return saw_false; }, 10s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::lock_guard l(mu);
+        return saw_false;
+      },
+      10s));
   RecordProperty("send_false_after_disconnect_ms", std::to_string(ms_since(left)));
   // The server keeps serving (short form of the client, as the API tests use it).
-  int status = read_sse(ts.url("/events"), {}, [](const std::string& event, const std::string&) {
-    return event != "first";
-  }, 10s);
+  int status = read_sse(
+      ts.url("/events"), {}, [](const std::string& event, const std::string&) { return event != "first"; },
+      10s);
   EXPECT_EQ(status, 200);
   ts.server->stop();  // the second stream's handler uses mu and cv: end it before they go
 }
@@ -143,7 +155,13 @@ TEST(Sse, StopWithOpenConnectionsAndAnActiveStreamReturnsPromptly) {
   ASSERT_TRUE(half.send_all("GET /ok HTTP/1.1\r\n", 5s));
   std::atomic<int> got{0};
   auto client = std::async(std::launch::async, [&] {
-    return read_sse(ts.url("/events"), [&](const SseEvent&) { ++got; return true; }, 30s);
+    return read_sse(
+        ts.url("/events"),
+        [&](const SseEvent&) {
+          ++got;
+          return true;
+        },
+        30s);
   });
   ASSERT_TRUE(wait_until([&] { return got.load() >= 2; }, 10s));
   ASSERT_TRUE(wait_until([&] { return ts.server->active_connections() == 22; }, 10s));

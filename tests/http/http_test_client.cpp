@@ -54,7 +54,8 @@ struct CurlRequest {
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
     curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
     header_list = curl_slist_append(header_list, "Expect:");
-    for (const auto& [name, value] : headers) header_list = curl_slist_append(header_list, (name + ": " + value).c_str());
+    for (const auto& [name, value] : headers)
+      header_list = curl_slist_append(header_list, (name + ": " + value).c_str());
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, header_list);
   }
   ~CurlRequest() {
@@ -137,7 +138,8 @@ size_t on_sse_body(char* data, size_t size, size_t n, void* user) {
 }  // namespace
 
 HttpResult http_request(const std::string& method, const std::string& url, const std::string& body,
-                        const std::map<std::string, std::string>& headers, std::chrono::milliseconds timeout) {
+                        const std::map<std::string, std::string>& headers,
+                        std::chrono::milliseconds timeout) {
   HttpResult result;
   CurlRequest req(url, headers, timeout);
   if (method == "HEAD") {
@@ -191,7 +193,9 @@ SseResult read_sse(const std::string& url, const std::function<bool(const SseEve
 int read_sse(const std::string& url, const std::map<std::string, std::string>& headers,
              const std::function<bool(const std::string& event, const std::string& data)>& on_event,
              std::chrono::milliseconds deadline) {
-  return read_sse(url, [&](const SseEvent& e) { return on_event(e.event, e.data); }, deadline, headers).status;
+  return read_sse(
+             url, [&](const SseEvent& e) { return on_event(e.event, e.data); }, deadline, headers)
+      .status;
 }
 
 }  // namespace quern::testing

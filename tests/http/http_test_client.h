@@ -11,7 +11,7 @@
 namespace quern::testing {
 
 struct HttpResult {
-  int status = 0;  // 0: no response (see error)
+  int status = 0;                              // 0: no response (see error)
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
   std::string error;  // transport error, when status == 0
@@ -32,10 +32,10 @@ struct SseEvent {
 struct SseResult {
   int status = 0;
   std::map<std::string, std::string> headers;
-  std::string body;           // the body when the response is not an event stream (errors)
-  bool ended = false;         // the server ended the stream
-  bool stopped = false;       // on_event returned false (the client then disconnected)
-  bool timed_out = false;     // the deadline passed first
+  std::string body;        // the body when the response is not an event stream (errors)
+  bool ended = false;      // the server ended the stream
+  bool stopped = false;    // on_event returned false (the client then disconnected)
+  bool timed_out = false;  // the deadline passed first
   std::string error;
 };
 
@@ -43,7 +43,8 @@ struct SseResult {
 // keep-alives are skipped) until on_event returns false, the server ends the
 // stream, or the deadline passes. The connection is closed on return.
 SseResult read_sse(const std::string& url, const std::function<bool(const SseEvent&)>& on_event,
-                   std::chrono::milliseconds deadline, const std::map<std::string, std::string>& headers = {});
+                   std::chrono::milliseconds deadline,
+                   const std::map<std::string, std::string>& headers = {});
 
 // Short form: on_event(event name, data); returns the HTTP status (0: no response).
 int read_sse(const std::string& url, const std::map<std::string, std::string>& headers,

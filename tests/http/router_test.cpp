@@ -60,7 +60,7 @@ TEST(Router, ParameterIsOneDecodedSegment) {
   // An encoded slash stays inside the segment; '+' is not a space in a path.
   EXPECT_EQ(which(r, "GET", "/api/jobs/a%2Fb+c%20d", &params), "\"get\"");
   EXPECT_EQ(params.at("id"), "a/b+c d");
-  EXPECT_EQ(which(r, "GET", "/api/jobs/"), "");  // empty segment: no match
+  EXPECT_EQ(which(r, "GET", "/api/jobs/"), "");     // empty segment: no match
   EXPECT_EQ(which(r, "GET", "/api/jobs/%zz"), "");  // malformed escape: no match
 }
 
@@ -116,7 +116,8 @@ TEST(JsonError, HasTheOneErrorShape) {
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(r.content_type, "application/json");
   auto body = nlohmann::json::parse(r.body);
-  EXPECT_EQ(body, nlohmann::json::parse(R"({"error": {"code": "not_found", "message": "no \"such\" thing\n"}})"));
+  EXPECT_EQ(body,
+            nlohmann::json::parse(R"({"error": {"code": "not_found", "message": "no \"such\" thing\n"}})"));
   // Invalid UTF-8 from client input must not make the error itself fail.
   EXPECT_NO_THROW(nlohmann::json::parse(json_error(400, "bad_request", "bad \xff byte").body));
 }

@@ -154,7 +154,7 @@ TEST(Registry, LoadDirectoryTriesEveryFileAndReportsEachRefusal) {
   for (const char* bad : {"bad", "no_entry", "null_entry", "wrong_major", "truncated", "no_execute",
                           "no_name", "undefined_symbol"})
     EXPECT_NE(s.message().find(fixture(bad).string() + "' refused"), std::string::npos) << bad << "\n"
-                                                                                       << s.message();
+                                                                                        << s.message();
   // Whichever of fixture_good.so / duplicate.so came first; the other is refused.
   EXPECT_NE(s.message().find("duplicate plugin name 'fixture_good'"), std::string::npos) << s.message();
   EXPECT_NE(registry.by_name("fixture_good"), nullptr);

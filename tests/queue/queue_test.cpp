@@ -217,7 +217,8 @@ TEST_F(QueueTest, CancelQueuedRunningFinishedAndUnknown) {
 
 TEST_F(QueueTest, LogsAppendAndReadFromOffset) {
   auto ids = must(q_->push_batch({make_job(), make_job()}));
-  must_ok(q_->append_logs({{ids[0], 0, "line 1\n"}, {ids[1], 0, "other\n"}, {ids[0], 0, "line 2\n"}, {ids[0], 0, ""}}));
+  must_ok(q_->append_logs(
+      {{ids[0], 0, "line 1\n"}, {ids[1], 0, "other\n"}, {ids[0], 0, "line 2\n"}, {ids[0], 0, ""}}));
   EXPECT_EQ(must(q_->read_logs(ids[0])), "line 1\nline 2\n");
   EXPECT_EQ(must(q_->read_logs(ids[1])), "other\n");
   EXPECT_EQ(must(q_->read_logs(ids[0], 3)), "e 1\nline 2\n");

@@ -33,8 +33,8 @@ std::string path_error(std::string_view path) { return validate_path(path).messa
 TEST(ScriptPath, Valid) {
   for (const char* p : {"f/ops/backup", "u/ada/hello", "f/a/b/c/d", "f/x-y/z_1", "u/0/9"})
     EXPECT_EQ(path_error(p), "") << p;
-  std::string longest = "f/" + std::string(64, 'a') + "/" + std::string(64, 'b') + "/" + std::string(64, 'c') +
-                        "/" + std::string(58, 'd');
+  std::string longest = "f/" + std::string(64, 'a') + "/" + std::string(64, 'b') + "/" +
+                        std::string(64, 'c') + "/" + std::string(58, 'd');
   ASSERT_EQ(longest.size(), 255u);
   EXPECT_EQ(path_error(longest), "");
 }
@@ -65,8 +65,8 @@ TEST(ScriptPath, InvalidWithClearMessages) {
     EXPECT_NE(msg.find(c.expect), std::string::npos) << "path \"" << c.path << "\": " << msg;
   }
   EXPECT_NE(path_error("f/ops/" + std::string(65, 'a')).find("longer than 64"), std::string::npos);
-  std::string too_long = "f/" + std::string(64, 'a') + "/" + std::string(64, 'b') + "/" + std::string(64, 'c') +
-                         "/" + std::string(59, 'd');
+  std::string too_long = "f/" + std::string(64, 'a') + "/" + std::string(64, 'b') + "/" +
+                         std::string(64, 'c') + "/" + std::string(59, 'd');
   EXPECT_NE(path_error(too_long).find("longer than 255"), std::string::npos);
 }
 
@@ -119,7 +119,8 @@ TEST(ScriptHash, CoversLanguageSettingsAndContentOnly) {
   other.priority = 7;
   EXPECT_NE(h, script_hash("bash", other, "echo hi"));
   // The documented formula, with the canonical (sorted-key) settings JSON.
-  EXPECT_EQ(h, auth::sha256_hex("bash\n{\"dedicated\":false,\"priority\":0,\"tag\":\"\",\"timeout_s\":0}\necho hi"));
+  EXPECT_EQ(h, auth::sha256_hex(
+                   "bash\n{\"dedicated\":false,\"priority\":0,\"tag\":\"\",\"timeout_s\":0}\necho hi"));
 }
 
 TEST(ScriptSettingsJson, RoundTripAndDefaults) {
@@ -127,7 +128,8 @@ TEST(ScriptSettingsJson, RoundTripAndDefaults) {
   nlohmann::json j = s;
   EXPECT_EQ(j.dump(), R"({"dedicated":true,"priority":80,"tag":"gpu","timeout_s":30})");
   EXPECT_EQ(j.get<ScriptSettings>(), s);
-  EXPECT_EQ(nlohmann::json::parse(R"({"tag":"x"})").get<ScriptSettings>(), (ScriptSettings{"x", 0, 0, false}));
+  EXPECT_EQ(nlohmann::json::parse(R"({"tag":"x"})").get<ScriptSettings>(),
+            (ScriptSettings{"x", 0, 0, false}));
 }
 
 class ScriptStoreTest : public ::testing::Test {
@@ -256,7 +258,8 @@ TEST_F(ScriptStoreTest, ArchiveHidesPathButNotHashesAndRedeployRevives) {
 }
 
 TEST_F(ScriptStoreTest, ListIsSortedByPathWithoutContent) {
-  for (const char* p : {"u/zed/x", "f/b/x", "f/a/y", "f/a/x"}) must(store_->deploy(script(p, std::string("echo ") + p)));
+  for (const char* p : {"u/zed/x", "f/b/x", "f/a/y", "f/a/x"})
+    must(store_->deploy(script(p, std::string("echo ") + p)));
   must(store_->deploy(script("f/b/x", "echo newer")));
   auto list = must(store_->list());
   ASSERT_EQ(list.size(), 4u);
@@ -282,8 +285,9 @@ TEST_F(ScriptStoreTest, ReconnectsAfterTheBackendIsTerminated) {
   {
     pqxx::connection admin(url_);
     pqxx::nontransaction tx(admin);
-    auto r = tx.exec("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
-                     "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    auto r = tx.exec(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()");
     ASSERT_EQ(r[0][0].as<int>(), 1);
   }
   auto first = store_->latest("f/re/connect");

@@ -12,32 +12,32 @@
 #include <stdint.h>
 
 /* F(struct type, field) */
-#define QUERN_ABI_1_0_FIELDS(F)                                                          \
-  F(quern_str, data)                                                                    \
-  F(quern_str, size)                                                                    \
-  F(quern_errbuf, data)                                                                 \
-  F(quern_errbuf, size)                                                                 \
-  F(quern_job_callbacks, struct_size)                                                   \
-  F(quern_job_callbacks, reserved)                                                      \
-  F(quern_job_callbacks, log_line)                                                      \
-  F(quern_job_callbacks, progress)                                                      \
-  F(quern_job_callbacks, is_cancelled)                                                  \
-  F(quern_job_callbacks, set_result)                                                    \
-  F(quern_job_callbacks, set_error)                                                     \
-  F(quern_job_callbacks, set_process_group)                                             \
-  F(quern_executor_descriptor, struct_size)                                             \
-  F(quern_executor_descriptor, abi_major)                                               \
-  F(quern_executor_descriptor, abi_minor)                                               \
-  F(quern_executor_descriptor, name)                                                    \
-  F(quern_executor_descriptor, version)                                                 \
-  F(quern_executor_descriptor, languages)                                               \
-  F(quern_executor_descriptor, tags)                                                    \
-  F(quern_executor_descriptor, capabilities)                                            \
-  F(quern_executor_descriptor, create)                                                  \
-  F(quern_executor_descriptor, destroy)                                                 \
-  F(quern_executor_descriptor, prepare)                                                 \
-  F(quern_executor_descriptor, execute)                                                 \
-  F(quern_executor_descriptor, health)                                                  \
+#define QUERN_ABI_1_0_FIELDS(F)              \
+  F(quern_str, data)                         \
+  F(quern_str, size)                         \
+  F(quern_errbuf, data)                      \
+  F(quern_errbuf, size)                      \
+  F(quern_job_callbacks, struct_size)        \
+  F(quern_job_callbacks, reserved)           \
+  F(quern_job_callbacks, log_line)           \
+  F(quern_job_callbacks, progress)           \
+  F(quern_job_callbacks, is_cancelled)       \
+  F(quern_job_callbacks, set_result)         \
+  F(quern_job_callbacks, set_error)          \
+  F(quern_job_callbacks, set_process_group)  \
+  F(quern_executor_descriptor, struct_size)  \
+  F(quern_executor_descriptor, abi_major)    \
+  F(quern_executor_descriptor, abi_minor)    \
+  F(quern_executor_descriptor, name)         \
+  F(quern_executor_descriptor, version)      \
+  F(quern_executor_descriptor, languages)    \
+  F(quern_executor_descriptor, tags)         \
+  F(quern_executor_descriptor, capabilities) \
+  F(quern_executor_descriptor, create)       \
+  F(quern_executor_descriptor, destroy)      \
+  F(quern_executor_descriptor, prepare)      \
+  F(quern_executor_descriptor, execute)      \
+  F(quern_executor_descriptor, health)       \
   F(quern_executor_descriptor, interrupt)
 
 /* S(struct type): structs may grow at the end, never shrink. */

@@ -4,8 +4,8 @@
  * compares. */
 #include <stddef.h>
 
-#include "quern/executor.h"
 #include "abi_1_0_fields.h"
+#include "quern/executor.h"
 
 const quern_abi_row quern_abi_1_0_fields[] = {QUERN_ABI_1_0_FIELDS(QUERN_ABI_FIELD_ROW)};
 const uint64_t quern_abi_1_0_field_count = sizeof quern_abi_1_0_fields / sizeof quern_abi_1_0_fields[0];

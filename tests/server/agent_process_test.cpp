@@ -44,9 +44,10 @@ class AgentProcessTest : public ::testing::Test {
     q_ = std::move(q).value();
     port_ = free_port();
     config_ = std::filesystem::temp_directory_path() / (name_ + ".xml");
-    std::ofstream(config_) << "<quern>\n  <plugins dir=\"" << testing::plugin_dir() << "\"/>\n"
-                           << "  <queue lease-timeout=\"30s\" heartbeat-interval=\"500ms\" poll-interval=\"500ms\"/>\n"
-                           << "  <server listen=\"127.0.0.1:" << port_ << "\"/>\n</quern>\n";
+    std::ofstream(config_)
+        << "<quern>\n  <plugins dir=\"" << testing::plugin_dir() << "\"/>\n"
+        << "  <queue lease-timeout=\"30s\" heartbeat-interval=\"500ms\" poll-interval=\"500ms\"/>\n"
+        << "  <server listen=\"127.0.0.1:" << port_ << "\"/>\n</quern>\n";
     auto store = auth::TokenStore::connect(url_);
     ASSERT_TRUE(store);
     auth::NewToken t;
@@ -60,17 +61,20 @@ class AgentProcessTest : public ::testing::Test {
 
   std::unique_ptr<ChildProcess> start_server(int n) {
     auto p = std::make_unique<ChildProcess>(
-        std::vector<std::string>{testing::quern_binary(), "server", "--config", config_, "--database-url", url_},
+        std::vector<std::string>{testing::quern_binary(), "server", "--config", config_, "--database-url",
+                                 url_},
         std::filesystem::temp_directory_path() / (name_ + "-server" + std::to_string(n) + ".log"));
-    EXPECT_TRUE(wait_until([&] { return p->output().find("listening on") != std::string::npos || !p->running(); }, 30s))
+    EXPECT_TRUE(wait_until(
+        [&] { return p->output().find("listening on") != std::string::npos || !p->running(); }, 30s))
         << p->output();
     return p;
   }
 
   std::unique_ptr<ChildProcess> start_agent(const std::string& id) {
     return std::make_unique<ChildProcess>(
-        std::vector<std::string>{testing::quern_binary(), "agent", "--server", "http://127.0.0.1:" + std::to_string(port_),
-                                 "--token", token_, "--slots", "8", "--worker-id", id, "--config", config_},
+        std::vector<std::string>{testing::quern_binary(), "agent", "--server",
+                                 "http://127.0.0.1:" + std::to_string(port_), "--token", token_, "--slots",
+                                 "8", "--worker-id", id, "--config", config_},
         std::filesystem::temp_directory_path() / (name_ + "-" + id + ".log"));
   }
 
@@ -97,8 +101,8 @@ TEST_F(AgentProcessTest, ThousandJobsThroughTwoAgentsWhileTheServerRestartsTwice
   auto a1 = start_agent("agent-1");
   auto a2 = start_agent("agent-2");
   for (int restart = 1; restart <= 2; ++restart) {
-    ASSERT_TRUE(wait_until([&] { return completed() >= restart * kJobs / 3; }, 120s))
-        << completed() << "\n" << a1->output();
+    ASSERT_TRUE(wait_until([&] { return completed() >= restart * kJobs / 3; }, 120s)) << completed() << "\n"
+                                                                                      << a1->output();
     server->signal(SIGTERM);
     ASSERT_EQ(server->wait_exit(30s), 0) << server->output();
     server = start_server(restart + 1);
@@ -108,7 +112,8 @@ TEST_F(AgentProcessTest, ThousandJobsThroughTwoAgentsWhileTheServerRestartsTwice
   EXPECT_EQ(scalar("select count(distinct id) from quern.completed_jobs where status = 'success'"),
             std::to_string(kJobs));
   EXPECT_EQ(scalar("select count(*) from quern.queue"), "0");
-  EXPECT_EQ(scalar("select count(*) from quern.completed_jobs where result::text::int <> (payload->'args'->>'result')::int"),
+  EXPECT_EQ(scalar("select count(*) from quern.completed_jobs where result::text::int <> "
+                   "(payload->'args'->>'result')::int"),
             "0");
   EXPECT_EQ(scalar("select count(distinct worker_id) from quern.completed_jobs"), "2");
   for (auto* a : {a1.get(), a2.get()}) {

@@ -94,12 +94,14 @@ class ServerTest : public ::testing::Test {
 
 TEST_F(ServerTest, DeployRunAndWaitResultRoundTrip) {
   start_worker({"bash"});
-  auto deployed = call(developer_, "POST", "/api/scripts",
-                       {{"path", "f/test/hello"}, {"language", "bash"}, {"content", "echo \"{\\\"hi\\\": \\\"$1\\\"}\""}});
+  auto deployed = call(
+      developer_, "POST", "/api/scripts",
+      {{"path", "f/test/hello"}, {"language", "bash"}, {"content", "echo \"{\\\"hi\\\": \\\"$1\\\"}\""}});
   ASSERT_EQ(deployed.status, 201) << deployed.body;
   const std::string v1 = deployed.json()["hash"];
 
-  auto result = call(operator_, "POST", "/api/jobs/run_wait_result/p/f/test/hello", {{"args", {{"name", "ada"}}}});
+  auto result =
+      call(operator_, "POST", "/api/jobs/run_wait_result/p/f/test/hello", {{"args", {{"name", "ada"}}}});
   ASSERT_EQ(result.status, 200) << result.body;
   EXPECT_EQ(result.json(), Json({{"hi", "ada"}}));
 
@@ -116,7 +118,8 @@ TEST_F(ServerTest, DeployRunAndWaitResultRoundTrip) {
   auto queued = call(operator_, "POST", "/api/jobs/run/p/f/test/hello");
   ASSERT_EQ(queued.status, 201) << queued.body;
   const std::string id = std::to_string(queued.json()["id"].get<int64_t>());
-  ASSERT_TRUE(wait_until([&] { return call(operator_, "GET", "/api/jobs/" + id).json()["state"] == "success"; }, 20s));
+  ASSERT_TRUE(wait_until(
+      [&] { return call(operator_, "GET", "/api/jobs/" + id).json()["state"] == "success"; }, 20s));
   auto job = call(operator_, "GET", "/api/jobs/" + id).json();
   EXPECT_EQ(job["script_path"], "f/test/hello");
   EXPECT_EQ(job["result"], Json({{"v", 2}}));
@@ -136,23 +139,24 @@ TEST_F(ServerTest, LogStreamShowsLinesWhileTheJobRuns) {
   std::filesystem::remove(gate);
   auto queued = call(developer_, "POST", "/api/jobs/run_inline",
                      {{"language", "bash"},
-                      {"content", "echo first line; while [ ! -e " + gate.string() + " ]; do sleep 0.05; done; echo second line"}});
+                      {"content", "echo first line; while [ ! -e " + gate.string() +
+                                      " ]; do sleep 0.05; done; echo second line"}});
   ASSERT_EQ(queued.status, 201) << queued.body;
   const std::string id = std::to_string(queued.json()["id"].get<int64_t>());
   std::vector<std::string> seen;
   bool saw_first_while_running = false;
-  auto status = testing::read_sse(base_ + "/api/jobs/" + id + "/logs/stream",
-                                  {{"Authorization", "Bearer " + operator_}},
-                                  [&](const std::string& event, const std::string& data) {
-                                    seen.push_back(event + ":" + data);
-                                    if (event == "log" && data.find("first line") != std::string::npos &&
-                                        !std::filesystem::exists(gate)) {
-                                      saw_first_while_running = true;
-                                      std::ofstream(gate) << "go";  // only now may the job finish
-                                    }
-                                    return event != "done";
-                                  },
-                                  30s);
+  auto status = testing::read_sse(
+      base_ + "/api/jobs/" + id + "/logs/stream", {{"Authorization", "Bearer " + operator_}},
+      [&](const std::string& event, const std::string& data) {
+        seen.push_back(event + ":" + data);
+        if (event == "log" && data.find("first line") != std::string::npos &&
+            !std::filesystem::exists(gate)) {
+          saw_first_while_running = true;
+          std::ofstream(gate) << "go";  // only now may the job finish
+        }
+        return event != "done";
+      },
+      30s);
   std::filesystem::remove(gate);
   EXPECT_EQ(status, 200);
   EXPECT_TRUE(saw_first_while_running);
@@ -168,8 +172,11 @@ TEST_F(ServerTest, OperatorRunsButCannotDeployOrRunInlineCode) {
                      {{"path", "f/test/x"}, {"language", "bash"}, {"content", "true"}});
   EXPECT_EQ(deploy.status, 403) << deploy.body;
   EXPECT_EQ(deploy.json()["error"]["code"], "forbidden");
-  EXPECT_EQ(call(operator_, "POST", "/api/jobs/run_inline", {{"language", "bash"}, {"content", "true"}}).status, 403);
-  ASSERT_EQ(call(developer_, "POST", "/api/scripts", {{"path", "f/test/x"}, {"language", "bash"}, {"content", "true"}})
+  EXPECT_EQ(
+      call(operator_, "POST", "/api/jobs/run_inline", {{"language", "bash"}, {"content", "true"}}).status,
+      403);
+  ASSERT_EQ(call(developer_, "POST", "/api/scripts",
+                 {{"path", "f/test/x"}, {"language", "bash"}, {"content", "true"}})
                 .status,
             201);
   EXPECT_EQ(call(operator_, "POST", "/api/jobs/run/p/f/test/x").status, 201);
@@ -177,14 +184,16 @@ TEST_F(ServerTest, OperatorRunsButCannotDeployOrRunInlineCode) {
 
 TEST_F(ServerTest, AgentTokenReachesOnlyAgentEndpointsAndOnlyItsTags) {
   EXPECT_EQ(call(agent_, "GET", "/api/jobs").status, 403);
-  EXPECT_EQ(call(agent_, "POST", "/api/jobs/run_inline", {{"language", "bash"}, {"content", "true"}}).status, 403);
+  EXPECT_EQ(call(agent_, "POST", "/api/jobs/run_inline", {{"language", "bash"}, {"content", "true"}}).status,
+            403);
   EXPECT_EQ(call(developer_, "POST", "/api/agent/claim", {{"worker_id", "x"}, {"slots", 1}}).status, 403);
   for (const char* tag : {"other", "edge", "other"})
     ASSERT_EQ(call(developer_, "POST", "/api/jobs/run_inline",
                    {{"language", "noop"}, {"content", ""}, {"tag", tag}})
                   .status,
               201);
-  auto claimed = call(agent_, "POST", "/api/agent/claim", {{"worker_id", "a1"}, {"slots", 10}, {"wait_ms", 0}});
+  auto claimed =
+      call(agent_, "POST", "/api/agent/claim", {{"worker_id", "a1"}, {"slots", 10}, {"wait_ms", 0}});
   ASSERT_EQ(claimed.status, 200) << claimed.body;
   auto jobs = claimed.json()["jobs"];
   ASSERT_EQ(jobs.size(), 1u) << claimed.body;
@@ -192,14 +201,16 @@ TEST_F(ServerTest, AgentTokenReachesOnlyAgentEndpointsAndOnlyItsTags) {
 }
 
 TEST_F(ServerTest, ResultPostedTwiceIsAcceptedOnce) {
-  ASSERT_EQ(call(developer_, "POST", "/api/jobs/run_inline", {{"language", "noop"}, {"content", ""}, {"tag", "edge"}})
+  ASSERT_EQ(call(developer_, "POST", "/api/jobs/run_inline",
+                 {{"language", "noop"}, {"content", ""}, {"tag", "edge"}})
                 .status,
             201);
   auto claimed = call(agent_, "POST", "/api/agent/claim", {{"worker_id", "a1"}, {"slots", 1}});
   auto job = claimed.json()["jobs"][0];
-  Json completion{{"worker_id", "a1"},
-                  {"completions", {{{"id", job["id"]}, {"attempt", job["attempt"]}, {"status", "success"},
-                                    {"result", {{"n", 1}}}}}}};
+  Json completion{
+      {"worker_id", "a1"},
+      {"completions",
+       {{{"id", job["id"]}, {"attempt", job["attempt"]}, {"status", "success"}, {"result", {{"n", 1}}}}}}};
   auto first = call(agent_, "POST", "/api/agent/complete", completion);
   ASSERT_EQ(first.status, 200) << first.body;
   EXPECT_EQ(first.json()["accepted"].size(), 1u);
@@ -282,10 +293,13 @@ TEST_F(ServerTest, OpenApiDocumentMatchesTheRouteTable) {
   const std::regex path_line(R"(^  (/\S*):\s*$)"), method_line(R"(^    (get|post|put|delete|patch):\s*$)");
   std::smatch m;
   while (std::getline(lines, line)) {
-    if (line == "paths:") in_paths = true;
-    else if (!line.empty() && line[0] != ' ') in_paths = false;
+    if (line == "paths:")
+      in_paths = true;
+    else if (!line.empty() && line[0] != ' ')
+      in_paths = false;
     if (!in_paths) continue;
-    if (std::regex_match(line, m, path_line)) current_path = m[1];
+    if (std::regex_match(line, m, path_line))
+      current_path = m[1];
     else if (std::regex_match(line, m, method_line)) {
       std::string method = m[1];
       for (auto& c : method) c = static_cast<char>(std::toupper(c));
@@ -302,7 +316,8 @@ TEST_F(ServerTest, DedicatedWorkerKeepsTheScriptWarmAndPicksUpRedeploys) {
   const std::string v1 =
       "import os\ncount = 0\ndef main():\n    global count\n    count += 1\n"
       "    return {'pid': os.getpid(), 'count': count, 'v': 1}\n";
-  ASSERT_EQ(call(developer_, "POST", "/api/scripts", {{"path", "f/test/warm"}, {"language", "python3"}, {"content", v1}})
+  ASSERT_EQ(call(developer_, "POST", "/api/scripts",
+                 {{"path", "f/test/warm"}, {"language", "python3"}, {"content", v1}})
                 .status,
             201);
   ASSERT_TRUE(registry_.load_directory(testing::plugin_dir()));
@@ -329,7 +344,8 @@ TEST_F(ServerTest, DedicatedWorkerKeepsTheScriptWarmAndPicksUpRedeploys) {
   // A redeploy: the next job runs the new code in a fresh warm interpreter.
   std::string v2 = v1;
   v2.replace(v2.find("'v': 1"), 6, "'v': 2");
-  ASSERT_EQ(call(developer_, "POST", "/api/scripts", {{"path", "f/test/warm"}, {"language", "python3"}, {"content", v2}})
+  ASSERT_EQ(call(developer_, "POST", "/api/scripts",
+                 {{"path", "f/test/warm"}, {"language", "python3"}, {"content", v2}})
                 .status,
             201);
   auto r = call(operator_, "POST", "/api/jobs/run_wait_result/p/f/test/warm");
@@ -345,7 +361,8 @@ TEST_F(ServerTest, QueueStatsAndWorkersList) {
                  {{"language", "noop"}, {"content", ""}, {"tag", "nobody-serves-this"}})
                 .status,
             201);
-  ASSERT_TRUE(wait_until([&] { return !call(operator_, "GET", "/api/workers").json()["workers"].empty(); }, 10s));
+  ASSERT_TRUE(
+      wait_until([&] { return !call(operator_, "GET", "/api/workers").json()["workers"].empty(); }, 10s));
   auto workers = call(operator_, "GET", "/api/workers").json()["workers"];
   EXPECT_EQ(workers[0]["tags"], Json({"bash"}));
   EXPECT_EQ(workers[0]["slots"], 4);

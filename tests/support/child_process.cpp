@@ -13,7 +13,8 @@
 
 namespace quern::testing {
 
-ChildProcess::ChildProcess(std::vector<std::string> argv, std::string log_file) : log_file_(std::move(log_file)) {
+ChildProcess::ChildProcess(std::vector<std::string> argv, std::string log_file)
+    : log_file_(std::move(log_file)) {
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
@@ -87,7 +88,8 @@ std::vector<pid_t> processes_with_marker(const std::string& marker) {
     std::string statline;
     std::getline(stat, statline);
     auto close_paren = statline.rfind(')');
-    if (close_paren != std::string::npos && close_paren + 2 < statline.size() && statline[close_paren + 2] == 'Z')
+    if (close_paren != std::string::npos && close_paren + 2 < statline.size() &&
+        statline[close_paren + 2] == 'Z')
       continue;  // a zombie is dead; only its parent's reaping is pending
     out.push_back(static_cast<pid_t>(std::stol(name)));
   }

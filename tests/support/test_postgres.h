@@ -32,8 +32,8 @@ quern::Status start_shared_cluster();
 quern::Status stop_shared_cluster();
 
 // Paths of things the build produced.
-std::string quern_binary();      // <build>/bin/quern
-std::string plugin_dir();        // <build>/plugins
+std::string quern_binary();  // <build>/bin/quern
+std::string plugin_dir();    // <build>/plugins
 std::string source_dir();
 
 }  // namespace quern::testing

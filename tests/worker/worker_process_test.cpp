@@ -41,8 +41,8 @@ class WorkerProcessTest : public ::testing::Test {
     }
     std::string log = std::filesystem::temp_directory_path() / (name_ + "-" + id + ".log");
     return std::make_unique<ChildProcess>(
-        std::vector<std::string>{testing::quern_binary(), "worker", "--config", config, "--database-url", url_,
-                                 "--tags", tags, "--slots", std::to_string(slots), "--worker-id", id},
+        std::vector<std::string>{testing::quern_binary(), "worker", "--config", config, "--database-url",
+                                 url_, "--tags", tags, "--slots", std::to_string(slots), "--worker-id", id},
         log);
   }
 
@@ -75,7 +75,8 @@ TEST_F(WorkerProcessTest, TenThousandJobsOverFourWorkerProcessesCompleteExactlyO
   ASSERT_TRUE(ids) << ids.message();
   std::vector<std::unique_ptr<ChildProcess>> workers;
   for (int w = 0; w < 4; ++w) workers.push_back(start_worker("w" + std::to_string(w), "noop", 4, "30s"));
-  ASSERT_TRUE(wait_until([&] { return scalar("select count(*) from quern.completed_jobs") == "10000"; }, 300s))
+  ASSERT_TRUE(
+      wait_until([&] { return scalar("select count(*) from quern.completed_jobs") == "10000"; }, 300s))
       << scalar("select count(*) from quern.completed_jobs") << " completed";
   EXPECT_EQ(scalar("select count(*) from quern.queue"), "0");
   EXPECT_EQ(scalar("select count(distinct id) from quern.completed_jobs where status = 'success'"), "10000");
@@ -109,7 +110,12 @@ TEST_F(WorkerProcessTest, WorkerKilledMidJobIsRecoveredByAnotherAndCompletedOnce
   for (pid_t p : testing::processes_with_marker(marker)) kill(p, SIGKILL);
 
   auto b = start_worker("rescuer", "bash", 1);
-  ASSERT_TRUE(wait_until([&] { auto s = record(*id).state; return s != "queued" && s != "running"; }, 30s))
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = record(*id).state;
+        return s != "queued" && s != "running";
+      },
+      30s))
       << b->output();
   auto rec = record(*id);
   EXPECT_EQ(rec.state, "success") << rec.error;
@@ -125,8 +131,9 @@ TEST_F(WorkerProcessTest, PausedWorkersLateCompletionChangesNothing) {
   j.language = "bash";
   j.tag = "bash";
   // The first attempt takes a while (long enough to be paused); the second is immediate.
-  j.payload["code"] = "if [ \"$QUERN_ATTEMPT\" = 1 ]; then sleep 3; echo '{\"by\": \"first\"}'; "
-                      "else echo '{\"by\": \"second\"}'; fi";
+  j.payload["code"] =
+      "if [ \"$QUERN_ATTEMPT\" = 1 ]; then sleep 3; echo '{\"by\": \"first\"}'; "
+      "else echo '{\"by\": \"second\"}'; fi";
   auto id = q_->push(j);
   ASSERT_TRUE(id);
   ASSERT_TRUE(wait_until([&] { return record(*id).state == "running"; }, 30s)) << a->output();
@@ -138,10 +145,13 @@ TEST_F(WorkerProcessTest, PausedWorkersLateCompletionChangesNothing) {
 
   a->signal(SIGCONT);
   // The stale worker notices it lost the lease (or has its completion refused) and says so.
-  ASSERT_TRUE(wait_until([&] {
-    auto out = a->output();
-    return out.find("lease lost") != std::string::npos || out.find("refused") != std::string::npos;
-  }, 30s)) << a->output();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto out = a->output();
+        return out.find("lease lost") != std::string::npos || out.find("refused") != std::string::npos;
+      },
+      30s))
+      << a->output();
   auto rec = record(*id);
   EXPECT_EQ(rec.result, nlohmann::json({{"by", "second"}}));
   EXPECT_EQ(rec.worker_id, "fresh");
@@ -154,8 +164,8 @@ TEST_F(WorkerProcessTest, PausedWorkersLateCompletionChangesNothing) {
 TEST_F(WorkerProcessTest, QuernRunPrintsResultAndExitStatusReflectsTheJob) {
   auto w = start_worker("cli", "bash", 2);
   auto run = [&](const std::string& code, const std::string& log) {
-    ChildProcess p({testing::quern_binary(), "run", "--database-url", url_, "--language", "bash", "--code", code,
-                    "--args", R"({"who": "quern"})"},
+    ChildProcess p({testing::quern_binary(), "run", "--database-url", url_, "--language", "bash", "--code",
+                    code, "--args", R"({"who": "quern"})"},
                    std::filesystem::temp_directory_path() / (name_ + "-" + log));
     int rc = p.wait_exit(60s);
     return std::make_pair(rc, p.output());

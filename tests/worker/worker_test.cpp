@@ -149,7 +149,8 @@ TEST_F(WorkerTest, TimeoutKillsTheWholeProcessGroup) {
   const std::string marker = "quern_timeout_marker_" + std::to_string(getpid());
   worker::Worker w(options({"bash"}, 1), registry_);
   ASSERT_TRUE(w.start());
-  int64_t id = push("bash", "(exec -a " + marker + " sleep 300) & exec -a " + marker + " sleep 300", {}, 50, 1);
+  int64_t id =
+      push("bash", "(exec -a " + marker + " sleep 300) & exec -a " + marker + " sleep 300", {}, 50, 1);
   ASSERT_TRUE(wait_until([&] { return !testing::processes_with_marker(marker).empty(); }, 20s));
   ASSERT_TRUE(wait_until([&] { return finished(id); }, 20s));
   auto rec = record(id);
@@ -209,7 +210,8 @@ TEST_F(WorkerTest, EnvironmentIsMinimal) {
   setenv("QUERN_TEST_SECRET", "leaked", 1);
   worker::Worker w(options({"bash"}, 1), registry_);
   ASSERT_TRUE(w.start());
-  int64_t id = push("bash", "echo \"{\\\"secret\\\": \\\"${QUERN_TEST_SECRET:-none}\\\", \\\"home\\\": \\\"$HOME\\\"}\"");
+  int64_t id = push(
+      "bash", "echo \"{\\\"secret\\\": \\\"${QUERN_TEST_SECRET:-none}\\\", \\\"home\\\": \\\"$HOME\\\"}\"");
   ASSERT_TRUE(wait_until([&] { return finished(id); }, 20s));
   auto rec = record(id);
   ASSERT_EQ(rec.state, "success") << rec.error;

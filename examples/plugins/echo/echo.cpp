@@ -38,7 +38,8 @@ class EchoExecutor {
         ctx.set_error(why == QUERN_TIMEOUT_REACHED ? "timed out" : "canceled");
         return why == QUERN_TIMEOUT_REACHED ? QUERN_STATUS_TIMEOUT : QUERN_STATUS_CANCELED;
       }
-      ctx.log(QUERN_STREAM_STDOUT, name + "=" + (value.is_string() ? value.get<std::string>() : value.dump()));
+      ctx.log(QUERN_STREAM_STDOUT,
+              name + "=" + (value.is_string() ? value.get<std::string>() : value.dump()));
     }
     ctx.set_result(args.dump());
     return QUERN_STATUS_SUCCESS;

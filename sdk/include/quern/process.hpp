@@ -54,21 +54,36 @@ namespace quern::sdk {
 // "SIGKILL", "SIGSEGV", ... for error messages ("signal N" when unknown).
 inline std::string signal_name(int sig) {
   switch (sig) {
-    case SIGHUP: return "SIGHUP";
-    case SIGINT: return "SIGINT";
-    case SIGQUIT: return "SIGQUIT";
-    case SIGILL: return "SIGILL";
-    case SIGABRT: return "SIGABRT";
-    case SIGBUS: return "SIGBUS";
-    case SIGFPE: return "SIGFPE";
-    case SIGKILL: return "SIGKILL";
-    case SIGSEGV: return "SIGSEGV";
-    case SIGPIPE: return "SIGPIPE";
-    case SIGALRM: return "SIGALRM";
-    case SIGTERM: return "SIGTERM";
-    case SIGXCPU: return "SIGXCPU";
-    case SIGXFSZ: return "SIGXFSZ";
-    default: return "signal " + std::to_string(sig);
+    case SIGHUP:
+      return "SIGHUP";
+    case SIGINT:
+      return "SIGINT";
+    case SIGQUIT:
+      return "SIGQUIT";
+    case SIGILL:
+      return "SIGILL";
+    case SIGABRT:
+      return "SIGABRT";
+    case SIGBUS:
+      return "SIGBUS";
+    case SIGFPE:
+      return "SIGFPE";
+    case SIGKILL:
+      return "SIGKILL";
+    case SIGSEGV:
+      return "SIGSEGV";
+    case SIGPIPE:
+      return "SIGPIPE";
+    case SIGALRM:
+      return "SIGALRM";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGXCPU:
+      return "SIGXCPU";
+    case SIGXFSZ:
+      return "SIGXFSZ";
+    default:
+      return "signal " + std::to_string(sig);
   }
 }
 
@@ -131,8 +146,7 @@ class Fd {
 
 inline void set_nonblocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-    throw sys_error(errno, "fcntl(O_NONBLOCK)");
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) throw sys_error(errno, "fcntl(O_NONBLOCK)");
 }
 
 // Resolves a program name without '/' against the PATH in env (the child's
@@ -175,8 +189,7 @@ inline void close_fds_from(int from, int keep) noexcept {
 // Splits one output stream into lines and forwards them.
 class LineSplitter {
  public:
-  LineSplitter(int32_t stream, const JobContext& ctx, ProcessResult& result,
-               const ProcessOptions& options)
+  LineSplitter(int32_t stream, const JobContext& ctx, ProcessResult& result, const ProcessOptions& options)
       : stream_(stream), ctx_(ctx), result_(result), options_(options) {}
 
   void feed(const char* data, std::size_t n) {
@@ -340,10 +353,18 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
       ctx.set_process_group(0);
       std::string what;
       switch (f.stage) {
-        case 0: what = "setpgid"; break;
-        case 1: what = "redirecting stdio"; break;
-        case 2: what = "chdir to '" + spec.workdir + "'"; break;
-        default: what = "exec '" + program + "'"; break;
+        case 0:
+          what = "setpgid";
+          break;
+        case 1:
+          what = "redirecting stdio";
+          break;
+        case 2:
+          what = "chdir to '" + spec.workdir + "'";
+          break;
+        default:
+          what = "exec '" + program + "'";
+          break;
       }
       throw sys_error(f.err, "starting child process: " + what);
     }
@@ -426,9 +447,18 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
       int nfds = 0;
       int out_i = -1, err_i = -1, in_i = -1;
       if (!exited && exit_fd.get() >= 0) fds[nfds++] = {exit_fd.get(), POLLIN, 0};
-      if (out_r.get() >= 0) { out_i = nfds; fds[nfds++] = {out_r.get(), POLLIN, 0}; }
-      if (err_r.get() >= 0) { err_i = nfds; fds[nfds++] = {err_r.get(), POLLIN, 0}; }
-      if (in_parent.get() >= 0) { in_i = nfds; fds[nfds++] = {in_parent.get(), POLLOUT, 0}; }
+      if (out_r.get() >= 0) {
+        out_i = nfds;
+        fds[nfds++] = {out_r.get(), POLLIN, 0};
+      }
+      if (err_r.get() >= 0) {
+        err_i = nfds;
+        fds[nfds++] = {err_r.get(), POLLIN, 0};
+      }
+      if (in_parent.get() >= 0) {
+        in_i = nfds;
+        fds[nfds++] = {in_parent.get(), POLLOUT, 0};
+      }
       int timeout_ms = 50;
       if (exited) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drain_until - Clock::now()).count();
@@ -447,12 +477,11 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
       if (err_i >= 0 && fds[err_i].revents != 0) read_some(err_r, err_lines);
       if (in_i >= 0 && fds[in_i].revents != 0) {
         const std::string& text = *spec.stdin_text;
-        ssize_t n = ::send(in_parent.get(), text.data() + stdin_written, text.size() - stdin_written,
-                           MSG_NOSIGNAL);
+        ssize_t n =
+            ::send(in_parent.get(), text.data() + stdin_written, text.size() - stdin_written, MSG_NOSIGNAL);
         if (n > 0) stdin_written += static_cast<std::size_t>(n);
         // Done, or the child closed its end (EPIPE): either way stdin is over.
-        if (stdin_written == text.size() || (n < 0 && errno != EAGAIN && errno != EINTR))
-          in_parent.reset();
+        if (stdin_written == text.size() || (n < 0 && errno != EAGAIN && errno != EINTR)) in_parent.reset();
       }
     }
     // A stray outside the group may still hold a pipe: stop reading, keep what we have.

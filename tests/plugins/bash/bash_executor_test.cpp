@@ -98,7 +98,8 @@ class BashExecutor : public ::testing::Test {
     j["env"] = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"HOME", workdir_.string()}, {"LANG", "C.UTF-8"}};
     return j.dump();
   }
-  quern_status run(RecordingSink& sink, const std::string& code, const ordered_json& args = ordered_json::object()) {
+  quern_status run(RecordingSink& sink, const std::string& code,
+                   const ordered_json& args = ordered_json::object()) {
     return executor_->execute(job(code, args), sink);
   }
 
@@ -155,7 +156,8 @@ TEST_F(BashExecutor, RunsMainShInTheWorkdir) {
 
 TEST_F(BashExecutor, NonZeroExitIsFailureWithStderrTail) {
   RecordingSink sink;
-  ASSERT_EQ(run(sink, "echo out\necho first problem >&2\necho 'it broke' >&2\nexit 3\n"), QUERN_STATUS_FAILURE);
+  ASSERT_EQ(run(sink, "echo out\necho first problem >&2\necho 'it broke' >&2\nexit 3\n"),
+            QUERN_STATUS_FAILURE);
   ASSERT_TRUE(sink.error().has_value());
   EXPECT_EQ(*sink.error(), "exit code 3\nfirst problem\nit broke");
   EXPECT_EQ(sink.lines(QUERN_STREAM_STDERR), (std::vector<std::string>{"first problem", "it broke"}));
@@ -232,7 +234,8 @@ TEST_F(BashExecutor, IgnoredSigtermIsFollowedBySigkillAfterGrace) {
   ordered_json args = ordered_json::object();
   args["marker"] = marker;
   const auto start = Clock::now();
-  EXPECT_EQ(run(sink, "trap '' TERM\necho started\nwhile :; do sleep 0.05; done\n", args), QUERN_STATUS_CANCELED);
+  EXPECT_EQ(run(sink, "trap '' TERM\necho started\nwhile :; do sleep 0.05; done\n", args),
+            QUERN_STATUS_CANCELED);
   EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(1500));  // the 2 s grace was honoured
   EXPECT_TRUE(wait_until_gone(marker, std::chrono::seconds(5)));
 }
@@ -272,8 +275,9 @@ TEST_F(BashExecutor, BackgroundProcessesDieWhenTheScriptEnds) {
 TEST_F(BashExecutor, EnvironmentIsOnlyWhatTheHostGives) {
   ::setenv("QUERN_SECRET_TEST", "x", 1);
   RecordingSink sink;
-  ASSERT_EQ(run(sink, "echo \"secret=${QUERN_SECRET_TEST:-unset}\"\necho \"path=$PATH\"\necho \"home=$HOME\"\n"),
-            QUERN_STATUS_SUCCESS);
+  ASSERT_EQ(
+      run(sink, "echo \"secret=${QUERN_SECRET_TEST:-unset}\"\necho \"path=$PATH\"\necho \"home=$HOME\"\n"),
+      QUERN_STATUS_SUCCESS);
   ::unsetenv("QUERN_SECRET_TEST");
   EXPECT_EQ(sink.lines(QUERN_STREAM_STDOUT),
             (std::vector<std::string>{"secret=unset", "path=/usr/local/bin:/usr/bin:/bin",

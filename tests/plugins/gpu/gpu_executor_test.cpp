@@ -41,9 +41,11 @@ const std::set<std::string> kUuids = {"GPU-aaa", "GPU-bbb", "GPU-ccc", "GPU-ddd"
 
 // Prints the variables a GPU job is given, as one JSON line, then runs `then`.
 json print_env_command(const std::string& then = "") {
-  return json::array({"sh", "-c",
-                      "printf '{\"cvd\":\"%s\",\"nvd\":\"%s\",\"order\":\"%s\"}\\n' \"$CUDA_VISIBLE_DEVICES\" "
-                      "\"$NVIDIA_VISIBLE_DEVICES\" \"$CUDA_DEVICE_ORDER\"\n" + then});
+  return json::array(
+      {"sh", "-c",
+       "printf '{\"cvd\":\"%s\",\"nvd\":\"%s\",\"order\":\"%s\"}\\n' \"$CUDA_VISIBLE_DEVICES\" "
+       "\"$NVIDIA_VISIBLE_DEVICES\" \"$CUDA_DEVICE_ORDER\"\n" +
+           then});
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -87,7 +89,8 @@ bool wait_until_gone(const std::string& marker) {
   return live_processes_with(marker) == 0;
 }
 
-bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
+bool eventually(const std::function<bool()>& cond,
+                std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
   const auto until = Clock::now() + deadline;
   while (Clock::now() < until) {
     if (cond()) return true;
@@ -102,7 +105,8 @@ class GpuExecutorTest : public ::testing::Test {
     // QUERN_PLUGIN_DIR in the environment wins: device_check.sh may run a
     // build that was made under another path.
     const char* dir = ::getenv("QUERN_PLUGIN_DIR");
-    quern::Status s = registry_.load_file(fs::path(dir != nullptr ? dir : QUERN_PLUGIN_DIR) / "libquern_gpu.so");
+    quern::Status s =
+        registry_.load_file(fs::path(dir != nullptr ? dir : QUERN_PLUGIN_DIR) / "libquern_gpu.so");
     ASSERT_TRUE(s.is_ok()) << s.message();
     char tmpl[] = "/tmp/quern-gpu-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -151,8 +155,9 @@ class GpuExecutorTest : public ::testing::Test {
   void expect_all_devices_free(quern::plugin::Executor& executor) {
     RecordingSink sink;
     const auto start = Clock::now();
-    sink.set_cancel_check(
-        [&] { return Clock::now() - start > std::chrono::seconds(10) ? QUERN_CANCEL_REQUESTED : QUERN_RUNNING; });
+    sink.set_cancel_check([&] {
+      return Clock::now() - start > std::chrono::seconds(10) ? QUERN_CANCEL_REQUESTED : QUERN_RUNNING;
+    });
     ASSERT_EQ(executor.execute(job({{"gpus", 4}, {"command", {"true"}}}), sink), QUERN_STATUS_SUCCESS)
         << sink.error().value_or("");
     EXPECT_EQ(assigned(sink).size(), 4u);
@@ -194,7 +199,8 @@ TEST_F(GpuExecutorTest, JobSeesExactlyItsAssignedDevicesByUuid) {
   ASSERT_NE(executor, nullptr);
   EXPECT_TRUE(executor->health().is_ok());
   RecordingSink sink;
-  ASSERT_EQ(executor->execute(job({{"gpus", 2}, {"command", print_env_command()}}), sink), QUERN_STATUS_SUCCESS)
+  ASSERT_EQ(executor->execute(job({{"gpus", 2}, {"command", print_env_command()}}), sink),
+            QUERN_STATUS_SUCCESS)
       << sink.error().value_or("");
   json result = result_of(sink);
   EXPECT_EQ(result["exit_code"], 0);
@@ -223,13 +229,16 @@ TEST_F(GpuExecutorTest, DefaultIsOneDeviceAndBestFitKeepsBigDevicesFree) {
 TEST_F(GpuExecutorTest, CodeRunsAsBashOrPythonWithTheSameEnvironment) {
   auto executor = create(kInventory);
   RecordingSink bash, python;
-  ASSERT_EQ(executor->execute(job({{"gpus", 1}}, "echo \"{\\\"cvd\\\": \\\"$CUDA_VISIBLE_DEVICES\\\"}\"\n"), bash),
-            QUERN_STATUS_SUCCESS)
+  ASSERT_EQ(
+      executor->execute(job({{"gpus", 1}}, "echo \"{\\\"cvd\\\": \\\"$CUDA_VISIBLE_DEVICES\\\"}\"\n"), bash),
+      QUERN_STATUS_SUCCESS)
       << bash.error().value_or("");
   EXPECT_EQ(result_of(bash)["output"]["cvd"], assigned(bash).at(0));
   if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
-  const std::string code = "import json, os\nprint(json.dumps({'cvd': os.environ['CUDA_VISIBLE_DEVICES']}))\n";
-  ASSERT_EQ(executor->execute(job({{"gpus", 1}, {"python", true}, {"code", code}}), python), QUERN_STATUS_SUCCESS)
+  const std::string code =
+      "import json, os\nprint(json.dumps({'cvd': os.environ['CUDA_VISIBLE_DEVICES']}))\n";
+  ASSERT_EQ(executor->execute(job({{"gpus", 1}, {"python", true}, {"code", code}}), python),
+            QUERN_STATUS_SUCCESS)
       << python.error().value_or("");
   EXPECT_EQ(result_of(python)["output"]["cvd"], assigned(python).at(0));
 }
@@ -238,7 +247,8 @@ TEST_F(GpuExecutorTest, TwoConcurrentJobsOnTwoInstancesNeverShareADevice) {
   for (int round = 0; round < 3; ++round) {
     auto first = create(kInventory), second = create(kInventory);
     const fs::path release = root_ / ("release" + std::to_string(round));
-    const json command = print_env_command("while [ ! -e '" + release.string() + "' ]; do sleep 0.02; done\n");
+    const json command =
+        print_env_command("while [ ! -e '" + release.string() + "' ]; do sleep 0.02; done\n");
     RecordingSink a, b;
     std::atomic<int> at_barrier{0};
     quern_status sa{}, sb{};
@@ -251,7 +261,8 @@ TEST_F(GpuExecutorTest, TwoConcurrentJobsOnTwoInstancesNeverShareADevice) {
     std::thread ta(run, std::ref(*first), std::ref(a), std::ref(sa));
     std::thread tb(run, std::ref(*second), std::ref(b), std::ref(sb));
     // Both hold their devices at the same time before either is released.
-    bool both = eventually([&] { return !a.lines(QUERN_STREAM_STDOUT).empty() && !b.lines(QUERN_STREAM_STDOUT).empty(); });
+    bool both = eventually(
+        [&] { return !a.lines(QUERN_STREAM_STDOUT).empty() && !b.lines(QUERN_STREAM_STDOUT).empty(); });
     std::ofstream(release.string()) << "go";
     ta.join();
     tb.join();
@@ -274,7 +285,8 @@ TEST_F(GpuExecutorTest, JobWaitsWhileOtherSlotsHoldTheDevicesThenRuns) {
   RecordingSink holder, waiter;
   std::thread t([&] {
     first->execute(job({{"gpus", 3},
-                        {"command", print_env_command("while [ ! -e '" + release.string() + "' ]; do sleep 0.02; done\n")}}),
+                        {"command", print_env_command("while [ ! -e '" + release.string() +
+                                                      "' ]; do sleep 0.02; done\n")}}),
                    holder);
   });
   ASSERT_TRUE(eventually([&] { return !holder.lines(QUERN_STREAM_STDOUT).empty(); }));
@@ -311,13 +323,15 @@ TEST_F(GpuExecutorTest, RequestsThisWorkerCanNeverMeetFailWithoutRunning) {
   RecordingSink three_big;
   EXPECT_EQ(executor->execute(job({{"gpus", 3}, {"memory_mb", 81920}, {"command", {"true"}}}), three_big),
             QUERN_STATUS_FAILURE);
-  EXPECT_NE(three_big.error().value_or("").find("2 of them that large"), std::string::npos) << three_big.error().value_or("");
+  EXPECT_NE(three_big.error().value_or("").find("2 of them that large"), std::string::npos)
+      << three_big.error().value_or("");
 }
 
 TEST_F(GpuExecutorTest, BadArgsAreReported) {
   auto executor = create(kInventory);
-  for (const json& args : {json{{"gpus", 0}, {"command", {"true"}}}, json{{"gpus", "two"}, {"command", {"true"}}},
-                           json{{"command", json::array()}}, json{{"command", {"true"}}, {"code", "true"}}, json::object()}) {
+  for (const json& args :
+       {json{{"gpus", 0}, {"command", {"true"}}}, json{{"gpus", "two"}, {"command", {"true"}}},
+        json{{"command", json::array()}}, json{{"command", {"true"}}, {"code", "true"}}, json::object()}) {
     RecordingSink sink;
     EXPECT_EQ(executor->execute(job(args), sink), QUERN_STATUS_FAILURE) << args.dump();
     EXPECT_EQ(sink.error().value_or("").rfind("gpu job args: ", 0), 0u) << sink.error().value_or("");
@@ -342,7 +356,8 @@ TEST_F(GpuExecutorTest, TimeoutAndCancelKillTheJobAndReleaseTheDevices) {
     sink.set_cancel_check([&] { return sink.lines(QUERN_STREAM_STDOUT).empty() ? QUERN_RUNNING : why; });
     const auto start = Clock::now();
     quern_status st = executor->execute(
-        job({{"gpus", 4}, {"command", {"sh", "-c", "sleep 300.$0 & echo started; sleep 300.$0", marker}}}), sink);
+        job({{"gpus", 4}, {"command", {"sh", "-c", "sleep 300.$0 & echo started; sleep 300.$0", marker}}}),
+        sink);
     EXPECT_EQ(st, why == QUERN_TIMEOUT_REACHED ? QUERN_STATUS_TIMEOUT : QUERN_STATUS_CANCELED);
     EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
     EXPECT_TRUE(wait_until_gone(marker)) << "a process of the job survived";
@@ -355,12 +370,15 @@ TEST_F(GpuExecutorTest, CancelWhileWaitingForDevices) {
   const fs::path release = root_ / "release";
   RecordingSink holder, waiter;
   std::thread t([&] {
-    first->execute(job({{"gpus", 4}, {"command", {"sh", "-c", "echo held; while [ ! -e '" + release.string() +
-                                                                   "' ]; do sleep 0.02; done"}}}),
-                   holder);
+    first->execute(
+        job({{"gpus", 4},
+             {"command",
+              {"sh", "-c", "echo held; while [ ! -e '" + release.string() + "' ]; do sleep 0.02; done"}}}),
+        holder);
   });
   ASSERT_TRUE(eventually([&] { return !holder.lines(QUERN_STREAM_STDOUT).empty(); }));
-  waiter.set_cancel_check([&] { return waiter.lines(QUERN_STREAM_SYSTEM).empty() ? QUERN_RUNNING : QUERN_TIMEOUT_REACHED; });
+  waiter.set_cancel_check(
+      [&] { return waiter.lines(QUERN_STREAM_SYSTEM).empty() ? QUERN_RUNNING : QUERN_TIMEOUT_REACHED; });
   const auto start = Clock::now();
   EXPECT_EQ(second->execute(job({{"gpus", 1}, {"command", {"true"}}}), waiter), QUERN_STATUS_TIMEOUT);
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
@@ -386,7 +404,8 @@ TEST_F(GpuExecutorTest, InventoryConfigIsValidated) {
 // 256 MB for a moment so that the peak-memory sampling has something to see.
 TEST_F(GpuExecutorTest, RealGpuJobSeesExactlyItsAssignedDevice) {
   const char* flag = ::getenv("QUERN_REAL_GPU");
-  if (flag == nullptr || std::string(flag) != "1") GTEST_SKIP() << "set QUERN_REAL_GPU=1 on a machine with an NVIDIA GPU";
+  if (flag == nullptr || std::string(flag) != "1")
+    GTEST_SKIP() << "set QUERN_REAL_GPU=1 on a machine with an NVIDIA GPU";
   auto executor = create("{}");
   ASSERT_NE(executor, nullptr);
   ASSERT_TRUE(executor->health().is_ok()) << executor->health().message();
@@ -415,7 +434,8 @@ time.sleep(1.5)
 print(json.dumps({"count": n.value, "uuids": uuids}))
 )PY";
   RecordingSink sink;
-  ASSERT_EQ(executor->execute(job({{"gpus", 1}, {"python", true}, {"code", code}}), sink), QUERN_STATUS_SUCCESS)
+  ASSERT_EQ(executor->execute(job({{"gpus", 1}, {"python", true}, {"code", code}}), sink),
+            QUERN_STATUS_SUCCESS)
       << sink.error().value_or("");
   json result = result_of(sink);
   std::cout << "result: " << result.dump() << "\n";

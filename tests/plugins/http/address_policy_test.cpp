@@ -14,11 +14,36 @@ using quern::http::parse_cidr;
 
 TEST(AddressPolicy, RefusesInternalRanges) {
   AddressPolicy p(false, {});
-  for (const char* ip : {"0.0.0.0", "0.1.2.3", "10.0.0.1", "10.255.255.255", "100.64.0.1", "127.0.0.1", "127.1.2.3",
-                         "169.254.169.254", "169.254.1.1", "172.16.0.1", "172.31.255.255", "192.168.1.1", "192.0.0.170",
-                         "198.18.0.1", "224.0.0.1", "239.255.255.250", "255.255.255.255", "::", "::1", "fc00::1",
-                         "fd00:ec2::254", "fe80::1", "fec0::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.1.2.3",
-                         "::ffff:169.254.169.254", "::127.0.0.1", "64:ff9b::a00:1", "2002:a00:1::1"}) {
+  for (const char* ip : {"0.0.0.0",
+                         "0.1.2.3",
+                         "10.0.0.1",
+                         "10.255.255.255",
+                         "100.64.0.1",
+                         "127.0.0.1",
+                         "127.1.2.3",
+                         "169.254.169.254",
+                         "169.254.1.1",
+                         "172.16.0.1",
+                         "172.31.255.255",
+                         "192.168.1.1",
+                         "192.0.0.170",
+                         "198.18.0.1",
+                         "224.0.0.1",
+                         "239.255.255.250",
+                         "255.255.255.255",
+                         "::",
+                         "::1",
+                         "fc00::1",
+                         "fd00:ec2::254",
+                         "fe80::1",
+                         "fec0::1",
+                         "ff02::1",
+                         "::ffff:127.0.0.1",
+                         "::ffff:10.1.2.3",
+                         "::ffff:169.254.169.254",
+                         "::127.0.0.1",
+                         "64:ff9b::a00:1",
+                         "2002:a00:1::1"}) {
     EXPECT_FALSE(p.refusal(ip).empty()) << ip;
   }
   EXPECT_NE(p.refusal("169.254.169.254").find("metadata"), std::string::npos);
@@ -55,9 +80,9 @@ TEST(AddressPolicy, ParseCidrRejectsJunk) {
 TEST(HttpText, Utf8Base64AndJsonTypes) {
   EXPECT_TRUE(quern::http::is_valid_utf8("plain ünï 日本 🎉"));
   EXPECT_FALSE(quern::http::is_valid_utf8("\xff"));
-  EXPECT_FALSE(quern::http::is_valid_utf8("\xc0\xaf"));          // overlong
-  EXPECT_FALSE(quern::http::is_valid_utf8("\xed\xa0\x80"));      // surrogate
-  EXPECT_FALSE(quern::http::is_valid_utf8("\xe6\x97"));          // truncated
+  EXPECT_FALSE(quern::http::is_valid_utf8("\xc0\xaf"));      // overlong
+  EXPECT_FALSE(quern::http::is_valid_utf8("\xed\xa0\x80"));  // surrogate
+  EXPECT_FALSE(quern::http::is_valid_utf8("\xe6\x97"));      // truncated
   EXPECT_EQ(quern::http::base64_encode(""), "");
   EXPECT_EQ(quern::http::base64_encode("f"), "Zg==");
   EXPECT_EQ(quern::http::base64_encode("fo"), "Zm8=");

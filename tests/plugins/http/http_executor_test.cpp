@@ -38,7 +38,8 @@ class HttpExecutor : public ::testing::Test {
     return created.is_ok() ? std::move(created.value()) : nullptr;
   }
 
-  quern_status run(RecordingSink& sink, const ordered_json& args, quern::plugin::Executor* executor = nullptr) {
+  quern_status run(RecordingSink& sink, const ordered_json& args,
+                   quern::plugin::Executor* executor = nullptr) {
     ordered_json job = {{"id", 1}, {"attempt", 1}, {"language", "http"}, {"code", ""}, {"args", args}};
     return (executor ? executor : executor_.get())->execute(job.dump(), sink);
   }
@@ -79,24 +80,28 @@ TEST_F(HttpExecutor, MethodsBodiesHeadersAndQuery) {
     ordered_json r = ok({{"method", method}, {"url", server_.url("/echo")}});
     EXPECT_EQ(r["body"]["method"], method);
   }
-  ordered_json posted = ok({{"method", "post"}, {"url", server_.url("/echo")}, {"json", {{"a", 1}, {"b", "ü"}}}});
+  ordered_json posted =
+      ok({{"method", "post"}, {"url", server_.url("/echo")}, {"json", {{"a", 1}, {"b", "ü"}}}});
   EXPECT_EQ(posted["body"]["method"], "POST");
   EXPECT_EQ(json::parse(posted["body"]["body"].get<std::string>()), json::parse(R"({"a":1,"b":"ü"})"));
   EXPECT_EQ(posted["body"]["headers"]["Content-Type"], "application/json");
 
-  ordered_json put = ok({{"method", "PUT"}, {"url", server_.url("/echo")}, {"body", "plain ünïcødé"},
+  ordered_json put = ok({{"method", "PUT"},
+                         {"url", server_.url("/echo")},
+                         {"body", "plain ünïcødé"},
                          {"headers", {{"X-Token", "abc def"}, {"Content-Type", "text/x-test"}}}});
   EXPECT_EQ(put["body"]["body"], "plain ünïcødé");
   EXPECT_EQ(put["body"]["headers"]["X-Token"], "abc def");
   EXPECT_EQ(put["body"]["headers"]["Content-Type"], "text/x-test");
   EXPECT_EQ(put["body"]["headers"]["User-Agent"], "quern-http/1.0");
 
-  ordered_json q = ok({{"url", server_.url("/echo?keep=1")},
-                       {"query", {{"q", "a b&c=d/é"}, {"n", 5}, {"tag", {"x", "y"}}}}});
+  ordered_json q = ok(
+      {{"url", server_.url("/echo?keep=1")}, {"query", {{"q", "a b&c=d/é"}, {"n", 5}, {"tag", {"x", "y"}}}}});
   // curl's URL API writes percent-escapes with lower-case hex (equivalent).
   EXPECT_EQ(q["body"]["query"], "keep=1&q=a%20b%26c%3dd%2f%c3%a9&n=5&tag=x&tag=y");
 
-  expect_failure({{"url", server_.url("/echo")}, {"headers", {{"X-Evil", "a\r\nInjected: 1"}}}}, "line break");
+  expect_failure({{"url", server_.url("/echo")}, {"headers", {{"X-Evil", "a\r\nInjected: 1"}}}},
+                 "line break");
   expect_failure({{"url", server_.url("/echo")}, {"method", "GE T"}}, "not a valid HTTP method");
   expect_failure({{"method", "GET"}}, "\"url\" is required");
 }
@@ -111,7 +116,8 @@ TEST_F(HttpExecutor, TextAndBinaryBodies) {
 TEST_F(HttpExecutor, NonSuccessStatusFailsUnlessAllowed) {
   RecordingSink sink;
   EXPECT_EQ(run(sink, {{"url", server_.url("/status/404")}}), QUERN_STATUS_FAILURE);
-  EXPECT_NE(sink.error().value_or("").find("HTTP status 404"), std::string::npos) << sink.error().value_or("");
+  EXPECT_NE(sink.error().value_or("").find("HTTP status 404"), std::string::npos)
+      << sink.error().value_or("");
   ASSERT_TRUE(sink.result());
   EXPECT_EQ(json::parse(*sink.result())["status"], 404);  // the result is set anyway
 
@@ -140,7 +146,8 @@ TEST_F(HttpExecutor, CancelTimeoutAndInterruptStopAWaitingRequest) {
   RecordingSink sink;
   const int before = server_.hanging();
   std::thread stopper([&] {
-    EXPECT_TRUE(quern::testing::wait_until([&] { return server_.hanging() > before; }, std::chrono::seconds(10)));
+    EXPECT_TRUE(
+        quern::testing::wait_until([&] { return server_.hanging() > before; }, std::chrono::seconds(10)));
     executor_->interrupt();
   });
   EXPECT_EQ(run(sink, {{"url", server_.url("/hang")}}), QUERN_STATUS_CANCELED);
@@ -151,7 +158,8 @@ TEST_F(HttpExecutor, RedirectsAreFollowedUpToTheLimit) {
   ordered_json r = ok({{"url", server_.url("/redirect/3")}});
   EXPECT_EQ(r["body"], "done");
   EXPECT_EQ(r["url"], server_.url("/redirect/0"));
-  expect_failure({{"url", server_.url("/redirect/3")}, {"max_redirects", 2}}, "too many redirects (max_redirects 2)");
+  expect_failure({{"url", server_.url("/redirect/3")}, {"max_redirects", 2}},
+                 "too many redirects (max_redirects 2)");
 }
 
 TEST_F(HttpExecutor, RedirectToARefusedAddressOrSchemeIsRefused) {
@@ -173,11 +181,13 @@ TEST_F(HttpExecutor, DefaultConfigRefusesPrivateAddressesBeforeConnecting) {
   ASSERT_NE(strict, nullptr);
   const int before = server_.connections();
   const std::string port = std::to_string(server_.port());
-  expect_failure({{"url", server_.url("/echo")}}, "refused to connect: 127.0.0.1 is a loopback address", strict.get());
-  expect_failure({{"url", "http://[::ffff:127.0.0.1]:" + port + "/echo"}}, "refused to connect: ::ffff:127.0.0.1 embeds",
+  expect_failure({{"url", server_.url("/echo")}}, "refused to connect: 127.0.0.1 is a loopback address",
                  strict.get());
+  expect_failure({{"url", "http://[::ffff:127.0.0.1]:" + port + "/echo"}},
+                 "refused to connect: ::ffff:127.0.0.1 embeds", strict.get());
   expect_failure({{"url", "http://[::1]:" + port + "/echo"}}, "is a loopback address", strict.get());
-  expect_failure({{"url", "http://10.0.0.1/"}}, "refused to connect: 10.0.0.1 is a private address", strict.get());
+  expect_failure({{"url", "http://10.0.0.1/"}}, "refused to connect: 10.0.0.1 is a private address",
+                 strict.get());
   expect_failure({{"url", "http://169.254.169.254/latest/meta-data/"}},
                  "refused to connect: 169.254.169.254 is a cloud metadata address", strict.get());
   expect_failure({{"url", "http://0.0.0.0:" + port + "/"}}, "refused to connect: 0.0.0.0 is", strict.get());
@@ -192,7 +202,9 @@ TEST_F(HttpExecutor, OnlyHttpAndHttpsSchemes) {
 }
 
 TEST_F(HttpExecutor, ResponseSizeCap) {
-  EXPECT_EQ(ok({{"url", server_.url("/big")}, {"query", {{"bytes", 99999}}}})["body"].get<std::string>().size(), 99999u);
+  EXPECT_EQ(
+      ok({{"url", server_.url("/big")}, {"query", {{"bytes", 99999}}}})["body"].get<std::string>().size(),
+      99999u);
   expect_failure({{"url", server_.url("/big")}, {"query", {{"bytes", 100001}}}},
                  "response larger than max_response_bytes (100000)");
   expect_failure({{"url", server_.url("/big")}, {"query", {{"bytes", 500000}, {"chunked", 1}}}},

@@ -131,8 +131,12 @@ void TestHttpServer::serve(Connection& connection) {
   if (path == "/echo") {
     json headers = json::object();
     for (const auto& f : req) headers[std::string(f.name_string())] = std::string(f.value());
-    json body = {{"method", std::string(req.method_string())}, {"target", target}, {"path", path},
-                 {"query", query}, {"headers", headers}, {"body", req.body()}};
+    json body = {{"method", std::string(req.method_string())},
+                 {"target", target},
+                 {"path", path},
+                 {"query", query},
+                 {"headers", headers},
+                 {"body", req.body()}};
     res.set(bhttp::field::content_type, "application/json");
     res.body() = body.dump();
   } else if (path == "/json") {

@@ -24,7 +24,8 @@ class NoopExecutor : public ::testing::Test {
     executor_ = std::move(created.value());
   }
   quern_status run(RecordingSink& sink, const std::string& args) {
-    return executor_->execute(R"({"id":7,"attempt":1,"language":"noop","code":"","args":)" + args + "}", sink);
+    return executor_->execute(R"({"id":7,"attempt":1,"language":"noop","code":"","args":)" + args + "}",
+                              sink);
   }
   quern::plugin::PluginRegistry registry_;
   std::unique_ptr<quern::plugin::Executor> executor_;

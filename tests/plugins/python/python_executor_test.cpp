@@ -97,7 +97,8 @@ TEST_F(PythonStandard, ExceptionFailsWithTheTracebackNamingTheLine) {
 TEST_F(PythonStandard, ErrorsWhileLoadingAndMissingMainFail) {
   RecordingSink syntax;
   ASSERT_EQ(run(syntax, "def main(:\n    pass\n"), QUERN_STATUS_FAILURE);
-  EXPECT_NE(syntax.error().value_or("").find("SyntaxError"), std::string::npos) << syntax.error().value_or("");
+  EXPECT_NE(syntax.error().value_or("").find("SyntaxError"), std::string::npos)
+      << syntax.error().value_or("");
   RecordingSink no_main;
   ASSERT_EQ(run(no_main, "x = 1\n"), QUERN_STATUS_FAILURE);
   EXPECT_EQ(no_main.error(), "the script defines no main() function");
@@ -122,14 +123,17 @@ TEST_F(PythonStandard, NonSerialisableResultFailsClearly) {
 TEST_F(PythonStandard, SystemExitFailsUnlessZero) {
   RecordingSink three;
   ASSERT_EQ(run(three, "import sys\ndef main():\n    sys.exit(3)\n"), QUERN_STATUS_FAILURE);
-  EXPECT_NE(three.error().value_or("").find("SystemExit: 3"), std::string::npos) << three.error().value_or("");
+  EXPECT_NE(three.error().value_or("").find("SystemExit: 3"), std::string::npos)
+      << three.error().value_or("");
   RecordingSink zero;
   ASSERT_EQ(run(zero, "import sys\ndef main():\n    sys.exit(0)\n"), QUERN_STATUS_SUCCESS);
   EXPECT_EQ(zero.result(), "null");
   // os._exit skips the runner entirely: the exit code and stderr tail say why.
   RecordingSink hard;
-  ASSERT_EQ(run(hard, "import os, sys\ndef main():\n    print('bye', file=sys.stderr, flush=True)\n    os._exit(4)\n"),
-            QUERN_STATUS_FAILURE);
+  ASSERT_EQ(
+      run(hard,
+          "import os, sys\ndef main():\n    print('bye', file=sys.stderr, flush=True)\n    os._exit(4)\n"),
+      QUERN_STATUS_FAILURE);
   EXPECT_EQ(hard.error(), "exit code 4\nbye");
 }
 
@@ -157,8 +161,8 @@ TEST_F(PythonStandard, TimeoutKillsTheInterpreterAndItsChildrenQuickly) {
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
   EXPECT_GE(seen_alive.load(), 2u);
   EXPECT_EQ(sink.error(), "timed out");
-  EXPECT_TRUE(quern::testing::wait_until([&] { return quern::testing::processes_with_marker(marker_).empty(); },
-                                         std::chrono::seconds(5)))
+  EXPECT_TRUE(quern::testing::wait_until(
+      [&] { return quern::testing::processes_with_marker(marker_).empty(); }, std::chrono::seconds(5)))
       << "processes of the job still alive";
   auto groups = sink.process_groups();
   ASSERT_EQ(groups.size(), 2u);
@@ -185,8 +189,8 @@ TEST_F(PythonStandard, CancelAndInterruptAreCanceled) {
   });
   EXPECT_EQ(run(interrupted, code), QUERN_STATUS_CANCELED);
   stopper.join();
-  EXPECT_TRUE(quern::testing::wait_until([&] { return quern::testing::processes_with_marker(marker_).empty(); },
-                                         std::chrono::seconds(5)));
+  EXPECT_TRUE(quern::testing::wait_until(
+      [&] { return quern::testing::processes_with_marker(marker_).empty(); }, std::chrono::seconds(5)));
 }
 
 TEST_F(PythonStandard, EnvironmentIsMinimalAndCwdIsTheWorkdir) {
@@ -214,16 +218,16 @@ TEST_F(PythonStandard, IsolatedModeIgnoresPythonPath) {
   fs::create_directories(lib);
   std::ofstream(lib / "leaky.py") << "VALUE = 1\n";
   ::setenv("PYTHONPATH", lib.c_str(), 1);
-  ordered_json j = ordered_json::parse(job(
-      "import sys\n"
-      "def main(lib):\n"
-      "    try:\n"
-      "        import leaky\n"
-      "        imported = True\n"
-      "    except ImportError:\n"
-      "        imported = False\n"
-      "    return {'imported': imported, 'isolated': sys.flags.isolated, 'in_path': lib in sys.path}\n",
-      {{"lib", lib.string()}}));
+  ordered_json j = ordered_json::parse(
+      job("import sys\n"
+          "def main(lib):\n"
+          "    try:\n"
+          "        import leaky\n"
+          "        imported = True\n"
+          "    except ImportError:\n"
+          "        imported = False\n"
+          "    return {'imported': imported, 'isolated': sys.flags.isolated, 'in_path': lib in sys.path}\n",
+          {{"lib", lib.string()}}));
   j["env"]["PYTHONPATH"] = lib.string();  // even the job's own env does not count under -I
   RecordingSink sink;
   quern_status st = executor_->execute(j.dump(), sink);
@@ -244,7 +248,8 @@ TEST_F(PythonStandard, IsolatedModeIgnoresPythonPath) {
 
 TEST_F(PythonStandard, ReportsAndClearsItsProcessGroup) {
   RecordingSink sink;
-  ASSERT_EQ(run(sink, "import os\ndef main():\n    return [os.getpid(), os.getpgid(0)]\n"), QUERN_STATUS_SUCCESS);
+  ASSERT_EQ(run(sink, "import os\ndef main():\n    return [os.getpid(), os.getpgid(0)]\n"),
+            QUERN_STATUS_SUCCESS);
   ordered_json r = ordered_json::parse(*sink.result());
   auto groups = sink.process_groups();
   ASSERT_EQ(groups.size(), 2u);

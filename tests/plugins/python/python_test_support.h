@@ -58,8 +58,8 @@ class PythonExecutorTest : public ::testing::Test {
 
   // The job document as the host builds it (the host gives every job a fresh
   // directory; these tests reuse one per test, which the plugin allows).
-  std::string job(const std::string& code, const nlohmann::ordered_json& args = nlohmann::ordered_json::object(),
-                  int64_t id = 1) {
+  std::string job(const std::string& code,
+                  const nlohmann::ordered_json& args = nlohmann::ordered_json::object(), int64_t id = 1) {
     nlohmann::ordered_json j;
     j["id"] = id;
     j["attempt"] = 1;

@@ -43,7 +43,8 @@ const char* const kCounterScript =
     "    if sleep:\n"
     "        sys.stdout.flush()\n"
     "        time.sleep(300)\n"
-    "    return {'pid': os.getpid(), 'calls': calls, 'job': os.environ.get('QUERN_JOB_ID'), 'cwd': os.getcwd()}\n";
+    "    return {'pid': os.getpid(), 'calls': calls, 'job': os.environ.get('QUERN_JOB_ID'), 'cwd': "
+    "os.getcwd()}\n";
 
 class PythonWarm : public PythonExecutorTest {
  protected:
@@ -86,14 +87,15 @@ TEST_F(PythonWarm, EachJobGetsExactlyItsOwnLogLines) {
     RecordingSink sink;
     run_counter(i, sink);
     std::string n = std::to_string(i);
-    EXPECT_EQ(sink.lines(QUERN_STREAM_STDOUT), (std::vector<std::string>{"out " + n + " a", "out " + n + " b",
-                                                                         "tail " + n}));
+    EXPECT_EQ(sink.lines(QUERN_STREAM_STDOUT),
+              (std::vector<std::string>{"out " + n + " a", "out " + n + " b", "tail " + n}));
     EXPECT_EQ(sink.lines(QUERN_STREAM_STDERR), (std::vector<std::string>{"err " + n}));
   }
 }
 
 TEST_F(PythonWarm, ExceptionFailsTheJobButKeepsTheInterpreter) {
-  const char* code = "import os\ndef main(fail):\n    if fail:\n        raise KeyError('missing')\n    return os.getpid()\n";
+  const char* code =
+      "import os\ndef main(fail):\n    if fail:\n        raise KeyError('missing')\n    return os.getpid()\n";
   ASSERT_TRUE(executor_->prepare(script(code)).is_ok());
   RecordingSink first;
   ASSERT_EQ(run(first, code, {{"fail", false}}), QUERN_STATUS_SUCCESS) << first.error().value_or("");
@@ -127,9 +129,8 @@ TEST_F(PythonWarm, TimeoutKillsTheWarmInterpreterAndTheNextJobRecovers) {
   RecordingSink before;
   ordered_json r1 = run_counter(1, before);
   RecordingSink slow;
-  slow.set_cancel_check([&] {
-    return slow.lines(QUERN_STREAM_STDOUT).size() < 2 ? QUERN_RUNNING : QUERN_TIMEOUT_REACHED;
-  });
+  slow.set_cancel_check(
+      [&] { return slow.lines(QUERN_STREAM_STDOUT).size() < 2 ? QUERN_RUNNING : QUERN_TIMEOUT_REACHED; });
   const auto start = Clock::now();
   ASSERT_EQ(run(slow, kCounterScript, {{"i", 2}, {"sleep", true}}), QUERN_STATUS_TIMEOUT);
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
@@ -194,7 +195,8 @@ TEST_F(PythonWarm, EnvironmentIsMinimalAndTheDirectoryIsPerInstance) {
   ::setenv("QUERN_SECRET_TEST", "x", 1);
   const char* code =
       "import os\ndef main():\n"
-      "    return {'secret': os.environ.get('QUERN_SECRET_TEST'), 'keys': sorted(os.environ), 'cwd': os.getcwd()}\n";
+      "    return {'secret': os.environ.get('QUERN_SECRET_TEST'), 'keys': sorted(os.environ), 'cwd': "
+      "os.getcwd()}\n";
   quern::Status s = executor_->prepare(script(code));
   ::unsetenv("QUERN_SECRET_TEST");
   ASSERT_TRUE(s.is_ok()) << s.message();
@@ -273,7 +275,8 @@ TEST_F(PythonWarm, TheWarmInterpreterDiesWithTheHostProcess) {
   // dies while the warm interpreter is busy in a job (so it is not reading
   // its stdin and would not notice EOF). The interpreter must not survive it.
   const char* code =
-      "import os, time\ndef main():\n    print('pid', os.getpid(), os.getcwd(), flush=True)\n    time.sleep(300)\n";
+      "import os, time\ndef main():\n    print('pid', os.getpid(), os.getcwd(), flush=True)\n    "
+      "time.sleep(300)\n";
   int report[2];
   ASSERT_EQ(::pipe(report), 0);
   const std::string job_text = job(code);

@@ -48,8 +48,9 @@ class SqlExecutor : public ::testing::Test {
     return j.dump();
   }
 
-  quern_status run(RecordingSink& sink, const std::string& code, const ordered_json& args = ordered_json::object(),
-                   double timeout_s = 0, quern::plugin::Executor* executor = nullptr) {
+  quern_status run(RecordingSink& sink, const std::string& code,
+                   const ordered_json& args = ordered_json::object(), double timeout_s = 0,
+                   quern::plugin::Executor* executor = nullptr) {
     return (executor ? executor : executor_.get())->execute(job(code, args, timeout_s), sink);
   }
 
@@ -84,8 +85,8 @@ TEST_F(SqlExecutor, ParametersRoundTripUnchanged) {
   args["nothing"] = nullptr;
   args["flag"] = true;
   ordered_json r = ok("select $1::text, $2::text, $3::text, $4::int, $5::text, $6::bool", args);
-  ordered_json expected = ordered_json::array(
-      {args["quotes"], args["backslashes"], args["unicode"], 42, nullptr, true});
+  ordered_json expected =
+      ordered_json::array({args["quotes"], args["backslashes"], args["unicode"], 42, nullptr, true});
   EXPECT_EQ(r["rows"][0], expected);
 }
 
@@ -104,17 +105,18 @@ TEST_F(SqlExecutor, InjectionAttemptsStayData) {
 }
 
 TEST_F(SqlExecutor, NamedParameters) {
-  ordered_json r = ok("select :name::text as n, :count::int + 1 as c, ':name' as lit, 'x'::text as cast_kept,\n"
-                      "  /* :name */ -- :name\n  :name as again",
-                      {{"name", "Ada"}, {"count", 2}});
+  ordered_json r =
+      ok("select :name::text as n, :count::int + 1 as c, ':name' as lit, 'x'::text as cast_kept,\n"
+         "  /* :name */ -- :name\n  :name as again",
+         {{"name", "Ada"}, {"count", 2}});
   EXPECT_EQ(r["columns"], json::parse(R"(["n","c","lit","cast_kept","again"])"));
   EXPECT_EQ(r["rows"][0], json::parse(R"(["Ada",3,":name","x","Ada"])"));
 }
 
 TEST_F(SqlExecutor, MultipleStatementsAndAffectedCounts) {
-  ordered_json r = ok(
-      "create table m(v int); insert into m values (1), (2), (3);\n"
-      "update m set v = v + 10 where v > 1; select v from m order by v; delete from m");
+  ordered_json r =
+      ok("create table m(v int); insert into m values (1), (2), (3);\n"
+         "update m set v = v + 10 where v > 1; select v from m order by v; delete from m");
   ASSERT_EQ(r["statements"].size(), 5u);
   EXPECT_EQ(r["statements"][0]["affected"], 0);
   EXPECT_EQ(r["statements"][1]["affected"], 3);
@@ -128,7 +130,8 @@ TEST_F(SqlExecutor, ErrorCarriesPostgresMessage) {
   RecordingSink sink;
   EXPECT_EQ(run(sink, "select * from no_such_table"), QUERN_STATUS_FAILURE);
   ASSERT_TRUE(sink.error());
-  EXPECT_NE(sink.error()->find("relation \"no_such_table\" does not exist"), std::string::npos) << *sink.error();
+  EXPECT_NE(sink.error()->find("relation \"no_such_table\" does not exist"), std::string::npos)
+      << *sink.error();
   EXPECT_NE(sink.error()->find("42P01"), std::string::npos) << *sink.error();
   ok("select 1");  // the connection is fine afterwards
 }
@@ -255,7 +258,8 @@ TEST_F(SqlExecutor, PasswordFromEnvAndFileNeverShows) {
   PasswordRole role(url_);
   const std::string env_name = "QUERN_SQL_TEST_PW_" + std::to_string(::getpid());
   ::setenv(env_name.c_str(), role.password().c_str(), 1);
-  const std::string file = (std::filesystem::temp_directory_path() / ("quern_sql_pw_" + std::to_string(::getpid()))).string();
+  const std::string file =
+      (std::filesystem::temp_directory_path() / ("quern_sql_pw_" + std::to_string(::getpid()))).string();
   std::ofstream(file) << role.password() << "\n";
 
   const json config = {{"resources",
@@ -282,8 +286,10 @@ TEST_F(SqlExecutor, PasswordFromEnvAndFileNeverShows) {
 
   // A url that carries the password is refused, without echoing it.
   std::string with_password = role.url();
-  with_password.replace(with_password.find("postgresql://"), 13, "postgresql://" + role.name() + ":" + role.password() + "@");
-  auto refused = registry_.by_name("sql")->create(json{{"resources", {{"x", {{"url", with_password}}}}}}.dump());
+  with_password.replace(with_password.find("postgresql://"), 13,
+                        "postgresql://" + role.name() + ":" + role.password() + "@");
+  auto refused =
+      registry_.by_name("sql")->create(json{{"resources", {{"x", {{"url", with_password}}}}}}.dump());
   ASSERT_FALSE(refused.is_ok());
   EXPECT_NE(refused.message().find("must not contain a password"), std::string::npos) << refused.message();
   EXPECT_EQ(refused.message().find(role.password()), std::string::npos);
@@ -292,7 +298,8 @@ TEST_F(SqlExecutor, PasswordFromEnvAndFileNeverShows) {
   auto missing = registry_.by_name("sql")->create(
       json{{"resources", {{"x", {{"url", url_}, {"password_env", "QUERN_NO_SUCH_VARIABLE_HERE"}}}}}}.dump());
   ASSERT_FALSE(missing.is_ok());
-  EXPECT_NE(missing.message().find("QUERN_NO_SUCH_VARIABLE_HERE is not set"), std::string::npos) << missing.message();
+  EXPECT_NE(missing.message().find("QUERN_NO_SUCH_VARIABLE_HERE is not set"), std::string::npos)
+      << missing.message();
 }
 
 TEST_F(SqlExecutor, ReconnectsWhenThePooledConnectionDied) {
@@ -318,7 +325,8 @@ TEST_F(SqlExecutor, MissingResourceIsAClearError) {
   RecordingSink sink;
   EXPECT_EQ(run(sink, "-- quern:resource nope\nselect 1"), QUERN_STATUS_FAILURE);
   ASSERT_TRUE(sink.error());
-  EXPECT_NE(sink.error()->find("unknown resource 'nope' (configured: main)"), std::string::npos) << *sink.error();
+  EXPECT_NE(sink.error()->find("unknown resource 'nope' (configured: main)"), std::string::npos)
+      << *sink.error();
 
   auto none = registry_.by_name("sql")->create("{}");
   ASSERT_FALSE(none.is_ok());
@@ -326,12 +334,15 @@ TEST_F(SqlExecutor, MissingResourceIsAClearError) {
 }
 
 TEST_F(SqlExecutor, ValueConversion) {
-  ordered_json r = ok(
-      "select 9007199254740993::int8 as big, 42::int8 as i8, 7::int2 as i2, 1.5::float8 as f, 'NaN'::float8 as nan,"
-      " 12345678901234567890.5::numeric as bignum, 3.25::numeric as num, 100::numeric as intnum,"
-      " '{\"a\": [1, 2]}'::jsonb as jb, '[true]'::json as j, null::int as nothing, true as yes, 'x'::text as t,"
-      " '2024-01-02'::date as d");
-  EXPECT_EQ(r["rows"][0], json::parse(R"(["9007199254740993", 42, 7, 1.5, "NaN", "12345678901234567890.5", 3.25,
+  ordered_json r =
+      ok("select 9007199254740993::int8 as big, 42::int8 as i8, 7::int2 as i2, 1.5::float8 as f, "
+         "'NaN'::float8 as nan,"
+         " 12345678901234567890.5::numeric as bignum, 3.25::numeric as num, 100::numeric as intnum,"
+         " '{\"a\": [1, 2]}'::jsonb as jb, '[true]'::json as j, null::int as nothing, true as yes, 'x'::text "
+         "as t,"
+         " '2024-01-02'::date as d");
+  EXPECT_EQ(r["rows"][0],
+            json::parse(R"(["9007199254740993", 42, 7, 1.5, "NaN", "12345678901234567890.5", 3.25,
                                           100, {"a": [1, 2]}, [true], null, true, "x", "2024-01-02"])"));
 }
 

@@ -22,7 +22,8 @@ TEST(SqlScript, SplitsOnSemicolonsOutsideQuotesAndComments) {
   EXPECT_EQ(texts("select 1; select 2;"), (std::vector<std::string>{"select 1", "select 2"}));
   EXPECT_EQ(texts("select 'a;b'; select \"c;d\" from t"),
             (std::vector<std::string>{"select 'a;b'", "select \"c;d\" from t"}));
-  EXPECT_EQ(texts("select 'it''s; fine'; select 2"), (std::vector<std::string>{"select 'it''s; fine'", "select 2"}));
+  EXPECT_EQ(texts("select 'it''s; fine'; select 2"),
+            (std::vector<std::string>{"select 'it''s; fine'", "select 2"}));
   EXPECT_EQ(texts("select E'a\\';b'; select 2"), (std::vector<std::string>{"select E'a\\';b'", "select 2"}));
   EXPECT_EQ(texts("select 1 -- a; comment\n; select /* x; /* nested; */ y; */ 2"),
             (std::vector<std::string>{"select 1 -- a; comment", "select /* x; /* nested; */ y; */ 2"}));
