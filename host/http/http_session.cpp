@@ -299,7 +299,9 @@ void Session::dispatch(http::request<http::string_body> msg) {
   }
   auto self = shared_from_this();
   if (!shared_->pool.try_submit([self, route, req] { self->run_handler(route, req); })) {
-    write_response(json_error(503, "overloaded", "the server is busy; retry later"), false);
+    Response busy = json_error(503, "overloaded", "the server is busy; retry later");
+    busy.headers.emplace_back("Retry-After", "1");
+    write_response(std::move(busy), false);
   }
 }
 
@@ -326,7 +328,10 @@ void Session::run_handler(const Route* route, const std::shared_ptr<Request>& re
 // ---- writing ------------------------------------------------------------
 
 void Session::send_error(int status, const std::string& code, const std::string& message) {
-  write_response(json_error(status, code, message), true);
+  Response resp = json_error(status, code, message);
+  // Overload is temporary: say when to come back (RFC 9110 §10.2.3).
+  if (status == 503) resp.headers.emplace_back("Retry-After", "1");
+  write_response(std::move(resp), true);
 }
 
 void Session::write_response(Response resp, bool close_after) {

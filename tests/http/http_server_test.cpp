@@ -245,6 +245,7 @@ TEST_F(HttpServerTest, FullHandlerPoolAnswers503) {
       },
       10s));
   expect_error(rejected, 503, "overloaded");
+  EXPECT_EQ(rejected.headers["retry-after"], "1");
   EXPECT_EQ(ts.server->pending_requests(), 1u);
   // The io thread is free: requests that need no handler are answered meanwhile.
   expect_error(http_request("GET", ts.url("/nowhere")), 404, "not_found");
