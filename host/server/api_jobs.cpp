@@ -212,7 +212,8 @@ StatusOr<int64_t> parse_id(const http::Request& req) {
   return static_cast<int64_t>(id);
 }
 
-http::Response get_job(ApiContext& ctx, const http::Request& req) {
+// The job named by the route's {id}, or the error response to send.
+std::variant<queue::JobRecord, http::Response> find_job(ApiContext& ctx, const http::Request& req) {
   auto id = parse_id(req);
   if (!id) return bad_request(id.message());
   auto q = ctx.queues.acquire();
@@ -220,7 +221,13 @@ http::Response get_job(ApiContext& ctx, const http::Request& req) {
   auto rec = (*q)->get_job(*id);
   if (!rec) return unavailable(rec.status());
   if (!*rec) return not_found("no job " + std::to_string(*id));
-  return json_ok(job_json(**rec, true));
+  return std::move(**rec);
+}
+
+http::Response get_job(ApiContext& ctx, const http::Request& req) {
+  auto found = find_job(ctx, req);
+  if (auto* r = std::get_if<http::Response>(&found)) return std::move(*r);
+  return json_ok(job_json(std::get<queue::JobRecord>(found), true));
 }
 
 http::Response list_jobs(ApiContext& ctx, const http::Request& req) {
@@ -285,38 +292,29 @@ http::Response cancel_job(ApiContext& ctx, const http::Request& req) {
 }
 
 http::Response job_logs(ApiContext& ctx, const http::Request& req) {
-  auto id = parse_id(req);
-  if (!id) return bad_request(id.message());
+  auto found = find_job(ctx, req);
+  if (auto* r = std::get_if<http::Response>(&found)) return std::move(*r);
+  const auto& job = std::get<queue::JobRecord>(found);
   int64_t from = 0;
   if (auto it = req.query.find("offset"); it != req.query.end()) from = std::atoll(it->second.c_str());
   auto q = ctx.queues.acquire();
   if (!q) return unavailable(q.status());
-  auto rec = (*q)->get_job(*id);
-  if (!rec) return unavailable(rec.status());
-  if (!*rec) return not_found("no job " + std::to_string(*id));
-  auto text = (*q)->read_logs(*id, from);
+  auto text = (*q)->read_logs(job.id, from);
   if (!text) return unavailable(text.status());
   http::Response resp;
   resp.content_type = "text/plain; charset=utf-8";
   resp.body = std::move(*text);
-  resp.headers.emplace_back("X-Quern-Job-State", (*rec)->state);
+  resp.headers.emplace_back("X-Quern-Job-State", job.state);
   return resp;
 }
 
 // Live logs: "log" events with new text as it is written, then one "done"
 // event with the job's final state. Polls the database every 100 ms.
 http::Response stream_logs(ApiContext& ctx, const http::Request& req) {
-  auto id = parse_id(req);
-  if (!id) return bad_request(id.message());
-  {
-    auto q = ctx.queues.acquire();
-    if (!q) return unavailable(q.status());
-    auto rec = (*q)->get_job(*id);
-    if (!rec) return unavailable(rec.status());
-    if (!*rec) return not_found("no job " + std::to_string(*id));
-  }
+  auto found = find_job(ctx, req);
+  if (auto* r = std::get_if<http::Response>(&found)) return std::move(*r);
   http::Response resp;
-  resp.stream = [&ctx, job_id = *id](http::EventSink& sink) {
+  resp.stream = [&ctx, job_id = std::get<queue::JobRecord>(found).id](http::EventSink& sink) {
     int64_t offset = 0;
     auto last_send = std::chrono::steady_clock::now();
     while (true) {
