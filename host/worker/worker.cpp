@@ -445,6 +445,7 @@ void Loops::writer() {
   std::vector<queue::Completion> completions;
   std::vector<queue::Lease> releases;
   bool retry_wait = false;
+  SteadyClock::time_point stop_requested_at{};  // copied under the lock
   while (true) {
     bool all_done;
     {
@@ -474,6 +475,7 @@ void Loops::writer() {
       for (auto& r : st.pending_releases) releases.push_back(r);
       st.pending_releases.clear();
       all_done = st.claimer_done && st.slots_alive == 0;
+      stop_requested_at = st.stop_requested_at;
     }
     if (!logs.empty()) {
       if (Status s = q.append_logs(opt.worker_id, logs); s) {
@@ -519,7 +521,7 @@ void Loops::writer() {
     }
     if (all_done && logs.empty() && completions.empty() && releases.empty()) break;
     if (all_done && retry_wait &&
-        SteadyClock::now() - st.stop_requested_at > opt.shutdown_grace + std::chrono::seconds(30)) {
+        SteadyClock::now() - stop_requested_at > opt.shutdown_grace + std::chrono::seconds(30)) {
       log_error(opt.worker_id,
                 "giving up on unwritten results: their leases will expire and they will re-run");
       break;
