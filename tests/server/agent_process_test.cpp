@@ -67,6 +67,8 @@ class AgentProcessTest : public ::testing::Test {
     EXPECT_TRUE(wait_until(
         [&] { return p->output().find("listening on") != std::string::npos || !p->running(); }, 30s))
         << p->output();
+    EXPECT_NE(p->output().find("listening on"), std::string::npos) << "the server did not start:\n"
+                                                                   << p->output();
     return p;
   }
 
