@@ -15,7 +15,7 @@ namespace {
 
 // Returns an error message for an invalid job, or empty. Checked before
 // anything is sent so that a batch is rejected as a whole.
-std::string validate(const NewJob& job) {
+std::string job_error(const NewJob& job) {
   if (job.tag.empty()) return "tag is empty";
   if (job.language.empty()) return "language is empty";
   if (job.priority < kMinPriority || job.priority > kMaxPriority)
@@ -38,6 +38,11 @@ std::string int_array(const std::vector<int64_t>& v) {
 
 }  // namespace
 
+Status validate(const NewJob& job) {
+  std::string err = job_error(job);
+  return err.empty() ? Status::ok() : Status::error(err);
+}
+
 Queue::Queue(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Queue::~Queue() = default;
 
@@ -53,7 +58,7 @@ StatusOr<int> Queue::migrate() {
 }
 
 StatusOr<int64_t> Queue::push(const NewJob& job) {
-  if (std::string err = validate(job); !err.empty()) return Status::error("push: " + err);
+  if (std::string err = job_error(job); !err.empty()) return Status::error("push: " + err);
   return impl_->run("push", [&](pqxx::connection& c) {
     const std::string payload = job.payload.dump();
     std::string scheduled;
@@ -68,7 +73,7 @@ StatusOr<int64_t> Queue::push(const NewJob& job) {
 
 StatusOr<std::vector<int64_t>> Queue::push_batch(const std::vector<NewJob>& jobs) {
   for (size_t i = 0; i < jobs.size(); ++i) {
-    if (std::string err = validate(jobs[i]); !err.empty())
+    if (std::string err = job_error(jobs[i]); !err.empty())
       return Status::error("push_batch: job " + std::to_string(i) + ": " + err + " (nothing was enqueued)");
   }
   if (jobs.empty()) return std::vector<int64_t>{};

@@ -155,6 +155,12 @@ struct WorkerInfo {
   Clock::time_point last_seen_at;
 };
 
+// Input checks that push()/push_batch() and list_jobs() apply before any
+// query; callers that must tell bad input from database trouble (the API:
+// 400 vs 503) run them first.
+Status validate(const NewJob& job);
+Status validate(const JobFilter& filter);
+
 struct QueueOptions {
   int default_max_restarts = 3;  // lost leases before a job is failed
   // Session synchronous_commit=off. Only for connections whose writes may be

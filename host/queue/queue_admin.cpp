@@ -70,11 +70,16 @@ std::optional<int64_t> epoch_us(const std::optional<Clock::time_point>& t) {
 
 }  // namespace
 
-StatusOr<std::vector<JobRecord>> Queue::list_jobs(const JobFilter& f) {
+Status validate(const JobFilter& f) {
   if (!f.state.empty() && !kStates.count(f.state))
     return Status::error("unknown state '" + f.state +
                          "' (expected queued, running, success, failure, timeout or canceled)");
   if (f.limit < 1 || f.limit > 1000) return Status::error("limit must be between 1 and 1000");
+  return Status::ok();
+}
+
+StatusOr<std::vector<JobRecord>> Queue::list_jobs(const JobFilter& f) {
+  if (Status s = validate(f); !s) return s;
   return impl_->run("list_jobs", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_params(kListJobs, f.state, f.tag, f.script_path, epoch_us(f.created_after),

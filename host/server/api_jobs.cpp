@@ -142,12 +142,9 @@ http::Response run_route(ApiContext& ctx, const http::Request& req, const std::s
   auto built = build_job(ctx, req, kind);
   if (auto* r = std::get_if<http::Response>(&built)) return std::move(*r);
   const auto& job = std::get<queue::NewJob>(built);
+  if (Status s = queue::validate(job); !s) return bad_request(s.message());
   auto id = submit(ctx, job);
-  if (!id) {
-    // Validation errors from the queue are the client's; the rest is ours.
-    return id.message().find("priority") != std::string::npos ? bad_request(id.message())
-                                                              : unavailable(id.status());
-  }
+  if (!id) return unavailable(id.status());
   return json_ok(Json{{"id", *id}, {"tag", job.tag}}, 201);
 }
 
@@ -257,14 +254,11 @@ http::Response list_jobs(ApiContext& ctx, const http::Request& req) {
           "' (allowed: state, tag, script_path, created_after, created_before, before_id, limit)");
     }
   }
+  if (Status s = queue::validate(f); !s) return bad_request(s.message());
   auto q = ctx.queues.acquire();
   if (!q) return unavailable(q.status());
   auto jobs = (*q)->list_jobs(f);
-  if (!jobs)
-    return jobs.message().find("limit") != std::string::npos ||
-                   jobs.message().find("state") != std::string::npos
-               ? bad_request(jobs.message())
-               : unavailable(jobs.status());
+  if (!jobs) return unavailable(jobs.status());
   Json out = Json::array();
   for (const auto& j : *jobs) out.push_back(job_json(j));
   return json_ok(Json{{"jobs", out}});
