@@ -26,6 +26,7 @@ StatusOr<queue::ClaimedJob> claimed_job_from_json(const Json& j) {
     c.script_path = j.value("script_path", "");
     c.created_at = queue::Clock::time_point(std::chrono::microseconds(j.value("created_at_us", int64_t{0})));
     c.started_at = queue::Clock::time_point(std::chrono::microseconds(j.value("started_at_us", int64_t{0})));
+    c.gpus = j.value("gpus", 0);
     return c;
   } catch (const std::exception& e) {
     return Status::error(std::string("malformed job from the server: ") + e.what());
@@ -38,10 +39,12 @@ AgentJobSource::AgentJobSource(const std::string& server_url, const std::string&
 
 StatusOr<std::vector<queue::ClaimedJob>> AgentJobSource::claim_request(const std::string& worker_id,
                                                                        int max_jobs,
+                                                                       const queue::ClaimCapacity& capacity,
                                                                        std::chrono::milliseconds wait) {
-  auto r = client_.call("POST", "/api/agent/claim",
-                        Json{{"worker_id", worker_id}, {"slots", max_jobs}, {"wait_ms", wait.count()}},
-                        wait + std::chrono::seconds(15));
+  Json body{{"worker_id", worker_id}, {"slots", max_jobs}, {"wait_ms", wait.count()}};
+  if (!capacity.device_memory_mb.empty())
+    body["gpus"] = {{"free", capacity.free_gpus}, {"devices_mb", capacity.device_memory_mb}};
+  auto r = client_.call("POST", "/api/agent/claim", body, wait + std::chrono::seconds(15));
   if (!r) return r.status();
   std::vector<queue::ClaimedJob> out;
   for (const auto& j : r->value("jobs", Json::array())) {
@@ -53,24 +56,25 @@ StatusOr<std::vector<queue::ClaimedJob>> AgentJobSource::claim_request(const std
 }
 
 StatusOr<bool> AgentJobSource::wait_for_jobs(std::chrono::milliseconds timeout, const std::string& worker_id,
-                                             const std::vector<std::string>&, int max_jobs) {
+                                             const std::vector<std::string>&, int max_jobs,
+                                             const queue::ClaimCapacity& capacity) {
   if (!stash_.empty()) return true;
-  auto jobs = claim_request(worker_id, std::max(1, max_jobs), timeout);
+  auto jobs = claim_request(worker_id, std::max(1, max_jobs), capacity, timeout);
   if (!jobs) return jobs.status();
   for (auto& j : *jobs) stash_.push_back(std::move(j));
   return !stash_.empty();
 }
 
 StatusOr<std::vector<queue::ClaimedJob>> AgentJobSource::claim(const std::string& worker_id,
-                                                               const std::vector<std::string>&,
-                                                               int max_jobs) {
+                                                               const std::vector<std::string>&, int max_jobs,
+                                                               const queue::ClaimCapacity& capacity) {
   std::vector<queue::ClaimedJob> out;
   while (!stash_.empty() && static_cast<int>(out.size()) < max_jobs) {
     out.push_back(std::move(stash_.front()));
     stash_.pop_front();
   }
   if (!out.empty() || max_jobs <= 0) return out;
-  return claim_request(worker_id, max_jobs, std::chrono::milliseconds(0));
+  return claim_request(worker_id, max_jobs, capacity, std::chrono::milliseconds(0));
 }
 
 StatusOr<queue::HeartbeatReply> AgentJobSource::heartbeat(const std::string& worker_id,

@@ -20,9 +20,11 @@ class AgentJobSource final : public worker::JobSource {
 
   Status listen(const std::vector<std::string>&) override { return Status::ok(); }
   StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string& worker_id,
-                               const std::vector<std::string>& tags, int max_jobs) override;
+                               const std::vector<std::string>& tags, int max_jobs,
+                               const queue::ClaimCapacity& capacity) override;
   StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id,
-                                                 const std::vector<std::string>& tags, int max_jobs) override;
+                                                 const std::vector<std::string>& tags, int max_jobs,
+                                                 const queue::ClaimCapacity& capacity) override;
   std::chrono::milliseconds max_wait_slice() const override { return long_poll_; }
 
   StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,
@@ -41,6 +43,7 @@ class AgentJobSource final : public worker::JobSource {
 
  private:
   StatusOr<std::vector<queue::ClaimedJob>> claim_request(const std::string& worker_id, int max_jobs,
+                                                         const queue::ClaimCapacity& capacity,
                                                          std::chrono::milliseconds wait);
   ApiClient client_;
   std::chrono::milliseconds long_poll_;

@@ -24,6 +24,10 @@ std::string job_error(const NewJob& job) {
   if (job.timeout_s < 0) return "timeout_s " + std::to_string(job.timeout_s) + " is negative";
   if (job.max_restarts < -1)
     return "max_restarts " + std::to_string(job.max_restarts) + " is invalid (-1 = default, or >= 0)";
+  if (Status s = validate(job.concurrency); !s) return s.message();
+  if (Status s = validate(job.retry); !s) return s.message();
+  if (job.gpus < 0 || job.gpus > 1024) return "gpus " + std::to_string(job.gpus) + " is outside 0..1024";
+  if (job.gpu_memory_mb < 0) return "gpu_memory_mb is negative";
   return {};
 }
 
@@ -63,10 +67,14 @@ StatusOr<int64_t> Queue::push(const NewJob& job) {
     const std::string payload = job.payload.dump();
     std::string scheduled;
     if (job.scheduled_for) scheduled = std::to_string(to_epoch_us(*job.scheduled_for));
+    const ConcurrencyLimit& lim = job.concurrency;
+    const std::string retry = job.retry.enabled() ? retry_to_db_json(job.retry).dump() : std::string();
     pqxx::nontransaction tx(c);
-    auto r =
-        tx.exec_prepared1(sql::kPushOne.name, job.tag, job.language, job.script_path, payload, job.priority,
-                          job.scheduled_for ? scheduled.c_str() : nullptr, job.timeout_s, job.max_restarts);
+    auto r = tx.exec_prepared1(sql::kPushOne.name, job.tag, job.language, job.script_path, payload,
+                               job.priority, job.scheduled_for ? scheduled.c_str() : nullptr, job.timeout_s,
+                               job.max_restarts, lim.enabled() ? lim.key.c_str() : nullptr, lim.max_running,
+                               lim.rate_max, static_cast<int64_t>(lim.rate_window.count()),
+                               job.retry.enabled() ? retry.c_str() : nullptr, job.gpus, job.gpu_memory_mb);
     return r[0].as<int64_t>();
   });
 }
@@ -87,8 +95,17 @@ StatusOr<std::vector<int64_t>> Queue::push_batch(const std::vector<NewJob>& jobs
                                   {"payload", j.payload},
                                   {"priority", j.priority},
                                   {"timeout_s", j.timeout_s},
-                                  {"max_restarts", j.max_restarts}};
+                                  {"max_restarts", j.max_restarts},
+                                  {"gpus", j.gpus},
+                                  {"gpu_memory_mb", j.gpu_memory_mb}};
       if (j.scheduled_for) o["scheduled_us"] = to_epoch_us(*j.scheduled_for);
+      if (j.concurrency.enabled()) {
+        o["key"] = j.concurrency.key;
+        o["max_running"] = j.concurrency.max_running;
+        o["rate_max"] = j.concurrency.rate_max;
+        o["rate_window_ms"] = j.concurrency.rate_window.count();
+      }
+      if (j.retry.enabled()) o["retry"] = retry_to_db_json(j.retry);
       arr.push_back(std::move(o));
     }
     pqxx::nontransaction tx(c);
@@ -105,11 +122,14 @@ StatusOr<std::vector<int64_t>> Queue::push_batch(const std::vector<NewJob>& jobs
 }
 
 StatusOr<std::vector<ClaimedJob>> Queue::claim(const std::string& worker_id,
-                                               const std::vector<std::string>& tags, int max_jobs) {
+                                               const std::vector<std::string>& tags, int max_jobs,
+                                               const ClaimCapacity& capacity) {
   if (max_jobs <= 0 || tags.empty()) return std::vector<ClaimedJob>{};
   return impl_->run("claim", [&](pqxx::connection& c) {
+    std::vector<int64_t> device_mb(capacity.device_memory_mb.begin(), capacity.device_memory_mb.end());
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_prepared(sql::kClaim.name, worker_id, to_text_array(tags), max_jobs);
+    auto r = tx.exec_prepared(sql::kClaim.name, worker_id, to_text_array(tags), max_jobs, capacity.free_gpus,
+                              int_array(device_mb));
     std::vector<ClaimedJob> jobs;
     jobs.reserve(r.size());
     for (const auto& row : r) {
@@ -124,6 +144,7 @@ StatusOr<std::vector<ClaimedJob>> Queue::claim(const std::string& worker_id,
       j.script_path = row[7].as<std::string>();
       j.created_at = from_epoch_us(row[8].as<int64_t>());
       j.started_at = from_epoch_us(row[9].as<int64_t>());
+      j.gpus = row[10].as<int>();
       jobs.push_back(std::move(j));
     }
     return jobs;

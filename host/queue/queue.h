@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host/common/status.h"
+#include "host/queue/job_policy.h"
 
 namespace quern::queue {
 
@@ -41,6 +42,18 @@ struct NewJob {
   int timeout_s = 0;                               // 0 = the worker's default
   int max_restarts = -1;                           // -1 = the queue default (lost leases)
   std::string script_path;                         // informational, may be empty
+  ConcurrencyLimit concurrency;                    // key already substituted; empty key = none
+  RetryPolicy retry;                               // max_attempts 1 = no retries
+  int gpus = 0;                                    // whole GPUs the job needs (0 = not a GPU job)
+  int gpu_memory_mb = 0;                           // per device, 0 = any
+};
+
+// What a claimer can run besides its tags: GPU jobs are claimed only when
+// they fit (free devices >= gpus, and that many devices with the memory).
+// A claimer without GPUs never claims a GPU job.
+struct ClaimCapacity {
+  int free_gpus = 0;
+  std::vector<int> device_memory_mb;  // every device of the claimer
 };
 
 // A job handed to a worker by claim(). The lease is (id, attempt, worker_id).
@@ -55,6 +68,7 @@ struct ClaimedJob {
   std::string script_path;
   Clock::time_point created_at;
   Clock::time_point started_at;
+  int gpus = 0;  // devices the job asked for (the claimer's accounting)
 };
 
 // Final status of a job, as stored in completed_jobs.status.
@@ -86,6 +100,17 @@ struct LogChunk {
   std::string text;     // whole lines, each ending in '\n'
 };
 
+// An attempt that ended in a retried outcome (or a lost lease).
+struct AttemptRecord {
+  int32_t attempt = 0;
+  std::string status;  // failure | timeout | lost
+  std::string error;
+  std::string worker_id;
+  std::optional<Clock::time_point> started_at;
+  Clock::time_point ended_at;
+  std::optional<Clock::time_point> retry_at;  // when the next attempt was due
+};
+
 // Where a job is, as seen by get_job().
 struct JobRecord {
   int64_t id = 0;
@@ -103,6 +128,8 @@ struct JobRecord {
   std::optional<Clock::time_point> started_at;
   std::optional<Clock::time_point> completed_at;
   bool cancel_requested = false;
+  std::string concurrency_key;          // empty when none
+  std::vector<AttemptRecord> attempts;  // earlier attempts (get_job only), oldest first
 };
 
 enum class CancelOutcome {
@@ -137,6 +164,25 @@ struct TagStats {
   int64_t running = 0;
   double oldest_wait_s = 0;  // age of the oldest due waiting job
   bool served = false;       // some live worker or agent serves this tag
+  // Due waiting jobs per priority, highest first: starvation shows as a
+  // growing oldest_wait_s of a low priority.
+  struct Priority {
+    int priority = 0;
+    int64_t waiting = 0;
+    double oldest_wait_s = 0;
+  };
+  std::vector<Priority> by_priority;
+};
+
+// A concurrency key's state (limit_stats()).
+struct LimitStats {
+  std::string key;
+  int max_running = 0;
+  int rate_max = 0;
+  std::chrono::milliseconds rate_window{0};
+  int64_t running = 0;
+  int64_t waiting = 0;  // due, not running
+  int64_t started_in_window = 0;
 };
 
 // A worker or agent as registered in quern.workers.
@@ -190,8 +236,10 @@ class Queue {
 
   // Claims up to max_jobs due, waiting jobs whose tag is in tags, in one
   // statement: priority desc, scheduled_for, id; FOR UPDATE SKIP LOCKED.
+  // Concurrency keys at their limit are skipped (docs/LIMITS.md); GPU jobs
+  // only when they fit `capacity`.
   StatusOr<std::vector<ClaimedJob>> claim(const std::string& worker_id, const std::vector<std::string>& tags,
-                                          int max_jobs);
+                                          int max_jobs, const ClaimCapacity& capacity = {});
 
   // Refreshes the heartbeat of every lease still held by worker_id, in one
   // statement, and says which were canceled or lost.
@@ -232,6 +280,8 @@ class Queue {
   // One row per tag with waiting, scheduled or running jobs, plus tags served
   // by live workers. A worker is live if seen within `live_within`.
   StatusOr<std::vector<TagStats>> queue_stats(std::chrono::milliseconds live_within);
+  // Every concurrency key with its limits and current use, by key.
+  StatusOr<std::vector<LimitStats>> limit_stats();
 
   // The worker registry (quern.workers): a worker registers at start,
   // refreshes last_seen_at and its running count with each heartbeat round,

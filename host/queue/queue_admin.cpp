@@ -1,5 +1,6 @@
 // Queue: listings, statistics and the worker registry — the reads the API
 // and operators need, kept out of the hot path's files.
+#include <map>
 #include <set>
 #include <string>
 
@@ -19,7 +20,8 @@ constexpr const char* kListJobs = R"SQL(
 SELECT * FROM (
   SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END AS state, tag, language, script_path,
          payload::text, priority, attempt, coalesce(worker_id, ''), NULL::text, '',
-         )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") R"SQL( , NULL::bigint, cancel_requested
+         )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") R"SQL( , NULL::bigint, cancel_requested,
+         coalesce(concurrency_key, '')
     FROM quern.queue
    WHERE ($2 = '' OR tag = $2) AND ($3 = '' OR script_path = $3)
      AND ($4::bigint IS NULL OR created_at >= 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')
@@ -29,7 +31,8 @@ SELECT * FROM (
   UNION ALL
   SELECT id, status, tag, language, script_path,
          payload::text, priority, attempt, coalesce(worker_id, ''), result::text, error,
-         )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") ", " QUERN_US("completed_at") R"SQL(, false
+         )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") ", " QUERN_US("completed_at") R"SQL(, false,
+         coalesce(concurrency_key, '')
     FROM quern.completed_jobs
    WHERE ($2 = '' OR tag = $2) AND ($3 = '' OR script_path = $3)
      AND ($4::bigint IS NULL OR created_at >= 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')
@@ -59,6 +62,22 @@ SELECT coalesce(q.tag, live.tag), coalesce(q.waiting, 0), coalesce(q.scheduled, 
        coalesce(q.oldest, 0)::float8, live.tag IS NOT NULL
   FROM q FULL JOIN live ON live.tag = q.tag
  ORDER BY 1
+)SQL";
+
+// Due waiting jobs per (tag, priority): the starvation view.
+constexpr const char* kPriorityStats = R"SQL(
+SELECT tag, priority, count(*), extract(epoch FROM now() - min(scheduled_for))::float8
+  FROM quern.queue WHERE NOT running AND scheduled_for <= now()
+ GROUP BY tag, priority ORDER BY tag, priority DESC
+)SQL";
+
+constexpr const char* kLimitStats = R"SQL(
+SELECT l.key, l.max_running, l.rate_max, l.rate_window_ms,
+       (SELECT count(*) FROM quern.queue q WHERE q.concurrency_key = l.key AND q.running),
+       (SELECT count(*) FROM quern.queue q WHERE q.concurrency_key = l.key AND NOT q.running
+                                            AND q.scheduled_for <= now()),
+       (SELECT count(*) FROM unnest(l.recent_starts) t WHERE t > now() - l.rate_window_ms * interval '1 millisecond')
+  FROM quern.concurrency_limits l ORDER BY l.key
 )SQL";
 
 #undef QUERN_US
@@ -104,6 +123,34 @@ StatusOr<std::vector<TagStats>> Queue::queue_stats(std::chrono::milliseconds liv
       s.running = row[3].as<int64_t>();
       s.oldest_wait_s = row[4].as<double>();
       s.served = row[5].as<bool>();
+      out.push_back(std::move(s));
+    }
+    // A second statement: the per-priority view may be a moment younger
+    // than the totals (a tag that appeared in between is left out).
+    std::map<std::string, size_t> index;
+    for (size_t i = 0; i < out.size(); ++i) index[out[i].tag] = i;
+    for (const auto& row : tx.exec(kPriorityStats)) {
+      auto it = index.find(row[0].as<std::string>());
+      if (it == index.end()) continue;
+      out[it->second].by_priority.push_back({row[1].as<int>(), row[2].as<int64_t>(), row[3].as<double>()});
+    }
+    return out;
+  });
+}
+
+StatusOr<std::vector<LimitStats>> Queue::limit_stats() {
+  return impl_->run("limit_stats", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    std::vector<LimitStats> out;
+    for (const auto& row : tx.exec(kLimitStats)) {
+      LimitStats s;
+      s.key = row[0].as<std::string>();
+      s.max_running = row[1].as<int>();
+      s.rate_max = row[2].as<int>();
+      s.rate_window = std::chrono::milliseconds(row[3].as<int64_t>());
+      s.running = row[4].as<int64_t>();
+      s.waiting = row[5].as<int64_t>();
+      s.started_in_window = row[6].as<int64_t>();
       out.push_back(std::move(s));
     }
     return out;

@@ -108,6 +108,7 @@ JobRecord job_record_from_row(const pqxx::row& row) {
   if (!row[12].is_null()) j.started_at = from_epoch_us(row[12].as<int64_t>());
   if (!row[13].is_null()) j.completed_at = from_epoch_us(row[13].as<int64_t>());
   j.cancel_requested = row[14].as<bool>();
+  j.concurrency_key = row[15].as<std::string>();
   return j;
 }
 
@@ -116,7 +117,19 @@ StatusOr<std::optional<JobRecord>> Queue::get_job(int64_t job_id) {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared(sql::kGetJob.name, job_id);
     if (r.empty()) return std::nullopt;
-    return job_record_from_row(r[0]);
+    JobRecord job = job_record_from_row(r[0]);
+    for (const auto& row : tx.exec_prepared(sql::kGetAttempts.name, job_id)) {
+      AttemptRecord a;
+      a.attempt = row[0].as<int32_t>();
+      a.status = row[1].as<std::string>();
+      a.error = row[2].as<std::string>();
+      a.worker_id = row[3].as<std::string>();
+      if (!row[4].is_null()) a.started_at = from_epoch_us(row[4].as<int64_t>());
+      a.ended_at = from_epoch_us(row[5].as<int64_t>());
+      if (!row[6].is_null()) a.retry_at = from_epoch_us(row[6].as<int64_t>());
+      job.attempts.push_back(std::move(a));
+    }
+    return job;
   });
 }
 

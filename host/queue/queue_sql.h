@@ -12,13 +12,33 @@ struct Statement {
 
 #define QUERN_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
+// Upserts the limits of the concurrency keys in relation `src` (columns key,
+// max_running, rate_max, rate_window_ms, n; the highest n of a key wins).
+// A key's row is only written when its limits change: claimers hold these
+// rows locked while they claim, and a push must not wait for them.
+#define QUERN_UPSERT_LIMITS(src)                                                                           \
+  "lim_src AS (SELECT DISTINCT ON (key) key, max_running, rate_max, rate_window_ms FROM " src              \
+  " WHERE key IS NOT NULL ORDER BY key, n DESC), "                                                         \
+  "lim_ins AS (INSERT INTO quern.concurrency_limits (key, max_running, rate_max, rate_window_ms) "         \
+  "SELECT key, max_running, rate_max, rate_window_ms FROM lim_src ON CONFLICT (key) DO NOTHING), "         \
+  "lim_upd AS (UPDATE quern.concurrency_limits l SET max_running = s.max_running, rate_max = s.rate_max, " \
+  "rate_window_ms = s.rate_window_ms, updated_at = now() FROM lim_src s WHERE l.key = s.key AND "          \
+  "(l.max_running, l.rate_max, l.rate_window_ms) IS DISTINCT FROM (s.max_running, s.rate_max, "            \
+  "s.rate_window_ms)) "
+
 // $1 tag, $2 language, $3 script_path, $4 payload (json text), $5 priority,
-// $6 scheduled_for (epoch us, NULL = now), $7 timeout_s, $8 max_restarts (-1 = default).
+// $6 scheduled_for (epoch us, NULL = now), $7 timeout_s, $8 max_restarts (-1 = default),
+// $9 concurrency key (NULL = none), $10 max_running, $11 rate_max, $12 rate_window_ms,
+// $13 retry policy (jsonb text, NULL = none), $14 gpus, $15 gpu_memory_mb.
 inline constexpr Statement kPushOne{"quern_push_one", R"SQL(
-INSERT INTO quern.queue (tag, language, script_path, payload, priority, scheduled_for, timeout_s, max_restarts)
+WITH src AS (SELECT $9::text AS key, $10::int AS max_running, $11::int AS rate_max,
+                    $12::bigint AS rate_window_ms, 1 AS n),
+)SQL" QUERN_UPSERT_LIMITS("src") R"SQL(
+INSERT INTO quern.queue (tag, language, script_path, payload, priority, scheduled_for, timeout_s, max_restarts,
+                         concurrency_key, retry, gpus, gpu_memory_mb)
 VALUES ($1, $2, $3, $4::json, $5::smallint,
         coalesce('epoch'::timestamptz + $6::bigint * interval '1 microsecond', now()),
-        $7::int, nullif($8::int, -1))
+        $7::int, nullif($8::int, -1), $9::text, $13::jsonb, $14::smallint, $15::int)
 RETURNING id
 )SQL"};
 
@@ -26,34 +46,30 @@ RETURNING id
 // batch is all-or-nothing and the trigger NOTIFYs once per distinct tag.
 // Identity values are drawn in array order; the caller sorts the returned ids.
 inline constexpr Statement kPushBatch{"quern_push_batch", R"SQL(
-INSERT INTO quern.queue (tag, language, script_path, payload, priority, scheduled_for, timeout_s, max_restarts)
+WITH j AS (
+  SELECT * FROM ROWS FROM (json_to_recordset($1::json) AS (
+           tag text, language text, script_path text, payload json, priority smallint, scheduled_us bigint,
+           timeout_s int, max_restarts int, key text, max_running int, rate_max int, rate_window_ms bigint,
+           retry jsonb, gpus smallint, gpu_memory_mb int)) WITH ORDINALITY
+         AS j(tag, language, script_path, payload, priority, scheduled_us, timeout_s, max_restarts, key,
+              max_running, rate_max, rate_window_ms, retry, gpus, gpu_memory_mb, n)
+),
+)SQL" QUERN_UPSERT_LIMITS("j") R"SQL(
+INSERT INTO quern.queue (tag, language, script_path, payload, priority, scheduled_for, timeout_s, max_restarts,
+                         concurrency_key, retry, gpus, gpu_memory_mb)
 SELECT j.tag, j.language, j.script_path, j.payload, j.priority,
        coalesce('epoch'::timestamptz + j.scheduled_us * interval '1 microsecond', now()),
-       j.timeout_s, nullif(j.max_restarts, -1)
-  FROM json_to_recordset($1::json) AS j(tag text, language text, script_path text, payload json,
-                                         priority smallint, scheduled_us bigint, timeout_s int,
-                                         max_restarts int)
+       j.timeout_s, nullif(j.max_restarts, -1), j.key, j.retry, coalesce(j.gpus, 0), coalesce(j.gpu_memory_mb, 0)
+  FROM j ORDER BY j.n
 RETURNING id
 )SQL"};
 
-// $1 worker_id, $2 tags (text[]), $3 limit. The one-statement claim of
-// ARCHITECTURE.md §2, backed by queue_claim_idx.
+// $1 worker_id, $2 tags (text[]), $3 limit, $4 free GPUs, $5 device memory
+// (int[]). quern.claim() (migration 3) is the one-statement claim of
+// ARCHITECTURE.md §2 plus concurrency keys and GPU fit.
 inline constexpr Statement kClaim{"quern_claim", R"SQL(
-WITH claimed AS (
-  UPDATE quern.queue q
-     SET running = true, worker_id = $1, attempt = q.attempt + 1,
-         started_at = now(), heartbeat_at = now()
-   WHERE q.id = ANY(ARRAY(SELECT w.id FROM quern.queue w
-                   WHERE NOT w.running AND w.tag = ANY($2::text[]) AND w.scheduled_for <= now()
-                   ORDER BY w.priority DESC, w.scheduled_for, w.id
-                   LIMIT $3
-                   FOR UPDATE SKIP LOCKED))
-  RETURNING q.id, q.attempt, q.tag, q.language, q.payload, q.priority, q.timeout_s, q.script_path,
-            q.scheduled_for, q.created_at, q.started_at)
-SELECT id, attempt, tag, language, payload::text, priority, timeout_s, script_path,
-       )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") R"SQL(
-  FROM claimed
- ORDER BY priority DESC, scheduled_for, id
+SELECT id, attempt, tag, language, payload, priority, timeout_s, script_path, created_us, started_us, gpus
+  FROM quern.claim($1, $2::text[], $3::int, $4::int, $5::int[])
 )SQL"};
 
 // $1 worker_id, $2 ids (bigint[]), $3 attempts (int[]). Rows not returned are lost leases.
@@ -69,25 +85,48 @@ RETURNING q.id, q.cancel_requested
 #define QUERN_COMPLETED_COLUMNS                                                     \
   "id, tag, language, script_path, payload, priority, scheduled_for, created_at, "  \
   "started_at, completed_at, status, result, error, worker_id, attempt, restarts, " \
-  "timeout_s, max_restarts"
+  "timeout_s, max_restarts, concurrency_key, retries"
 
 // $1 worker_id, $2 json array of {id, attempt, status, result, error}.
-// Delete + insert in one statement (one transaction): exactly one record.
+// One statement (one transaction): a lease still held is either retried
+// (its retry policy covers the outcome and attempts remain: back in the
+// queue after a backoff, the attempt kept in job_attempts) or moved to
+// completed_jobs — exactly one record. Returns the ids accepted either way.
 inline constexpr Statement kComplete{"quern_complete", R"SQL(
 WITH c AS (
   SELECT * FROM json_to_recordset($2::json) AS c(id bigint, attempt int, status text, result jsonb, error text)
+), held AS (
+  SELECT q.id, c.attempt, c.status, c.result, c.error,
+         NOT q.cancel_requested AND quern.should_retry(q.retry, q.retries, c.status) AS retry
+    FROM quern.queue q JOIN c ON q.id = c.id AND q.attempt = c.attempt
+   WHERE q.worker_id = $1 AND q.running
+), r AS (
+  UPDATE quern.queue q
+     SET running = false, worker_id = NULL, heartbeat_at = NULL, retries = q.retries + 1,
+         last_error = h.error, scheduled_for = now() + quern.retry_delay(q.retry, q.retries)
+    FROM held h
+   WHERE q.id = h.id AND h.retry AND q.attempt = h.attempt AND q.worker_id = $1 AND q.running
+  RETURNING q.id, q.attempt, q.started_at, q.scheduled_for AS retry_at
+), ra AS (
+  INSERT INTO quern.job_attempts (job_id, attempt, status, error, result, worker_id, started_at, retry_at)
+  SELECT r.id, r.attempt, h.status, coalesce(h.error, ''), h.result, $1, r.started_at, r.retry_at
+    FROM r JOIN held h ON h.id = r.id
+  ON CONFLICT DO NOTHING
 ), d AS (
   DELETE FROM quern.queue q USING c
    WHERE q.id = c.id AND q.attempt = c.attempt AND q.worker_id = $1 AND q.running
+     AND q.id NOT IN (SELECT id FROM held WHERE retry)
   RETURNING q.*, c.status AS c_status, c.result AS c_result, c.error AS c_error
+), ins AS (
+  INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
+  SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
+         started_at, clock_timestamp(), c_status, c_result, coalesce(c_error, ''), worker_id, attempt,
+         restarts, timeout_s, max_restarts, concurrency_key, retries
+    FROM d
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id
 )
-INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
-SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
-       started_at, clock_timestamp(), c_status, c_result, coalesce(c_error, ''), worker_id, attempt,
-       restarts, timeout_s, max_restarts
-  FROM d
-ON CONFLICT (id) DO NOTHING
-RETURNING id
+SELECT id FROM ins UNION ALL SELECT id FROM r
 )SQL"};
 
 // $1 json array of {job_id, chunk}. Each chunk's start offset = the end of the
@@ -140,7 +179,7 @@ WITH l AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
          started_at, clock_timestamp(), 'canceled', NULL, coalesce(cancel_reason, 'canceled'),
-         worker_id, attempt, restarts, timeout_s, max_restarts
+         worker_id, attempt, restarts, timeout_s, max_restarts, concurrency_key, retries
     FROM gone
   RETURNING id
 ), woken AS (
@@ -159,7 +198,7 @@ WITH d AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
          started_at, clock_timestamp(), 'canceled', NULL, $2, worker_id, attempt, restarts,
-         timeout_s, max_restarts
+         timeout_s, max_restarts, concurrency_key, retries
     FROM d
   RETURNING id
 ), u AS (
@@ -182,25 +221,42 @@ inline constexpr Statement kTryRecoveryLock{"quern_try_recovery_lock",
                                             "SELECT pg_try_advisory_xact_lock($1::bigint)"};
 
 // $1 lease timeout (ms), $2 default max_restarts. Runs inside the transaction
-// holding the recovery lock. Lost jobs go back to the queue (attempt kept, so a
-// stale worker can no longer complete them) or, past max_restarts or when a
-// cancel was requested, to completed_jobs. Requeued tags are NOTIFYed here
-// because the INSERT trigger does not fire on UPDATE.
+// holding the recovery lock. A lost job goes back to the queue (attempt kept,
+// so a stale worker can no longer complete them) or, when it has no attempts
+// left or a cancel was requested, to completed_jobs. Jobs whose retry policy
+// covers "lost" are retried by that policy (attempts, backoff, recorded in
+// job_attempts); others by max_restarts, at once. Requeued tags are NOTIFYed
+// here because the INSERT trigger does not fire on UPDATE.
 inline constexpr Statement kRecover{"quern_recover", R"SQL(
 WITH expired AS (
-  SELECT id, restarts + 1 AS n, coalesce(max_restarts, $2::int) AS lim, cancel_requested
+  SELECT id, restarts + 1 AS n, cancel_requested,
+         CASE WHEN retry IS NOT NULL AND (retry->'on') ? 'lost'
+              THEN quern.should_retry(retry, retries, 'lost')
+              ELSE restarts + 1 <= coalesce(max_restarts, $2::int) END AS again,
+         retry IS NOT NULL AND (retry->'on') ? 'lost' AS by_policy
     FROM quern.queue
    WHERE running AND heartbeat_at < now() - $1::bigint * interval '1 millisecond'
    FOR UPDATE SKIP LOCKED
 ), requeued AS (
   UPDATE quern.queue q
-     SET running = false, worker_id = NULL, heartbeat_at = NULL, restarts = e.n
+     SET running = false, worker_id = NULL, heartbeat_at = NULL, restarts = e.n,
+         retries = q.retries + CASE WHEN e.by_policy THEN 1 ELSE 0 END,
+         last_error = 'lost worker ' || coalesce(q.worker_id, ''),
+         scheduled_for = CASE WHEN e.by_policy THEN now() + quern.retry_delay(q.retry, q.retries)
+                              ELSE q.scheduled_for END
     FROM expired e
-   WHERE q.id = e.id AND NOT e.cancel_requested AND e.n <= e.lim
-  RETURNING q.id, q.tag, q.scheduled_for
+   WHERE q.id = e.id AND NOT e.cancel_requested AND e.again
+  RETURNING q.id, q.attempt, q.tag, q.scheduled_for, q.started_at, e.by_policy
+), lost AS (
+  INSERT INTO quern.job_attempts (job_id, attempt, status, error, worker_id, started_at, retry_at)
+  SELECT q.id, q.attempt, 'lost', 'lost worker ' || coalesce(q.worker_id, '') || ': lease expired',
+         q.worker_id, q.started_at,
+         CASE WHEN NOT e.cancel_requested AND e.again THEN now() END
+    FROM quern.queue q JOIN expired e ON e.id = q.id
+  ON CONFLICT DO NOTHING
 ), gone AS (
   DELETE FROM quern.queue q USING expired e
-   WHERE q.id = e.id AND (e.cancel_requested OR e.n > e.lim)
+   WHERE q.id = e.id AND (e.cancel_requested OR NOT e.again)
   RETURNING q.*, e.n AS n
 ), ins AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
@@ -209,7 +265,7 @@ WITH expired AS (
          CASE WHEN cancel_requested THEN 'canceled' ELSE 'failure' END, NULL,
          CASE WHEN cancel_requested THEN coalesce(cancel_reason, 'canceled') || ' (worker lost)'
               ELSE 'lost worker: lease expired ' || n || ' times' END,
-         worker_id, attempt, n, timeout_s, max_restarts
+         worker_id, attempt, n, timeout_s, max_restarts, concurrency_key, retries
     FROM gone
   RETURNING status
 ), woken AS (
@@ -227,13 +283,22 @@ SELECT (SELECT count(*) FROM requeued),
 inline constexpr Statement kGetJob{"quern_get_job", R"SQL(
 SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END, tag, language, script_path,
        payload::text, priority, attempt, coalesce(worker_id, ''), NULL::text, '',
-       )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") R"SQL(, NULL::bigint, cancel_requested
+       )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") R"SQL(, NULL::bigint, cancel_requested,
+       coalesce(concurrency_key, '')
   FROM quern.queue WHERE id = $1
 UNION ALL
 SELECT id, status, tag, language, script_path,
        payload::text, priority, attempt, coalesce(worker_id, ''), result::text, error,
-       )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") ", " QUERN_US("completed_at") R"SQL(, false
+       )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") ", " QUERN_US("completed_at") R"SQL(, false,
+       coalesce(concurrency_key, '')
   FROM quern.completed_jobs WHERE id = $1
+)SQL"};
+
+// $1 job_id: its earlier attempts, oldest first.
+inline constexpr Statement kGetAttempts{"quern_get_attempts", R"SQL(
+SELECT attempt, status, error, coalesce(worker_id, ''), )SQL" QUERN_US("started_at") ", " QUERN_US(
+                                                                  "ended_at") ", " QUERN_US("retry_at") R"SQL(
+  FROM quern.job_attempts WHERE job_id = $1 ORDER BY attempt
 )SQL"};
 
 // $1 tags (text[]; empty = all).
@@ -245,11 +310,13 @@ SELECT count(*) FROM quern.queue
 inline constexpr Statement kCountRunning{"quern_count_running",
                                          "SELECT count(*) FROM quern.queue WHERE running"};
 
-inline constexpr Statement kAll[] = {kPushOne,         kPushBatch,  kClaim,    kHeartbeat,    kComplete,
-                                     kRelease,         kAppendLogs, kReadLogs, kCancel,       kCancelProbe,
-                                     kTryRecoveryLock, kRecover,    kGetJob,   kCountWaiting, kCountRunning};
+inline constexpr Statement kAll[] = {kPushOne,  kPushBatch,   kClaim,           kHeartbeat,
+                                     kComplete, kRelease,     kAppendLogs,      kReadLogs,
+                                     kCancel,   kCancelProbe, kTryRecoveryLock, kRecover,
+                                     kGetJob,   kGetAttempts, kCountWaiting,    kCountRunning};
 
 #undef QUERN_COMPLETED_COLUMNS
+#undef QUERN_UPSERT_LIMITS
 #undef QUERN_US
 
 }  // namespace quern::queue::sql

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host/common/status.h"
+#include "host/queue/job_policy.h"
 
 namespace quern::scripts {
 
@@ -32,10 +33,16 @@ struct ScriptSettings {
   int priority = 0;        // 0 = the queue's default, else 1..100
   int timeout_s = 0;       // 0 = none
   bool dedicated = false;  // run on a dedicated (warm) worker
+  // Limits shared by its jobs; an empty key means "script:<path>" (a
+  // per-script limit). The key may use $path, $language and $args[name].
+  std::optional<queue::ConcurrencyLimit> concurrency;
+  std::optional<queue::RetryPolicy> retry;
   bool operator==(const ScriptSettings&) const = default;
 };
-// {"dedicated":..,"priority":..,"tag":..,"timeout_s":..}. from_json accepts
-// missing keys (defaults), so rows written before a field existed still read.
+// {"dedicated":..,"priority":..,"tag":..,"timeout_s":..} plus "concurrency"
+// and "retry" only when set, so that hashes of versions deployed before those
+// existed do not change. from_json accepts missing keys (defaults), so rows
+// written before a field existed still read.
 void to_json(nlohmann::json& j, const ScriptSettings& s);
 void from_json(const nlohmann::json& j, ScriptSettings& s);
 

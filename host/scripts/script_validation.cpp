@@ -67,6 +67,8 @@ void to_json(nlohmann::json& j, const ScriptSettings& s) {
   // of this is canonical: the version hash depends on it.
   j = nlohmann::json{
       {"tag", s.tag}, {"priority", s.priority}, {"timeout_s", s.timeout_s}, {"dedicated", s.dedicated}};
+  if (s.concurrency) j["concurrency"] = queue::to_json(*s.concurrency);
+  if (s.retry) j["retry"] = queue::to_json(*s.retry);
 }
 
 void from_json(const nlohmann::json& j, ScriptSettings& s) {
@@ -75,6 +77,14 @@ void from_json(const nlohmann::json& j, ScriptSettings& s) {
   s.priority = j.value("priority", 0);
   s.timeout_s = j.value("timeout_s", 0);
   s.dedicated = j.value("dedicated", false);
+  // Stored settings were validated at deploy; a row that no longer parses
+  // (a field removed later) loses only that policy.
+  if (j.contains("concurrency")) {
+    if (auto c = queue::concurrency_from_json(j["concurrency"], "concurrency"); c.is_ok()) s.concurrency = *c;
+  }
+  if (j.contains("retry")) {
+    if (auto r = queue::retry_from_json(j["retry"], "retry"); r.is_ok()) s.retry = *r;
+  }
 }
 
 std::string script_hash(const std::string& language, const ScriptSettings& settings,

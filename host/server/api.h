@@ -21,6 +21,8 @@ struct ApiOptions {
   std::chrono::milliseconds max_wait{60000};
   // A worker counts as live (queue stats "served") if seen within this.
   std::chrono::milliseconds live_within{35000};
+  // Largest timeout_s a job may ask for (0 = no maximum); larger is a 400.
+  int max_timeout_s = 0;
   size_t pool_size = 16;  // database connections per kind (queue, tokens, scripts)
   queue::QueueOptions queue_options;
 };

@@ -116,14 +116,37 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
               auto stats = (*q)->queue_stats(ctx.options.live_within);
               if (!stats) return unavailable(stats.status());
               Json out = Json::array();
-              for (const auto& s : *stats)
+              for (const auto& s : *stats) {
+                Json by_priority = Json::array();
+                for (const auto& p : s.by_priority)
+                  by_priority.push_back(Json{
+                      {"priority", p.priority}, {"waiting", p.waiting}, {"oldest_wait_s", p.oldest_wait_s}});
                 out.push_back(Json{{"tag", s.tag},
                                    {"waiting", s.waiting},
                                    {"scheduled", s.scheduled},
                                    {"running", s.running},
                                    {"oldest_wait_s", s.oldest_wait_s},
-                                   {"served", s.served}});
+                                   {"served", s.served},
+                                   {"by_priority", by_priority}});
+              }
               return json_ok(Json{{"tags", out}});
+            });
+  add_route(ctx, router, "GET", "/api/queue/limits", "queue.read", "Concurrency keys: limits and current use",
+            [&ctx](const http::Request&, const auth::Principal&) {
+              auto q = ctx.queues.acquire();
+              if (!q) return unavailable(q.status());
+              auto stats = (*q)->limit_stats();
+              if (!stats) return unavailable(stats.status());
+              Json out = Json::array();
+              for (const auto& k : *stats)
+                out.push_back(Json{{"key", k.key},
+                                   {"max_running", k.max_running},
+                                   {"rate_max", k.rate_max},
+                                   {"rate_window_s", k.rate_window.count() / 1000.0},
+                                   {"running", k.running},
+                                   {"waiting", k.waiting},
+                                   {"started_in_window", k.started_in_window}});
+              return json_ok(Json{{"keys", out}});
             });
   add_route(ctx, router, "GET", "/api/workers", "workers.read", "Workers and agents",
             [&ctx](const http::Request&, const auth::Principal&) {

@@ -52,7 +52,28 @@ Json claimed_json(const queue::ClaimedJob& j) {
       {"created_at_us",
        std::chrono::duration_cast<std::chrono::microseconds>(j.created_at.time_since_epoch()).count()},
       {"started_at_us",
-       std::chrono::duration_cast<std::chrono::microseconds>(j.started_at.time_since_epoch()).count()}};
+       std::chrono::duration_cast<std::chrono::microseconds>(j.started_at.time_since_epoch()).count()},
+      {"gpus", j.gpus}};
+}
+
+// The optional "gpus": {"free": n, "devices_mb": [..]} of a claim request.
+StatusOr<queue::ClaimCapacity> claim_capacity(const Json& body) {
+  queue::ClaimCapacity c;
+  auto it = body.find("gpus");
+  if (it == body.end()) return c;
+  const Json& g = *it;
+  if (!g.is_object() || !g.contains("free") || !g["free"].is_number_integer() || !g.contains("devices_mb") ||
+      !g["devices_mb"].is_array())
+    return Status::error("gpus must be {\"free\": <int>, \"devices_mb\": [<int>, ...]}");
+  for (const Json& m : g["devices_mb"]) {
+    if (!m.is_number_integer() || m.get<int64_t>() < 0 || m.get<int64_t>() > (1 << 30))
+      return Status::error("gpus.devices_mb must hold non-negative integers");
+    c.device_memory_mb.push_back(m.get<int>());
+  }
+  c.free_gpus = g["free"].get<int>();
+  if (c.free_gpus < 0 || c.free_gpus > static_cast<int>(c.device_memory_mb.size()))
+    return Status::error("gpus.free must be from 0 to the number of devices");
+  return c;
 }
 
 // Wraps a handler that needs the parsed body and the lease owner.
@@ -99,6 +120,8 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
             agent_handler([&ctx](const Json& body, const std::string& owner, const auth::Principal& who) {
               const int slots = body.value("slots", 1);
               if (slots < 1 || slots > 1024) return bad_request("slots must be from 1 to 1024");
+              auto capacity = claim_capacity(body);
+              if (!capacity) return bad_request(capacity.message());
               const auto wait =
                   std::min(std::chrono::milliseconds(body.value("wait_ms", 0)), ctx.options.max_wait);
               auto q = ctx.queues.acquire();
@@ -112,7 +135,7 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
                 ~Unlisten() { q.unlisten_all(); }
               } unlisten{**q};
               while (true) {
-                auto jobs = (*q)->claim(owner, who.tags, slots);
+                auto jobs = (*q)->claim(owner, who.tags, slots, *capacity);
                 if (!jobs) return unavailable(jobs.status());
                 const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                     deadline - std::chrono::steady_clock::now());

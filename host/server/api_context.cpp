@@ -117,6 +117,21 @@ nlohmann::ordered_json job_json(const queue::JobRecord& j, bool with_code) {
   if (j.started_at && j.completed_at)
     o["duration_ms"] = std::chrono::duration<double, std::milli>(*j.completed_at - *j.started_at).count();
   o["cancel_requested"] = j.cancel_requested;
+  if (!j.concurrency_key.empty()) o["concurrency_key"] = j.concurrency_key;
+  if (!j.attempts.empty()) {
+    nlohmann::ordered_json attempts = nlohmann::ordered_json::array();
+    for (const queue::AttemptRecord& a : j.attempts) {
+      attempts.push_back(
+          {{"attempt", a.attempt},
+           {"status", a.status},
+           {"error", a.error},
+           {"worker_id", a.worker_id},
+           {"started_at", a.started_at ? nlohmann::ordered_json(iso_time(*a.started_at)) : nullptr},
+           {"ended_at", iso_time(a.ended_at)},
+           {"retry_at", a.retry_at ? nlohmann::ordered_json(iso_time(*a.retry_at)) : nullptr}});
+    }
+    o["attempts"] = std::move(attempts);
+  }
   return o;
 }
 

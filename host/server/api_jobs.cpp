@@ -21,6 +21,8 @@ struct RunRequest {
   int priority = 0;
   int timeout_s = 0;
   std::optional<queue::Clock::time_point> scheduled_for;
+  std::optional<queue::ConcurrencyLimit> concurrency;  // replaces the script's
+  std::optional<queue::RetryPolicy> retry;             // replaces the script's
 };
 
 StatusOr<queue::Clock::time_point> parse_iso_utc(const std::string& text) {
@@ -70,9 +72,18 @@ StatusOr<RunRequest> parse_run_request(const Json& body) {
         return Status::error("delay_s must be a non-negative number");
       r.scheduled_for = queue::Clock::now() + std::chrono::duration_cast<queue::Clock::duration>(
                                                   std::chrono::duration<double>(value.get<double>()));
+    } else if (key == "concurrency") {
+      auto c = queue::concurrency_from_json(value, "concurrency");
+      if (!c) return c.status();
+      r.concurrency = *c;
+    } else if (key == "retry") {
+      auto p = queue::retry_from_json(value, "retry");
+      if (!p) return p.status();
+      r.retry = *p;
     } else if (key != "language" && key != "content") {
-      return Status::error("unknown field '" + key +
-                           "' (allowed: args, tag, priority, timeout_s, scheduled_for, delay_s)");
+      return Status::error(
+          "unknown field '" + key +
+          "' (allowed: args, tag, priority, timeout_s, scheduled_for, delay_s, concurrency, retry)");
     }
   }
   return r;
@@ -91,7 +102,22 @@ queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest&
   job.payload["code"] = s.content;
   job.payload["args"] = r.args;
   job.payload["script_hash"] = s.hash;
+  if (auto c = r.concurrency ? r.concurrency : s.settings.concurrency) {
+    job.concurrency = *c;
+    if (job.concurrency.key.empty()) job.concurrency.key = "script:" + (s.path.empty() ? s.hash : s.path);
+  }
+  if (auto p = r.retry ? r.retry : s.settings.retry) job.retry = *p;
   return job;
+}
+
+// Checks a built job against the queue's rules and the server's limits.
+std::optional<http::Response> reject(const ApiContext& ctx, const queue::NewJob& job) {
+  if (Status s = queue::validate(job); !s) return bad_request(s.message());
+  const int max = ctx.options.max_timeout_s;
+  if (max > 0 && job.timeout_s > max)
+    return bad_request("timeout_s " + std::to_string(job.timeout_s) + " exceeds this server's maximum of " +
+                       std::to_string(max) + " s");
+  return std::nullopt;
 }
 
 // Builds the job a run route asks for: from the script at a path, a script
@@ -114,6 +140,7 @@ JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const std::st
     s.content = content->get<std::string>();
     queue::NewJob job = job_from_script(s, *run);
     job.payload.erase("script_hash");
+    if (auto bad = reject(ctx, job)) return std::move(*bad);
     return job;
   }
   auto store = ctx.scripts.acquire();
@@ -129,6 +156,7 @@ JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const std::st
   // the request names a tag.
   if (run->tag.empty() && ctx.dedicated_worker_alive(job.script_path))
     job.tag = "dedicated:" + job.script_path;
+  if (auto bad = reject(ctx, job)) return std::move(*bad);
   return job;
 }
 
@@ -142,7 +170,6 @@ http::Response run_route(ApiContext& ctx, const http::Request& req, const std::s
   auto built = build_job(ctx, req, kind);
   if (auto* r = std::get_if<http::Response>(&built)) return std::move(*r);
   const auto& job = std::get<queue::NewJob>(built);
-  if (Status s = queue::validate(job); !s) return bad_request(s.message());
   auto id = submit(ctx, job);
   if (!id) return unavailable(id.status());
   return json_ok(Json{{"id", *id}, {"tag", job.tag}}, 201);

@@ -17,6 +17,8 @@ Json script_json(const scripts::ScriptVersion& s, bool with_content) {
                    {"priority", s.settings.priority},
                    {"timeout_s", s.settings.timeout_s},
                    {"dedicated", s.settings.dedicated}};
+  if (s.settings.concurrency) o["settings"]["concurrency"] = queue::to_json(*s.settings.concurrency);
+  if (s.settings.retry) o["settings"]["retry"] = queue::to_json(*s.settings.retry);
   o["deployed_by"] = s.deployed_by;
   o["created_at"] = iso_time(s.created_at);
   o["archived"] = s.archived;
@@ -49,10 +51,19 @@ StatusOr<scripts::NewScript> parse_deploy(const Json& body) {
     } else if (key == "dedicated") {
       if (!value.is_boolean()) return Status::error("dedicated must be true or false");
       s.settings.dedicated = value.get<bool>();
+    } else if (key == "concurrency") {
+      auto c = queue::concurrency_from_json(value, "concurrency");
+      if (!c) return c.status();
+      s.settings.concurrency = *c;
+    } else if (key == "retry") {
+      auto r = queue::retry_from_json(value, "retry");
+      if (!r) return r.status();
+      s.settings.retry = *r;
     } else {
       return Status::error(
           "unknown field '" + key +
-          "' (allowed: path, language, content, summary, tag, priority, timeout_s, dedicated)");
+          "' (allowed: path, language, content, summary, tag, priority, timeout_s, dedicated, "
+          "concurrency, retry)");
     }
     if (!st) return st;
   }

@@ -24,10 +24,11 @@ class JobSource {
   // Blocks up to timeout until jobs may be claimable. A source that long-polls
   // may claim up to max_jobs here already; claim() then returns those first.
   virtual StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string& worker_id,
-                                       const std::vector<std::string>& tags, int max_jobs) = 0;
+                                       const std::vector<std::string>& tags, int max_jobs,
+                                       const queue::ClaimCapacity& capacity) = 0;
   virtual StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id,
-                                                         const std::vector<std::string>& tags,
-                                                         int max_jobs) = 0;
+                                                         const std::vector<std::string>& tags, int max_jobs,
+                                                         const queue::ClaimCapacity& capacity) = 0;
   // Longest single wait_for_jobs the claimer should ask for (stop latency).
   virtual std::chrono::milliseconds max_wait_slice() const { return std::chrono::milliseconds(100); }
 
@@ -56,13 +57,13 @@ class PgJobSource final : public JobSource {
 
   Status listen(const std::vector<std::string>& tags) override { return q_->listen(tags); }
   StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string&,
-                               const std::vector<std::string>&, int) override {
+                               const std::vector<std::string>&, int, const queue::ClaimCapacity&) override {
     return q_->wait_for_jobs(timeout);
   }
   StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id,
-                                                 const std::vector<std::string>& tags,
-                                                 int max_jobs) override {
-    return q_->claim(worker_id, tags, max_jobs);
+                                                 const std::vector<std::string>& tags, int max_jobs,
+                                                 const queue::ClaimCapacity& capacity) override {
+    return q_->claim(worker_id, tags, max_jobs, capacity);
   }
   StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,
                                             const std::vector<queue::Lease>& leases) override {

@@ -74,6 +74,7 @@ struct Worker::State {
   // --- guarded by mu ---
   std::deque<std::shared_ptr<JobRun>> dispatch;                  // claimed, not yet started
   int busy = 0;                                                  // claimed and not yet finished by a slot
+  int gpus_in_use = 0;                                           // GPUs asked for by the jobs counted in busy
   std::unordered_map<int64_t, std::shared_ptr<JobRun>> running;  // id → run (claimed, in a slot or waiting)
   std::vector<queue::Completion> pending_completions;
   std::vector<queue::LogChunk> pending_logs;  // final chunks of finished jobs
@@ -184,6 +185,7 @@ void Loops::claimer() {
   const int min_batch = std::max(1, opt.slots / 4);
   while (true) {
     int free_slots;
+    queue::ClaimCapacity capacity;
     {
       std::unique_lock lock(st.mu);
       st.claimer_cv.wait(lock, [&] { return st.stopping || st.busy < opt.slots; });
@@ -197,11 +199,16 @@ void Loops::claimer() {
                                [&] { return st.stopping || opt.slots - st.busy >= min_batch; });
       if (st.stopping) break;
       free_slots = opt.slots - st.busy;
+      // GPU jobs are claimed only while this worker has their devices free
+      // (the plugin assigns the actual devices; docs/GPU.md).
+      capacity.device_memory_mb = opt.gpu_devices_mb;
+      capacity.free_gpus = static_cast<int>(opt.gpu_devices_mb.size()) - st.gpus_in_use;
     }
     const auto now = SteadyClock::now();
     if (!should_claim && now - last_claim < opt.poll_interval) {
       auto left = std::chrono::duration_cast<milliseconds>(opt.poll_interval - (now - last_claim));
-      auto woke = q.wait_for_jobs(std::min(left, q.max_wait_slice()), opt.worker_id, opt.tags, free_slots);
+      auto woke =
+          q.wait_for_jobs(std::min(left, q.max_wait_slice()), opt.worker_id, opt.tags, free_slots, capacity);
       if (!woke) {
         log_error(opt.worker_id, "waiting for notifications: " + woke.message());
         std::unique_lock lock(st.mu);
@@ -214,7 +221,7 @@ void Loops::claimer() {
     }
     last_claim = SteadyClock::now();
     st.claim_queries++;
-    auto claimed = q.claim(opt.worker_id, opt.tags, free_slots);
+    auto claimed = q.claim(opt.worker_id, opt.tags, free_slots, capacity);
     if (!claimed) {
       // Exponential backoff while the database (or the server, for agents) is away.
       log_error(opt.worker_id, "claim failed (retrying in " + std::to_string(retry_delay.count()) +
@@ -239,6 +246,7 @@ void Loops::claimer() {
       auto run =
           std::make_shared<JobRun>(std::move(job), SteadyClock::now() + std::chrono::seconds(timeout_s));
       st.running.emplace(run->job().id, run);
+      st.gpus_in_use += run->job().gpus;
       st.dispatch.push_back(std::move(run));
       st.busy++;
       st.slots_cv.notify_one();  // one slot per job: no thundering herd of idle slots
@@ -251,6 +259,7 @@ void Loops::claimer() {
     st.dispatch.pop_front();
     st.pending_releases.push_back({run->job().id, run->job().attempt});
     st.running.erase(run->job().id);
+    st.gpus_in_use -= run->job().gpus;
     st.busy--;
   }
   st.claimer_done = true;
@@ -399,6 +408,7 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
   if (completion) st.pending_completions.push_back(std::move(*completion));
   if (release) st.pending_releases.push_back({run->job().id, run->job().attempt});
   st.running.erase(run->job().id);
+  st.gpus_in_use -= run->job().gpus;
   st.busy--;
   st.writer_cv.notify_one();   // the writer is one thread
   st.claimer_cv.notify_one();  // so is the claimer

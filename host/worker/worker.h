@@ -56,6 +56,9 @@ struct WorkerOptions {
   // are prepared per slot for the script version each job carries). The
   // worker also serves dedicated_tag(path) for each.
   std::vector<std::string> dedicated_scripts;
+  // Memory (MB) of each GPU this worker may assign (from the gpu plugin's
+  // resources). Empty: the worker never claims a job that asks for GPUs.
+  std::vector<int> gpu_devices_mb;
   std::string kind = "worker";  // worker | agent (the registry's kind)
   // Where jobs come from; empty = PostgreSQL at database_url. The agent
   // passes a factory of HTTP sources. Called twice (claimer, writer).

@@ -33,6 +33,7 @@ class ServerTest : public ::testing::Test {
     o.port = 0;
     o.api.database_url = url_;
     o.api.max_wait = 20s;
+    o.api.max_timeout_s = 3600;
     o.limits.handler_threads = 8;
     o.api.pool_size = 8;
     server_ = std::make_unique<server::Server>(o);
@@ -131,6 +132,49 @@ TEST_F(ServerTest, DeployRunAndWaitResultRoundTrip) {
                       {{"language", "bash"}, {"content", "echo broken >&2; exit 2"}});
   EXPECT_EQ(failing.status, 422) << failing.body;
   EXPECT_NE(failing.error_message().find("broken"), std::string::npos) << failing.body;
+}
+
+// Script settings carry a concurrency limit and a retry policy; the job
+// record shows the key and the failed attempt; bad policies are 400s.
+TEST_F(ServerTest, ScriptLimitsRetriesAndTimeoutMaximum) {
+  start_worker({"bash"});
+  const auto marker = std::filesystem::temp_directory_path() / ("quern-flaky-" + std::to_string(getpid()));
+  std::filesystem::remove(marker);
+  auto deployed =
+      call(developer_, "POST", "/api/scripts",
+           {{"path", "f/test/flaky"},
+            {"language", "bash"},
+            {"content", "if [ -e \"$1\" ]; then echo '{\"ok\": true}'; else touch \"$1\"; exit 3; fi"},
+            {"concurrency", {{"max_running", 1}}},
+            {"retry", {{"max_attempts", 3}, {"backoff_s", 0.05}, {"on", {"failure"}}}}});
+  ASSERT_EQ(deployed.status, 201) << deployed.body;
+  EXPECT_EQ(deployed.json()["settings"]["retry"]["max_attempts"], 3);
+
+  auto result = call(operator_, "POST", "/api/jobs/run_wait_result/p/f/test/flaky",
+                     {{"args", {{"marker", marker.string()}}}});
+  ASSERT_EQ(result.status, 200) << result.body;
+  EXPECT_EQ(result.json(), Json({{"ok", true}}));
+  auto listed = call(operator_, "GET", "/api/jobs?script_path=f/test/flaky").json();
+  ASSERT_EQ(listed["jobs"].size(), 1u);
+  const auto id = std::to_string(listed["jobs"][0]["id"].get<int64_t>());
+  auto job = call(operator_, "GET", "/api/jobs/" + id).json();
+  EXPECT_EQ(job["concurrency_key"], "script:f/test/flaky");
+  ASSERT_EQ(job["attempts"].size(), 1u) << job.dump();
+  EXPECT_EQ(job["attempts"][0]["status"], "failure");
+  EXPECT_NE(job["attempts"][0]["error"].get<std::string>().find("exit code 3"), std::string::npos)
+      << job.dump();
+  auto limits = call(operator_, "GET", "/api/queue/limits").json();
+  ASSERT_EQ(limits["keys"].size(), 1u);
+  EXPECT_EQ(limits["keys"][0]["key"], "script:f/test/flaky");
+  EXPECT_EQ(limits["keys"][0]["max_running"], 1);
+  std::filesystem::remove(marker);
+
+  auto bad = call(developer_, "POST", "/api/jobs/run/p/f/test/flaky", {{"retry", {{"max_attempts", 0}}}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.error_message(), "retry.max_attempts: expected an integer from 1 to 100");
+  auto slow = call(developer_, "POST", "/api/jobs/run/p/f/test/flaky", {{"timeout_s", 7200}});
+  EXPECT_EQ(slow.status, 400);
+  EXPECT_EQ(slow.error_message(), "timeout_s 7200 exceeds this server's maximum of 3600 s");
 }
 
 TEST_F(ServerTest, LogStreamShowsLinesWhileTheJobRuns) {
