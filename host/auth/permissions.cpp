@@ -12,12 +12,13 @@ struct Grant {
 
 constexpr Grant kGrants[] = {
     //  permission          admin  developer operator agent
-    {"scripts.read", true, true, true, false},    {"scripts.write", true, true, false, false},
-    {"jobs.run", true, true, true, false},        {"jobs.run_inline", true, true, false, false},
-    {"jobs.read", true, true, true, false},       {"jobs.cancel", true, true, true, false},
-    {"queue.read", true, true, true, false},      {"workers.read", true, true, true, false},
-    {"tokens.manage", true, false, false, false}, {"docs.read", true, true, true, false},
-    {"agent", false, false, false, true},
+    {"scripts.read", true, true, true, false},     {"scripts.write", true, true, false, false},
+    {"jobs.run", true, true, true, false},         {"jobs.run_inline", true, true, false, false},
+    {"jobs.read", true, true, true, false},        {"jobs.cancel", true, true, true, false},
+    {"queue.read", true, true, true, false},       {"workers.read", true, true, true, false},
+    {"tokens.manage", true, false, false, false},  {"docs.read", true, true, true, false},
+    {"agent", false, false, false, true},          {"schedules.read", true, true, true, false},
+    {"schedules.write", true, true, false, false},
 };
 
 }  // namespace

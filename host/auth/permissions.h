@@ -24,13 +24,16 @@ std::optional<Role> role_from_string(std::string_view name);
 
 // Permission names used by the API routes:
 //   scripts.read scripts.write jobs.run jobs.run_inline jobs.read jobs.cancel
-//   queue.read workers.read tokens.manage docs.read agent
+//   queue.read workers.read tokens.manage docs.read agent schedules.read
+//   schedules.write
 //
 // admin:     everything except "agent"
 // developer: scripts.read scripts.write jobs.run jobs.run_inline jobs.read
-//            jobs.cancel queue.read workers.read docs.read
+//            jobs.cancel queue.read workers.read docs.read schedules.read
+//            schedules.write
 // operator:  scripts.read jobs.run jobs.read jobs.cancel queue.read
-//            workers.read docs.read (cannot deploy, cannot run inline code)
+//            workers.read docs.read schedules.read (cannot deploy, cannot
+//            run inline code, cannot change schedules)
 // agent:     agent only (pull jobs, report results as a remote worker)
 bool allowed(Role role, std::string_view permission);
 

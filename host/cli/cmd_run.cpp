@@ -6,6 +6,7 @@
 
 #include "host/cli/commands.h"
 #include "host/cli/job_follow.h"
+#include "host/cli/route.h"
 
 namespace quern::cli {
 namespace {
@@ -42,6 +43,12 @@ int run_job(RunArgs a) {
   auto cfg = load_effective_config(a.common);
   if (!cfg) {
     std::cerr << "quern run: " << cfg.message() << "\n";
+    return 2;
+  }
+  // Pushed straight to the database: the config's routing rules apply here
+  // (through --server, the server applies its own).
+  if (Status s = route_local_job(cfg->routing_rules, a.req, *job); !s) {
+    std::cerr << "quern run: " << s.message() << "\n";
     return 2;
   }
   auto url = resolve_database_url(*cfg);

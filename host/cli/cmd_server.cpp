@@ -20,6 +20,9 @@ server::ServerOptions server_options_for(const config::Config& cfg, const std::s
   o.api.live_within = cfg.effective_heartbeat_interval() * 3 + std::chrono::seconds(5);
   o.api.pool_size = static_cast<size_t>(cfg.server_handler_threads);
   o.api.queue_options.default_max_restarts = cfg.max_restarts;
+  o.api.routing_rules = cfg.routing_rules;
+  o.api.limits = cfg.limits;
+  o.api.max_timeout_s = cfg.max_timeout_s;
   o.limits.handler_threads = cfg.server_handler_threads;
   o.lease_timeout = cfg.lease_timeout;
   return o;

@@ -1,6 +1,8 @@
 // `quern up`: everything on one machine — the embedded PostgreSQL when no
-// database URL is configured, the schema, and one worker per configured group.
-// Optionally runs the example scripts of a folder and prints their results.
+// database URL is configured, the schema, and one worker per configured group
+// (each loading only its group's plugins). Optionally runs the example
+// scripts of a folder and prints their results. SIGHUP re-reads the config
+// and applies the groups' new tags and slots.
 #include <algorithm>
 #include <fstream>
 #include <iostream>
@@ -8,6 +10,8 @@
 #include "host/auth/tokens.h"
 #include "host/cli/commands.h"
 #include "host/cli/job_follow.h"
+#include "host/cli/route.h"
+#include "host/cli/worker_groups.h"
 #include "host/pg/embedded_postgres.h"
 
 namespace quern::cli {
@@ -44,7 +48,7 @@ void print_first_admin_token(const std::string& url) {
 
 // Runs every script of the folder (sorted) and prints "name: state result".
 // Returns how many did not succeed.
-int run_examples(const std::string& url, const std::filesystem::path& dir) {
+int run_examples(const config::Config& cfg, const std::string& url, const std::filesystem::path& dir) {
   auto q = queue::Queue::connect(url);
   if (!q) {
     std::cerr << "examples: " << q.message() << "\n";
@@ -61,7 +65,10 @@ int run_examples(const std::string& url, const std::filesystem::path& dir) {
     JobRequest req;
     auto job = [&]() -> StatusOr<queue::NewJob> {
       if (Status s = load_script_file(f, req); !s) return s;
-      return make_job(req);
+      auto made = make_job(req);
+      if (!made) return made;
+      if (Status s = route_local_job(cfg.routing_rules, req, *made); !s) return s;
+      return made;
     }();
     auto id = job ? (*q)->push(*job) : StatusOr<int64_t>(job.status());
     if (!id) {
@@ -85,16 +92,49 @@ int run_examples(const std::string& url, const std::filesystem::path& dir) {
   return failures;
 }
 
+// SIGHUP: the groups' new tags and slots; a bad file changes nothing.
+// Groups added or removed need a restart (the API's routing rules too).
+void reload_groups(const UpArgs& a, std::vector<std::unique_ptr<worker::Worker>>& workers,
+                   std::vector<config::WorkerGroup>& groups, const std::vector<bool>& has_gpus) {
+  auto cfg = load_effective_config(a.common);
+  if (!cfg) {
+    std::cerr << "quern up: reloading the config failed, keeping the old settings: " << cfg.message()
+              << std::endl;
+    return;
+  }
+  std::cerr << "quern up: config reloaded from " << cfg->source.string() << std::endl;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    auto now = find_group(*cfg, groups[i].name);
+    if (!now) {
+      std::cerr << "quern up: worker group " << groups[i].name << " was removed: needs a restart"
+                << std::endl;
+      continue;
+    }
+    now->tags = servable_tags(std::move(now->tags), has_gpus[i]);
+    groups[i] = apply_group_change(*workers[i], groups[i], *now, "quern up: worker group " + groups[i].name,
+                                   std::cerr);
+  }
+  for (const auto& g : cfg->groups) {
+    if (std::none_of(groups.begin(), groups.end(),
+                     [&](const config::WorkerGroup& r) { return r.name == g.name; }))
+      std::cerr << "quern up: worker group " << g.name << " was added: needs a restart" << std::endl;
+  }
+}
+
 int up(const UpArgs& a) {
   auto cfg = load_effective_config(a.common);
   if (!cfg) {
     std::cerr << "quern up: " << cfg.message() << "\n";
     return 2;
   }
-  plugin::PluginRegistry registry;
-  if (Status s = load_plugins(*cfg, registry); !s) {
-    std::cerr << "quern up: " << s.message() << "\n";
-    return 2;
+  // One registry per group: a group loads only the plugins it enables.
+  std::vector<std::unique_ptr<plugin::PluginRegistry>> registries;
+  for (const auto& g : cfg->groups) {
+    registries.push_back(std::make_unique<plugin::PluginRegistry>());
+    if (Status s = load_group_plugins(*cfg, g, *registries.back()); !s) {
+      std::cerr << "quern up: " << s.message() << "\n";
+      return 2;
+    }
   }
   block_shutdown_signals();
 
@@ -139,29 +179,40 @@ int up(const UpArgs& a) {
   }
 
   std::vector<std::unique_ptr<worker::Worker>> workers;
-  const auto configs = plugin_configs(*cfg, registry);
-  for (const auto& g : cfg->groups) {
+  std::vector<config::WorkerGroup> groups = cfg->groups;  // as each worker runs now
+  std::vector<bool> has_gpus;                             // per worker
+  for (size_t i = 0; i < groups.size(); ++i) {
+    auto& g = groups[i];
     auto options = worker_options_for(*cfg, g, url);
-    options.plugin_configs = configs;
-    auto w = std::make_unique<worker::Worker>(options, registry);
+    options.plugin_configs = plugin_configs(*cfg, *registries[i]);
+    if (std::string note = apply_gpu_capacity(*registries[i], options); !note.empty())
+      std::cerr << "quern up: worker group " << g.name << ": " << note << std::endl;
+    if (options.tags.empty()) {  // e.g. the gpu group on a machine without GPUs
+      std::cerr << "quern up: worker group " << g.name << " not started: no tag this machine can serve"
+                << std::endl;
+      groups.erase(groups.begin() + static_cast<std::ptrdiff_t>(i));
+      registries.erase(registries.begin() + static_cast<std::ptrdiff_t>(i));
+      --i;
+      continue;
+    }
+    g.tags = options.tags;
+    has_gpus.push_back(!options.gpu_devices_mb.empty());
+    auto w = std::make_unique<worker::Worker>(options, *registries[i]);
     if (Status s = w->start(); !s) {
       std::cerr << "quern up: " << s.message() << "\n";
       for (auto& started : workers) started->stop();
       return 1;
     }
-    std::string tags;
-    for (const auto& t : g.tags) tags += (tags.empty() ? "" : ",") + t;
-    std::cerr << "quern up: worker group " << g.name << " (" << g.slots << " slots, tags " << tags << ")"
-              << std::endl;
+    std::cerr << "quern up: worker group " << g.name << " (" << g.slots << " slots, tags "
+              << join(g.tags, ",") << ")" << std::endl;
     workers.push_back(std::move(w));
   }
   std::cerr << "quern up: ready. Submit with: quern run FILE   (Ctrl-C stops everything)" << std::endl;
 
   int rc = 0;
-  if (!a.examples_dir.empty()) rc = run_examples(url, a.examples_dir) == 0 ? 0 : 1;
+  if (!a.examples_dir.empty()) rc = run_examples(*cfg, url, a.examples_dir) == 0 ? 0 : 1;
   if (!a.exit_when_done) {
-    while (wait_for_signal() == SIGHUP) {
-    }
+    while (wait_for_signal() == SIGHUP) reload_groups(a, workers, groups, has_gpus);
   }
   std::cerr << "quern up: stopping" << std::endl;
   for (auto& w : workers) w->stop();

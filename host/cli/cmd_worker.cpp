@@ -1,7 +1,10 @@
-// `quern worker`: one worker process serving a group's tags.
+// `quern worker`: one worker process serving a group's tags. The group comes
+// from the config (--group, else the first); SIGHUP re-reads the config and
+// applies the group's new tags and slots (docs/ROUTING.md, "Reload").
 #include <iostream>
 
 #include "host/cli/commands.h"
+#include "host/cli/worker_groups.h"
 
 namespace quern::cli {
 
@@ -27,6 +30,7 @@ worker::WorkerOptions worker_options_for(const config::Config& cfg, const config
   w.default_timeout_s = cfg.default_timeout_s;
   w.max_restarts = cfg.max_restarts;
   w.dedicated_scripts = group.dedicated;
+  w.pass_env = group.pass_env;
   return w;
 }
 
@@ -42,54 +46,91 @@ struct WorkerArgs {
   std::vector<std::string> dedicated;
 };
 
+// The group the worker runs as: the config's (--group, else the first) with
+// the command-line overrides applied. --tags without --group makes an ad-hoc
+// worker that loads every plugin: its tags may need any of them.
+StatusOr<config::WorkerGroup> effective_group(const config::Config& cfg, const WorkerArgs& a) {
+  config::WorkerGroup group = cfg.groups.empty() ? config::WorkerGroup{} : cfg.groups.front();
+  if (!a.group.empty()) {
+    auto found = find_group(cfg, a.group);
+    if (!found) return found.status();
+    group = std::move(found).value();
+  } else if (!a.tags.empty()) {
+    group.plugins.clear();
+  }
+  if (!a.tags.empty()) group.tags = a.tags;
+  if (a.slots > 0) group.slots = a.slots;
+  if (!a.dedicated.empty()) group.dedicated = a.dedicated;
+  return group;
+}
+
+// SIGHUP: the config file again; a bad file changes nothing.
+config::WorkerGroup reload(worker::Worker& w, const WorkerArgs& a, const config::WorkerGroup& current,
+                           bool has_gpus) {
+  const std::string who = "quern worker " + w.id();
+  auto cfg = load_effective_config(a.common);
+  if (!cfg) {
+    std::cerr << who << ": reloading the config failed, keeping the old settings: " << cfg.message()
+              << std::endl;
+    return current;
+  }
+  WorkerArgs by_name = a;
+  by_name.group = current.name;  // the group this worker runs as, even if it was the first and moved
+  auto group = effective_group(*cfg, by_name);
+  if (!group) {
+    std::cerr << who << ": reloading the config failed, keeping the old settings: " << group.message()
+              << std::endl;
+    return current;
+  }
+  if (a.group.empty() && !a.tags.empty()) group->plugins = current.plugins;  // ad-hoc: still every plugin
+  group->tags = servable_tags(std::move(group->tags), has_gpus);
+  std::cerr << who << ": config reloaded from " << cfg->source.string() << std::endl;
+  return apply_group_change(w, current, *group, who, std::cerr);
+}
+
 int run_worker(const WorkerArgs& a) {
   auto cfg = load_effective_config(a.common);
   if (!cfg) {
     std::cerr << "quern worker: " << cfg.message() << "\n";
     return 2;
   }
-  config::WorkerGroup group = cfg->groups.empty() ? config::WorkerGroup{} : cfg->groups.front();
-  if (!a.group.empty()) {
-    bool found = false;
-    for (const auto& g : cfg->groups)
-      if (g.name == a.group) group = g, found = true;
-    if (!found) {
-      std::cerr << "quern worker: no worker group '" << a.group << "' in " << cfg->source.string() << "\n";
-      return 2;
-    }
+  auto group = effective_group(*cfg, a);
+  if (!group) {
+    std::cerr << "quern worker: " << group.message() << "\n";
+    return 2;
   }
-  if (!a.tags.empty()) group.tags = a.tags;
-  if (a.slots > 0) group.slots = a.slots;
-  if (!a.dedicated.empty()) group.dedicated = a.dedicated;
   auto url = resolve_database_url(*cfg);
   if (!url) {
     std::cerr << "quern worker: " << url.message() << "\n";
     return 2;
   }
   plugin::PluginRegistry registry;
-  if (Status s = load_plugins(*cfg, registry); !s) {
+  if (Status s = load_group_plugins(*cfg, *group, registry); !s) {
     std::cerr << "quern worker: " << s.message() << "\n";
     return 2;
   }
-  auto options = worker_options_for(*cfg, group, *url);
+  auto options = worker_options_for(*cfg, *group, *url);
   options.worker_id = a.worker_id;
   options.shutdown_grace = std::chrono::milliseconds(static_cast<int64_t>(a.shutdown_grace_s * 1000));
   options.plugin_configs = plugin_configs(*cfg, registry);
+  if (std::string note = apply_gpu_capacity(registry, options); !note.empty())
+    std::cerr << "quern worker: " << note << std::endl;
+  if (options.tags.empty()) {
+    std::cerr << "quern worker: group " << group->name << " has no tag this machine can serve\n";
+    return 2;
+  }
+  group->tags = options.tags;
+  const bool has_gpus = !options.gpu_devices_mb.empty();
   block_shutdown_signals();
   worker::Worker w(options, registry);
   if (Status s = w.start(); !s) {
     std::cerr << "quern worker: " << s.message() << "\n";
     return 1;
   }
-  std::string tags;
-  for (const auto& t : group.tags) tags += (tags.empty() ? "" : ",") + t;
-  std::cerr << "quern worker " << w.id() << ": group " << group.name << ", " << group.slots << " slots, tags "
-            << tags << std::endl;
-  while (true) {
-    int sig = wait_for_signal();
-    if (sig == SIGHUP) continue;  // config reload comes with worker groups (issue 5)
-    break;
-  }
+  std::cerr << "quern worker " << w.id() << ": group " << group->name << ", " << group->slots
+            << " slots, tags " << join(group->tags, ",") << std::endl;
+  config::WorkerGroup current = *group;
+  while (wait_for_signal() == SIGHUP) current = reload(w, a, current, has_gpus);
   std::cerr << "quern worker " << w.id() << ": stopping (running jobs may finish)" << std::endl;
   w.stop();
   w.wait();
@@ -102,8 +143,11 @@ void register_worker(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<WorkerArgs>();
   auto* cmd = app.add_subcommand("worker", "Run a worker: claim jobs of its tags and execute them");
   add_common_options(*cmd, args->common);
-  cmd->add_option("--group", args->group, "Worker group from the config (default: the first)");
-  cmd->add_option("--tags", args->tags, "Tags to serve (overrides the group's)")->delimiter(',');
+  cmd->add_option("--group", args->group,
+                  "Worker group from the config: tags, slots, plugins, pass-env (default: the first)");
+  cmd->add_option("--tags", args->tags,
+                  "Tags to serve (overrides the group's; without --group: every plugin is loaded)")
+      ->delimiter(',');
   cmd->add_option("--slots", args->slots, "Jobs run at once (overrides the group's)")
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--worker-id", args->worker_id, "Worker id (default: host-pid-random)");

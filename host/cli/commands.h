@@ -17,6 +17,8 @@ void register_run(CLI::App& app, int* exit_code);
 void register_plugins(CLI::App& app, int* exit_code);
 void register_server(CLI::App& app, int* exit_code);  // server, agent, token
 void register_client(CLI::App& app, int* exit_code);  // script, job, queue, workers
+void register_route(CLI::App& app, int* exit_code);   // route test
+void register_schedule(CLI::App& app, int* exit_code);
 
 // --config/--database-url/--plugin-dir/--data-dir on a subcommand.
 void add_common_options(CLI::App& cmd, CommonOptions& options);

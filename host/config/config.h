@@ -22,16 +22,34 @@
 #include <vector>
 
 #include "host/common/status.h"
+#include "host/queue/job_policy.h"
+#include "host/routing/routing.h"
 
 namespace quern::config {
 
+// <workers><group name slots tags plugins pass-env dedicated/></workers>: what
+// one kind of worker serves (docs/ROUTING.md, "Worker groups").
 struct WorkerGroup {
   std::string name = "default";
   int slots = 4;
   std::vector<std::string> tags = {"bash"};
+  // Executor plugins the group's workers load, by plugin name (the NAME of
+  // libquern_NAME.so); the others are not loaded. Empty = every plugin found.
+  std::vector<std::string> plugins;
+  // Host environment variables passed on to jobs (names; those unset on the
+  // worker's host are skipped). Jobs otherwise get a minimal environment.
+  std::vector<std::string> pass_env;
   // Scripts this group keeps warm (dedicated workers): <group dedicated="f/a/b,f/c/d">.
   std::vector<std::string> dedicated;
+
+  bool operator==(const WorkerGroup&) const = default;
 };
+
+// The groups of a config without <workers>: default (tags bash, python3;
+// plugins bash, python), native (sql, http) and gpu (gpu), 4 slots each.
+// A <group> in the file does not inherit from them: its defaults are those of
+// WorkerGroup above (tags bash, every plugin).
+std::vector<WorkerGroup> default_groups();
 
 struct PluginEntry {
   std::filesystem::path path;
@@ -49,17 +67,27 @@ struct Config {
   std::filesystem::path plugin_dir;  // empty = next to the quern binary (../lib/quern/plugins or ./plugins)
   std::vector<PluginEntry> plugins;
 
-  // <queue lease-timeout poll-interval heartbeat-interval max-restarts default-timeout kill-grace/>
+  // <queue lease-timeout poll-interval heartbeat-interval max-restarts default-timeout max-timeout
+  //        kill-grace/>
   // Checked: lease_timeout > 0, poll_interval > 0, effective heartbeat < lease_timeout.
   std::chrono::milliseconds lease_timeout{30000};
   std::chrono::milliseconds poll_interval{1000};
   std::chrono::milliseconds heartbeat_interval{0};  // 0 = lease_timeout / 3
   int max_restarts = 3;
   int default_timeout_s = 3600;
+  int max_timeout_s = 0;  // largest timeout a job may ask for (0 = no maximum); >= default_timeout_s
   std::chrono::milliseconds kill_grace{2000};  // TERM → KILL on timeout/cancel
 
-  // <workers><group name slots tags/></workers>; `quern up` starts one worker per group.
-  std::vector<WorkerGroup> groups = {WorkerGroup{}};
+  // <workers><group .../></workers>; `quern up` starts one worker per group.
+  std::vector<WorkerGroup> groups = default_groups();
+
+  // <routing><rule .../></routing>: tag and priority at submission, tried in
+  // order (host/routing/routing.h, docs/ROUTING.md). Empty = no rules.
+  std::vector<routing::Rule> routing_rules;
+
+  // <limits><limit key max-running rate/></limits>: the operator's numbers for
+  // concurrency keys, replacing what jobs carry (docs/LIMITS.md).
+  std::vector<queue::ConcurrencyLimit> limits;
 
   // <server listen="127.0.0.1:8420" handler-threads="16" max-wait="60s"/>: the HTTP API.
   // max-wait caps how long run_wait_result and agent long polls may hold a request.

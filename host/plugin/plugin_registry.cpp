@@ -37,6 +37,11 @@ constexpr std::size_t kAbi10DescriptorSize =
 constexpr std::size_t kDescriptorHeaderSize = offsetof(quern_executor_descriptor, name);
 
 constexpr std::size_t kErrbufSize = 1024;
+// resources(): the first buffer fits any ordinary answer; a longer one is
+// asked for again with room, up to a limit that no capacity description
+// needs (a plugin that reports more is refusing to be sensible).
+constexpr std::size_t kResourcesFirstBuffer = 4096;
+constexpr int64_t kResourcesMaxBytes = 1 << 20;
 
 Status refuse(const std::filesystem::path& file, const std::string& reason) {
   return Status::error("plugin '" + file.string() + "' refused: " + reason);
@@ -62,10 +67,13 @@ std::vector<std::string> split_list(const char* text) {
   return out;
 }
 
-std::string errbuf_text(const std::array<char, kErrbufSize>& buf) {
+std::string errbuf_text(const char* data, std::size_t size) {
   // The plugin promises NUL-termination; do not rely on it.
-  std::size_t n = strnlen(buf.data(), buf.size());
-  return n == 0 ? std::string("(no message)") : std::string(buf.data(), n);
+  std::size_t n = strnlen(data, size);
+  return n == 0 ? std::string("(no message)") : std::string(data, n);
+}
+std::string errbuf_text(const std::array<char, kErrbufSize>& buf) {
+  return errbuf_text(buf.data(), buf.size());
 }
 
 quern_str to_str(const std::string& s) { return quern_str{s.data(), static_cast<uint64_t>(s.size())}; }
@@ -175,6 +183,31 @@ void Executor::interrupt() {
   if (lib_->desc.interrupt != nullptr) lib_->desc.interrupt(instance_);
 }
 
+StatusOr<nlohmann::json> Executor::resources() {
+  // NULL also for a 1.0 plugin: load_file zero-fills what struct_size lacks.
+  if (lib_->desc.resources == nullptr) return nlohmann::json(nullptr);
+  const std::string who = "plugin '" + lib_->info.name + "': resources";
+  std::string buf(kResourcesFirstBuffer, '\0');
+  // Twice at most: the second buffer has the size the first call asked for.
+  for (int call = 0; call < 2; ++call) {
+    const int64_t n = lib_->desc.resources(instance_, quern_errbuf{buf.data(), buf.size()});
+    if (n < 0) return Status::error(who + " failed: " + errbuf_text(buf.data(), buf.size()));
+    if (n > kResourcesMaxBytes)
+      return Status::error(who + ": " + std::to_string(n) + " bytes, more than the limit of " +
+                           std::to_string(kResourcesMaxBytes));
+    if (static_cast<uint64_t>(n) < buf.size()) {
+      auto parsed = nlohmann::json::parse(buf.begin(), buf.begin() + n, nullptr, /*allow_exceptions=*/false);
+      if (parsed.is_discarded())
+        return Status::error(who + ": not JSON: " + buf.substr(0, std::min<std::size_t>(n, 200)));
+      if (!parsed.is_object())
+        return Status::error(who + ": must be a JSON object, got " + std::string(parsed.type_name()));
+      return parsed;
+    }
+    buf.assign(static_cast<std::size_t>(n) + 1, '\0');
+  }
+  return Status::error(who + ": the text grew between two calls");
+}
+
 // ---- LoadedPlugin ----
 
 LoadedPlugin::LoadedPlugin(std::shared_ptr<const LoadedLibrary> lib) : lib_(std::move(lib)) {}
@@ -190,6 +223,8 @@ StatusOr<std::unique_ptr<Executor>> LoadedPlugin::create(const std::string& conf
   if (instance == nullptr) return Status::error(who + ": create returned no instance");
   return std::unique_ptr<Executor>(new Executor(lib_, instance));
 }
+
+bool LoadedPlugin::reports_resources() const { return lib_->desc.resources != nullptr; }
 
 // ---- PluginRegistry ----
 
@@ -243,6 +278,10 @@ Status PluginRegistry::load_file(const std::filesystem::path& file) {
     return refuse(file, "descriptor is truncated (struct_size " + std::to_string(size) +
                             ", ABI 1.0 needs at least " + std::to_string(kAbi10DescriptorSize) + ")");
   std::memcpy(&lib->desc, remote, std::min<std::size_t>(size, sizeof lib->desc));
+  // A field is read only when struct_size covers all of it: a size that ends
+  // inside a later field must not leave half a pointer behind.
+  if (size < offsetof(quern_executor_descriptor, resources) + sizeof(quern_executor_descriptor::resources))
+    lib->desc.resources = nullptr;
   const quern_executor_descriptor& d = lib->desc;
 
   if (d.name == nullptr || d.name[0] == '\0') return refuse(file, "descriptor has no name");
@@ -300,6 +339,16 @@ const LoadedPlugin* PluginRegistry::by_name(std::string_view name) const {
   for (const auto& p : plugins_)
     if (p->info().name == name) return p.get();
   return nullptr;
+}
+
+StatusOr<nlohmann::json> PluginRegistry::resources(std::string_view name,
+                                                   const std::string& config_json) const {
+  const LoadedPlugin* p = by_name(name);
+  if (p == nullptr) return Status::error("no plugin named '" + std::string(name) + "'");
+  if (!p->reports_resources()) return nlohmann::json(nullptr);
+  auto created = p->create(config_json);
+  if (!created) return created.status();
+  return created.value()->resources();
 }
 
 }  // namespace quern::plugin

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,6 +65,12 @@ class Executor {
   Status prepare(const std::string& script_json);  // OK when the plugin has no prepare
   Status health();                                 // OK when the plugin has no health
   void interrupt();                                // no-op when the plugin has none
+  // The capacity the instance offers (ABI 1.1 `resources`), a JSON object
+  // such as {"gpus": [{"index":0,"uuid":"GPU-..","memory_mb":81920}]}; null
+  // when the plugin reports none (a 1.0 plugin, or no such function). An
+  // error when the call fails or its text is not a JSON object. Not while
+  // execute runs on this instance.
+  StatusOr<nlohmann::json> resources();
 
  private:
   friend class LoadedPlugin;
@@ -77,6 +84,9 @@ class LoadedPlugin {
   const PluginInfo& info() const;
   // Creates an instance with the plugin's config object (JSON text).
   StatusOr<std::unique_ptr<Executor>> create(const std::string& config_json = "{}") const;
+  // Whether the descriptor has `resources` (ABI 1.1; its struct_size covers
+  // the field and the pointer is set).
+  bool reports_resources() const;
 
  private:
   friend class PluginRegistry;
@@ -102,6 +112,13 @@ class PluginRegistry {
   // The plugin that executes this language, or nullptr.
   const LoadedPlugin* for_language(std::string_view language) const;
   const LoadedPlugin* by_name(std::string_view name) const;
+  // The capacity plugin `name` offers with this config (Executor::resources):
+  // null, without creating anything, when it reports none; else through a
+  // short-lived instance of its own, destroyed before returning. Per-slot
+  // instances are created lazily at a slot's first job, so a worker reads
+  // its capacity at start this way, with the config its slots will get.
+  // Error: no such plugin, create failed, or resources failed.
+  StatusOr<nlohmann::json> resources(std::string_view name, const std::string& config_json = "{}") const;
 
  private:
   std::vector<std::unique_ptr<LoadedPlugin>> plugins_;

@@ -209,6 +209,10 @@ CREATE INDEX workers_last_seen_idx ON quern.workers (last_seen_at);
 //
 // GPU requests: gpus (whole devices, 0 = not a GPU job) and gpu_memory_mb
 // (per device) let the claim skip GPU jobs the claimer cannot run.
+//
+// notify_done: someone waits for this job's result (run_wait_result); the
+// statement that finishes it NOTIFYs channel quern_done with the id, so the
+// server needs no polling. Off for every other job: no NOTIFY traffic.
 constexpr const char* kMigration3 = R"SQL(
 ALTER TABLE quern.queue
   ADD COLUMN concurrency_key text,
@@ -216,7 +220,8 @@ ALTER TABLE quern.queue
   ADD COLUMN retries integer NOT NULL DEFAULT 0,
   ADD COLUMN last_error text,
   ADD COLUMN gpus smallint NOT NULL DEFAULT 0 CHECK (gpus >= 0),
-  ADD COLUMN gpu_memory_mb integer NOT NULL DEFAULT 0 CHECK (gpu_memory_mb >= 0);
+  ADD COLUMN gpu_memory_mb integer NOT NULL DEFAULT 0 CHECK (gpu_memory_mb >= 0),
+  ADD COLUMN notify_done boolean NOT NULL DEFAULT false;
 
 ALTER TABLE quern.completed_jobs
   ADD COLUMN concurrency_key text,
@@ -359,10 +364,38 @@ END
 $$;
 )SQL";
 
+// Migration 4: cron schedules (docs/SCHEDULES.md, host/schedule/). A
+// scheduler fires a due row (NOT paused AND next_fire_at <= now()) by locking
+// it FOR UPDATE SKIP LOCKED, pushing its job(s) and advancing next_fire_at in
+// one transaction, so each tick fires once however many servers run. args is
+// json, not jsonb: the key order of a bash job's arguments must survive.
+// tag/priority NULL: what a run of the script gets.
+constexpr const char* kMigration4 = R"SQL(
+CREATE TABLE quern.schedules (
+  name          text PRIMARY KEY,
+  cron          text NOT NULL,
+  timezone      text NOT NULL DEFAULT 'UTC',
+  script_path   text NOT NULL,
+  args          json NOT NULL DEFAULT '{}',
+  tag           text CHECK (tag <> ''),
+  priority      smallint CHECK (priority BETWEEN 1 AND 100),
+  paused        boolean NOT NULL DEFAULT false,
+  catch_up      text NOT NULL DEFAULT 'skip' CHECK (catch_up IN ('skip', 'latest', 'all')),
+  next_fire_at  timestamptz NOT NULL,
+  last_fired_at timestamptz,  -- the tick of the newest job it pushed
+  last_job_id   bigint,
+  last_error    text,         -- why the last due tick pushed no job (NULL = it did)
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX schedules_due_idx ON quern.schedules (next_fire_at) WHERE NOT paused;
+)SQL";
+
 constexpr Migration kMigrations[] = {
     {1, "queue, completed_jobs, job_logs, notify trigger", kMigration1},
     {2, "tokens, scripts, workers", kMigration2},
     {3, "concurrency and rate limits, retries, gpu requests", kMigration3},
+    {4, "schedules", kMigration4},
 };
 
 constexpr const char* kBootstrap = R"SQL(

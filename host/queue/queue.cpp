@@ -61,22 +61,39 @@ StatusOr<int> Queue::migrate() {
   return impl_->run("migrate", [](pqxx::connection& c) { return apply_migrations(c); });
 }
 
+namespace {
+
+// Runs kPushOne for a validated job through `exec` (a prepared or a
+// parameterized call on some transaction) and returns the new job's id.
+template <typename Exec>
+int64_t exec_push_one(const NewJob& job, Exec&& exec) {
+  const std::string payload = job.payload.dump();
+  std::string scheduled;
+  if (job.scheduled_for) scheduled = std::to_string(to_epoch_us(*job.scheduled_for));
+  const ConcurrencyLimit& lim = job.concurrency;
+  const std::string retry = job.retry.enabled() ? retry_to_db_json(job.retry).dump() : std::string();
+  auto r = exec(job.tag, job.language, job.script_path, payload, job.priority,
+                job.scheduled_for ? scheduled.c_str() : nullptr, job.timeout_s, job.max_restarts,
+                lim.enabled() ? lim.key.c_str() : nullptr, lim.max_running, lim.rate_max,
+                static_cast<int64_t>(lim.rate_window.count()), job.retry.enabled() ? retry.c_str() : nullptr,
+                job.gpus, job.gpu_memory_mb, job.notify_done);
+  return r[0].template as<int64_t>();
+}
+
+}  // namespace
+
 StatusOr<int64_t> Queue::push(const NewJob& job) {
   if (std::string err = job_error(job); !err.empty()) return Status::error("push: " + err);
   return impl_->run("push", [&](pqxx::connection& c) {
-    const std::string payload = job.payload.dump();
-    std::string scheduled;
-    if (job.scheduled_for) scheduled = std::to_string(to_epoch_us(*job.scheduled_for));
-    const ConcurrencyLimit& lim = job.concurrency;
-    const std::string retry = job.retry.enabled() ? retry_to_db_json(job.retry).dump() : std::string();
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_prepared1(sql::kPushOne.name, job.tag, job.language, job.script_path, payload,
-                               job.priority, job.scheduled_for ? scheduled.c_str() : nullptr, job.timeout_s,
-                               job.max_restarts, lim.enabled() ? lim.key.c_str() : nullptr, lim.max_running,
-                               lim.rate_max, static_cast<int64_t>(lim.rate_window.count()),
-                               job.retry.enabled() ? retry.c_str() : nullptr, job.gpus, job.gpu_memory_mb);
-    return r[0].as<int64_t>();
+    return exec_push_one(job, [&](auto&&... a) { return tx.exec_prepared1(sql::kPushOne.name, a...); });
   });
+}
+
+StatusOr<int64_t> push_in_transaction(pqxx::transaction_base& tx, const NewJob& job) {
+  if (std::string err = job_error(job); !err.empty()) return Status::error("push: " + err);
+  // Not prepared: the caller's connection has not registered the statement.
+  return exec_push_one(job, [&](auto&&... a) { return tx.exec_params1(sql::kPushOne.text, a...); });
 }
 
 StatusOr<std::vector<int64_t>> Queue::push_batch(const std::vector<NewJob>& jobs) {
@@ -97,7 +114,8 @@ StatusOr<std::vector<int64_t>> Queue::push_batch(const std::vector<NewJob>& jobs
                                   {"timeout_s", j.timeout_s},
                                   {"max_restarts", j.max_restarts},
                                   {"gpus", j.gpus},
-                                  {"gpu_memory_mb", j.gpu_memory_mb}};
+                                  {"gpu_memory_mb", j.gpu_memory_mb},
+                                  {"notify_done", j.notify_done}};
       if (j.scheduled_for) o["scheduled_us"] = to_epoch_us(*j.scheduled_for);
       if (j.concurrency.enabled()) {
         o["key"] = j.concurrency.key;

@@ -23,6 +23,10 @@
 #include "host/common/status.h"
 #include "host/queue/job_policy.h"
 
+namespace pqxx {
+class transaction_base;
+}
+
 namespace quern::queue {
 
 using Clock = std::chrono::system_clock;
@@ -46,7 +50,13 @@ struct NewJob {
   RetryPolicy retry;                               // max_attempts 1 = no retries
   int gpus = 0;                                    // whole GPUs the job needs (0 = not a GPU job)
   int gpu_memory_mb = 0;                           // per device, 0 = any
+  // The submitter waits for the result: when the job finishes, NOTIFY
+  // channel kJobDoneChannel with its id (see listen_channel()).
+  bool notify_done = false;
 };
+
+// Channel of the NOTIFY sent when a job with notify_done finishes (payload: the id).
+inline constexpr const char* kJobDoneChannel = "quern_done";
 
 // What a claimer can run besides its tags: GPU jobs are claimed only when
 // they fit (free devices >= gpus, and that many devices with the memory).
@@ -297,6 +307,13 @@ class Queue {
 
   // LISTEN on the channels of these tags (one channel per tag).
   Status listen(const std::vector<std::string>& tags);
+  // LISTEN on one channel by name, collecting the payloads of its
+  // notifications for wait_for_notifications() (kJobDoneChannel).
+  Status listen_channel(const std::string& channel);
+  // Waits up to timeout for notifications; returns the payloads received on
+  // channels from listen_channel() (empty on timeout). Tag channels only
+  // wake it.
+  StatusOr<std::vector<std::string>> wait_for_notifications(std::chrono::milliseconds timeout);
   // Stops listening on every channel (a pooled connection lent to a long
   // poll must not keep collecting notifications for the next borrower).
   void unlisten_all();
@@ -316,5 +333,13 @@ class Queue {
 
 // Name of the NOTIFY channel for a tag.
 std::string channel_for_tag(const std::string& tag);
+
+// Enqueues `job` inside the caller's open transaction, with push()'s
+// statement: the caller's commit makes the job visible (and NOTIFYs its tag),
+// its rollback drops it. Validation errors are returned before anything is
+// sent; database errors are thrown as pqxx exceptions, like any other
+// statement the caller runs in `tx`. (The scheduler fires a schedule and
+// advances it in one transaction this way.)
+StatusOr<int64_t> push_in_transaction(pqxx::transaction_base& tx, const NewJob& job);
 
 }  // namespace quern::queue

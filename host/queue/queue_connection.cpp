@@ -20,6 +20,7 @@ void Queue::Impl::ensure_connected() {
   conn = std::move(c);
   try {
     for (const std::string& ch : channels) add_receiver(ch);
+    for (const std::string& ch : payload_channels) add_receiver(ch, true);
   } catch (...) {
     drop_connection();
     throw;
@@ -31,9 +32,45 @@ void Queue::Impl::drop_connection() noexcept {
   conn.reset();
 }
 
-void Queue::Impl::add_receiver(const std::string& channel) {
+void Queue::Impl::add_receiver(const std::string& channel, bool keep_payloads) {
   // The receiver's constructor sends LISTEN with the channel quoted as an identifier.
-  receivers.push_back(std::make_unique<ChannelReceiver>(*conn, channel, &notified));
+  receivers.push_back(
+      std::make_unique<ChannelReceiver>(*conn, channel, &notified, keep_payloads ? &payloads : nullptr));
+}
+
+void Queue::Impl::await(pqxx::connection& c, std::chrono::milliseconds timeout) {
+  using SteadyClock = std::chrono::steady_clock;
+  const auto deadline = SteadyClock::now() + timeout;
+  c.get_notifs();  // anything already received while running other statements
+  while (!notified) {
+    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - SteadyClock::now());
+    if (left.count() <= 0) break;
+    // Waits on the connection's socket (select), so a NOTIFY wakes us at once.
+    c.await_notification(static_cast<long>(left.count() / 1000000),
+                         static_cast<long>(left.count() % 1000000));
+  }
+  c.get_notifs();  // drain whatever else is pending
+}
+
+Status Queue::listen_channel(const std::string& channel) {
+  auto r = impl_->run("listen_channel", [&](pqxx::connection&) {
+    for (const std::string& c : impl_->payload_channels)
+      if (c == channel) return true;
+    impl_->add_receiver(channel, true);
+    impl_->payload_channels.push_back(channel);
+    return true;
+  });
+  return r.status();
+}
+
+StatusOr<std::vector<std::string>> Queue::wait_for_notifications(std::chrono::milliseconds timeout) {
+  return impl_->run("wait_for_notifications", [&](pqxx::connection& c) {
+    impl_->await(c, timeout);
+    impl_->notified = false;
+    std::vector<std::string> out;
+    out.swap(impl_->payloads);
+    return out;
+  });
 }
 
 Status Queue::listen(const std::vector<std::string>& tags) {
@@ -58,22 +95,14 @@ void Queue::unlisten_all() {
     impl_->drop_connection();  // a broken connection forgets its LISTENs anyway
   }
   impl_->channels.clear();
+  impl_->payload_channels.clear();
+  impl_->payloads.clear();
   impl_->notified = false;
 }
 
 StatusOr<bool> Queue::wait_for_jobs(std::chrono::milliseconds timeout) {
   return impl_->run("wait_for_jobs", [&](pqxx::connection& c) {
-    using SteadyClock = std::chrono::steady_clock;
-    const auto deadline = SteadyClock::now() + timeout;
-    c.get_notifs();  // anything already received while running other statements
-    while (!impl_->notified) {
-      const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - SteadyClock::now());
-      if (left.count() <= 0) break;
-      // Waits on the connection's socket (select), so a NOTIFY wakes us at once.
-      c.await_notification(static_cast<long>(left.count() / 1000000),
-                           static_cast<long>(left.count() % 1000000));
-    }
-    c.get_notifs();  // drain whatever else is pending
+    impl_->await(c, timeout);
     const bool got = impl_->notified;
     impl_->notified = false;
     return got;

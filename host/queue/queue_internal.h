@@ -19,12 +19,18 @@ namespace quern::queue {
 // constructor sends LISTEN with the channel quoted as an identifier.
 class ChannelReceiver final : public pqxx::notification_receiver {
  public:
-  ChannelReceiver(pqxx::connection& c, const std::string& channel, bool* flag)
-      : pqxx::notification_receiver(c, channel), flag_(flag) {}
-  void operator()(const std::string&, int) override { *flag_ = true; }
+  // payloads: where to append each notification's payload, or null.
+  ChannelReceiver(pqxx::connection& c, const std::string& channel, bool* flag,
+                  std::vector<std::string>* payloads = nullptr)
+      : pqxx::notification_receiver(c, channel), flag_(flag), payloads_(payloads) {}
+  void operator()(const std::string& payload, int) override {
+    *flag_ = true;
+    if (payloads_) payloads_->push_back(payload);
+  }
 
  private:
   bool* flag_;
+  std::vector<std::string>* payloads_;
 };
 
 struct Queue::Impl {
@@ -36,8 +42,10 @@ struct Queue::Impl {
   std::unique_ptr<pqxx::connection> conn;
   // Declared after conn: receivers unregister from the connection when destroyed.
   std::vector<std::unique_ptr<ChannelReceiver>> receivers;
-  std::vector<std::string> channels;  // LISTENed; re-LISTENed after a reconnect
-  bool notified = false;              // set by receivers, cleared by wait_for_jobs
+  std::vector<std::string> channels;          // LISTENed; re-LISTENed after a reconnect
+  bool notified = false;                      // set by receivers, cleared by wait_for_jobs
+  std::vector<std::string> payloads;          // of listen_channel() channels, taken by wait_for_notifications
+  std::vector<std::string> payload_channels;  // re-LISTENed after a reconnect, with payloads
 
   // Opens the connection if there is none: registers the prepared statements
   // (prepared lazily by libpqxx on first use) and LISTENs on `channels`.
@@ -45,7 +53,9 @@ struct Queue::Impl {
   // Forgets the connection (and its LISTENs); the next call reconnects.
   void drop_connection() noexcept;
   // LISTENs on one more channel (connection must be open).
-  void add_receiver(const std::string& channel);
+  void add_receiver(const std::string& channel, bool keep_payloads = false);
+  // Waits until a receiver fired or the deadline (draining what is pending).
+  void await(pqxx::connection& c, std::chrono::milliseconds timeout);
 
   // The error boundary: runs body(conn) and turns every exception into a
   // Status prefixed with `what`. A connection-level failure drops the

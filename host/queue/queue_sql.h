@@ -12,6 +12,12 @@ struct Statement {
 
 #define QUERN_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
+// A RETURNING column that NOTIFYs quern_done with the id of a finished job
+// whose submitter waits for it (notify_done); sent at commit.
+#define QUERN_NOTIFY_DONE(alias)                                        \
+  "CASE WHEN " alias ".notify_done THEN pg_notify('quern_done', " alias \
+  ".id::text) IS NOT NULL END AS notified"
+
 // Upserts the limits of the concurrency keys in relation `src` (columns key,
 // max_running, rate_max, rate_window_ms, n; the highest n of a key wins).
 // A key's row is only written when its limits change: claimers hold these
@@ -29,16 +35,16 @@ struct Statement {
 // $1 tag, $2 language, $3 script_path, $4 payload (json text), $5 priority,
 // $6 scheduled_for (epoch us, NULL = now), $7 timeout_s, $8 max_restarts (-1 = default),
 // $9 concurrency key (NULL = none), $10 max_running, $11 rate_max, $12 rate_window_ms,
-// $13 retry policy (jsonb text, NULL = none), $14 gpus, $15 gpu_memory_mb.
+// $13 retry policy (jsonb text, NULL = none), $14 gpus, $15 gpu_memory_mb, $16 notify_done.
 inline constexpr Statement kPushOne{"quern_push_one", R"SQL(
 WITH src AS (SELECT $9::text AS key, $10::int AS max_running, $11::int AS rate_max,
                     $12::bigint AS rate_window_ms, 1 AS n),
 )SQL" QUERN_UPSERT_LIMITS("src") R"SQL(
 INSERT INTO quern.queue (tag, language, script_path, payload, priority, scheduled_for, timeout_s, max_restarts,
-                         concurrency_key, retry, gpus, gpu_memory_mb)
+                         concurrency_key, retry, gpus, gpu_memory_mb, notify_done)
 VALUES ($1, $2, $3, $4::json, $5::smallint,
         coalesce('epoch'::timestamptz + $6::bigint * interval '1 microsecond', now()),
-        $7::int, nullif($8::int, -1), $9::text, $13::jsonb, $14::smallint, $15::int)
+        $7::int, nullif($8::int, -1), $9::text, $13::jsonb, $14::smallint, $15::int, $16::boolean)
 RETURNING id
 )SQL"};
 
@@ -50,16 +56,17 @@ WITH j AS (
   SELECT * FROM ROWS FROM (json_to_recordset($1::json) AS (
            tag text, language text, script_path text, payload json, priority smallint, scheduled_us bigint,
            timeout_s int, max_restarts int, key text, max_running int, rate_max int, rate_window_ms bigint,
-           retry jsonb, gpus smallint, gpu_memory_mb int)) WITH ORDINALITY
+           retry jsonb, gpus smallint, gpu_memory_mb int, notify_done boolean)) WITH ORDINALITY
          AS j(tag, language, script_path, payload, priority, scheduled_us, timeout_s, max_restarts, key,
-              max_running, rate_max, rate_window_ms, retry, gpus, gpu_memory_mb, n)
+              max_running, rate_max, rate_window_ms, retry, gpus, gpu_memory_mb, notify_done, n)
 ),
 )SQL" QUERN_UPSERT_LIMITS("j") R"SQL(
 INSERT INTO quern.queue (tag, language, script_path, payload, priority, scheduled_for, timeout_s, max_restarts,
-                         concurrency_key, retry, gpus, gpu_memory_mb)
+                         concurrency_key, retry, gpus, gpu_memory_mb, notify_done)
 SELECT j.tag, j.language, j.script_path, j.payload, j.priority,
        coalesce('epoch'::timestamptz + j.scheduled_us * interval '1 microsecond', now()),
-       j.timeout_s, nullif(j.max_restarts, -1), j.key, j.retry, coalesce(j.gpus, 0), coalesce(j.gpu_memory_mb, 0)
+       j.timeout_s, nullif(j.max_restarts, -1), j.key, j.retry, coalesce(j.gpus, 0), coalesce(j.gpu_memory_mb, 0),
+       coalesce(j.notify_done, false)
   FROM j ORDER BY j.n
 RETURNING id
 )SQL"};
@@ -116,7 +123,8 @@ WITH c AS (
   DELETE FROM quern.queue q USING c
    WHERE q.id = c.id AND q.attempt = c.attempt AND q.worker_id = $1 AND q.running
      AND q.id NOT IN (SELECT id FROM held WHERE retry)
-  RETURNING q.*, c.status AS c_status, c.result AS c_result, c.error AS c_error
+  RETURNING q.*, c.status AS c_status, c.result AS c_result, c.error AS c_error, )SQL" QUERN_NOTIFY_DONE(
+                                                           "q") R"SQL(
 ), ins AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
@@ -174,7 +182,7 @@ WITH l AS (
 ), gone AS (
   DELETE FROM quern.queue q USING l
    WHERE q.id = l.id AND q.attempt = l.attempt AND q.worker_id = $1 AND q.running AND q.cancel_requested
-  RETURNING q.*
+  RETURNING q.*, )SQL" QUERN_NOTIFY_DONE("q") R"SQL(
 ), ins AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
@@ -193,7 +201,7 @@ SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM ins), (SELECT count(*)
 // flagged. `finished` reads the snapshot before this statement.
 inline constexpr Statement kCancel{"quern_cancel", R"SQL(
 WITH d AS (
-  DELETE FROM quern.queue WHERE id = $1 AND NOT running RETURNING *
+  DELETE FROM quern.queue q WHERE id = $1 AND NOT running RETURNING q.*, )SQL" QUERN_NOTIFY_DONE("q") R"SQL(
 ), ins AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
@@ -257,7 +265,7 @@ WITH expired AS (
 ), gone AS (
   DELETE FROM quern.queue q USING expired e
    WHERE q.id = e.id AND (e.cancel_requested OR NOT e.again)
-  RETURNING q.*, e.n AS n
+  RETURNING q.*, e.n AS n, )SQL" QUERN_NOTIFY_DONE("q") R"SQL(
 ), ins AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
@@ -317,6 +325,7 @@ inline constexpr Statement kAll[] = {kPushOne,  kPushBatch,   kClaim,           
 
 #undef QUERN_COMPLETED_COLUMNS
 #undef QUERN_UPSERT_LIMITS
+#undef QUERN_NOTIFY_DONE
 #undef QUERN_US
 
 }  // namespace quern::queue::sql

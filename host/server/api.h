@@ -12,6 +12,8 @@
 
 #include "host/http/http_server.h"
 #include "host/queue/queue.h"
+#include "host/routing/routing.h"
+#include "host/schedule/scheduler.h"
 
 namespace quern::server {
 
@@ -24,6 +26,10 @@ struct ApiOptions {
   // Largest timeout_s a job may ask for (0 = no maximum); larger is a 400.
   int max_timeout_s = 0;
   size_t pool_size = 16;  // database connections per kind (queue, tokens, scripts)
+  // The config's <routing> rules, applied to every run (docs/ROUTING.md).
+  std::vector<routing::Rule> routing_rules;
+  // The config's <limits>: numbers that replace a job's for the same key.
+  std::vector<queue::ConcurrencyLimit> limits;
   queue::QueueOptions queue_options;
 };
 
@@ -34,6 +40,9 @@ class Api {
   explicit Api(ApiOptions options);
   ~Api();
   void register_routes(http::Router& router);
+  // Builds the jobs of schedules' ticks (the server's scheduler fires them);
+  // valid while this Api lives.
+  schedule::JobBuilder schedule_job_builder();
 
  private:
   std::unique_ptr<ApiContext> ctx_;

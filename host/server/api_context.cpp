@@ -9,7 +9,9 @@ ApiContext::ApiContext(ApiOptions o)
       queues([this] { return queue::Queue::connect(options.database_url, options.queue_options); },
              options.pool_size),
       tokens([this] { return auth::TokenStore::connect(options.database_url); }, options.pool_size),
-      scripts([this] { return scripts::ScriptStore::connect(options.database_url); }, options.pool_size) {}
+      scripts([this] { return scripts::ScriptStore::connect(options.database_url); }, options.pool_size),
+      schedules([this] { return schedule::ScheduleStore::connect(options.database_url); }, options.pool_size),
+      waiters(options.database_url) {}
 
 bool ApiContext::dedicated_worker_alive(const std::string& script_path) {
   const auto now = std::chrono::steady_clock::now();
@@ -36,7 +38,10 @@ void Api::register_routes(http::Router& router) {
   add_script_routes(*ctx_, router);
   add_job_routes(*ctx_, router);
   add_agent_routes(*ctx_, router);
+  add_schedule_routes(*ctx_, router);
 }
+
+schedule::JobBuilder Api::schedule_job_builder() { return server::schedule_job_builder(*ctx_); }
 
 void add_route(ApiContext& ctx, http::Router& router, const std::string& method, const std::string& pattern,
                const std::string& permission, const std::string& summary, AuthedHandler handler) {

@@ -12,8 +12,11 @@
 
 #include "host/auth/permissions.h"
 #include "host/auth/tokens.h"
+#include "host/schedule/schedule_store.h"
+#include "host/schedule/scheduler.h"
 #include "host/scripts/script_store.h"
 #include "host/server/api.h"
+#include "host/server/job_waiters.h"
 #include "host/server/pool.h"
 
 namespace quern::server {
@@ -25,6 +28,8 @@ struct ApiContext {
   Pool<queue::Queue> queues;
   Pool<auth::TokenStore> tokens;
   Pool<scripts::ScriptStore> scripts;
+  Pool<schedule::ScheduleStore> schedules;
+  JobWaiters waiters;  // run_wait_result: woken by the job's NOTIFY
 
   // Whether a live dedicated worker keeps this script warm; cached for a
   // second so that webhook runs don't pay a query each.
@@ -34,6 +39,27 @@ struct ApiContext {
   std::mutex dedicated_mu_;
   std::map<std::string, std::pair<bool, std::chrono::steady_clock::time_point>> dedicated_cache_;  // guarded
 };
+
+// What a run request may set on top of the script's settings.
+struct RunRequest {
+  nlohmann::ordered_json args = nlohmann::ordered_json::object();
+  std::string tag;
+  int priority = 0;
+  int timeout_s = 0;
+  std::optional<queue::Clock::time_point> scheduled_for;
+  std::optional<queue::ConcurrencyLimit> concurrency;  // replaces the script's
+  std::optional<queue::RetryPolicy> retry;             // replaces the script's
+};
+
+// The job a run of script version `s` with request `r` enqueues (the
+// script's settings, overridden by the request). Used by the run routes and
+// by the scheduler's job builder (api_schedules.cpp).
+queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest& r);
+
+// Completes a built job (GPU request, concurrency key substitution and the
+// config's limits) and checks it against the queue's rules and the server's
+// maximum timeout. An error is the caller's bad input (the run routes: 400).
+Status finalize_job(const ApiContext& ctx, queue::NewJob& job);
 
 using AuthedHandler = std::function<http::Response(const http::Request&, const auth::Principal&)>;
 
@@ -60,5 +86,11 @@ void add_job_routes(ApiContext& ctx, http::Router& router);
 void add_script_routes(ApiContext& ctx, http::Router& router);
 void add_admin_routes(ApiContext& ctx, http::Router& router);
 void add_agent_routes(ApiContext& ctx, http::Router& router);
+void add_schedule_routes(ApiContext& ctx, http::Router& router);
+
+// What the server's scheduler pushes for a schedule's tick: a run of the
+// script's latest version with the schedule's args, tag and priority, built
+// like a run request's job (api_schedules.cpp).
+schedule::JobBuilder schedule_job_builder(ApiContext& ctx);
 
 }  // namespace quern::server

@@ -7,23 +7,13 @@
 #include <variant>
 
 #include "host/server/api_context.h"
+#include "host/worker/gpu_capacity.h"
 
 namespace quern::server {
 namespace {
 
 using Json = nlohmann::ordered_json;
 using namespace std::chrono_literals;
-
-// What a run request may set on top of the script's settings.
-struct RunRequest {
-  Json args = Json::object();
-  std::string tag;
-  int priority = 0;
-  int timeout_s = 0;
-  std::optional<queue::Clock::time_point> scheduled_for;
-  std::optional<queue::ConcurrencyLimit> concurrency;  // replaces the script's
-  std::optional<queue::RetryPolicy> retry;             // replaces the script's
-};
 
 StatusOr<queue::Clock::time_point> parse_iso_utc(const std::string& text) {
   std::tm tm{};
@@ -89,6 +79,8 @@ StatusOr<RunRequest> parse_run_request(const Json& body) {
   return r;
 }
 
+}  // namespace
+
 queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest& r) {
   queue::NewJob job;
   job.language = s.language;
@@ -110,13 +102,72 @@ queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest&
   return job;
 }
 
-// Checks a built job against the queue's rules and the server's limits.
-std::optional<http::Response> reject(const ApiContext& ctx, const queue::NewJob& job) {
-  if (Status s = queue::validate(job); !s) return bad_request(s.message());
+namespace {
+
+// The routing rules of the config (docs/ROUTING.md) decide the tag and the
+// priority, except those the request or the script sets (unless a rule
+// forces them). An evaluation error (an $args[name] the job lacks) is a 400.
+std::optional<http::Response> apply_routing(const ApiContext& ctx, const auth::Principal& who,
+                                            const scripts::ScriptVersion& s, const RunRequest& r,
+                                            queue::NewJob& job) {
+  if (ctx.options.routing_rules.empty()) return std::nullopt;
+  routing::Submission sub;
+  sub.language = s.language;
+  sub.path = s.path;
+  sub.args = r.args;
+  sub.role = auth::to_string(who.role);
+  sub.group = who.group;
+  sub.explicit_tag = !r.tag.empty() ? r.tag : s.settings.tag;
+  sub.explicit_priority = r.priority > 0 ? r.priority : s.settings.priority;
+  auto decision = routing::route(ctx.options.routing_rules, sub);
+  if (!decision) return bad_request(decision.message());
+  job.tag = decision->tag;
+  job.priority = decision->priority > 0 ? decision->priority : queue::kDefaultPriority;
+  return std::nullopt;
+}
+
+}  // namespace
+
+// Completes a built job and checks it against the queue's rules and the
+// server's limits: a gpu job's request becomes visible to the claim (queue
+// columns, so only a worker with the devices claims it); the concurrency key
+// gets its $path / $language / $args[name] substituted, and the config's
+// numbers for that key replace the job's.
+Status finalize_job(const ApiContext& ctx, queue::NewJob& job) {
+  if (job.language == "gpu") {
+    auto request = worker::gpu_request_from_args(job.payload.value("args", Json::object()));
+    if (!request) return Status::error(request.message());
+    job.gpus = request->gpus;
+    job.gpu_memory_mb = request->memory_mb;
+  }
+  if (job.concurrency.enabled()) {
+    if (job.concurrency.key.find('$') != std::string::npos) {
+      auto tmpl = routing::TagTemplate::parse(job.concurrency.key);
+      routing::Submission sub;
+      sub.language = job.language;
+      sub.path = job.script_path;
+      sub.args = job.payload.value("args", Json::object());
+      auto key = tmpl ? tmpl->expand(sub) : StatusOr<std::string>(tmpl.status());
+      if (!key) return Status::error("concurrency.key: " + key.message());
+      job.concurrency.key = *key;
+    }
+    for (const queue::ConcurrencyLimit& l : ctx.options.limits) {
+      if (l.key == job.concurrency.key) job.concurrency = l;
+    }
+  }
+  if (Status s = queue::validate(job); !s) return s;
   const int max = ctx.options.max_timeout_s;
   if (max > 0 && job.timeout_s > max)
-    return bad_request("timeout_s " + std::to_string(job.timeout_s) + " exceeds this server's maximum of " +
-                       std::to_string(max) + " s");
+    return Status::error("timeout_s " + std::to_string(job.timeout_s) + " exceeds this server's maximum of " +
+                         std::to_string(max) + " s");
+  return Status::ok();
+}
+
+namespace {
+
+// finalize_job() as the run routes answer it: a 400.
+std::optional<http::Response> finalize(const ApiContext& ctx, queue::NewJob& job) {
+  if (Status s = finalize_job(ctx, job); !s) return bad_request(s.message());
   return std::nullopt;
 }
 
@@ -124,7 +175,8 @@ std::optional<http::Response> reject(const ApiContext& ctx, const queue::NewJob&
 // version by hash, or inline code. Returns an error response when it can't.
 using JobOrResponse = std::variant<queue::NewJob, http::Response>;
 
-JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const std::string& kind) {
+JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const auth::Principal& who,
+                        const std::string& kind) {
   auto body = body_object(req);
   if (!body) return bad_request(body.message());
   auto run = parse_run_request(*body);
@@ -140,7 +192,8 @@ JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const std::st
     s.content = content->get<std::string>();
     queue::NewJob job = job_from_script(s, *run);
     job.payload.erase("script_hash");
-    if (auto bad = reject(ctx, job)) return std::move(*bad);
+    if (auto bad = apply_routing(ctx, who, s, *run, job)) return std::move(*bad);
+    if (auto bad = finalize(ctx, job)) return std::move(*bad);
     return job;
   }
   auto store = ctx.scripts.acquire();
@@ -152,11 +205,12 @@ JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const std::st
     return not_found(kind == "path" ? "no script at path '" + key + "' (or it is archived)"
                                     : "no script version with hash '" + key + "'");
   queue::NewJob job = job_from_script(**found, *run);
+  if (auto bad = apply_routing(ctx, who, **found, *run, job)) return std::move(*bad);
   // Runs of a script that a live dedicated worker keeps warm go there, unless
   // the request names a tag.
   if (run->tag.empty() && ctx.dedicated_worker_alive(job.script_path))
     job.tag = "dedicated:" + job.script_path;
-  if (auto bad = reject(ctx, job)) return std::move(*bad);
+  if (auto bad = finalize(ctx, job)) return std::move(*bad);
   return job;
 }
 
@@ -166,8 +220,9 @@ StatusOr<int64_t> submit(ApiContext& ctx, const queue::NewJob& job) {
   return (*q)->push(job);
 }
 
-http::Response run_route(ApiContext& ctx, const http::Request& req, const std::string& kind) {
-  auto built = build_job(ctx, req, kind);
+http::Response run_route(ApiContext& ctx, const http::Request& req, const auth::Principal& who,
+                         const std::string& kind) {
+  auto built = build_job(ctx, req, who, kind);
   if (auto* r = std::get_if<http::Response>(&built)) return std::move(*r);
   const auto& job = std::get<queue::NewJob>(built);
   auto id = submit(ctx, job);
@@ -177,7 +232,8 @@ http::Response run_route(ApiContext& ctx, const http::Request& req, const std::s
 
 bool finished(const std::string& state) { return state != "queued" && state != "running"; }
 
-http::Response wait_result_route(ApiContext& ctx, const http::Request& req, const std::string& kind) {
+http::Response wait_result_route(ApiContext& ctx, const http::Request& req, const auth::Principal& who,
+                                 const std::string& kind) {
   std::chrono::milliseconds wait = ctx.options.max_wait;
   if (auto it = req.query.find("timeout_s"); it != req.query.end()) {
     char* end = nullptr;
@@ -186,15 +242,18 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
       return bad_request("timeout_s must be a positive number");
     wait = std::min(wait, std::chrono::milliseconds(static_cast<int64_t>(s * 1000)));
   }
-  auto built = build_job(ctx, req, kind);
+  auto built = build_job(ctx, req, who, kind);
   if (auto* r = std::get_if<http::Response>(&built)) return std::move(*r);
+  auto& job = std::get<queue::NewJob>(built);
+  job.notify_done = true;
   auto q = ctx.queues.acquire();
   if (!q) return unavailable(q.status());
-  auto id = (*q)->push(std::get<queue::NewJob>(built));
+  auto id = (*q)->push(job);
   if (!id) return unavailable(id.status());
-  // Poll the job: every 200 µs for the first 20 ms (most webhook jobs finish
-  // in a few milliseconds, and a poll is one indexed lookup), then backing
-  // off to 20 ms for long ones.
+  // Woken by the job's NOTIFY (JobWaiters); the state is read again after
+  // each wake-up and at least every 100 ms. Without the listener (database
+  // reconnecting) poll: every 200 µs for the first 20 ms, backing off to 20 ms.
+  const auto watch = ctx.waiters.watch(*id);
   const auto started = std::chrono::steady_clock::now();
   const auto deadline = started + wait;
   auto delay = std::chrono::microseconds(200);
@@ -220,6 +279,13 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
           "job " + std::to_string(*id) + " is still running; follow it at /api/jobs/" + std::to_string(*id));
       resp.headers.emplace_back("X-Quern-Job-Id", std::to_string(*id));
       return resp;
+    }
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()) +
+        1ms;
+    if (ctx.waiters.listening()) {
+      watch->wait(std::min<std::chrono::milliseconds>(left, 100ms));
+      continue;
     }
     std::this_thread::sleep_for(delay);  // polling interval, bounded by the deadline above
     if (std::chrono::steady_clock::now() - started > 20ms)
@@ -373,24 +439,31 @@ http::Response stream_logs(ApiContext& ctx, const http::Request& req) {
 }  // namespace
 
 void add_job_routes(ApiContext& ctx, http::Router& router) {
-  add_route(ctx, router, "POST", "/api/jobs/run/p/{path+}", "jobs.run", "Run the latest version of a script",
-            [&ctx](const http::Request& r, const auth::Principal&) { return run_route(ctx, r, "path"); });
-  add_route(ctx, router, "POST", "/api/jobs/run/h/{hash}", "jobs.run", "Run a script version by hash",
-            [&ctx](const http::Request& r, const auth::Principal&) { return run_route(ctx, r, "hash"); });
+  add_route(
+      ctx, router, "POST", "/api/jobs/run/p/{path+}", "jobs.run", "Run the latest version of a script",
+      [&ctx](const http::Request& r, const auth::Principal& who) { return run_route(ctx, r, who, "path"); });
+  add_route(
+      ctx, router, "POST", "/api/jobs/run/h/{hash}", "jobs.run", "Run a script version by hash",
+      [&ctx](const http::Request& r, const auth::Principal& who) { return run_route(ctx, r, who, "hash"); });
   add_route(ctx, router, "POST", "/api/jobs/run_inline", "jobs.run_inline", "Run inline code",
-            [&ctx](const http::Request& r, const auth::Principal&) { return run_route(ctx, r, "inline"); });
-  add_route(
-      ctx, router, "POST", "/api/jobs/run_wait_result/p/{path+}", "jobs.run",
-      "Run a script and answer with its result",
-      [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "path"); });
-  add_route(
-      ctx, router, "POST", "/api/jobs/run_wait_result/h/{hash}", "jobs.run",
-      "Run a script version and answer with its result",
-      [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "hash"); });
-  add_route(
-      ctx, router, "POST", "/api/jobs/run_wait_result_inline", "jobs.run_inline",
-      "Run inline code and answer with its result",
-      [&ctx](const http::Request& r, const auth::Principal&) { return wait_result_route(ctx, r, "inline"); });
+            [&ctx](const http::Request& r, const auth::Principal& who) {
+              return run_route(ctx, r, who, "inline");
+            });
+  add_route(ctx, router, "POST", "/api/jobs/run_wait_result/p/{path+}", "jobs.run",
+            "Run a script and answer with its result",
+            [&ctx](const http::Request& r, const auth::Principal& who) {
+              return wait_result_route(ctx, r, who, "path");
+            });
+  add_route(ctx, router, "POST", "/api/jobs/run_wait_result/h/{hash}", "jobs.run",
+            "Run a script version and answer with its result",
+            [&ctx](const http::Request& r, const auth::Principal& who) {
+              return wait_result_route(ctx, r, who, "hash");
+            });
+  add_route(ctx, router, "POST", "/api/jobs/run_wait_result_inline", "jobs.run_inline",
+            "Run inline code and answer with its result",
+            [&ctx](const http::Request& r, const auth::Principal& who) {
+              return wait_result_route(ctx, r, who, "inline");
+            });
   add_route(ctx, router, "GET", "/api/jobs", "jobs.read",
             "List jobs (filters: state, tag, script_path, time)",
             [&ctx](const http::Request& r, const auth::Principal&) { return list_jobs(ctx, r); });

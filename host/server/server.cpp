@@ -14,6 +14,7 @@ struct Server::Impl {
   Api api;
   http::Router router;
   std::unique_ptr<http::HttpServer> http;
+  std::unique_ptr<schedule::Scheduler> scheduler;  // uses api's pools: declared after api
 
   std::mutex mu;
   std::condition_variable cv;
@@ -54,6 +55,12 @@ Status Server::start() {
   impl_->http = std::make_unique<http::HttpServer>(impl_->router, impl_->options.limits);
   if (Status s = impl_->http->start(impl_->options.address, impl_->options.port); !s) return s;
   impl_->duties = std::thread([this] { impl_->run_duties(); });
+  if (impl_->options.run_scheduler) {
+    schedule::SchedulerOptions so = impl_->options.scheduler;
+    so.database_url = impl_->options.api.database_url;
+    impl_->scheduler = std::make_unique<schedule::Scheduler>(so, impl_->api.schedule_job_builder());
+    if (Status s = impl_->scheduler->start(); !s) return s.with_context("quern server");
+  }
   return Status::ok();
 }
 
@@ -66,6 +73,7 @@ void Server::stop() {
     impl_->stopping = true;
     impl_->cv.notify_all();
   }
+  if (impl_->scheduler) impl_->scheduler->stop();
   if (impl_->http) impl_->http->stop();
   if (impl_->duties.joinable()) impl_->duties.join();
 }

@@ -1,6 +1,7 @@
 // `quern server`: the HTTP API plus the duties that must run somewhere in the
 // cluster: lease recovery (under an advisory lock, so several servers and
-// workers may all try) and pruning workers that stopped reporting.
+// workers may all try), pruning workers that stopped reporting, and firing
+// cron schedules (host/schedule: exactly once per tick across servers).
 // It never runs user code.
 #pragma once
 
@@ -21,6 +22,9 @@ struct ServerOptions {
   http::ServerLimits limits;
   std::chrono::milliseconds lease_timeout{30000};
   bool recover_expired_leases = true;
+  // The scheduler thread (docs/SCHEDULES.md); its database_url is api's.
+  bool run_scheduler = true;
+  schedule::SchedulerOptions scheduler;
 };
 
 class Server {

@@ -21,6 +21,9 @@ class JobSource {
 
   // --- claimer side ---
   virtual Status listen(const std::vector<std::string>& tags) = 0;
+  // Listens on exactly these tags from now on (the served tags changed). A
+  // notification sent in between may be missed: the caller claims right after.
+  virtual Status relisten(const std::vector<std::string>& tags) { return listen(tags); }
   // Blocks up to timeout until jobs may be claimable. A source that long-polls
   // may claim up to max_jobs here already; claim() then returns those first.
   virtual StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string& worker_id,
@@ -56,6 +59,10 @@ class PgJobSource final : public JobSource {
   }
 
   Status listen(const std::vector<std::string>& tags) override { return q_->listen(tags); }
+  Status relisten(const std::vector<std::string>& tags) override {
+    q_->unlisten_all();
+    return q_->listen(tags);
+  }
   StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string&,
                                const std::vector<std::string>&, int, const queue::ClaimCapacity&) override {
     return q_->wait_for_jobs(timeout);

@@ -6,16 +6,20 @@
 #include <algorithm>
 #include <cctype>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "host/worker/job_run.h"
+#include "host/worker/worker_state.h"
 
 namespace quern::worker {
 namespace {
@@ -60,38 +64,6 @@ std::map<std::string, std::string> minimal_job_environment(const std::filesystem
       {"QUERN_ATTEMPT", std::to_string(attempt)},
   };
 }
-
-struct Worker::State {
-  std::unique_ptr<JobSource> claim_source;   // claimer thread only
-  std::unique_ptr<JobSource> writer_source;  // writer thread only
-
-  std::mutex mu;
-  std::condition_variable slots_cv;     // dispatch has work / stopping
-  std::condition_variable claimer_cv;   // a slot became free / stopping
-  std::condition_variable writer_cv;    // something to write / finished
-  std::condition_variable watchdog_cv;  // stopping
-
-  // --- guarded by mu ---
-  std::deque<std::shared_ptr<JobRun>> dispatch;                  // claimed, not yet started
-  int busy = 0;                                                  // claimed and not yet finished by a slot
-  int gpus_in_use = 0;                                           // GPUs asked for by the jobs counted in busy
-  std::unordered_map<int64_t, std::shared_ptr<JobRun>> running;  // id → run (claimed, in a slot or waiting)
-  std::vector<queue::Completion> pending_completions;
-  std::vector<queue::LogChunk> pending_logs;  // final chunks of finished jobs
-  std::vector<queue::Lease> pending_releases;
-  bool log_flush_wanted = false;
-  bool stopping = false;
-  SteadyClock::time_point stop_requested_at{};
-  bool claimer_done = false;
-  int slots_alive = 0;
-  bool writer_done = false;
-
-  // --- stats (atomics: read without the lock) ---
-  std::atomic<int64_t> claimed{0}, completed{0}, refused{0}, claim_queries{0};
-  std::atomic<int64_t> exec_ewma_us{0};  // moving average of execute() time (1/8 weight per job)
-
-  std::vector<std::thread> threads;
-};
 
 Worker::Worker(WorkerOptions options, const plugin::PluginRegistry& plugins)
     : options_(std::move(options)), plugins_(plugins), state_(std::make_unique<State>()) {
@@ -182,33 +154,49 @@ void Loops::claimer() {
   bool should_claim = true;  // claim at once on start
   bool backlog = false;      // the last claim was full: more jobs are waiting
   milliseconds retry_delay = kDatabaseRetry;
-  const int min_batch = std::max(1, opt.slots / 4);
+  std::vector<std::string> tags = opt.tags;  // replaced when set_tags() moves st.tags_version
+  uint64_t tags_version = 0;
   while (true) {
     int free_slots;
     queue::ClaimCapacity capacity;
+    bool retag = false;
     {
       std::unique_lock lock(st.mu);
-      st.claimer_cv.wait(lock, [&] { return st.stopping || st.busy < opt.slots; });
+      st.claimer_cv.wait(lock, [&] { return st.stopping || st.busy < st.slot_limit; });
+      const int min_batch = std::max(1, st.slot_limit / 4);
       // With a backlog, a few claimers taking many rows each beat many small
       // claims (ARCHITECTURE.md §2): let a quarter of the slots free up, for
       // at most kBacklogBatchWait. An idle worker never waits here.
       // Only for short jobs: when jobs run long, claims are rare anyway and
       // the wait would only leave slots idle.
-      if (backlog && opt.slots - st.busy < min_batch && st.exec_ewma_us.load() < kShortJobUs)
+      if (backlog && st.slot_limit - st.busy < min_batch && st.exec_ewma_us.load() < kShortJobUs)
         st.claimer_cv.wait_for(lock, kBacklogBatchWait,
-                               [&] { return st.stopping || opt.slots - st.busy >= min_batch; });
+                               [&] { return st.stopping || st.slot_limit - st.busy >= min_batch; });
       if (st.stopping) break;
-      free_slots = opt.slots - st.busy;
+      free_slots = st.slot_limit - st.busy;  // <= 0 only if set_slots() lowered the limit just now
+      if (st.tags_version != tags_version) {
+        tags = st.tags;
+        tags_version = st.tags_version;
+        retag = true;
+      }
       // GPU jobs are claimed only while this worker has their devices free
       // (the plugin assigns the actual devices; docs/GPU.md).
       capacity.device_memory_mb = opt.gpu_devices_mb;
       capacity.free_gpus = static_cast<int>(opt.gpu_devices_mb.size()) - st.gpus_in_use;
     }
+    if (retag) {
+      // Notifications for the old tags stop, for the new ones start; claim
+      // at once in case jobs of a new tag are already waiting.
+      if (Status s = q.relisten(tags); !s)
+        log_error(opt.worker_id, "listening on the new tags: " + s.message());
+      should_claim = true;
+    }
+    if (free_slots <= 0) continue;
     const auto now = SteadyClock::now();
     if (!should_claim && now - last_claim < opt.poll_interval) {
       auto left = std::chrono::duration_cast<milliseconds>(opt.poll_interval - (now - last_claim));
       auto woke =
-          q.wait_for_jobs(std::min(left, q.max_wait_slice()), opt.worker_id, opt.tags, free_slots, capacity);
+          q.wait_for_jobs(std::min(left, q.max_wait_slice()), opt.worker_id, tags, free_slots, capacity);
       if (!woke) {
         log_error(opt.worker_id, "waiting for notifications: " + woke.message());
         std::unique_lock lock(st.mu);
@@ -221,7 +209,7 @@ void Loops::claimer() {
     }
     last_claim = SteadyClock::now();
     st.claim_queries++;
-    auto claimed = q.claim(opt.worker_id, opt.tags, free_slots, capacity);
+    auto claimed = q.claim(opt.worker_id, tags, free_slots, capacity);
     if (!claimed) {
       // Exponential backoff while the database (or the server, for agents) is away.
       log_error(opt.worker_id, "claim failed (retrying in " + std::to_string(retry_delay.count()) +
@@ -369,6 +357,7 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   if (needs_workdir) {
     doc["workdir"] = workdir.string();
     doc["env"] = minimal_job_environment(workdir, job.id, job.attempt);
+    for (const auto& [name, value] : st.passed_env) doc["env"][name] = value;  // the group's pass-env
   }
   const std::string job_json = doc.dump();
 
@@ -454,6 +443,7 @@ void Loops::writer() {
   std::vector<queue::LogChunk> logs;
   std::vector<queue::Completion> completions;
   std::vector<queue::Lease> releases;
+  std::optional<queue::WorkerInfo> registry_update;  // a reconfiguration not yet written
   bool retry_wait = false;
   SteadyClock::time_point stop_requested_at{};  // copied under the lock
   while (true) {
@@ -463,8 +453,9 @@ void Loops::writer() {
       auto wake = std::min({next_heartbeat, next_recovery, next_log_flush});
       if (retry_wait) wake = std::min(wake, SteadyClock::now() + kDatabaseRetry);
       st.writer_cv.wait_until(lock, wake, [&] {
-        return !retry_wait && (!st.pending_completions.empty() || !st.pending_releases.empty() ||
-                               st.log_flush_wanted || (st.claimer_done && st.slots_alive == 0));
+        return !retry_wait &&
+               (!st.pending_completions.empty() || !st.pending_releases.empty() || st.log_flush_wanted ||
+                st.registry_update || (st.claimer_done && st.slots_alive == 0));
       });
       retry_wait = false;
       const auto now = SteadyClock::now();
@@ -486,6 +477,16 @@ void Loops::writer() {
       st.pending_releases.clear();
       all_done = st.claimer_done && st.slots_alive == 0;
       stop_requested_at = st.stop_requested_at;
+      if (st.registry_update)
+        registry_update = std::exchange(st.registry_update, std::nullopt);  // the newest wins
+    }
+    if (registry_update) {
+      if (Status s = q.register_worker(*registry_update); s) {
+        registry_update.reset();
+      } else {
+        log_error(opt.worker_id, "updating the worker registry failed (will retry): " + s.message());
+        retry_wait = true;
+      }
     }
     if (!logs.empty()) {
       if (Status s = q.append_logs(opt.worker_id, logs); s) {
@@ -575,13 +576,7 @@ void Loops::watchdog() {
 }  // namespace
 
 Status Worker::start() {
-  // A dedicated worker also serves its scripts' own tags; the server routes
-  // runs of such a script there while a live worker serves that tag.
-  for (const auto& path : options_.dedicated_scripts) {
-    const std::string tag = dedicated_tag(path);
-    if (std::find(options_.tags.begin(), options_.tags.end(), tag) == options_.tags.end())
-      options_.tags.push_back(tag);
-  }
+  add_dedicated_tags(options_.tags, options_.dedicated_scripts);
   if (options_.tags.empty()) return Status::error("worker " + options_.worker_id + ": no tags to serve");
   if (options_.slots < 1) return Status::error("worker " + options_.worker_id + ": slots must be at least 1");
   std::error_code ec;
@@ -617,12 +612,18 @@ Status Worker::start() {
     log_error(options_.worker_id, "joining the worker registry failed (jobs still run): " + s.message());
   state_->claim_source = std::move(cq).value();
   state_->writer_source = std::move(wq).value();
+  state_->registry_info = info;
+  state_->tags = options_.tags;
+  state_->slot_limit = state_->slot_threads = options_.slots;
+  for (const auto& name : options_.pass_env)
+    if (const char* value = std::getenv(name.c_str())) state_->passed_env[name] = value;
 
   auto loops = std::make_shared<Loops>(options_, plugins_, *state_);
+  state_->start_slot = [loops, st = state_.get()] { st->threads.emplace_back([loops] { loops->slot(); }); };
   state_->slots_alive = options_.slots;
   state_->threads.emplace_back([loops] { loops->writer(); });
   state_->threads.emplace_back([loops] { loops->watchdog(); });
-  for (int i = 0; i < options_.slots; ++i) state_->threads.emplace_back([loops] { loops->slot(); });
+  for (int i = 0; i < options_.slots; ++i) state_->start_slot();
   state_->threads.emplace_back([loops] { loops->claimer(); });
   return Status::ok();
 }

@@ -56,6 +56,9 @@ struct WorkerOptions {
   // are prepared per slot for the script version each job carries). The
   // worker also serves dedicated_tag(path) for each.
   std::vector<std::string> dedicated_scripts;
+  // Names of host environment variables passed on to jobs (a group's
+  // pass-env); their values are read once, at start(). Unset ones are skipped.
+  std::vector<std::string> pass_env;
   // Memory (MB) of each GPU this worker may assign (from the gpu plugin's
   // resources). Empty: the worker never claims a job that asks for GPUs.
   std::vector<int> gpu_devices_mb;
@@ -95,6 +98,22 @@ class Worker {
 
   const std::string& id() const { return options_.worker_id; }
   WorkerStats stats() const;
+
+  // Reconfiguration while running (config reload, docs/ROUTING.md). Both
+  // are thread-safe against the worker's own threads; call them after
+  // start() and not concurrently with wait().
+  //
+  // set_tags: the tags served from now on (the dedicated scripts' tags stay
+  // served). The claimer uses them from its next round and moves its LISTENs
+  // to them; the writer updates the registry row (quern.workers) at once.
+  // Jobs already claimed run to the end. Error: no tags, or stopping.
+  Status set_tags(std::vector<std::string> tags);
+  // set_slots: claim at most this many jobs at once. Fewer: running jobs
+  // finish, no new ones are claimed until below the new count. More: new
+  // slot threads start. Error: out of 1..1024, or stopping.
+  Status set_slots(int slots);
+  // The tags served now (dedicated ones included).
+  std::vector<std::string> tags() const;
 
   struct State;  // internal (worker.cpp)
 

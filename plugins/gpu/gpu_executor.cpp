@@ -15,7 +15,8 @@
 //  - a request no device set of this worker can meet (k > GPUs, too little
 //    memory) → FAILURE "gpu request cannot be met on this worker: ..."; zero
 //    GPUs → FAILURE "no GPUs on this worker ...". Neither is retried here:
-//    routing to a capable worker is the host's job (docs/GPU.md);
+//    routing to a capable worker is the host's job, from what resources()
+//    reports (docs/GPU.md); these failures are the fallback;
 //  - else k devices are taken from the process-wide DeviceAllocator (waiting,
 //    while polling is_cancelled, when other slots hold them), preferring the
 //    smallest devices that fit so big ones stay free for big requests;
@@ -28,6 +29,9 @@
 // "peak_memory_mb": n | null, "peak_memory_method"?}}. Status as in bash:
 // exit ≠ 0 / signal → FAILURE, timeout → TIMEOUT, cancel / shutdown /
 // interrupt() → CANCELED.
+//
+// Resources (ABI 1.1): {"gpus": [{"index","uuid","name","memory_mb"}, ...]},
+// the devices after the "devices" filter; {"gpus": []} with zero GPUs.
 //
 // Thread-safety: one execute at a time per instance (the host's rule);
 // interrupt() from any thread; instances share only the allocator.
@@ -205,6 +209,17 @@ class GpuExecutor {
 
   std::string health() { return health_; }
   void interrupt() { interrupted_.store(true); }
+
+  // Total capacity, not what is free: the host keeps jobs this worker can
+  // never run queued for another worker (docs/GPU.md).
+  std::string resources() {
+    ordered_json gpus = ordered_json::array();
+    for (const Device& d : devices_)
+      gpus.push_back({{"index", d.index}, {"uuid", d.uuid}, {"name", d.name}, {"memory_mb", d.memory_mb}});
+    ordered_json out = ordered_json::object();
+    out["gpus"] = std::move(gpus);
+    return out.dump();
+  }
 
  private:
   void load_inventory(const ordered_json& inventory) {

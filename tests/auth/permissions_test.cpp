@@ -26,7 +26,8 @@ TEST(Permissions, TableEveryRoleEveryPermission) {
       {"scripts.read", {1, 1, 1, 0}},    {"scripts.write", {1, 1, 0, 0}}, {"jobs.run", {1, 1, 1, 0}},
       {"jobs.run_inline", {1, 1, 0, 0}}, {"jobs.read", {1, 1, 1, 0}},     {"jobs.cancel", {1, 1, 1, 0}},
       {"queue.read", {1, 1, 1, 0}},      {"workers.read", {1, 1, 1, 0}},  {"tokens.manage", {1, 0, 0, 0}},
-      {"docs.read", {1, 1, 1, 0}},       {"agent", {0, 0, 0, 1}},
+      {"docs.read", {1, 1, 1, 0}},       {"agent", {0, 0, 0, 1}},         {"schedules.read", {1, 1, 1, 0}},
+      {"schedules.write", {1, 1, 0, 0}},
   };
   const Role roles[] = {Role::admin, Role::developer, Role::operator_, Role::agent};
   ASSERT_EQ(all_permissions().size(), expected.size());

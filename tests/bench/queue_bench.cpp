@@ -5,6 +5,9 @@
 //
 // TEST:
 //   noop        drain JOBS pre-queued jobs of the in-process no-op executor (the queue alone)
+//   noop-keyed  the same JOBS, queued behind 9 x JOBS higher-priority jobs of one
+//               concurrency key held at its limit (90 % of the queue can't run):
+//               the claim must skip them, not scan them (compare with noop)
 //   sleep       same, each job sleeps 100 ms in-process (as the peers' handler awaits 100 ms)
 //   bash-noop   JOBS bash jobs running `true` (a process per job)
 //   bash-sleep  JOBS bash jobs running `sleep 0.1`
@@ -105,6 +108,22 @@ nlohmann::ordered_json drain(const Args& a, const quern::plugin::PluginRegistry&
   for (size_t off = 0; off < jobs.size(); off += 50000) {
     std::vector<NewJob> chunk(jobs.begin() + off, jobs.begin() + std::min(jobs.size(), off + 50000));
     if (auto r = q->push_batch(chunk); !r) throw std::runtime_error(r.message());
+  }
+  if (a.test == "noop-keyed") {
+    // 9 x JOBS jobs of key "full" (limit 1), ahead in claim order; its one
+    // slot is taken by a claimer that never finishes (within the run).
+    NewJob k = make_job("noop", 0);
+    k.priority = 90;
+    k.concurrency.key = "full";
+    k.concurrency.max_running = 1;
+    const std::vector<NewJob> keyed(50000, k);
+    for (int left = 9 * a.jobs; left > 0; left -= 50000) {
+      std::vector<NewJob> chunk(keyed.begin(), keyed.begin() + std::min(left, 50000));
+      if (auto r = q->push_batch(chunk); !r) throw std::runtime_error(r.message());
+    }
+    if (auto r = q->claim("blocker", {"noop"}, 1); !r || r->size() != 1 || r->front().priority != 90)
+      throw std::runtime_error("could not fill the key's slot");
+    if (auto r = q->exec_scalar("VACUUM ANALYZE quern.queue"); !r) throw std::runtime_error(r.message());
   }
   const std::string tag = jobs.front().tag;
   quern::worker::Worker w(worker_options(a, tag), plugins);
@@ -253,7 +272,8 @@ int main(int argc, char** argv) {
       m = latency(a, plugins);
     else if (a.test == "enqueue-batch")
       m = enqueue_batch(a);
-    else if (a.test == "noop" || a.test == "sleep" || a.test == "bash-noop" || a.test == "bash-sleep")
+    else if (a.test == "noop" || a.test == "noop-keyed" || a.test == "sleep" || a.test == "bash-noop" ||
+             a.test == "bash-sleep")
       m = drain(a, plugins);
     else
       throw std::runtime_error("unknown test " + a.test);

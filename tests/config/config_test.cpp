@@ -136,10 +136,75 @@ TEST(configParse, EmptyRootGivesDefaults) {
   EXPECT_EQ(config->max_restarts, defaults.max_restarts);
   EXPECT_EQ(config->default_timeout_s, 3600);
   EXPECT_EQ(config->kill_grace, milliseconds(2000));
+  EXPECT_EQ(config->groups, default_groups());
+  EXPECT_TRUE(config->routing_rules.empty());
+}
+
+// Without <workers>: default (bash, python3), native (sql, http), gpu (gpu),
+// each loading only its own plugins.
+TEST(configParse, BuiltInGroups) {
+  const std::vector<WorkerGroup> groups = default_groups();
+  ASSERT_EQ(groups.size(), 3u);
+  EXPECT_EQ(groups[0].name, "default");
+  EXPECT_EQ(groups[0].tags, (std::vector<std::string>{"bash", "python3"}));
+  EXPECT_EQ(groups[0].plugins, (std::vector<std::string>{"bash", "python"}));
+  EXPECT_EQ(groups[1].name, "native");
+  EXPECT_EQ(groups[1].tags, (std::vector<std::string>{"sql", "http"}));
+  EXPECT_EQ(groups[1].plugins, (std::vector<std::string>{"sql", "http"}));
+  EXPECT_EQ(groups[2].name, "gpu");
+  EXPECT_EQ(groups[2].tags, std::vector<std::string>{"gpu"});
+  EXPECT_EQ(groups[2].plugins, std::vector<std::string>{"gpu"});
+  for (const auto& g : groups) {
+    EXPECT_EQ(g.slots, 4) << g.name;
+    EXPECT_TRUE(g.pass_env.empty()) << g.name;
+  }
+  // A file's <workers> replaces them all.
+  StatusOr<Config> config = parse_config("<quern><workers><group name='gpu'/></workers></quern>", "t.xml");
+  ASSERT_TRUE(config.is_ok()) << config.message();
   ASSERT_EQ(config->groups.size(), 1u);
-  EXPECT_EQ(config->groups[0].name, "default");
-  EXPECT_EQ(config->groups[0].slots, 4);
-  EXPECT_EQ(config->groups[0].tags, std::vector<std::string>{"bash"});
+  EXPECT_EQ(config->groups[0].tags,
+            std::vector<std::string>{"bash"});  // no inheritance from the built-in gpu
+  EXPECT_TRUE(config->groups[0].plugins.empty());
+}
+
+TEST(configParse, GroupPluginsPassEnvAndDedicated) {
+  StatusOr<Config> config = parse_config(
+      "<quern><workers>\n"
+      "  <group name='ml' slots='2' tags='gpu, python3' plugins='gpu,python' pass-env='AWS_REGION, "
+      "HTTP_PROXY'\n"
+      "         dedicated='f/ml/train, f/ml/score'/>\n"
+      "</workers></quern>",
+      "t.xml");
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  ASSERT_EQ(config->groups.size(), 1u);
+  const WorkerGroup& g = config->groups[0];
+  EXPECT_EQ(g.name, "ml");
+  EXPECT_EQ(g.slots, 2);
+  EXPECT_EQ(g.tags, (std::vector<std::string>{"gpu", "python3"}));
+  EXPECT_EQ(g.plugins, (std::vector<std::string>{"gpu", "python"}));
+  EXPECT_EQ(g.pass_env, (std::vector<std::string>{"AWS_REGION", "HTTP_PROXY"}));
+  EXPECT_EQ(g.dedicated, (std::vector<std::string>{"f/ml/train", "f/ml/score"}));
+}
+
+TEST(configErrors, GroupPluginsAndPassEnv) {
+  EXPECT_EQ(error_of("<quern><workers>\n<group plugins='bash,lib quern'/></workers></quern>"),
+            "test.xml:2: <group plugins=\"bash,lib quern\">: bad plugin name \"lib quern\" (expected "
+            "[A-Za-z0-9_.-]+, the NAME of libquern_NAME.so)");
+  EXPECT_THAT(error_of("<quern><workers><group plugins=''/></workers></quern>"),
+              HasSubstr("expected at least one plugin name"));
+  EXPECT_THAT(error_of("<quern><workers><group plugins='bash,bash'/></workers></quern>"),
+              HasSubstr("duplicate plugin name \"bash\""));
+  EXPECT_EQ(error_of("<quern><workers>\n\n<group pass-env='AWS_REGION,1X'/></workers></quern>"),
+            "test.xml:3: <group pass-env=\"AWS_REGION,1X\">: bad variable name \"1X\" (expected "
+            "[A-Za-z_][A-Za-z0-9_]*)");
+  // The worker's own secrets and the per-job directories are never passed on.
+  EXPECT_THAT(error_of("<quern><workers><group pass-env='PATH,QUERN_DATABASE_URL'/></workers></quern>"),
+              HasSubstr("QUERN_DATABASE_URL cannot be passed on: QUERN_ variables are the worker's own"));
+  EXPECT_THAT(error_of("<quern><workers><group pass-env='HOME'/></workers></quern>"),
+              HasSubstr("HOME cannot be passed on: Quern sets it to each job's own working directory"));
+  EXPECT_THAT(
+      error_of("<quern><workers><group env='X'/></workers></quern>"),
+      HasSubstr("unknown attribute \"env\" (allowed: name, slots, tags, plugins, pass-env, dedicated)"));
 }
 
 TEST(configParse, GroupAttributesDefault) {
@@ -209,7 +274,7 @@ TEST(configErrors, HeartbeatMustBeBelowLease) {
 TEST(configErrors, UnknownElement) {
   EXPECT_EQ(error_of("<quern>\n  <queu/>\n</quern>"),
             "test.xml:2: unknown element <queu> inside <quern> (allowed: <database>, <plugins>, <queue>, "
-            "<workers>, <server>)");
+            "<workers>, <server>, <routing>, <limits>)");
   EXPECT_THAT(error_of("<quern><workers>\n<grop/></workers></quern>"),
               HasSubstr("test.xml:2: unknown element <grop> inside <workers> (allowed: <group>)"));
   EXPECT_THAT(error_of("<quern><queue><x/></queue></quern>"), HasSubstr("it takes no child elements"));
@@ -230,7 +295,8 @@ TEST(configParse, ServerElement) {
 TEST(configErrors, UnknownAttribute) {
   EXPECT_EQ(error_of("<quern>\n<queue lease-timout=\"30s\"/>\n</quern>"),
             "test.xml:2: <queue lease-timout=\"30s\">: unknown attribute \"lease-timout\" (allowed: "
-            "lease-timeout, poll-interval, heartbeat-interval, max-restarts, default-timeout, kill-grace)");
+            "lease-timeout, poll-interval, heartbeat-interval, max-restarts, default-timeout, max-timeout, "
+            "kill-grace)");
   EXPECT_THAT(error_of("<quern><database uri='x'/></quern>"),
               HasSubstr("unknown attribute \"uri\" (allowed: url, data-dir)"));
   EXPECT_THAT(error_of("<quern version='1'/>"), HasSubstr("<quern version=\"1\">: unknown attribute"));
@@ -379,6 +445,52 @@ TEST(configShipped, Parses) {
   EXPECT_EQ(config->groups[0].name, "default");
   EXPECT_EQ(config->groups[0].slots, 4);
   EXPECT_EQ(config->groups[0].tags, (std::vector<std::string>{"bash", "noop"}));
+}
+
+// The commented example of a production setup stays valid.
+TEST(configShipped, ProductionExampleParses) {
+  const fs::path file = fs::path(QUERN_CONFIG_TEST_SOURCE_DIR) / "config" / "examples" / "production.xml";
+  StatusOr<Config> config = load_config(file);
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  std::vector<std::string> names;
+  for (const auto& g : config->groups) names.push_back(g.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"default", "native", "gpu", "highmem"}));
+  EXPECT_EQ(config->groups[3].plugins, (std::vector<std::string>{"bash", "python"}));
+  EXPECT_GE(config->routing_rules.size(), 5u);
+}
+
+TEST(configParse, LimitsAndMaxTimeout) {
+  auto config = parse_config(R"(<quern>
+  <queue default-timeout="10m" max-timeout="1h"/>
+  <limits>
+    <limit key="api:stripe" max-running="3" rate="100/60s"/>
+    <limit key="api:slow" rate="5/250ms"/>
+  </limits>
+</quern>)",
+                             "test.xml");
+  ASSERT_TRUE(config) << config.message();
+  EXPECT_EQ(config->default_timeout_s, 600);
+  EXPECT_EQ(config->max_timeout_s, 3600);
+  ASSERT_EQ(config->limits.size(), 2u);
+  EXPECT_EQ(config->limits[0], (queue::ConcurrencyLimit{"api:stripe", 3, 100, std::chrono::seconds(60)}));
+  EXPECT_EQ(config->limits[1], (queue::ConcurrencyLimit{"api:slow", 0, 5, std::chrono::milliseconds(250)}));
+}
+
+TEST(configErrors, Limits) {
+  EXPECT_EQ(
+      error_of("<quern>\n<limits>\n<limit key='a' rate='100 per minute'/></limits></quern>"),
+      "test.xml:3: <limit rate=\"100 per minute\">: expected COUNT/WINDOW, e.g. \"100/60s\" or \"5/1m\" "
+      "(count 1..1000000)");
+  EXPECT_THAT(error_of("<quern><limits><limit key='a'/></limits></quern>"),
+              HasSubstr("<limit>: set max-running, rate, or both"));
+  EXPECT_THAT(error_of("<quern><limits><limit max-running='1'/></limits></quern>"), HasSubstr("needs key="));
+  EXPECT_THAT(error_of("<quern><limits><limit key='a' max-running='1'/><limit key='a' max-running='2'/>"
+                       "</limits></quern>"),
+              HasSubstr("a second <limit> for this key"));
+  EXPECT_THAT(error_of("<quern><limits><limit key='a:$args[x]' max-running='1'/></limits></quern>"),
+              HasSubstr("without $ substitutions"));
+  EXPECT_THAT(error_of("<quern><queue default-timeout='2h' max-timeout='1h'/></quern>"),
+              HasSubstr("default-timeout (7200 s) is more than max-timeout (3600 s)"));
 }
 
 }  // namespace

@@ -47,7 +47,8 @@ TEST(Abi, DescriptorAndCallbackLayoutIsStable) {
   EXPECT_EQ(offsetof(quern_executor_descriptor, execute), 72u);
   EXPECT_EQ(offsetof(quern_executor_descriptor, health), 80u);
   EXPECT_EQ(offsetof(quern_executor_descriptor, interrupt), 88u);
-  EXPECT_EQ(sizeof(quern_executor_descriptor), 96u);
+  EXPECT_EQ(offsetof(quern_executor_descriptor, resources), 96u);  // ABI 1.1
+  EXPECT_EQ(sizeof(quern_executor_descriptor), 104u);
 
   EXPECT_EQ(offsetof(quern_job_callbacks, struct_size), 0u);
   EXPECT_EQ(offsetof(quern_job_callbacks, reserved), 4u);

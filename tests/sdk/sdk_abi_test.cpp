@@ -156,6 +156,20 @@ TEST_F(Abi10Plugin, DescriptorReadsAsWritten) {
   EXPECT_EQ(registry_.for_language("abi10-alt"), plugin_);
 }
 
+TEST_F(Abi10Plugin, ReportsNoResources) {
+  // Its struct_size ends before ABI 1.1's `resources`: the host never reads
+  // past it, and the plugin reports nothing (null), without an error.
+  EXPECT_FALSE(plugin_->reports_resources());
+  auto ex = make();
+  ASSERT_NE(ex, nullptr);
+  auto r = ex->resources();
+  ASSERT_TRUE(r.is_ok()) << r.message();
+  EXPECT_TRUE(r->is_null());
+  auto through_registry = registry_.resources("abi_1_0");
+  ASSERT_TRUE(through_registry.is_ok()) << through_registry.message();
+  EXPECT_TRUE(through_registry->is_null());
+}
+
 TEST_F(Abi10Plugin, RunsAJobThroughEveryCallback) {
   auto ex = make();
   ASSERT_NE(ex, nullptr);

@@ -61,6 +61,15 @@ TEST_F(EchoPlugin, DescribesItself) {
   EXPECT_EQ(fs::canonical(info.file), fs::canonical(path_));
 }
 
+TEST_F(EchoPlugin, ReportsNoResources) {
+  // Built against ABI 1.1 but without the optional resources() member: the
+  // wrapper leaves the pointer NULL, and the host reads null.
+  EXPECT_FALSE(registry_.for_language("echo")->reports_resources());
+  auto r = executor_->resources();
+  ASSERT_TRUE(r.is_ok()) << r.message();
+  EXPECT_TRUE(r->is_null());
+}
+
 TEST_F(EchoPlugin, ReturnsArgsAndLogsEachInOrder) {
   RecordingSink sink;
   const std::string job =

@@ -34,6 +34,7 @@ class ServerTest : public ::testing::Test {
     o.api.database_url = url_;
     o.api.max_wait = 20s;
     o.api.max_timeout_s = 3600;
+    o.api.limits = {queue::ConcurrencyLimit{"api:fixed", 2, 0, 0ms}};  // as <limits> in the config
     o.limits.handler_threads = 8;
     o.api.pool_size = 8;
     server_ = std::make_unique<server::Server>(o);
@@ -64,11 +65,14 @@ class ServerTest : public ::testing::Test {
     return issued ? issued->token : "";
   }
 
-  void start_worker(std::vector<std::string> tags) {
-    ASSERT_TRUE(registry_.load_directory(testing::plugin_dir()));
+  void start_worker(std::vector<std::string> tags, std::vector<int> gpus_mb = {},
+                    std::map<std::string, std::string> plugin_configs = {}) {
+    if (registry_.plugins().empty()) ASSERT_TRUE(registry_.load_directory(testing::plugin_dir()));
     worker::WorkerOptions o;
     o.database_url = url_;
     o.tags = std::move(tags);
+    o.gpu_devices_mb = std::move(gpus_mb);
+    o.plugin_configs = std::move(plugin_configs);
     o.slots = 4;
     o.poll_interval = 200ms;
     o.heartbeat_interval = 200ms;
@@ -175,6 +179,63 @@ TEST_F(ServerTest, ScriptLimitsRetriesAndTimeoutMaximum) {
   auto slow = call(developer_, "POST", "/api/jobs/run/p/f/test/flaky", {{"timeout_s", 7200}});
   EXPECT_EQ(slow.status, 400);
   EXPECT_EQ(slow.error_message(), "timeout_s 7200 exceeds this server's maximum of 3600 s");
+}
+
+// A gpu job's request is visible to the claim: a worker without GPUs (or
+// with too few) never claims it, and it waits for one that has them.
+// Keys are substituted at submission; the operator's <limits> replace a job's numbers.
+TEST_F(ServerTest, ConcurrencyKeySubstitutionAndConfigLimits) {
+  auto keyed = call(developer_, "POST", "/api/jobs/run_inline",
+                    {{"language", "bash"},
+                     {"content", "true"},
+                     {"args", {{"acct", 42}}},
+                     {"concurrency", {{"key", "acct:$language:$args[acct]"}, {"max_running", 1}}}});
+  ASSERT_EQ(keyed.status, 201) << keyed.body;
+  auto job = call(operator_, "GET", "/api/jobs/" + std::to_string(keyed.json()["id"].get<int64_t>())).json();
+  EXPECT_EQ(job["concurrency_key"], "acct:bash:42");
+
+  auto missing = call(developer_, "POST", "/api/jobs/run_inline",
+                      {{"language", "bash"},
+                       {"content", "true"},
+                       {"concurrency", {{"key", "acct:$args[acct]"}, {"max_running", 1}}}});
+  EXPECT_EQ(missing.status, 400);
+  EXPECT_NE(missing.error_message().find("concurrency.key"), std::string::npos) << missing.body;
+
+  auto fixed = call(developer_, "POST", "/api/jobs/run_inline",
+                    {{"language", "bash"},
+                     {"content", "true"},
+                     {"concurrency", {{"key", "api:fixed"}, {"max_running", 7}}}});
+  ASSERT_EQ(fixed.status, 201) << fixed.body;
+  auto limits = call(operator_, "GET", "/api/queue/limits").json();
+  ASSERT_EQ(limits["keys"].size(), 2u) << limits.dump();
+  EXPECT_EQ(limits["keys"][1]["key"], "api:fixed");
+  EXPECT_EQ(limits["keys"][1]["max_running"], 2) << "the config's number, not the job's 7";
+}
+
+TEST_F(ServerTest, GpuJobWaitsForAWorkerWithTheDevices) {
+  auto bad = call(developer_, "POST", "/api/jobs/run_inline",
+                  {{"language", "gpu"}, {"content", "true"}, {"args", {{"gpus", 0}}}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.error_message().find("gpu job args"), std::string::npos) << bad.body;
+
+  auto queued = call(developer_, "POST", "/api/jobs/run_inline",
+                     {{"language", "gpu"}, {"content", "echo '{\"ran\": true}'"}, {"args", {{"gpus", 2}}}});
+  ASSERT_EQ(queued.status, 201) << queued.body;
+  const std::string id = std::to_string(queued.json()["id"].get<int64_t>());
+  start_worker({"gpu"}, {81920});  // one GPU: can never meet a 2-GPU request
+  ASSERT_TRUE(wait_until([&] { return worker_->stats().claim_queries >= 3; }, 10s));
+  EXPECT_EQ(call(operator_, "GET", "/api/jobs/" + id).json()["state"], "queued");
+  worker_->stop();
+  worker_.reset();
+
+  const std::string inventory = R"({"inventory": [{"uuid": "GPU-a", "memory_mb": 81920},
+                                                  {"uuid": "GPU-b", "memory_mb": 81920}]})";
+  start_worker({"gpu"}, {81920, 81920}, {{"gpu", inventory}});
+  ASSERT_TRUE(
+      wait_until([&] { return call(operator_, "GET", "/api/jobs/" + id).json()["state"] != "queued"; }, 20s));
+  ASSERT_TRUE(
+      wait_until([&] { return call(operator_, "GET", "/api/jobs/" + id).json()["state"] == "success"; }, 20s))
+      << call(operator_, "GET", "/api/jobs/" + id).body;
 }
 
 TEST_F(ServerTest, LogStreamShowsLinesWhileTheJobRuns) {

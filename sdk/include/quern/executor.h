@@ -1,5 +1,5 @@
 /*
- * Quern executor plugin ABI, version 1.
+ * Quern executor plugin ABI, version 1 (1.1: adds resources()).
  *
  * This is the only contract between the Quern host and an executor plugin.
  * It is plain C so that a plugin built with any compiler (or language with a C
@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define QUERN_ABI_MAJOR 1
-#define QUERN_ABI_MINOR 0
+#define QUERN_ABI_MINOR 1
 
 /* Name of the entry symbol; it carries the ABI major version. */
 #define QUERN_EXECUTOR_ENTRY_V1 quern_executor_entry_v1
@@ -114,7 +114,7 @@ typedef struct quern_job_callbacks {
 /*
  * The descriptor returned by the entry function. Static storage, immutable.
  * Required functions: create, destroy, execute. Optional (may be NULL):
- * prepare, health, interrupt.
+ * prepare, health, interrupt, and (1.1) resources.
  */
 typedef struct quern_executor_descriptor {
   /* --- never change: --- */
@@ -145,6 +145,31 @@ typedef struct quern_executor_descriptor {
   /* Asks a running execute() on this instance to stop soon. May be called
    * from any thread while execute() runs. */
   void (*interrupt)(quern_instance* instance);
+
+  /* --- ABI 1.1 (a host reads these only when struct_size covers them; a
+   * 1.0 plugin has none of them): --- */
+
+  /* The capacity this instance offers, as a JSON object, so that the host
+   * routes to this worker only jobs it can run. Writes the JSON text into
+   * out, snprintf-style: at most out.size-1 bytes, NUL-terminated, and
+   * returns the length of the whole text (without the NUL). A return value
+   * >= out.size means the text did not fit: the host calls again with a
+   * buffer of at least return+1 bytes. A negative return value is a failure,
+   * with a message in out. NULL (or a 1.0 plugin): the plugin reports no
+   * resources.
+   *
+   * The object's keys are kinds of resource; a host ignores keys it does not
+   * know, a kind the plugin does not report is absent. Defined kinds:
+   *   "gpus": [{"index": 0, "uuid": "GPU-...", "name": "...",
+   *             "memory_mb": 81920}, ...]
+   *     the whole devices this instance can assign (after its own
+   *     configuration, e.g. a device filter), total not free: index (integer),
+   *     uuid (string), memory_mb (integer >= 0, total memory, 0 = unknown),
+   *     name (string, optional). [] = no GPU (e.g. no driver).
+   * The answer describes the instance for its lifetime. The host calls it
+   * from one thread at a time per instance, never while execute() runs on
+   * that instance. */
+  int64_t (*resources)(quern_instance* instance, quern_errbuf out);
 } quern_executor_descriptor;
 
 /* The entry function every plugin exports. */

@@ -10,13 +10,14 @@
 //     void prepare(std::string_view script_json);    // throw to report failure
 //     std::string health();                          // "" = healthy, else why not
 //     void interrupt();                              // called from another thread
+//     std::string resources();                       // (ABI 1.1) capacity, a JSON object
 //   };
 //   QUERN_EXECUTOR_PLUGIN(Echo, "echo", "1.0.0", "echo", "echo", 0)
 //
 // The macro defines the static descriptor and the exported entry function
 // quern_executor_entry_v1. Every generated C function catches all exceptions:
-// the constructor's / prepare's / health's exceptions become error text in the
-// host's buffer, execute's become set_error + QUERN_STATUS_INTERNAL. Nothing
+// the constructor's / prepare's / health's / resources' exceptions become error
+// text in the host's buffer, execute's become set_error + QUERN_STATUS_INTERNAL. Nothing
 // the host passes in is kept past the call it was passed to.
 //
 // Thread-safety: the host calls execute on one instance from one thread at a
@@ -132,6 +133,12 @@ struct has_interrupt : std::false_type {};
 template <typename T>
 struct has_interrupt<T, std::void_t<decltype(std::declval<T&>().interrupt())>> : std::true_type {};
 
+template <typename, typename = void>
+struct has_resources : std::false_type {};
+template <typename T>
+struct has_resources<T, std::void_t<decltype(std::string(std::declval<T&>().resources()))>>
+    : std::true_type {};
+
 // The C functions generated for class T. Each is a complete exception
 // barrier: nothing escapes into the host.
 template <typename T>
@@ -217,6 +224,25 @@ struct Adapter {
       // Nothing to report to: interrupt has no error channel.
     }
   }
+
+  // snprintf-style, as executor.h defines it: the whole length is returned
+  // even when `out` is too small, and the host calls again with room.
+  static int64_t resources(quern_instance* instance, quern_errbuf out) noexcept {
+    try {
+      const std::string json = self(instance)->resources();
+      if (out.data != nullptr && out.size > 0) {
+        const std::size_t n = json.size() < out.size ? json.size() : static_cast<std::size_t>(out.size - 1);
+        std::memcpy(out.data, json.data(), n);
+        out.data[n] = '\0';
+      }
+      return static_cast<int64_t>(json.size());
+    } catch (const std::exception& e) {
+      write_error(out, e.what());
+    } catch (...) {
+      write_error(out, "unknown exception in resources");
+    }
+    return -1;
+  }
 };
 
 template <typename T>
@@ -238,6 +264,7 @@ constexpr quern_executor_descriptor make_descriptor(const char* name, const char
   if constexpr (has_prepare<T>::value) d.prepare = &Adapter<T>::prepare;
   if constexpr (has_health<T>::value) d.health = &Adapter<T>::health;
   if constexpr (has_interrupt<T>::value) d.interrupt = &Adapter<T>::interrupt;
+  if constexpr (has_resources<T>::value) d.resources = &Adapter<T>::resources;
   return d;
 }
 

@@ -22,7 +22,10 @@
 #include <vector>
 
 #include "host/plugin/plugin_registry.h"
+#include "host/worker/gpu_capacity.h"
 #include "tests/plugin/recording_sink.h"
+#include "tests/support/child_process.h"
+#include "tests/support/test_postgres.h"
 
 namespace {
 
@@ -397,6 +400,89 @@ TEST_F(GpuExecutorTest, InventoryConfigIsValidated) {
   RecordingSink sink;
   ASSERT_EQ(subset->execute(job({{"command", print_env_command()}}), sink), QUERN_STATUS_SUCCESS);
   EXPECT_EQ(assigned(sink), std::vector<std::string>{"GPU-y"});
+}
+
+TEST_F(GpuExecutorTest, ResourcesListTheDevicesAfterTheDevicesFilter) {
+  auto all = registry_.resources("gpu", kInventory);
+  ASSERT_TRUE(all.is_ok()) << all.message();
+  EXPECT_EQ(*all, json::parse(R"({"gpus": [
+      {"index": 0, "uuid": "GPU-aaa", "name": "Test GPU", "memory_mb": 81920},
+      {"index": 1, "uuid": "GPU-bbb", "name": "Test GPU", "memory_mb": 81920},
+      {"index": 2, "uuid": "GPU-ccc", "name": "Small GPU", "memory_mb": 40960},
+      {"index": 3, "uuid": "GPU-ddd", "name": "Small GPU", "memory_mb": 40960}]})"));
+
+  json filtered = json::parse(kInventory);
+  filtered["devices"] = {3, 1};
+  auto some = registry_.resources("gpu", filtered.dump());
+  ASSERT_TRUE(some.is_ok()) << some.message();
+  ASSERT_EQ((*some)["gpus"].size(), 2u);
+  EXPECT_EQ((*some)["gpus"][0]["uuid"], "GPU-bbb");  // by index, as assigned
+  EXPECT_EQ((*some)["gpus"][1]["uuid"], "GPU-ddd");
+
+  auto none = registry_.resources("gpu", R"({"nvml_library": "/nonexistent/libnvidia-ml.so.1"})");
+  ASSERT_TRUE(none.is_ok()) << none.message();
+  EXPECT_EQ(*none, json::parse(R"({"gpus": []})"));
+}
+
+// The host mirrors the plugin's request rules (host/worker/gpu_capacity.h)
+// to keep jobs a worker can never run queued: both sides must agree on what
+// can be met and on the messages for bad args.
+TEST_F(GpuExecutorTest, HostCapacityLogicAgreesWithThePlugin) {
+  auto resources = registry_.resources("gpu", kInventory);
+  ASSERT_TRUE(resources.is_ok()) << resources.message();
+  auto capacity = quern::worker::gpu_capacity_from_resources(*resources);
+  ASSERT_TRUE(capacity.is_ok()) << capacity.message();
+  auto executor = create(kInventory);
+  for (const json& req : {json{{"gpus", 5}}, json{{"gpus", 4}}, json{{"memory_mb", 100000}},
+                          json{{"gpus", 3}, {"memory_mb", 81920}}, json{{"gpus", 2}, {"memory_mb", 81920}},
+                          json{{"gpus", 4}, {"memory_mb", 40960}}, json::object()}) {
+    SCOPED_TRACE(req.dump());
+    json args = req;
+    args["command"] = {"true"};
+    auto request = quern::worker::gpu_request_from_args(args);
+    ASSERT_TRUE(request.is_ok()) << request.message();
+    RecordingSink sink;
+    const quern_status st = executor->execute(job(args), sink);
+    const bool refused = sink.error().value_or("").rfind("gpu request cannot be met", 0) == 0;
+    EXPECT_EQ(!refused, quern::worker::can_ever_meet(*capacity, *request)) << sink.error().value_or("");
+    if (!refused) {
+      EXPECT_EQ(st, QUERN_STATUS_SUCCESS) << sink.error().value_or("");
+    }
+  }
+  for (const json& bad : {json{{"gpus", 0}}, json{{"gpus", "two"}}, json{{"gpus", -2}}, json{{"gpus", 1.5}},
+                          json{{"memory_mb", -1}}, json{{"memory_mb", "80g"}}}) {
+    SCOPED_TRACE(bad.dump());
+    json args = bad;
+    args["command"] = {"true"};
+    RecordingSink sink;
+    ASSERT_EQ(executor->execute(job(args), sink), QUERN_STATUS_FAILURE);
+    auto request = quern::worker::gpu_request_from_args(args);
+    ASSERT_FALSE(request.is_ok());
+    EXPECT_EQ(request.message(), sink.error().value_or(""));
+  }
+}
+
+TEST_F(GpuExecutorTest, QuernPluginsShowsTheGpuCapacity) {
+  const char* dir = ::getenv("QUERN_PLUGIN_DIR");
+  const std::string plugins = dir != nullptr ? dir : QUERN_PLUGIN_DIR;
+  // From root_ and without QUERN_CONFIG: no config file adds plugins or settings.
+  const std::string out = (root_ / "plugins.txt").string();
+  quern::testing::ChildProcess child(
+      {"/bin/sh", "-c", "cd \"$0\" && exec env -u QUERN_CONFIG \"$1\" plugins --plugin-dir \"$2\"",
+       root_.string(), quern::testing::quern_binary(), plugins},
+      out);
+  ASSERT_NE(child.wait_exit(std::chrono::seconds(30)), -1) << child.output();
+  const std::string text = child.output();
+  // Without a driver 0 GPUs; on a GPU machine as many as NVML sees.
+  const auto line = text.find("\ngpu (ABI 1.1): ");
+  ASSERT_NE(line, std::string::npos) << text;
+  EXPECT_NE(text.find("\nRESOURCES\n"), std::string::npos) << text;
+  if (void* lib = ::dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL)) {
+    ::dlclose(lib);
+  } else {
+    EXPECT_EQ(text.compare(line, 23, "\ngpu (ABI 1.1): 0 GPUs\n"), 0) << text;
+  }
+  EXPECT_EQ(text.find("\nbash (ABI"), std::string::npos) << "bash reports no resources:\n" << text;
 }
 
 // Needs an NVIDIA GPU: the job asks for one device and, through the CUDA

@@ -1,0 +1,138 @@
+// Implementation of worker_groups.h.
+#include "host/cli/worker_groups.h"
+
+#include <algorithm>
+
+#include "host/cli/common.h"
+#include "host/worker/gpu_capacity.h"
+
+namespace quern::cli {
+namespace {
+
+bool contains(const std::vector<std::string>& list, const std::string& value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+}  // namespace
+
+std::string join(const std::vector<std::string>& items, const std::string& separator) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
+  return out;
+}
+
+StatusOr<config::WorkerGroup> find_group(const config::Config& cfg, const std::string& name) {
+  std::vector<std::string> names;
+  for (const auto& g : cfg.groups) {
+    if (g.name == name) return g;
+    names.push_back(g.name);
+  }
+  const std::string from = cfg.source.empty() ? "the built-in groups" : cfg.source.string();
+  return Status::error("no worker group '" + name + "' in " + from + " (groups: " + join(names) + ")");
+}
+
+std::string plugin_name_of_file(const std::filesystem::path& file) {
+  std::string stem = file.stem().string();
+  if (stem.rfind("libquern_", 0) == 0) return stem.substr(9);
+  if (stem.rfind("lib", 0) == 0) return stem.substr(3);
+  return stem;
+}
+
+Status load_group_plugins(const config::Config& cfg, const config::WorkerGroup& group,
+                          plugin::PluginRegistry& registry) {
+  if (group.plugins.empty()) return load_plugins(cfg, registry);
+  // Chosen by file name before loading: a plugin the group does not enable is
+  // never dlopen'ed (its libraries, say a GPU driver, need not exist here).
+  std::vector<std::filesystem::path> files;
+  const auto dir = effective_plugin_dir(cfg);
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->path().extension() == ".so" && it->is_regular_file(type_ec) &&
+        contains(group.plugins, plugin_name_of_file(it->path())))
+      files.push_back(it->path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& entry : cfg.plugins) {
+    if (!contains(group.plugins, plugin_name_of_file(entry.path))) continue;
+    const bool already = std::any_of(files.begin(), files.end(), [&](const std::filesystem::path& f) {
+      std::error_code eq_ec;
+      return std::filesystem::equivalent(f, entry.path, eq_ec);
+    });
+    if (!already) files.push_back(entry.path);
+  }
+  std::string errors;
+  for (const auto& file : files) {
+    if (Status s = registry.load_file(file); !s) errors += s.message() + "\n";
+  }
+  for (const auto& name : group.plugins) {
+    if (registry.by_name(name) == nullptr && errors.find("libquern_" + name + ".so") == std::string::npos)
+      errors += "worker group '" + group.name + "' enables plugin '" + name + "', but no libquern_" + name +
+                ".so was found in " + dir.string() + " or among the <plugin path> entries\n";
+  }
+  if (!errors.empty()) {
+    errors.pop_back();
+    return Status::error(errors);
+  }
+  return Status::ok();
+}
+
+config::WorkerGroup apply_group_change(worker::Worker& w, const config::WorkerGroup& before,
+                                       const config::WorkerGroup& after, const std::string& who,
+                                       std::ostream& log) {
+  config::WorkerGroup now = before;
+  if (after.tags != before.tags) {
+    if (Status s = w.set_tags(after.tags); s) {
+      now.tags = after.tags;
+      log << who << ": tags " << join(before.tags, ",") << " -> " << join(after.tags, ",") << std::endl;
+    } else {
+      log << who << ": keeping tags " << join(before.tags, ",") << ": " << s.message() << std::endl;
+    }
+  }
+  if (after.slots != before.slots) {
+    if (Status s = w.set_slots(after.slots); s) {
+      now.slots = after.slots;
+      log << who << ": slots " << before.slots << " -> " << after.slots << std::endl;
+    } else {
+      log << who << ": keeping " << before.slots << " slots: " << s.message() << std::endl;
+    }
+  }
+  if (after.plugins != before.plugins)
+    log << who << ": plugins changed to [" << join(after.plugins) << "]: needs a restart" << std::endl;
+  if (after.pass_env != before.pass_env)
+    log << who << ": pass-env changed to [" << join(after.pass_env) << "]: needs a restart" << std::endl;
+  if (after.dedicated != before.dedicated)
+    log << who << ": dedicated scripts changed to [" << join(after.dedicated) << "]: needs a restart"
+        << std::endl;
+  return now;
+}
+
+std::vector<std::string> servable_tags(std::vector<std::string> tags, bool has_gpus) {
+  if (!has_gpus) tags.erase(std::remove(tags.begin(), tags.end(), "gpu"), tags.end());
+  return tags;
+}
+
+std::string apply_gpu_capacity(const plugin::PluginRegistry& registry, worker::WorkerOptions& options) {
+  options.gpu_devices_mb.clear();
+  std::string why = "no gpu plugin loaded";
+  if (registry.by_name("gpu") != nullptr) {
+    const auto cfg = options.plugin_configs.find("gpu");
+    auto resources = registry.resources("gpu", cfg == options.plugin_configs.end() ? "{}" : cfg->second);
+    auto capacity = resources ? worker::gpu_capacity_from_resources(
+                                    resources->is_null() ? nlohmann::json::object() : *resources)
+                              : StatusOr<worker::GpuCapacity>(resources.status());
+    if (capacity) {
+      options.gpu_devices_mb = capacity->memory_mb;
+      why = "the gpu plugin reports none";
+    } else {
+      why = "the gpu plugin's resources: " + capacity.message();
+    }
+  }
+  const bool served = std::find(options.tags.begin(), options.tags.end(), "gpu") != options.tags.end();
+  if (!options.gpu_devices_mb.empty())
+    return std::to_string(options.gpu_devices_mb.size()) + " GPU(s) for gpu jobs";
+  options.tags = servable_tags(std::move(options.tags), false);
+  return served ? "no GPUs (" + why + "): not serving tag gpu" : "";
+}
+
+}  // namespace quern::cli

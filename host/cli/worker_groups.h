@@ -1,0 +1,55 @@
+// Worker groups for `quern worker` and `quern up`: picking a group from the
+// config, loading only the plugins it enables, and applying a reloaded config
+// to a running worker (SIGHUP; docs/ROUTING.md, "Reload").
+//
+// Thread-safety: call from the command's main thread.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "host/common/status.h"
+#include "host/config/config.h"
+#include "host/plugin/plugin_registry.h"
+#include "host/worker/worker.h"
+
+namespace quern::cli {
+
+// The group called `name`; the error names the config file and lists the
+// groups it has.
+StatusOr<config::WorkerGroup> find_group(const config::Config& cfg, const std::string& name);
+
+// The plugin name a file stands for before it is loaded: NAME for
+// libquern_NAME.so, else the file name without "lib" and extension.
+std::string plugin_name_of_file(const std::filesystem::path& file);
+
+// Loads the plugins the group enables: every plugin (load_plugins) when its
+// list is empty, else only the files of the plugin directory and the <plugin
+// path> entries whose plugin_name_of_file is listed. Error: a file failed to
+// load, or an enabled plugin was not found.
+Status load_group_plugins(const config::Config& cfg, const config::WorkerGroup& group,
+                          plugin::PluginRegistry& registry);
+
+// What a running worker of group `before` does when the config now says
+// `after`: new tags and slot counts are applied at once (Worker::set_tags,
+// set_slots); plugin, pass-env and dedicated changes are logged as needing a
+// restart. Every line written to `log` starts with `who`. Returns the group
+// the worker now runs as: `before` with what was applied taken from `after`.
+config::WorkerGroup apply_group_change(worker::Worker& w, const config::WorkerGroup& before,
+                                       const config::WorkerGroup& after, const std::string& who,
+                                       std::ostream& log);
+
+// Reads the GPUs the loaded gpu plugin offers (ABI 1.1 resources, with its
+// settings from options.plugin_configs, so set those first) into
+// options.gpu_devices_mb. A worker without any GPU does not serve the tag
+// "gpu" (servable_tags): it could never claim those jobs, and the queue
+// statistics must not count it as serving them. Returns a line to log, or "".
+std::string apply_gpu_capacity(const plugin::PluginRegistry& registry, worker::WorkerOptions& options);
+// `tags` without "gpu" when the worker has no GPU (reloads use it too).
+std::vector<std::string> servable_tags(std::vector<std::string> tags, bool has_gpus);
+
+// "a, b, c".
+std::string join(const std::vector<std::string>& items, const std::string& separator = ", ");
+
+}  // namespace quern::cli

@@ -1,0 +1,20 @@
+// Internal to host/config: the section parsers that live in their own files.
+// Each reads one element strictly through the reader and fills `config`.
+#pragma once
+
+#include <pugixml.hpp>
+
+#include "host/common/status.h"
+#include "host/config/config.h"
+#include "host/config/xml_reader.h"
+
+namespace quern::config {
+
+// <workers><group .../></workers> (config_workers.cpp).
+Status parse_workers(const XmlReader& r, pugi::xml_node node, Config& config);
+// <routing><rule .../></routing> (config_routing.cpp).
+Status parse_routing(const XmlReader& r, pugi::xml_node node, Config& config);
+// <limits><limit .../></limits> (config_limits.cpp).
+Status parse_limits(const XmlReader& r, pugi::xml_node node, Config& config);
+
+}  // namespace quern::config
