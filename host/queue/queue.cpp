@@ -76,7 +76,7 @@ int64_t exec_push_one(const NewJob& job, Exec&& exec) {
                 job.scheduled_for ? scheduled.c_str() : nullptr, job.timeout_s, job.max_restarts,
                 lim.enabled() ? lim.key.c_str() : nullptr, lim.max_running, lim.rate_max,
                 static_cast<int64_t>(lim.rate_window.count()), job.retry.enabled() ? retry.c_str() : nullptr,
-                job.gpus, job.gpu_memory_mb, job.notify_done);
+                job.gpus, job.gpu_memory_mb, job.waiter.empty() ? nullptr : job.waiter.c_str());
   return r[0].template as<int64_t>();
 }
 
@@ -106,16 +106,17 @@ StatusOr<std::vector<int64_t>> Queue::push_batch(const std::vector<NewJob>& jobs
     // ordered_json all the way down: the payload's key order must survive.
     nlohmann::ordered_json arr = nlohmann::ordered_json::array();
     for (const NewJob& j : jobs) {
-      nlohmann::ordered_json o = {{"tag", j.tag},
-                                  {"language", j.language},
-                                  {"script_path", j.script_path},
-                                  {"payload", j.payload},
-                                  {"priority", j.priority},
-                                  {"timeout_s", j.timeout_s},
-                                  {"max_restarts", j.max_restarts},
-                                  {"gpus", j.gpus},
-                                  {"gpu_memory_mb", j.gpu_memory_mb},
-                                  {"notify_done", j.notify_done}};
+      nlohmann::ordered_json o = {
+          {"tag", j.tag},
+          {"language", j.language},
+          {"script_path", j.script_path},
+          {"payload", j.payload},
+          {"priority", j.priority},
+          {"timeout_s", j.timeout_s},
+          {"max_restarts", j.max_restarts},
+          {"gpus", j.gpus},
+          {"gpu_memory_mb", j.gpu_memory_mb},
+          {"waiter", j.waiter.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(j.waiter)}};
       if (j.scheduled_for) o["scheduled_us"] = to_epoch_us(*j.scheduled_for);
       if (j.concurrency.enabled()) {
         o["key"] = j.concurrency.key;

@@ -50,12 +50,14 @@ struct NewJob {
   RetryPolicy retry;                               // max_attempts 1 = no retries
   int gpus = 0;                                    // whole GPUs the job needs (0 = not a GPU job)
   int gpu_memory_mb = 0;                           // per device, 0 = any
-  // The submitter waits for the result: when the job finishes, NOTIFY
-  // channel kJobDoneChannel with its id (see listen_channel()).
-  bool notify_done = false;
+  // Non-empty: the submitter waits for the result under this token; when
+  // the job finishes, channel kJobDoneChannel gets a NOTIFY whose payload is
+  // {"w": waiter, "id": ...} plus, from a completion that fits in a NOTIFY,
+  // "status", "result" and "error" (see listen_channel()).
+  std::string waiter;
 };
 
-// Channel of the NOTIFY sent when a job with notify_done finishes (payload: the id).
+// Channel of the NOTIFYs sent when a job with a waiter finishes.
 inline constexpr const char* kJobDoneChannel = "quern_done";
 
 // What a claimer can run besides its tags: GPU jobs are claimed only when

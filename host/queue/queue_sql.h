@@ -3,6 +3,8 @@
 // noted. Timestamps cross the wire as microseconds since the Unix epoch.
 #pragma once
 
+// SQL text laid out by hand: clang-format would split the spliced macros.
+// clang-format off
 namespace quern::queue::sql {
 
 struct Statement {
@@ -12,11 +14,18 @@ struct Statement {
 
 #define QUERN_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
-// A RETURNING column that NOTIFYs quern_done with the id of a finished job
-// whose submitter waits for it (notify_done); sent at commit.
-#define QUERN_NOTIFY_DONE(alias)                                        \
-  "CASE WHEN " alias ".notify_done THEN pg_notify('quern_done', " alias \
-  ".id::text) IS NOT NULL END AS notified"
+// RETURNING columns that NOTIFY quern_done (sent at commit) for a finished
+// job whose submitter waits for it (waiter): {"w", "id"} and, from
+// completions, the outcome too ("status", "result", "error") when the whole
+// text fits in a NOTIFY payload (< 8000 bytes).
+#define QUERN_NOTIFY_DONE(alias)                                                                      \
+  "CASE WHEN " alias ".waiter IS NOT NULL THEN pg_notify('quern_done', json_build_object('w', " alias \
+  ".waiter, 'id', " alias ".id)::text) IS NOT NULL END AS notified"
+#define QUERN_NOTIFY_RESULT(alias, status, result, error)                                                   \
+  "CASE WHEN " alias ".waiter IS NOT NULL THEN pg_notify('quern_done', (SELECT CASE WHEN octet_length(f.t) " \
+  "< 7900 THEN f.t ELSE json_build_object('w', " alias ".waiter, 'id', " alias ".id)::text END FROM "       \
+  "(SELECT json_build_object('w', " alias ".waiter, 'id', " alias ".id, 'status', " status ", 'result', "    \
+  result ", 'error', " error ")::text AS t) f)) IS NOT NULL END AS notified"
 
 // Upserts the limits of the concurrency keys in relation `src` (columns key,
 // max_running, rate_max, rate_window_ms, n; the highest n of a key wins).
@@ -35,16 +44,16 @@ struct Statement {
 // $1 tag, $2 language, $3 script_path, $4 payload (json text), $5 priority,
 // $6 scheduled_for (epoch us, NULL = now), $7 timeout_s, $8 max_restarts (-1 = default),
 // $9 concurrency key (NULL = none), $10 max_running, $11 rate_max, $12 rate_window_ms,
-// $13 retry policy (jsonb text, NULL = none), $14 gpus, $15 gpu_memory_mb, $16 notify_done.
+// $13 retry policy (jsonb text, NULL = none), $14 gpus, $15 gpu_memory_mb, $16 waiter (NULL = none).
 inline constexpr Statement kPushOne{"quern_push_one", R"SQL(
 WITH src AS (SELECT $9::text AS key, $10::int AS max_running, $11::int AS rate_max,
                     $12::bigint AS rate_window_ms, 1 AS n),
 )SQL" QUERN_UPSERT_LIMITS("src") R"SQL(
 INSERT INTO quern.queue (tag, language, script_path, payload, priority, scheduled_for, timeout_s, max_restarts,
-                         concurrency_key, retry, gpus, gpu_memory_mb, notify_done)
+                         concurrency_key, retry, gpus, gpu_memory_mb, waiter)
 VALUES ($1, $2, $3, $4::json, $5::smallint,
         coalesce('epoch'::timestamptz + $6::bigint * interval '1 microsecond', now()),
-        $7::int, nullif($8::int, -1), $9::text, $13::jsonb, $14::smallint, $15::int, $16::boolean)
+        $7::int, nullif($8::int, -1), $9::text, $13::jsonb, $14::smallint, $15::int, $16::text)
 RETURNING id
 )SQL"};
 
@@ -56,17 +65,17 @@ WITH j AS (
   SELECT * FROM ROWS FROM (json_to_recordset($1::json) AS (
            tag text, language text, script_path text, payload json, priority smallint, scheduled_us bigint,
            timeout_s int, max_restarts int, key text, max_running int, rate_max int, rate_window_ms bigint,
-           retry jsonb, gpus smallint, gpu_memory_mb int, notify_done boolean)) WITH ORDINALITY
+           retry jsonb, gpus smallint, gpu_memory_mb int, waiter text)) WITH ORDINALITY
          AS j(tag, language, script_path, payload, priority, scheduled_us, timeout_s, max_restarts, key,
-              max_running, rate_max, rate_window_ms, retry, gpus, gpu_memory_mb, notify_done, n)
+              max_running, rate_max, rate_window_ms, retry, gpus, gpu_memory_mb, waiter, n)
 ),
 )SQL" QUERN_UPSERT_LIMITS("j") R"SQL(
 INSERT INTO quern.queue (tag, language, script_path, payload, priority, scheduled_for, timeout_s, max_restarts,
-                         concurrency_key, retry, gpus, gpu_memory_mb, notify_done)
+                         concurrency_key, retry, gpus, gpu_memory_mb, waiter)
 SELECT j.tag, j.language, j.script_path, j.payload, j.priority,
        coalesce('epoch'::timestamptz + j.scheduled_us * interval '1 microsecond', now()),
        j.timeout_s, nullif(j.max_restarts, -1), j.key, j.retry, coalesce(j.gpus, 0), coalesce(j.gpu_memory_mb, 0),
-       coalesce(j.notify_done, false)
+       j.waiter
   FROM j ORDER BY j.n
 RETURNING id
 )SQL"};
@@ -123,8 +132,8 @@ WITH c AS (
   DELETE FROM quern.queue q USING c
    WHERE q.id = c.id AND q.attempt = c.attempt AND q.worker_id = $1 AND q.running
      AND q.id NOT IN (SELECT id FROM held WHERE retry)
-  RETURNING q.*, c.status AS c_status, c.result AS c_result, c.error AS c_error, )SQL" QUERN_NOTIFY_DONE(
-                                                           "q") R"SQL(
+  RETURNING q.*, c.status AS c_status, c.result AS c_result, c.error AS c_error,
+            )SQL" QUERN_NOTIFY_RESULT("q", "c.status", "c.result", "c.error") R"SQL(
 ), ins AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
@@ -326,6 +335,8 @@ inline constexpr Statement kAll[] = {kPushOne,  kPushBatch,   kClaim,           
 #undef QUERN_COMPLETED_COLUMNS
 #undef QUERN_UPSERT_LIMITS
 #undef QUERN_NOTIFY_DONE
+#undef QUERN_NOTIFY_RESULT
 #undef QUERN_US
 
 }  // namespace quern::queue::sql
+// clang-format on

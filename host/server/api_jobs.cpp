@@ -232,6 +232,21 @@ http::Response run_route(ApiContext& ctx, const http::Request& req, const auth::
 
 bool finished(const std::string& state) { return state != "queued" && state != "running"; }
 
+// The answer of run_wait_result for a finished job: its result (200), or the
+// error in the one shape (422; 504 for a timeout).
+http::Response outcome_response(int64_t id, const std::string& state, const nlohmann::json& result,
+                                const std::string& error) {
+  http::Response resp;
+  if (state == "success") {
+    resp = http::json_response(200, result.dump());
+  } else {
+    resp = http::json_error(state == "timeout" ? 504 : 422, "job_" + state,
+                            "job " + std::to_string(id) + " " + state + (error.empty() ? "" : ": " + error));
+  }
+  resp.headers.emplace_back("X-Quern-Job-Id", std::to_string(id));
+  return resp;
+}
+
 http::Response wait_result_route(ApiContext& ctx, const http::Request& req, const auth::Principal& who,
                                  const std::string& kind) {
   std::chrono::milliseconds wait = ctx.options.max_wait;
@@ -245,33 +260,27 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
   auto built = build_job(ctx, req, who, kind);
   if (auto* r = std::get_if<http::Response>(&built)) return std::move(*r);
   auto& job = std::get<queue::NewJob>(built);
-  job.notify_done = true;
+  // Watch before the push: the job's NOTIFY (JobWaiters) cannot come first.
+  const auto watch = ctx.waiters.watch();
+  job.waiter = watch->token();
   auto q = ctx.queues.acquire();
   if (!q) return unavailable(q.status());
   auto id = (*q)->push(job);
   if (!id) return unavailable(id.status());
-  // Woken by the job's NOTIFY (JobWaiters); the state is read again after
-  // each wake-up and at least every 100 ms. Without the listener (database
-  // reconnecting) poll: every 200 µs for the first 20 ms, backing off to 20 ms.
-  const auto watch = ctx.waiters.watch(*id);
+  // The NOTIFY usually carries the outcome; the job is read back only when
+  // it does not (a result too large for a NOTIFY), after each 100 ms without
+  // one, and — without the listener (database reconnecting) — by polling
+  // every 200 µs for the first 20 ms, backing off to 20 ms.
   const auto started = std::chrono::steady_clock::now();
   const auto deadline = started + wait;
   auto delay = std::chrono::microseconds(200);
+  bool read_job = !ctx.waiters.listening();
   while (true) {
-    auto rec = (*q)->get_job(*id);
-    if (!rec) return unavailable(rec.status());
-    if (*rec && finished((*rec)->state)) {
-      const auto& j = **rec;
-      http::Response resp;
-      if (j.state == "success") {
-        resp = http::json_response(200, j.result.dump());
-      } else {
-        resp = http::json_error(
-            j.state == "timeout" ? 504 : 422, "job_" + j.state,
-            "job " + std::to_string(j.id) + " " + j.state + (j.error.empty() ? "" : ": " + j.error));
-      }
-      resp.headers.emplace_back("X-Quern-Job-Id", std::to_string(*id));
-      return resp;
+    if (read_job) {
+      auto rec = (*q)->get_job(*id);
+      if (!rec) return unavailable(rec.status());
+      if (*rec && finished((*rec)->state))
+        return outcome_response(*id, (*rec)->state, (*rec)->result, (*rec)->error);
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       auto resp = http::json_error(
@@ -284,9 +293,17 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()) +
         1ms;
     if (ctx.waiters.listening()) {
-      watch->wait(std::min<std::chrono::milliseconds>(left, 100ms));
+      read_job = true;
+      auto payload = watch->wait(std::min<std::chrono::milliseconds>(left, 100ms));
+      if (!payload) continue;
+      auto note = nlohmann::json::parse(*payload, nullptr, false);
+      if (note.is_object() && note.contains("status") && note["status"].is_string())
+        return outcome_response(*id, note["status"].get<std::string>(),
+                                note.value("result", nlohmann::json()),
+                                note["error"].is_string() ? note["error"].get<std::string>() : "");
       continue;
     }
+    read_job = true;
     std::this_thread::sleep_for(delay);  // polling interval, bounded by the deadline above
     if (std::chrono::steady_clock::now() - started > 20ms)
       delay = std::min<std::chrono::microseconds>(delay + delay / 4 + std::chrono::microseconds(100), 20ms);

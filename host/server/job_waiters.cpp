@@ -1,7 +1,9 @@
 #include "host/server/job_waiters.h"
 
-#include <charconv>
+#include <cstdio>
 #include <iostream>
+#include <random>
+#include <utility>
 
 #include "host/queue/queue.h"
 
@@ -10,19 +12,18 @@ namespace quern::server {
 struct JobWaiters::Waiter {
   std::mutex mu;
   std::condition_variable cv;
-  bool done = false;  // guarded by mu
+  std::optional<std::string> payload;  // guarded by mu
 };
 
-JobWaiters::Watch::Watch(JobWaiters& owner, int64_t id, std::shared_ptr<Waiter> w)
-    : owner_(owner), id_(id), waiter_(std::move(w)) {}
+JobWaiters::Watch::Watch(JobWaiters& owner, std::string token, std::shared_ptr<Waiter> w)
+    : owner_(owner), token_(std::move(token)), waiter_(std::move(w)) {}
 
-JobWaiters::Watch::~Watch() { owner_.unwatch(id_); }
+JobWaiters::Watch::~Watch() { owner_.unwatch(token_); }
 
-bool JobWaiters::Watch::wait(std::chrono::milliseconds timeout) {
+std::optional<std::string> JobWaiters::Watch::wait(std::chrono::milliseconds timeout) {
   std::unique_lock lock(waiter_->mu);
-  const bool done = waiter_->cv.wait_for(lock, timeout, [&] { return waiter_->done; });
-  waiter_->done = false;  // a later wait waits for a later notification (e.g. after a retry)
-  return done;
+  waiter_->cv.wait_for(lock, timeout, [&] { return waiter_->payload.has_value(); });
+  return std::exchange(waiter_->payload, std::nullopt);
 }
 
 JobWaiters::JobWaiters(std::string database_url) : url_(std::move(database_url)) {
@@ -38,18 +39,23 @@ JobWaiters::~JobWaiters() {
   thread_.join();
 }
 
-std::unique_ptr<JobWaiters::Watch> JobWaiters::watch(int64_t job_id) {
+std::unique_ptr<JobWaiters::Watch> JobWaiters::watch() {
+  // Unique across servers and restarts without coordination: 128 random bits.
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  char token[33];
+  std::snprintf(token, sizeof token, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng()));
   auto w = std::make_shared<Waiter>();
   {
     std::lock_guard lock(mu_);
-    waiters_[job_id] = w;
+    waiters_[token] = w;
   }
-  return std::make_unique<Watch>(*this, job_id, std::move(w));
+  return std::make_unique<Watch>(*this, token, std::move(w));
 }
 
-void JobWaiters::unwatch(int64_t id) {
+void JobWaiters::unwatch(const std::string& token) {
   std::lock_guard lock(mu_);
-  waiters_.erase(id);
+  waiters_.erase(token);
 }
 
 void JobWaiters::run() {
@@ -73,23 +79,26 @@ void JobWaiters::run() {
       listening_ = true;
     }
     // Short slices: stop() is noticed within 100 ms.
-    auto ids = q->wait_for_notifications(100ms);
-    if (!ids) {
+    auto payloads = q->wait_for_notifications(100ms);
+    if (!payloads) {
       listening_ = false;  // reconnects (and re-LISTENs) on the next call
-      std::cerr << "quern server: job-done listener: " << ids.message() << "\n";
+      std::cerr << "quern server: job-done listener: " << payloads.message() << "\n";
       q.reset();
       continue;
     }
-    if (ids->empty()) continue;
+    if (payloads->empty()) continue;
     std::lock_guard lock(mu_);
-    for (const std::string& text : *ids) {
-      int64_t id = 0;
-      if (std::from_chars(text.data(), text.data() + text.size(), id).ec != std::errc()) continue;
-      auto it = waiters_.find(id);
-      if (it == waiters_.end()) continue;  // nobody waits (anymore)
+    for (std::string& text : *payloads) {
+      // {"w":"<token>",...}: find the token without parsing the whole result.
+      const size_t start = text.find("\"w\"");
+      const size_t open = start == std::string::npos ? start : text.find('"', start + 3);
+      const size_t close = open == std::string::npos ? open : text.find('"', open + 1);
+      if (close == std::string::npos) continue;
+      auto it = waiters_.find(text.substr(open + 1, close - open - 1));
+      if (it == waiters_.end()) continue;  // nobody waits (anymore): another server's job
       {
         std::lock_guard wl(it->second->mu);
-        it->second->done = true;
+        it->second->payload = std::move(text);
       }
       it->second->cv.notify_all();
     }

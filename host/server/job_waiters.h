@@ -1,14 +1,14 @@
-// Wakes run_wait_result requests when their job finishes, without polling:
-// such jobs are pushed with notify_done, the statement that finishes one
-// NOTIFYs queue::kJobDoneChannel with its id, and one listener thread per
-// server hands each id to the request waiting for it.
+// Wakes run_wait_result requests when their job finishes, without polling
+// and usually without reading the job back: such a job is pushed with a
+// waiter token, the statement that finishes it NOTIFYs
+// queue::kJobDoneChannel with {"w": token, "id", and when it fits "status",
+// "result", "error"}, and one listener thread per server hands each payload
+// to the request waiting under that token.
 //
-// Contract for a waiter: watch(id) BEFORE checking the job's state, then
-// wait(). A notification that arrived before watch() is lost, but then the
-// check after watch() already sees the job finished (the NOTIFY is sent at
-// the commit that finished it). wait() also returns after its timeout, so a
-// missed or undelivered notification (listener reconnecting) costs at most
-// one timeout, never a hang.
+// Contract for a waiter: watch() a fresh token BEFORE pushing the job, so no
+// notification can come first. wait() also returns after its timeout, so a
+// notification lost while the listener reconnects costs at most one
+// timeout (then read the job), never a hang.
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once
@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -32,16 +33,18 @@ class JobWaiters {
   // A registration; unregisters when destroyed.
   class Watch {
    public:
-    Watch(JobWaiters& owner, int64_t id, std::shared_ptr<Waiter> w);
+    Watch(JobWaiters& owner, std::string token, std::shared_ptr<Waiter> w);
     ~Watch();
     Watch(const Watch&) = delete;
     Watch& operator=(const Watch&) = delete;
-    // Until the job's notification arrives (true) or timeout (false).
-    bool wait(std::chrono::milliseconds timeout);
+    const std::string& token() const { return token_; }
+    // The notification's payload (the JSON text described above), or
+    // nullopt when none arrived within timeout.
+    std::optional<std::string> wait(std::chrono::milliseconds timeout);
 
    private:
     JobWaiters& owner_;
-    int64_t id_;
+    std::string token_;
     std::shared_ptr<Waiter> waiter_;
   };
 
@@ -50,19 +53,20 @@ class JobWaiters {
   JobWaiters(const JobWaiters&) = delete;
   JobWaiters& operator=(const JobWaiters&) = delete;
 
-  std::unique_ptr<Watch> watch(int64_t job_id);
+  // Registers a new unique token (random, 128 bits) to push a job with.
+  std::unique_ptr<Watch> watch();
   // Whether the listener is connected and LISTENing (else waiters should poll).
   bool listening() const { return listening_.load(); }
 
  private:
   void run();
-  void unwatch(int64_t id);
+  void unwatch(const std::string& token);
 
   const std::string url_;
   std::mutex mu_;
-  std::map<int64_t, std::shared_ptr<Waiter>> waiters_;  // guarded by mu_
-  std::condition_variable stop_cv_;                     // with mu_
-  bool stopping_ = false;                               // guarded by mu_
+  std::map<std::string, std::shared_ptr<Waiter>> waiters_;  // by token; guarded by mu_
+  std::condition_variable stop_cv_;                         // with mu_
+  bool stopping_ = false;                                   // guarded by mu_
   std::atomic<bool> listening_{false};
   std::thread thread_;  // last: started after everything above exists
 };
