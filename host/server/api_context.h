@@ -56,6 +56,13 @@ struct RunRequest {
 // by the scheduler's job builder (api_schedules.cpp).
 queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest& r);
 
+// The config's routing rules (docs/ROUTING.md) decide the job's tag and
+// priority, except those the request or the script sets (unless a rule
+// forces them). role/group: the submitter's token ("" for a schedule's tick,
+// which matches no role rule). Error: a rule that cannot be evaluated.
+Status route_job(const ApiContext& ctx, const std::string& role, const std::string& group,
+                 const scripts::ScriptVersion& s, const RunRequest& r, queue::NewJob& job);
+
 // Completes a built job (GPU request, concurrency key substitution and the
 // config's limits) and checks it against the queue's rules and the server's
 // maximum timeout. An error is the caller's bad input (the run routes: 400).

@@ -102,27 +102,32 @@ queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest&
   return job;
 }
 
-namespace {
-
-// The routing rules of the config (docs/ROUTING.md) decide the tag and the
-// priority, except those the request or the script sets (unless a rule
-// forces them). An evaluation error (an $args[name] the job lacks) is a 400.
-std::optional<http::Response> apply_routing(const ApiContext& ctx, const auth::Principal& who,
-                                            const scripts::ScriptVersion& s, const RunRequest& r,
-                                            queue::NewJob& job) {
-  if (ctx.options.routing_rules.empty()) return std::nullopt;
+Status route_job(const ApiContext& ctx, const std::string& role, const std::string& group,
+                 const scripts::ScriptVersion& s, const RunRequest& r, queue::NewJob& job) {
+  if (ctx.options.routing_rules.empty()) return Status::ok();
   routing::Submission sub;
   sub.language = s.language;
   sub.path = s.path;
   sub.args = r.args;
-  sub.role = auth::to_string(who.role);
-  sub.group = who.group;
+  sub.role = role;
+  sub.group = group;
   sub.explicit_tag = !r.tag.empty() ? r.tag : s.settings.tag;
   sub.explicit_priority = r.priority > 0 ? r.priority : s.settings.priority;
   auto decision = routing::route(ctx.options.routing_rules, sub);
-  if (!decision) return bad_request(decision.message());
+  if (!decision) return decision.status();
   job.tag = decision->tag;
   job.priority = decision->priority > 0 ? decision->priority : queue::kDefaultPriority;
+  return Status::ok();
+}
+
+namespace {
+
+// A routing evaluation error (an $args[name] the job lacks) is a 400.
+std::optional<http::Response> apply_routing(const ApiContext& ctx, const auth::Principal& who,
+                                            const scripts::ScriptVersion& s, const RunRequest& r,
+                                            queue::NewJob& job) {
+  if (Status st = route_job(ctx, auth::to_string(who.role), who.group, s, r, job); !st)
+    return bad_request(st.message());
   return std::nullopt;
 }
 
