@@ -36,7 +36,7 @@ class ScheduleServersTest : public ::testing::Test {
     // A routing rule, to see that ticks are routed like any run.
     std::ofstream(config_)
         << "<quern>\n  <server listen=\"127.0.0.1:0\"/>\n"
-           "  <routing><rule path=\"f/test/*\" tag=\"routed.$args[who]\"/></routing>\n</quern>\n";
+           "  <routing><rule path=\"f/test/*\" arg=\"who\" tag=\"routed.$args[who]\"/></routing>\n</quern>\n";
     auto tokens = std::move(auth::TokenStore::connect(url_)).value();
     for (auto [role, out] :
          {std::pair{auth::Role::developer, &developer_}, {auth::Role::operator_, &operator_}}) {
