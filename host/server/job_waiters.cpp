@@ -26,9 +26,7 @@ std::optional<std::string> JobWaiters::Watch::wait(std::chrono::milliseconds tim
   return std::exchange(waiter_->payload, std::nullopt);
 }
 
-JobWaiters::JobWaiters(std::string database_url) : url_(std::move(database_url)) {
-  thread_ = std::thread([this] { run(); });
-}
+JobWaiters::JobWaiters(std::string database_url) : url_(std::move(database_url)) {}
 
 JobWaiters::~JobWaiters() {
   {
@@ -36,7 +34,7 @@ JobWaiters::~JobWaiters() {
     stopping_ = true;
   }
   stop_cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
 }
 
 std::unique_ptr<JobWaiters::Watch> JobWaiters::watch() {
@@ -49,6 +47,9 @@ std::unique_ptr<JobWaiters::Watch> JobWaiters::watch() {
   {
     std::lock_guard lock(mu_);
     waiters_[token] = w;
+    // Started by the first waiter: a server that never answers
+    // run_wait_result holds no listening connection.
+    if (!thread_.joinable() && !stopping_) thread_ = std::thread([this] { run(); });
   }
   return std::make_unique<Watch>(*this, token, std::move(w));
 }
@@ -65,24 +66,30 @@ void JobWaiters::run() {
     std::lock_guard lock(mu_);
     return stopping_;
   };
+  bool reported = false;  // one log line per outage, not one per retry
   while (!stopping()) {
     if (!q) {
       auto c = queue::Queue::connect(url_);
       Status s = c ? (*c)->listen_channel(queue::kJobDoneChannel) : c.status();
       if (!s) {
-        std::cerr << "quern server: job-done listener: " << s.message() << " (retrying in 1 s)\n";
+        if (!std::exchange(reported, true))
+          std::cerr << "quern server: job-done listener: " << s.message()
+                    << " (run_wait_result polls until it reconnects)\n";
         std::unique_lock lock(mu_);
         stop_cv_.wait_for(lock, 1s, [&] { return stopping_; });
         continue;
       }
       q = std::move(c).value();
       listening_ = true;
+      reported = false;
     }
     // Short slices: stop() is noticed within 100 ms.
     auto payloads = q->wait_for_notifications(100ms);
     if (!payloads) {
       listening_ = false;  // reconnects (and re-LISTENs) on the next call
-      std::cerr << "quern server: job-done listener: " << payloads.message() << "\n";
+      if (!std::exchange(reported, true))
+        std::cerr << "quern server: job-done listener: " << payloads.message()
+                  << " (run_wait_result polls until it reconnects)\n";
       q.reset();
       continue;
     }

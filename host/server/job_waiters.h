@@ -48,8 +48,8 @@ class JobWaiters {
     std::shared_ptr<Waiter> waiter_;
   };
 
-  explicit JobWaiters(std::string database_url);
-  ~JobWaiters();  // stops and joins the listener
+  explicit JobWaiters(std::string database_url);  // the listener starts with the first watch()
+  ~JobWaiters();                                  // stops and joins the listener
   JobWaiters(const JobWaiters&) = delete;
   JobWaiters& operator=(const JobWaiters&) = delete;
 
@@ -68,7 +68,7 @@ class JobWaiters {
   std::condition_variable stop_cv_;                         // with mu_
   bool stopping_ = false;                                   // guarded by mu_
   std::atomic<bool> listening_{false};
-  std::thread thread_;  // last: started after everything above exists
+  std::thread thread_;  // the listener, started by the first watch(); guarded by mu_ until joined
 };
 
 }  // namespace quern::server
