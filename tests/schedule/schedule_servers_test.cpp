@@ -60,11 +60,18 @@ class ScheduleServersTest : public ::testing::Test {
         std::vector<std::string>{testing::quern_binary(), "server", "--config", config_, "--database-url",
                                  url_},
         std::filesystem::temp_directory_path() / (name_ + "-server" + std::to_string(n) + ".log"));
-    EXPECT_TRUE(wait_until(
-        [&] { return p->output().find("listening on http://") != std::string::npos || !p->running(); }, 30s));
+    // The whole line, up to its newline: output is read as it is written, possibly mid-line.
+    const std::regex listening(R"(listening on (http://\S+:\d+)\n)");
     std::smatch m;
-    const std::string out = p->output();
-    if (!std::regex_search(out, m, std::regex(R"(listening on (http://\S+:\d+))"))) {
+    std::string out;
+    EXPECT_TRUE(wait_until(
+        [&] {
+          out = p->output();
+          return std::regex_search(out, m, listening) || !p->running();
+        },
+        30s));
+    out = p->output();
+    if (!std::regex_search(out, m, listening)) {
       ADD_FAILURE() << "the server did not start:\n" << out;
       return "";
     }
