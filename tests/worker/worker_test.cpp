@@ -1,12 +1,14 @@
 // The worker in-process, against the harness's real PostgreSQL and the real
 // bash and noop plugins: ordering, routing, timeouts, cancellation, logs,
-// graceful shutdown.
+// graceful shutdown, a concurrency key's limit with 50 busy slots.
 #include "host/worker/worker.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <mutex>
+#include <thread>
 
 #include "tests/support/child_process.h"
 #include "tests/support/test_postgres.h"
@@ -217,6 +219,54 @@ TEST_F(WorkerTest, EnvironmentIsMinimal) {
   ASSERT_EQ(rec.state, "success") << rec.error;
   EXPECT_EQ(rec.result["secret"], "none");
   EXPECT_NE(rec.result["home"].get<std::string>().find("quern-test-jobs"), std::string::npos);
+}
+
+// Issue 5's check on a real worker: 50 slots busy, some jobs sharing a key
+// limited to 3. Sampled from another connection while they run: never more
+// than 3 of the key's jobs at once, and all of them complete.
+TEST_F(WorkerTest, FiftySlotsNeverRunMoreThanAKeysLimit) {
+  std::vector<queue::NewJob> jobs;
+  for (int i = 0; i < 330; ++i) {
+    queue::NewJob j;
+    j.language = j.tag = "noop";
+    j.payload = {{"code", ""}, {"args", {{"sleep_ms", 20}}}};
+    if (i % 11 == 0) {  // 30 of them share the key
+      j.concurrency.key = "api:limited";
+      j.concurrency.max_running = 3;
+    }
+    jobs.push_back(std::move(j));
+  }
+  auto ids = q_->push_batch(jobs);
+  ASSERT_TRUE(ids) << ids.message();
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> max_keyed{0}, max_all{0}, samples{0};
+  std::thread sampler([&] {
+    auto q = queue::Queue::connect(url_);
+    ASSERT_TRUE(q);
+    while (!stop) {
+      auto n = (*q)->exec_scalar(
+          "SELECT count(*) FILTER (WHERE concurrency_key = 'api:limited') || ',' || count(*) "
+          "FROM quern.queue WHERE running");
+      if (!n) continue;
+      const auto comma = n->find(',');
+      max_keyed = std::max(max_keyed.load(), std::stoi(n->substr(0, comma)));
+      max_all = std::max(max_all.load(), std::stoi(n->substr(comma + 1)));
+      samples++;
+    }
+  });
+  worker::Worker w(options({"noop"}, 50), registry_);
+  ASSERT_TRUE(w.start());
+  const bool drained = wait_until([&] { return w.stats().completed >= 330; }, 60s);
+  stop = true;
+  sampler.join();
+  w.stop();
+  w.wait();
+  ASSERT_TRUE(drained) << w.stats().completed << " of 330 completed";
+  EXPECT_LE(max_keyed.load(), 3) << "over " << samples.load() << " samples";
+  EXPECT_GE(max_keyed.load(), 2) << "the key should run several at once";
+  EXPECT_GE(max_all.load(), 25) << "the slots should have been busy";
+  for (size_t i = 0; i < ids->size(); i += 11) EXPECT_EQ(state((*ids)[i]), "success");
 }
 
 }  // namespace
