@@ -17,11 +17,7 @@ Status route_local_job(const std::vector<routing::Rule>& rules, const JobRequest
   s.args = job.payload.value("args", nlohmann::ordered_json::object());
   s.explicit_tag = req.tag;
   s.explicit_priority = req.priority != queue::kDefaultPriority ? req.priority : 0;
-  auto decision = routing::route(rules, s);
-  if (!decision) return decision.status();
-  job.tag = decision->tag;
-  job.priority = decision->priority > 0 ? decision->priority : queue::kDefaultPriority;
-  return Status::ok();
+  return routing::route_into(rules, s, queue::kDefaultPriority, job.tag, job.priority);
 }
 
 namespace {

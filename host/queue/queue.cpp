@@ -31,7 +31,9 @@ std::string job_error(const NewJob& job) {
   return {};
 }
 
-std::string int_array(const std::vector<int64_t>& v) {
+// A PostgreSQL array literal of integers: {1,2,3}.
+template <typename Int>
+std::string int_array(const std::vector<Int>& v) {
   std::string s = "{";
   for (size_t i = 0; i < v.size(); ++i) {
     if (i) s += ',';
@@ -145,10 +147,9 @@ StatusOr<std::vector<ClaimedJob>> Queue::claim(const std::string& worker_id,
                                                const ClaimCapacity& capacity) {
   if (max_jobs <= 0 || tags.empty()) return std::vector<ClaimedJob>{};
   return impl_->run("claim", [&](pqxx::connection& c) {
-    std::vector<int64_t> device_mb(capacity.device_memory_mb.begin(), capacity.device_memory_mb.end());
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared(sql::kClaim.name, worker_id, to_text_array(tags), max_jobs, capacity.free_gpus,
-                              int_array(device_mb));
+                              int_array(capacity.device_memory_mb));
     std::vector<ClaimedJob> jobs;
     jobs.reserve(r.size());
     for (const auto& row : r) {

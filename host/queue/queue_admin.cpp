@@ -1,6 +1,6 @@
 // Queue: listings, statistics and the worker registry — the reads the API
 // and operators need, kept out of the hot path's files.
-#include <map>
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -45,30 +45,26 @@ ORDER BY id DESC
 LIMIT $7
 )SQL";
 
+// One scan of the queue, grouped by (tag, priority); queue_stats() sums the
+// rows of a tag. A tag served by a live worker but with no jobs comes as one
+// row with a NULL priority.
 constexpr const char* kQueueStats = R"SQL(
 WITH q AS (
-  SELECT tag,
+  SELECT tag, priority,
          count(*) FILTER (WHERE NOT running AND scheduled_for <= now()) AS waiting,
          count(*) FILTER (WHERE NOT running AND scheduled_for > now()) AS scheduled,
          count(*) FILTER (WHERE running) AS running,
          coalesce(extract(epoch FROM now() - min(scheduled_for) FILTER (WHERE NOT running AND scheduled_for <= now())), 0)
            AS oldest
-    FROM quern.queue GROUP BY tag
+    FROM quern.queue GROUP BY tag, priority
 ), live AS (
   SELECT DISTINCT unnest(tags) AS tag FROM quern.workers
    WHERE last_seen_at > now() - $1::bigint * interval '1 millisecond'
 )
-SELECT coalesce(q.tag, live.tag), coalesce(q.waiting, 0), coalesce(q.scheduled, 0), coalesce(q.running, 0),
-       coalesce(q.oldest, 0)::float8, live.tag IS NOT NULL
+SELECT coalesce(q.tag, live.tag), q.priority, coalesce(q.waiting, 0), coalesce(q.scheduled, 0),
+       coalesce(q.running, 0), coalesce(q.oldest, 0)::float8, live.tag IS NOT NULL
   FROM q FULL JOIN live ON live.tag = q.tag
- ORDER BY 1
-)SQL";
-
-// Due waiting jobs per (tag, priority): the starvation view.
-constexpr const char* kPriorityStats = R"SQL(
-SELECT tag, priority, count(*), extract(epoch FROM now() - min(scheduled_for))::float8
-  FROM quern.queue WHERE NOT running AND scheduled_for <= now()
- GROUP BY tag, priority ORDER BY tag, priority DESC
+ ORDER BY 1, 2 DESC
 )SQL";
 
 constexpr const char* kLimitStats = R"SQL(
@@ -115,24 +111,21 @@ StatusOr<std::vector<TagStats>> Queue::queue_stats(std::chrono::milliseconds liv
     pqxx::nontransaction tx(c);
     auto r = tx.exec_params(kQueueStats, static_cast<int64_t>(live_within.count()));
     std::vector<TagStats> out;
-    for (const auto& row : r) {
-      TagStats s;
-      s.tag = row[0].as<std::string>();
-      s.waiting = row[1].as<int64_t>();
-      s.scheduled = row[2].as<int64_t>();
-      s.running = row[3].as<int64_t>();
-      s.oldest_wait_s = row[4].as<double>();
-      s.served = row[5].as<bool>();
-      out.push_back(std::move(s));
-    }
-    // A second statement: the per-priority view may be a moment younger
-    // than the totals (a tag that appeared in between is left out).
-    std::map<std::string, size_t> index;
-    for (size_t i = 0; i < out.size(); ++i) index[out[i].tag] = i;
-    for (const auto& row : tx.exec(kPriorityStats)) {
-      auto it = index.find(row[0].as<std::string>());
-      if (it == index.end()) continue;
-      out[it->second].by_priority.push_back({row[1].as<int>(), row[2].as<int64_t>(), row[3].as<double>()});
+    for (const auto& row : r) {  // ordered by tag, then priority descending
+      const std::string tag = row[0].as<std::string>();
+      if (out.empty() || out.back().tag != tag) {
+        out.emplace_back();
+        out.back().tag = tag;
+        out.back().served = row[6].as<bool>();
+      }
+      TagStats& s = out.back();
+      const int64_t waiting = row[2].as<int64_t>();
+      const double oldest = row[5].as<double>();
+      s.waiting += waiting;
+      s.scheduled += row[3].as<int64_t>();
+      s.running += row[4].as<int64_t>();
+      s.oldest_wait_s = std::max(s.oldest_wait_s, oldest);
+      if (!row[1].is_null() && waiting > 0) s.by_priority.push_back({row[1].as<int>(), waiting, oldest});
     }
     return out;
   });

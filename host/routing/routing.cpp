@@ -185,4 +185,13 @@ StatusOr<Decision> route(const std::vector<Rule>& rules, const Submission& s) {
   return d;
 }
 
+Status route_into(const std::vector<Rule>& rules, const Submission& s, int default_priority, std::string& tag,
+                  int& priority) {
+  auto decision = route(rules, s);
+  if (!decision) return decision.status();
+  tag = decision->tag;
+  priority = decision->priority > 0 ? decision->priority : default_priority;
+  return Status::ok();
+}
+
 }  // namespace quern::routing

@@ -104,6 +104,12 @@ bool matches(const Rule& rule, const Submission& s);
 // number and place: "routing rule 3 (config/quern.xml:41): ...".
 StatusOr<Decision> route(const std::vector<Rule>& rules, const Submission& s);
 
+// route() written into a job's fields: `tag` gets the decided tag,
+// `priority` the decided priority or `default_priority` when neither a rule
+// nor the submission sets one. Nothing changes on error.
+Status route_into(const std::vector<Rule>& rules, const Submission& s, int default_priority, std::string& tag,
+                  int& priority);
+
 // Whether text may be a tag chosen by a rule: 1..200 characters of
 // [A-Za-z0-9_.:/-] ('/' so that $path can be part of it).
 bool is_valid_tag(std::string_view text);

@@ -22,7 +22,8 @@ namespace quern::schedule::sql {
       "updated_at")
 
 inline constexpr const char* kNow = "SELECT " QUERN_SCHED_US("now()");
-inline constexpr const char* kNotify = "SELECT pg_notify('quern_schedules', '')";
+// $1 the channel (kSchedulesChannel).
+inline constexpr const char* kNotify = "SELECT pg_notify($1, '')";
 
 // $1..$9 the user-set fields (tag '' and priority 0 = NULL), $10 next_fire_at.
 // The extra column `created`: whether the row is new (xmax = 0 on an insert).

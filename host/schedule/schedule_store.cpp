@@ -142,7 +142,7 @@ StatusOr<ScheduleStore::Upserted> ScheduleStore::upsert(const Schedule& s) {
     auto row =
         tx.exec_prepared1("schedules_upsert", s.name, s.cron, s.timezone, s.script_path, s.args.dump(), s.tag,
                           s.priority, s.paused, to_string(s.catch_up), DbSession::to_epoch_us(next));
-    tx.exec_prepared("schedules_notify");
+    tx.exec_prepared("schedules_notify", kSchedulesChannel);
     Upserted out{sql::schedule_from_row(row), row[15].as<bool>()};
     tx.commit();
     return out;
@@ -179,7 +179,7 @@ StatusOr<std::optional<Schedule>> ScheduleStore::set_paused(const std::string& n
         if (!paused) next = std::to_string(DbSession::to_epoch_us(impl_->next_from_now(tx, s)));
         s = sql::schedule_from_row(
             tx.exec_prepared1("schedules_set_paused", name, paused, next.empty() ? nullptr : next.c_str()));
-        tx.exec_prepared("schedules_notify");
+        tx.exec_prepared("schedules_notify", kSchedulesChannel);
         tx.commit();
         return s;
       });
@@ -189,7 +189,7 @@ StatusOr<bool> ScheduleStore::remove(const std::string& name) {
   return impl_->db.run("delete schedule", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     const bool found = !tx.exec_prepared("schedules_delete", name).empty();
-    if (found) tx.exec_prepared("schedules_notify");
+    if (found) tx.exec_prepared("schedules_notify", kSchedulesChannel);
     tx.commit();
     return found;
   });

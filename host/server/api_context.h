@@ -51,22 +51,17 @@ struct RunRequest {
   std::optional<queue::RetryPolicy> retry;             // replaces the script's
 };
 
-// The job a run of script version `s` with request `r` enqueues (the
-// script's settings, overridden by the request). Used by the run routes and
-// by the scheduler's job builder (api_schedules.cpp).
-queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest& r);
-
-// The config's routing rules (docs/ROUTING.md) decide the job's tag and
-// priority, except those the request or the script sets (unless a rule
-// forces them). role/group: the submitter's token ("" for a schedule's tick,
-// which matches no role rule). Error: a rule that cannot be evaluated.
-Status route_job(const ApiContext& ctx, const std::string& role, const std::string& group,
-                 const scripts::ScriptVersion& s, const RunRequest& r, queue::NewJob& job);
-
-// Completes a built job (GPU request, concurrency key substitution and the
-// config's limits) and checks it against the queue's rules and the server's
-// maximum timeout. An error is the caller's bad input (the run routes: 400).
-Status finalize_job(const ApiContext& ctx, queue::NewJob& job);
+// The job a run of script version `v` (an inline one has no path or hash)
+// with request `r` enqueues — for the run routes and for a schedule's tick:
+// the script's settings overridden by the request; the config's routing
+// rules (docs/ROUTING.md) for the tag and priority, as the submitter's token
+// role/group see them ("" for a tick, which matches no role or group rule);
+// a live dedicated worker's tag when neither names one; then completed (GPU
+// request, concurrency key substitution, the config's <limits>) and checked
+// against the queue's rules and the server's maximum timeout. An error is
+// the caller's bad input (the run routes answer 400).
+StatusOr<queue::NewJob> job_for_run(ApiContext& ctx, const std::string& role, const std::string& group,
+                                    const scripts::ScriptVersion& v, const RunRequest& r);
 
 using AuthedHandler = std::function<http::Response(const http::Request&, const auth::Principal&)>;
 

@@ -79,8 +79,6 @@ StatusOr<RunRequest> parse_run_request(const Json& body) {
   return r;
 }
 
-}  // namespace
-
 queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest& r) {
   queue::NewJob job;
   job.language = s.language;
@@ -102,6 +100,8 @@ queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest&
   return job;
 }
 
+// The routing rules decide the tag and the priority, except those the
+// request or the script sets (unless a rule forces them).
 Status route_job(const ApiContext& ctx, const std::string& role, const std::string& group,
                  const scripts::ScriptVersion& s, const RunRequest& r, queue::NewJob& job) {
   if (ctx.options.routing_rules.empty()) return Status::ok();
@@ -113,25 +113,8 @@ Status route_job(const ApiContext& ctx, const std::string& role, const std::stri
   sub.group = group;
   sub.explicit_tag = !r.tag.empty() ? r.tag : s.settings.tag;
   sub.explicit_priority = r.priority > 0 ? r.priority : s.settings.priority;
-  auto decision = routing::route(ctx.options.routing_rules, sub);
-  if (!decision) return decision.status();
-  job.tag = decision->tag;
-  job.priority = decision->priority > 0 ? decision->priority : queue::kDefaultPriority;
-  return Status::ok();
+  return routing::route_into(ctx.options.routing_rules, sub, queue::kDefaultPriority, job.tag, job.priority);
 }
-
-namespace {
-
-// A routing evaluation error (an $args[name] the job lacks) is a 400.
-std::optional<http::Response> apply_routing(const ApiContext& ctx, const auth::Principal& who,
-                                            const scripts::ScriptVersion& s, const RunRequest& r,
-                                            queue::NewJob& job) {
-  if (Status st = route_job(ctx, auth::to_string(who.role), who.group, s, r, job); !st)
-    return bad_request(st.message());
-  return std::nullopt;
-}
-
-}  // namespace
 
 // Completes a built job and checks it against the queue's rules and the
 // server's limits: a gpu job's request becomes visible to the claim (queue
@@ -168,13 +151,22 @@ Status finalize_job(const ApiContext& ctx, queue::NewJob& job) {
   return Status::ok();
 }
 
-namespace {
+}  // namespace
 
-// finalize_job() as the run routes answer it: a 400.
-std::optional<http::Response> finalize(const ApiContext& ctx, queue::NewJob& job) {
-  if (Status s = finalize_job(ctx, job); !s) return bad_request(s.message());
-  return std::nullopt;
+StatusOr<queue::NewJob> job_for_run(ApiContext& ctx, const std::string& role, const std::string& group,
+                                    const scripts::ScriptVersion& v, const RunRequest& r) {
+  queue::NewJob job = job_from_script(v, r);
+  if (v.hash.empty()) job.payload.erase("script_hash");  // inline code
+  if (Status st = route_job(ctx, role, group, v, r, job); !st) return st;
+  // Runs of a script that a live dedicated worker keeps warm go there, unless
+  // the request names a tag.
+  if (r.tag.empty() && !job.script_path.empty() && ctx.dedicated_worker_alive(job.script_path))
+    job.tag = "dedicated:" + job.script_path;
+  if (Status st = finalize_job(ctx, job); !st) return st;
+  return job;
 }
+
+namespace {
 
 // Builds the job a run route asks for: from the script at a path, a script
 // version by hash, or inline code. Returns an error response when it can't.
@@ -195,11 +187,9 @@ JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const auth::P
     scripts::ScriptVersion s;
     s.language = lang->get<std::string>();
     s.content = content->get<std::string>();
-    queue::NewJob job = job_from_script(s, *run);
-    job.payload.erase("script_hash");
-    if (auto bad = apply_routing(ctx, who, s, *run, job)) return std::move(*bad);
-    if (auto bad = finalize(ctx, job)) return std::move(*bad);
-    return job;
+    auto job = job_for_run(ctx, auth::to_string(who.role), who.group, s, *run);
+    if (!job) return bad_request(job.message());
+    return std::move(job).value();
   }
   auto store = ctx.scripts.acquire();
   if (!store) return unavailable(store.status());
@@ -209,14 +199,9 @@ JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const auth::P
   if (!*found)
     return not_found(kind == "path" ? "no script at path '" + key + "' (or it is archived)"
                                     : "no script version with hash '" + key + "'");
-  queue::NewJob job = job_from_script(**found, *run);
-  if (auto bad = apply_routing(ctx, who, **found, *run, job)) return std::move(*bad);
-  // Runs of a script that a live dedicated worker keeps warm go there, unless
-  // the request names a tag.
-  if (run->tag.empty() && ctx.dedicated_worker_alive(job.script_path))
-    job.tag = "dedicated:" + job.script_path;
-  if (auto bad = finalize(ctx, job)) return std::move(*bad);
-  return job;
+  auto job = job_for_run(ctx, auth::to_string(who.role), who.group, **found, *run);
+  if (!job) return bad_request(job.message());
+  return std::move(job).value();
 }
 
 StatusOr<int64_t> submit(ApiContext& ctx, const queue::NewJob& job) {

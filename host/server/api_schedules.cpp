@@ -92,13 +92,7 @@ StatusOr<queue::NewJob> job_for_tick(ApiContext& ctx, const schedule::Schedule& 
   run.args = s.args;
   run.tag = s.tag;
   run.priority = s.priority;
-  queue::NewJob job = job_from_script(v, run);
-  // Routing rules apply as to any run; a tick has no token, so rules on a role or group do not match.
-  if (Status st = route_job(ctx, "", "", v, run, job); !st) return st;
-  if (run.tag.empty() && ctx.dedicated_worker_alive(job.script_path))
-    job.tag = "dedicated:" + job.script_path;
-  if (Status st = finalize_job(ctx, job); !st) return st;
-  return job;
+  return job_for_run(ctx, "", "", v, run);
 }
 
 http::Response create_schedule(ApiContext& ctx, const http::Request& req) {

@@ -1,6 +1,8 @@
 // Implementation of gpu_capacity.h.
 #include "host/worker/gpu_capacity.h"
 
+#include "plugins/gpu/gpu_request.h"
+
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -11,8 +13,8 @@ namespace quern::worker {
 namespace {
 
 // A non-negative integer JSON value as an int, clamped to INT_MAX; nullopt
-// when it is not one. As the plugin's as_count: an integer whose int64 value
-// is negative is refused, whether nlohmann stored it signed or unsigned.
+// when it is not one (an integer whose int64 value is negative is refused,
+// whether nlohmann stored it signed or unsigned).
 std::optional<int> non_negative_int(const nlohmann::json& v) {
   if (!v.is_number_integer() || v.get<int64_t>() < 0) return std::nullopt;
   return static_cast<int>(std::min<int64_t>(v.get<int64_t>(), INT_MAX));
@@ -42,27 +44,13 @@ StatusOr<GpuCapacity> gpu_capacity_from_resources(const nlohmann::json& resource
 }
 
 StatusOr<GpuRequest> gpu_request_from_args(const nlohmann::json& args) {
-  const std::string what = "gpu job args: ";
-  GpuRequest request;
-  if (!args.is_object()) return request;
-  if (auto it = args.find("gpus"); it != args.end()) {
-    std::optional<int> n = non_negative_int(*it);
-    if (!n) return Status::error(what + "\"gpus\" must be a non-negative integer");
-    if (*n == 0) return Status::error(what + "\"gpus\" must be at least 1");
-    request.gpus = *n;
+  try {
+    const gpu::GpuRequestArgs r = gpu::parse_gpu_request(args);
+    const auto clamp = [](uint64_t v) { return static_cast<int>(std::min<uint64_t>(v, INT_MAX)); };
+    return GpuRequest{clamp(r.gpus), clamp(r.memory_mb.value_or(0))};
+  } catch (const std::invalid_argument& e) {
+    return Status::error(std::string("gpu job args: ") + e.what());
   }
-  if (auto it = args.find("memory_mb"); it != args.end() && !it->is_null()) {
-    std::optional<int> mb = non_negative_int(*it);
-    if (!mb) return Status::error(what + "\"memory_mb\" must be a non-negative integer");
-    request.memory_mb = *mb;
-  }
-  return request;
-}
-
-bool can_ever_meet(const GpuCapacity& capacity, const GpuRequest& request) {
-  const auto large_enough = std::count_if(capacity.memory_mb.begin(), capacity.memory_mb.end(),
-                                          [&](int mb) { return mb >= request.memory_mb; });
-  return large_enough >= request.gpus;
 }
 
 }  // namespace quern::worker

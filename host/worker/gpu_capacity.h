@@ -3,10 +3,10 @@
 // for a worker that can" (docs/GPU.md, "Requests this worker cannot meet").
 //
 // The capacity comes from the gpu plugin's `resources` (ABI 1.1), read once
-// when the worker starts; the request from the job's args, validated as the
-// gpu plugin validates them (plugins/gpu/gpu_executor.cpp, parse_request),
-// with the same messages. The host cannot link plugin code, so the rules are
-// mirrored here: keep the two in step.
+// when the worker starts; the request from the job's args, by the parser the
+// plugin itself uses (plugins/gpu/gpu_request.h), so the messages are the
+// same. Whether a request fits a claimer is decided in the claim
+// (quern.gpu_fits, host/queue/migrations.cpp).
 //
 // Thread-safety: plain values and pure functions.
 #pragma once
@@ -41,12 +41,8 @@ StatusOr<GpuCapacity> gpu_capacity_from_resources(const nlohmann::json& resource
 // From a gpu job's args: "gpus" (default 1, at least 1), "memory_mb"
 // (optional, null = absent). Non-object args count as {} (as in the plugin).
 // Errors read "gpu job args: ...", the plugin's failure text for the same
-// args. Values above INT_MAX are clamped to it: no worker has that much, so
-// such a job stays queued, as the plugin would refuse it.
+// args. Values above INT_MAX are clamped to it (the queue then refuses a
+// request over 1024 GPUs at submission).
 StatusOr<GpuRequest> gpu_request_from_args(const nlohmann::json& args);
-
-// Whether a worker with this capacity could run the request when all its
-// devices are free: at least `gpus` devices with `memory_mb` MB or more.
-bool can_ever_meet(const GpuCapacity& capacity, const GpuRequest& request);
 
 }  // namespace quern::worker

@@ -156,9 +156,13 @@ void Loops::claimer() {
   milliseconds retry_delay = kDatabaseRetry;
   std::vector<std::string> tags = opt.tags;  // replaced when set_tags() moves st.tags_version
   uint64_t tags_version = 0;
+  // GPU jobs are claimed only while this worker has their devices free (the
+  // plugin assigns the actual devices; docs/GPU.md). The devices never
+  // change; free_gpus is refreshed under the lock before each claim.
+  queue::ClaimCapacity capacity;
+  capacity.device_memory_mb = opt.gpu_devices_mb;
   while (true) {
     int free_slots;
-    queue::ClaimCapacity capacity;
     bool retag = false;
     {
       std::unique_lock lock(st.mu);
@@ -179,9 +183,6 @@ void Loops::claimer() {
         tags_version = st.tags_version;
         retag = true;
       }
-      // GPU jobs are claimed only while this worker has their devices free
-      // (the plugin assigns the actual devices; docs/GPU.md).
-      capacity.device_memory_mb = opt.gpu_devices_mb;
       capacity.free_gpus = static_cast<int>(opt.gpu_devices_mb.size()) - st.gpus_in_use;
     }
     if (retag) {

@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "device_allocator.h"
+#include "gpu_request.h"
 #include "job_monitor.h"
 #include "nvml.h"
 #include "quern/executor.hpp"
@@ -65,13 +66,6 @@ namespace {
 
 using nlohmann::ordered_json;
 using quern::sdk::JobContext;
-
-// An unsigned integer field, or throws naming it.
-uint64_t as_count(const ordered_json& v, const std::string& what) {
-  if (!v.is_number_integer() || v.get<int64_t>() < 0)
-    throw std::invalid_argument(what + " must be a non-negative integer");
-  return v.get<uint64_t>();
-}
 
 // realpath of an interpreter, or "" when it is not there (only jobs that
 // need it fail then, with a clear message).
@@ -98,12 +92,9 @@ Request parse_request(const ordered_json& job) {
   Request r;
   ordered_json args = ordered_json::object();
   if (auto it = job.find("args"); it != job.end() && it->is_object()) args = *it;
-  if (auto it = args.find("gpus"); it != args.end()) {
-    r.gpus = as_count(*it, "\"gpus\"");
-    if (r.gpus == 0) throw std::invalid_argument("\"gpus\" must be at least 1");
-  }
-  if (auto it = args.find("memory_mb"); it != args.end() && !it->is_null())
-    r.memory_mb = as_count(*it, "\"memory_mb\"");
+  const GpuRequestArgs wanted = parse_gpu_request(args);  // the host routes by the same parse
+  r.gpus = wanted.gpus;
+  r.memory_mb = wanted.memory_mb;
   if (auto it = args.find("python"); it != args.end()) {
     if (!it->is_boolean()) throw std::invalid_argument("\"python\" must be true or false");
     r.python = it->get<bool>();

@@ -107,9 +107,11 @@ TEST_F(RoutingApiTest, RulesPickTagAndPriorityAtSubmission) {
   EXPECT_EQ(run("operator", "/api/jobs/run/p/f/forced/x", Json::object())["tag"], "forced");
   EXPECT_EQ(run("operator", "/api/jobs/run/p/f/forced/x", Json{{"tag", "req"}})["tag"], "forced");
 
-  // $args substitution, and its evaluation error as a 400 naming the rule.
+  // A script's own tag is explicit whatever its args (the path rule that
+  // matches first does not force).
   EXPECT_EQ(run("operator", "/api/jobs/run/p/f/ml/tagged", Json{{"args", {{"zone", "b7"}}}})["tag"],
             "script-tag");
+  // $args substitution, and its evaluation error as a 400 naming the rule.
   job = run("admin", "/api/jobs/run_inline",
             Json{{"language", "bash"}, {"content", "true"}, {"args", {{"zone", 7}}}});
   EXPECT_EQ(job["tag"], "zone-7");

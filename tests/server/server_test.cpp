@@ -67,7 +67,9 @@ class ServerTest : public ::testing::Test {
 
   void start_worker(std::vector<std::string> tags, std::vector<int> gpus_mb = {},
                     std::map<std::string, std::string> plugin_configs = {}) {
-    if (registry_.plugins().empty()) ASSERT_TRUE(registry_.load_directory(testing::plugin_dir()));
+    if (registry_.plugins().empty()) {
+      ASSERT_TRUE(registry_.load_directory(testing::plugin_dir()));
+    }
     worker::WorkerOptions o;
     o.database_url = url_;
     o.tags = std::move(tags);

@@ -1,6 +1,6 @@
 // GPU capacity (from a plugin's resources) against GPU requests (from a job's
-// args): parsing, validation messages and the "can this worker ever run it"
-// rule. Pure logic: no database, no plugin.
+// args): parsing, validation messages, and the "can this worker ever run it"
+// rule as the claim applies it (quern.gpu_fits, with every device free).
 #include "host/worker/gpu_capacity.h"
 
 #include <gtest/gtest.h>
@@ -8,14 +8,19 @@
 #include <climits>
 #include <string>
 
+#include "tests/worker/gpu_fits_sql.h"
+
 namespace {
 
 using nlohmann::json;
-using quern::worker::can_ever_meet;
 using quern::worker::gpu_capacity_from_resources;
 using quern::worker::gpu_request_from_args;
 using quern::worker::GpuCapacity;
 using quern::worker::GpuRequest;
+
+bool can_ever_meet(const GpuCapacity& c, const GpuRequest& r) {
+  return quern::testing::claim_would_fit(c, r);
+}
 
 GpuCapacity capacity(const char* resources) {
   auto parsed = gpu_capacity_from_resources(json::parse(resources));

@@ -150,7 +150,9 @@ typedef struct quern_executor_descriptor {
    * 1.0 plugin has none of them): --- */
 
   /* The capacity this instance offers, as a JSON object, so that the host
-   * routes to this worker only jobs it can run. Writes the JSON text into
+   * can route to this worker only jobs it can run (Quern 1.1 does so for the
+   * "gpus" of the plugin named gpu and jobs of language gpu; other plugins'
+   * resources are only shown by `quern plugins`). Writes the JSON text into
    * out, snprintf-style: at most out.size-1 bytes, NUL-terminated, and
    * returns the length of the whole text (without the NUL). A return value
    * >= out.size means the text did not fit: the host calls again with a

@@ -230,11 +230,7 @@ struct Adapter {
   static int64_t resources(quern_instance* instance, quern_errbuf out) noexcept {
     try {
       const std::string json = self(instance)->resources();
-      if (out.data != nullptr && out.size > 0) {
-        const std::size_t n = json.size() < out.size ? json.size() : static_cast<std::size_t>(out.size - 1);
-        std::memcpy(out.data, json.data(), n);
-        out.data[n] = '\0';
-      }
+      write_error(out, json.c_str());  // JSON text holds no NUL byte (it escapes it)
       return static_cast<int64_t>(json.size());
     } catch (const std::exception& e) {
       write_error(out, e.what());

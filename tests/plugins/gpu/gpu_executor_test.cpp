@@ -26,6 +26,7 @@
 #include "tests/plugin/recording_sink.h"
 #include "tests/support/child_process.h"
 #include "tests/support/test_postgres.h"
+#include "tests/worker/gpu_fits_sql.h"
 
 namespace {
 
@@ -424,9 +425,9 @@ TEST_F(GpuExecutorTest, ResourcesListTheDevicesAfterTheDevicesFilter) {
   EXPECT_EQ(*none, json::parse(R"({"gpus": []})"));
 }
 
-// The host mirrors the plugin's request rules (host/worker/gpu_capacity.h)
-// to keep jobs a worker can never run queued: both sides must agree on what
-// can be met and on the messages for bad args.
+// The host keeps jobs a worker can never run queued: the claim's rule
+// (quern.gpu_fits) and the plugin must agree on what can be met, and the
+// host's request parser on the messages for bad args.
 TEST_F(GpuExecutorTest, HostCapacityLogicAgreesWithThePlugin) {
   auto resources = registry_.resources("gpu", kInventory);
   ASSERT_TRUE(resources.is_ok()) << resources.message();
@@ -444,7 +445,7 @@ TEST_F(GpuExecutorTest, HostCapacityLogicAgreesWithThePlugin) {
     RecordingSink sink;
     const quern_status st = executor->execute(job(args), sink);
     const bool refused = sink.error().value_or("").rfind("gpu request cannot be met", 0) == 0;
-    EXPECT_EQ(!refused, quern::worker::can_ever_meet(*capacity, *request)) << sink.error().value_or("");
+    EXPECT_EQ(!refused, quern::testing::claim_would_fit(*capacity, *request)) << sink.error().value_or("");
     if (!refused) {
       EXPECT_EQ(st, QUERN_STATUS_SUCCESS) << sink.error().value_or("");
     }
