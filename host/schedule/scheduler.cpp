@@ -223,7 +223,9 @@ struct Scheduler::Impl {
       if (!report && report.message() != last_failure) log(report.message());
       last_failure = report ? "" : report.message();
       if (stopping) break;
-      wait(sleep_time());
+      // A failed pass leaves its rows due, and sleep_time() would say "look
+      // again in 25 ms": wait the full bound instead of spinning.
+      wait(report ? sleep_time() : options.max_sleep);
     }
   }
 };
