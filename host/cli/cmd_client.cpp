@@ -14,9 +14,7 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-struct ClientArgs {
-  std::string server = "http://127.0.0.1:8420";
-  std::string token;
+struct ClientArgs : ServerConnection {
   std::string path;
   std::string file;
   std::string language;
@@ -25,20 +23,6 @@ struct ClientArgs {
   int timeout_s = 0;
   std::string id;
 };
-
-void add_client_options(CLI::App& cmd, ClientArgs& a) {
-  cmd.add_option("--server", a.server, "Server URL")->envname("QUERN_SERVER");
-  cmd.add_option("--token", a.token, "API token")->envname("QUERN_TOKEN");
-}
-
-int print_or_fail(const char* what, const StatusOr<Json>& r) {
-  if (!r) {
-    std::cerr << "quern " << what << ": " << r.message() << "\n";
-    return 1;
-  }
-  std::cout << r->dump(2) << std::endl;
-  return 0;
-}
 
 int deploy(const ClientArgs& a) {
   std::ifstream in(a.file, std::ios::binary);
@@ -133,13 +117,27 @@ int run_through_server(const std::string& server, const std::string& token, cons
   }
 }
 
+void add_server_options(CLI::App& cmd, ServerConnection& c) {
+  cmd.add_option("--server", c.server, "Server URL")->envname("QUERN_SERVER");
+  cmd.add_option("--token", c.token, "API token")->envname("QUERN_TOKEN");
+}
+
+int print_or_fail(const char* what, const StatusOr<nlohmann::ordered_json>& r) {
+  if (!r) {
+    std::cerr << "quern " << what << ": " << r.message() << "\n";
+    return 1;
+  }
+  std::cout << r->dump(2) << std::endl;
+  return 0;
+}
+
 void register_client(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<ClientArgs>();
   auto* script = app.add_subcommand("script", "Scripts on the server");
   script->require_subcommand(1);
   auto* dep =
       script->add_subcommand("deploy", "Deploy FILE as the script PATH (a new version if it changed)");
-  add_client_options(*dep, *a);
+  add_server_options(*dep, *a);
   dep->add_option("path", a->path, "Script path, e.g. f/team/name")->required();
   dep->add_option("file", a->file, "File with the code")->required();
   dep->add_option("--language,-l", a->language, "Language (default: from the extension)");
@@ -154,7 +152,7 @@ void register_client(CLI::App& app, int* exit_code) {
   auto* logs = job->add_subcommand("logs", "Print a job's log");
   auto* cancel = job->add_subcommand("cancel", "Cancel a job");
   for (auto* c : {get, logs, cancel}) {
-    add_client_options(*c, *a);
+    add_server_options(*c, *a);
     c->add_option("id", a->id, "Job id")->required();
   }
   get->callback([a, exit_code] { *exit_code = job_get(*a); });
@@ -162,10 +160,10 @@ void register_client(CLI::App& app, int* exit_code) {
   cancel->callback([a, exit_code] { *exit_code = job_cancel(*a); });
 
   auto* q = app.add_subcommand("queue", "Queue statistics per tag");
-  add_client_options(*q, *a);
+  add_server_options(*q, *a);
   q->callback([a, exit_code] { *exit_code = show(*a, "/api/queue", "queue"); });
   auto* w = app.add_subcommand("workers", "Workers and agents");
-  add_client_options(*w, *a);
+  add_server_options(*w, *a);
   w->callback([a, exit_code] { *exit_code = show(*a, "/api/workers", "workers"); });
 }
 

@@ -12,9 +12,7 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-struct ScheduleArgs {
-  std::string server = "http://127.0.0.1:8420";
-  std::string token;
+struct ScheduleArgs : ServerConnection {
   std::string name;
   std::string cron;
   std::string script;
@@ -46,13 +44,7 @@ std::string path_of(const std::string& name) {
 int call(const ScheduleArgs& a, const char* what, const std::string& method, const std::string& path,
          const Json& body = nullptr) {
   agent::ApiClient client(a.server, a.token);
-  auto r = client.call(method, path, body);
-  if (!r) {
-    std::cerr << "quern schedule " << what << ": " << r.message() << "\n";
-    return 1;
-  }
-  std::cout << r->dump(2) << std::endl;
-  return 0;
+  return print_or_fail(("schedule " + std::string(what)).c_str(), client.call(method, path, body));
 }
 
 int create(const ScheduleArgs& a) {
@@ -81,10 +73,7 @@ void register_schedule(CLI::App& app, int* exit_code) {
   auto* pause = cmd->add_subcommand("pause", "Stop firing a schedule");
   auto* resume = cmd->add_subcommand("resume", "Fire a paused schedule again, from its next tick");
   auto* del = cmd->add_subcommand("delete", "Delete a schedule");
-  for (auto* c : {create_cmd, list, get, pause, resume, del}) {
-    c->add_option("--server", a->server, "Server URL")->envname("QUERN_SERVER");
-    c->add_option("--token", a->token, "API token")->envname("QUERN_TOKEN");
-  }
+  for (auto* c : {create_cmd, list, get, pause, resume, del}) add_server_options(*c, *a);
   for (auto* c : {create_cmd, get, pause, resume, del})
     c->add_option("name", a->name, "Schedule name, e.g. f/team/nightly")->required();
   create_cmd->add_option("--cron", a->cron, "5 or 6 fields (seconds first), or @daily etc.")->required();

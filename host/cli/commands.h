@@ -11,6 +11,17 @@
 
 namespace quern::cli {
 
+// What every client command (cmd_client.cpp, cmd_schedule.cpp) needs to
+// reach the server: --server and --token, or QUERN_SERVER / QUERN_TOKEN.
+struct ServerConnection {
+  std::string server = "http://127.0.0.1:8420";
+  std::string token;
+};
+void add_server_options(CLI::App& cmd, ServerConnection& c);
+// The API's JSON answer on stdout (returns 0), or "quern WHAT: error" on
+// stderr (returns 1).
+int print_or_fail(const char* what, const StatusOr<nlohmann::ordered_json>& r);
+
 void register_up(CLI::App& app, int* exit_code);
 void register_worker(CLI::App& app, int* exit_code);
 void register_run(CLI::App& app, int* exit_code);
