@@ -11,6 +11,19 @@ Json leases_json(const std::vector<queue::Lease>& leases) {
   return out;
 }
 
+// The integer array `name` of an answer (absent = empty); false when malformed.
+bool ids_from(const Json& answer, const char* name, std::vector<int64_t>& out) {
+  if (!answer.is_object()) return false;
+  auto it = answer.find(name);
+  if (it == answer.end()) return true;
+  if (!it->is_array()) return false;
+  for (const Json& v : *it) {
+    if (!v.is_number_integer()) return false;
+    out.push_back(v.get<int64_t>());
+  }
+  return true;
+}
+
 }  // namespace
 
 StatusOr<queue::ClaimedJob> claimed_job_from_json(const Json& j) {
@@ -29,7 +42,7 @@ StatusOr<queue::ClaimedJob> claimed_job_from_json(const Json& j) {
     c.gpus = j.value("gpus", 0);
     return c;
   } catch (const std::exception& e) {
-    return Status::error(std::string("malformed job from the server: ") + e.what());
+    return Status::unavailable(std::string("malformed job from the server: ") + e.what());
   }
 }
 
@@ -47,6 +60,8 @@ StatusOr<std::vector<queue::ClaimedJob>> AgentJobSource::claim_request(const std
   auto r = client_.call("POST", "/api/agent/claim", body, wait + std::chrono::seconds(15));
   if (!r) return r.status();
   std::vector<queue::ClaimedJob> out;
+  if (!r->is_object() || !r->value("jobs", Json::array()).is_array())
+    return Status::unavailable("claim: malformed answer from the server");
   for (const auto& j : r->value("jobs", Json::array())) {
     auto c = claimed_job_from_json(j);
     if (!c) return c.status();
@@ -83,8 +98,8 @@ StatusOr<queue::HeartbeatReply> AgentJobSource::heartbeat(const std::string& wor
                         Json{{"worker_id", worker_id}, {"leases", leases_json(leases)}});
   if (!r) return r.status();
   queue::HeartbeatReply reply;
-  reply.canceled = r->value("canceled", Json::array()).get<std::vector<int64_t>>();
-  reply.lost = r->value("lost", Json::array()).get<std::vector<int64_t>>();
+  if (!ids_from(*r, "canceled", reply.canceled) || !ids_from(*r, "lost", reply.lost))
+    return Status::unavailable("heartbeat: malformed answer from the server");
   return reply;
 }
 
@@ -99,7 +114,10 @@ StatusOr<std::vector<int64_t>> AgentJobSource::complete(const std::string& worke
                         {"error", c.error}});
   auto r = client_.call("POST", "/api/agent/complete", Json{{"worker_id", worker_id}, {"completions", list}});
   if (!r) return r.status();
-  return r->value("accepted", Json::array()).get<std::vector<int64_t>>();
+  std::vector<int64_t> accepted;
+  if (!ids_from(*r, "accepted", accepted))
+    return Status::unavailable("complete: malformed answer from the server");
+  return accepted;
 }
 
 Status AgentJobSource::append_logs(const std::string& worker_id, const std::vector<queue::LogChunk>& chunks) {

@@ -4,6 +4,9 @@
 
 #include <mutex>
 
+#include "host/common/json_input.h"
+#include "host/common/utf8.h"
+
 namespace quern::agent {
 namespace {
 
@@ -17,15 +20,32 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
 }  // namespace
 
 nlohmann::ordered_json ApiResponse::json() const {
-  auto parsed = nlohmann::ordered_json::parse(body, nullptr, false);
-  return parsed.is_discarded() ? nlohmann::ordered_json() : parsed;
+  auto parsed = json_input::parse<nlohmann::ordered_json>(body, "the server's answer");
+  return parsed ? std::move(parsed).value() : nlohmann::ordered_json();
 }
 
 std::string ApiResponse::error_message() const {
   auto j = json();
-  if (j.is_object() && j.contains("error") && j["error"].is_object() && j["error"].contains("message"))
+  if (j.is_object() && j.contains("error") && j["error"].is_object() && j["error"].contains("message") &&
+      j["error"]["message"].is_string())
     return j["error"]["message"].get<std::string>();
-  return body;
+  return text::to_storable(body.substr(0, 2000));
+}
+
+StatusCode code_for_http_status(int status) {
+  switch (status) {
+    case 400:
+    case 413:
+    case 422:
+      return StatusCode::invalid_argument;  // sending the same again fails again
+    case 404:
+      return StatusCode::not_found;
+    case 409:
+      return StatusCode::conflict;
+    default:
+      // 401/403 (a revoked token) are not the data's fault: internal, retried.
+      return status >= 500 || status == 408 || status == 429 ? StatusCode::unavailable : StatusCode::internal;
+  }
 }
 
 ApiClient::ApiClient(std::string base_url, std::string token)
@@ -64,7 +84,7 @@ StatusOr<ApiResponse> ApiClient::request(const std::string& method, const std::s
   }
   const CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(headers);
-  if (rc != CURLE_OK) return Status::error(method + " " + url + ": " + curl_easy_strerror(rc));
+  if (rc != CURLE_OK) return Status::unavailable(method + " " + url + ": " + curl_easy_strerror(rc));
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   char* ctype = nullptr;
@@ -80,10 +100,12 @@ StatusOr<nlohmann::ordered_json> ApiClient::call(const std::string& method, cons
   auto r = request(method, path, body.is_null() ? std::string() : body.dump(), timeout);
   if (!r) return r.status();
   if (r->status < 200 || r->status > 299)
-    return Status::error(method + " " + path + ": HTTP " + std::to_string(r->status) + ": " +
-                         r->error_message());
+    return Status::with_code(
+        code_for_http_status(r->status),
+        method + " " + path + ": HTTP " + std::to_string(r->status) + ": " + r->error_message());
   auto j = r->json();
-  if (j.is_null() && !r->body.empty()) return Status::error(method + " " + path + ": the answer is not JSON");
+  if (j.is_null() && !r->body.empty())
+    return Status::unavailable(method + " " + path + ": the answer is not JSON");
   return j;
 }
 

@@ -25,6 +25,11 @@ struct ApiResponse {
   std::string error_message() const;
 };
 
+// The Status code of an HTTP error answer: 400/413/422 invalid_argument (the
+// same request fails again), 404 not_found, 409 conflict, 5xx/408/429
+// unavailable, anything else internal.
+StatusCode code_for_http_status(int status);
+
 class ApiClient {
  public:
   // base_url like "http://127.0.0.1:8420"; token sent as a bearer token.
@@ -38,7 +43,9 @@ class ApiClient {
   StatusOr<ApiResponse> request(const std::string& method, const std::string& path,
                                 const std::string& body = "",
                                 std::chrono::milliseconds timeout = std::chrono::seconds(30));
-  // request() + a 2xx check + JSON parse; anything else is an error naming the status.
+  // request() + a 2xx check + JSON parse; anything else is an error naming
+  // the status, with its code (code_for_http_status; a transport failure or
+  // a body that is not JSON is unavailable).
   StatusOr<nlohmann::ordered_json> call(const std::string& method, const std::string& path,
                                         const nlohmann::ordered_json& body = nullptr,
                                         std::chrono::milliseconds timeout = std::chrono::seconds(30));

@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "host/auth/crypto.h"
-#include "host/auth/db_session.h"
+#include "host/common/utf8.h"
+#include "host/common/validation.h"
+#include "host/pg/session.h"
 
 namespace quern::auth {
 namespace {
@@ -80,7 +82,7 @@ std::vector<std::string> tags_from_json(const char* text) {
 
 std::optional<Clock::time_point> optional_time(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
-  return DbSession::from_epoch_us(f.as<int64_t>());
+  return pg::from_epoch_us(f.as<int64_t>());
 }
 
 }  // namespace
@@ -99,45 +101,53 @@ bool parse_token(std::string_view token, std::string* id) {
 
 Status validate(const NewToken& t) {
   if (t.role == Role::agent) {
-    if (t.group.empty()) return Status::error("an agent token needs a group (the worker group it serves)");
-    if (t.tags.empty()) return Status::error("an agent token needs at least one tag (the tags it may pull)");
+    if (t.group.empty()) return Status::invalid("an agent token needs a group (the worker group it serves)");
+    if (t.tags.empty())
+      return Status::invalid("an agent token needs at least one tag (the tags it may pull)");
   } else {
     if (!t.group.empty() || !t.tags.empty())
-      return Status::error(std::string("only agent tokens have a group and tags (role ") + to_string(t.role) +
-                           ")");
+      return Status::invalid(std::string("only agent tokens have a group and tags (role ") +
+                             to_string(t.role) + ")");
   }
   if (!t.group.empty() && !is_name(t.group))
-    return Status::error("bad group \"" + t.group + "\" (expected [A-Za-z0-9_.:-]+, at most 128 characters)");
-  for (size_t i = 0; i < t.tags.size(); ++i) {
-    if (!is_name(t.tags[i]))
-      return Status::error("bad tag \"" + t.tags[i] +
+    return Status::invalid("bad group \"" + text::to_storable(t.group.substr(0, 130)) +
                            "\" (expected [A-Za-z0-9_.:-]+, at most 128 characters)");
+  for (size_t i = 0; i < t.tags.size(); ++i) {
+    if (Status s = validation::check_tag(t.tags[i], "tags[" + std::to_string(i) + "]"); !s) return s;
     if (std::find(t.tags.begin(), t.tags.begin() + static_cast<std::ptrdiff_t>(i), t.tags[i]) !=
         t.tags.begin() + static_cast<std::ptrdiff_t>(i))
-      return Status::error("duplicate tag \"" + t.tags[i] + "\"");
+      return Status::invalid("duplicate tag \"" + t.tags[i] + "\"");
   }
-  if (t.label.size() > kMaxLabelSize) return Status::error("label is longer than 200 bytes");
-  if (t.expires_at && *t.expires_at <= Clock::now()) return Status::error("expires_at is not in the future");
+  if (Status s = validation::check_text(t.label, "label", kMaxLabelSize); !s) return s;
+  if (t.expires_at && *t.expires_at <= Clock::now())
+    return Status::invalid("expires_at is not in the future");
   return Status::ok();
 }
 
 struct TokenStore::Impl {
-  explicit Impl(const std::string& url)
-      : db(url, {{"tokens_insert", kInsert},
-                 {"tokens_lookup", kLookup},
-                 {"tokens_touch", kTouch},
-                 {"tokens_list", kList},
-                 {"tokens_revoke", kRevoke}}) {}
-  DbSession db;
+  explicit Impl(std::shared_ptr<pg::Session> session) : db(std::move(session)) {
+    static const pg::Statement kStatements[] = {{"tokens_insert", kInsert},
+                                                {"tokens_lookup", kLookup},
+                                                {"tokens_touch", kTouch},
+                                                {"tokens_list", kList},
+                                                {"tokens_revoke", kRevoke}};
+    db->add_statements(kStatements);
+  }
+  std::shared_ptr<pg::Session> db;
 };
 
 TokenStore::TokenStore() = default;
 TokenStore::~TokenStore() = default;
 
 StatusOr<std::unique_ptr<TokenStore>> TokenStore::connect(const std::string& database_url) {
+  auto session = std::make_shared<pg::Session>(database_url);
+  if (Status s = session->open("connect to the token store"); !s) return s;
+  return over(std::move(session));
+}
+
+std::unique_ptr<TokenStore> TokenStore::over(std::shared_ptr<pg::Session> session) {
   std::unique_ptr<TokenStore> store(new TokenStore());
-  store->impl_ = std::make_unique<Impl>(database_url);
-  if (Status s = store->impl_->db.open("connect to the token store"); !s) return s;
+  store->impl_ = std::make_unique<Impl>(std::move(session));
   return store;
 }
 
@@ -145,7 +155,7 @@ StatusOr<IssuedToken> TokenStore::create(const NewToken& t) {
   if (Status s = validate(t); !s) return s;
   const std::string tags = nlohmann::json(t.tags).dump();
   std::optional<int64_t> expires_us;
-  if (t.expires_at) expires_us = DbSession::to_epoch_us(*t.expires_at);
+  if (t.expires_at) expires_us = pg::to_epoch_us(*t.expires_at);
   // A 64-bit id collision is astronomically unlikely; retry anyway rather
   // than fail a create.
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -157,7 +167,7 @@ StatusOr<IssuedToken> TokenStore::create(const NewToken& t) {
     issued.id = std::string(kIdPrefix) + *id_hex;
     issued.token = std::string(kTokenPrefix) + issued.id + "_" + *secret;
     const std::string hash = sha256_hex(issued.token);
-    auto inserted = impl_->db.run("create token", [&](pqxx::connection& c) {
+    auto inserted = impl_->db->run("create token", [&](pqxx::connection& c) {
       try {
         pqxx::nontransaction tx(c);
         tx.exec_prepared("tokens_insert", issued.id, hash, std::string(to_string(t.role)), t.group, tags,
@@ -177,7 +187,7 @@ StatusOr<std::optional<Principal>> TokenStore::authenticate(std::string_view tok
   std::string id;
   if (!parse_token(token, &id)) return std::optional<Principal>();
   const std::string presented = sha256_hex(token);
-  return impl_->db.run("authenticate", [&](pqxx::connection& c) -> std::optional<Principal> {
+  return impl_->db->run("authenticate", [&](pqxx::connection& c) -> std::optional<Principal> {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared("tokens_lookup", id);
     if (r.empty()) return std::nullopt;
@@ -195,7 +205,7 @@ StatusOr<std::optional<Principal>> TokenStore::authenticate(std::string_view tok
 }
 
 StatusOr<std::vector<TokenInfo>> TokenStore::list() {
-  return impl_->db.run("list tokens", [&](pqxx::connection& c) {
+  return impl_->db->run("list tokens", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared("tokens_list");
     std::vector<TokenInfo> out;
@@ -207,7 +217,7 @@ StatusOr<std::vector<TokenInfo>> TokenStore::list() {
       t.group = row[2].as<std::string>();
       t.tags = tags_from_json(row[3].c_str());
       t.label = row[4].as<std::string>();
-      t.created_at = DbSession::from_epoch_us(row[5].as<int64_t>());
+      t.created_at = pg::from_epoch_us(row[5].as<int64_t>());
       t.expires_at = optional_time(row[6]);
       t.revoked_at = optional_time(row[7]);
       t.last_used_at = optional_time(row[8]);
@@ -218,7 +228,7 @@ StatusOr<std::vector<TokenInfo>> TokenStore::list() {
 }
 
 StatusOr<bool> TokenStore::revoke(const std::string& id) {
-  return impl_->db.run("revoke token", [&](pqxx::connection& c) {
+  return impl_->db->run("revoke token", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     return tx.exec_prepared("tokens_revoke", id).affected_rows() > 0;
   });

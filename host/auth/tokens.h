@@ -19,6 +19,10 @@
 #include "host/auth/permissions.h"
 #include "host/common/status.h"
 
+namespace quern::pg {
+class Session;
+}
+
 namespace quern::auth {
 
 using Clock = std::chrono::system_clock;
@@ -69,6 +73,8 @@ class TokenStore {
  public:
   // Connects now: an unreachable database is reported here.
   static StatusOr<std::unique_ptr<TokenStore>> connect(const std::string& database_url);
+  // Over a session shared with other stores (the server's pool).
+  static std::unique_ptr<TokenStore> over(std::shared_ptr<pg::Session> session);
   ~TokenStore();
   TokenStore(const TokenStore&) = delete;
   TokenStore& operator=(const TokenStore&) = delete;

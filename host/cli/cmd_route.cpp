@@ -6,6 +6,7 @@
 
 #include "host/cli/commands.h"
 #include "host/cli/route.h"
+#include "host/common/json_input.h"
 
 namespace quern::cli {
 
@@ -61,11 +62,14 @@ int route_test(const RouteArgs& a) {
   routing::Submission s;
   s.language = a.language;
   s.path = a.path;
-  s.args = nlohmann::ordered_json::parse(a.args_json, nullptr, false);
-  if (s.args.is_discarded() || !s.args.is_object()) {
-    std::cerr << "quern route test: --args must be a JSON object, e.g. '{\"region\": \"eu\"}'\n";
+  auto args = json_input::parse<nlohmann::ordered_json>(a.args_json, "--args");
+  if (!args || !args->is_object()) {
+    std::cerr << "quern route test: "
+              << (args ? "--args must be a JSON object, e.g. '{\"region\": \"eu\"}'" : args.message())
+              << "\n";
     return 2;
   }
+  s.args = std::move(args).value();
   s.role = a.role;
   s.group = a.group;
   s.explicit_tag = a.tag;

@@ -18,7 +18,8 @@ server::ServerOptions server_options_for(const config::Config& cfg, const std::s
   o.api.database_url = url;
   o.api.max_wait = cfg.server_max_wait;
   o.api.live_within = cfg.effective_heartbeat_interval() * 3 + std::chrono::seconds(5);
-  o.api.pool_size = static_cast<size_t>(cfg.server_handler_threads);
+  o.api.db_connections = static_cast<size_t>(cfg.server_db_connections);
+  o.api.db_idle_timeout = cfg.server_db_idle_timeout;
   o.api.queue_options.default_max_restarts = cfg.max_restarts;
   o.api.routing_rules = cfg.routing_rules;
   o.api.limits = cfg.limits;
@@ -112,7 +113,7 @@ int run_agent(const AgentArgs& a) {
       reg = *r;
       break;
     }
-    if (r.message().find("HTTP 40") != std::string::npos) {
+    if (r.code() != StatusCode::unavailable) {  // refused (a bad token): retrying cannot help
       std::cerr << "quern agent: " << r.message() << "\n";
       return 2;
     }

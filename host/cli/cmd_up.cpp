@@ -169,7 +169,9 @@ int up(const UpArgs& a) {
 
   std::unique_ptr<server::Server> api;
   if (!a.no_server) {
-    api = std::make_unique<server::Server>(server_options_for(*cfg, url));
+    auto so = server_options_for(*cfg, url);
+    so.colocated_connections = 2 * static_cast<int>(cfg->groups.size());  // claimer + writer per worker
+    api = std::make_unique<server::Server>(so);
     if (Status s = api->start(); !s) {
       std::cerr << "quern up: " << s.message() << " (use --no-server to run without the API)\n";
       return 1;

@@ -1,6 +1,9 @@
 // `quern worker`: one worker process serving a group's tags. The group comes
 // from the config (--group, else the first); SIGHUP re-reads the config and
 // applies the group's new tags and slots (docs/ROUTING.md, "Reload").
+#include <algorithm>
+#include <chrono>
+#include <csignal>
 #include <iostream>
 
 #include "host/cli/commands.h"
@@ -123,9 +126,19 @@ int run_worker(const WorkerArgs& a) {
   const bool has_gpus = !options.gpu_devices_mb.empty();
   block_shutdown_signals();
   worker::Worker w(options, registry);
-  if (Status s = w.start(); !s) {
-    std::cerr << "quern worker: " << s.message() << "\n";
-    return 1;
+  // A database that is away (restarting, out of connections) is waited for,
+  // with backoff, until it answers or the worker is told to stop.
+  for (auto delay = std::chrono::milliseconds(250);;
+       delay = std::min(delay * 2, std::chrono::milliseconds(5000))) {
+    Status s = w.start();
+    if (s) break;
+    if (s.code() != StatusCode::unavailable) {
+      std::cerr << "quern worker: " << s.message() << "\n";
+      return 1;
+    }
+    std::cerr << "quern worker: the database is not reachable, retrying in " << delay.count()
+              << " ms: " << s.message() << std::endl;
+    if (int sig = wait_for_signal(delay); sig == SIGINT || sig == SIGTERM) return 1;
   }
   std::cerr << "quern worker " << w.id() << ": group " << group->name << ", " << group->slots
             << " slots, tags " << join(group->tags, ",") << std::endl;

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "host/common/json_input.h"
+
 namespace quern::cli {
 
 Status load_script_file(const std::filesystem::path& file, JobRequest& req) {
@@ -40,9 +42,10 @@ Status load_script_file(const std::filesystem::path& file, JobRequest& req) {
 
 StatusOr<queue::NewJob> make_job(const JobRequest& req) {
   if (req.language.empty()) return Status::error("no language: pass --language (e.g. bash)");
-  auto args = nlohmann::ordered_json::parse(req.args_json, nullptr, false);
-  if (args.is_discarded()) return Status::error("--args is not valid JSON: " + req.args_json);
-  if (!args.is_object()) return Status::error("--args must be a JSON object, e.g. '{\"name\": \"world\"}'");
+  auto parsed = json_input::parse<nlohmann::ordered_json>(req.args_json, "--args");
+  if (!parsed) return parsed.status();
+  auto& args = *parsed;
+  if (!args.is_object()) return Status::invalid("--args must be a JSON object, e.g. '{\"name\": \"world\"}'");
   if (req.priority < queue::kMinPriority || req.priority > queue::kMaxPriority)
     return Status::error("--priority must be between 1 and 100, got " + std::to_string(req.priority));
   if (req.timeout_s < 0) return Status::error("--timeout must not be negative");

@@ -78,7 +78,10 @@ Status parse_plugins(const XmlReader& r, pugi::xml_node node, Config& config) {
 }
 
 Status parse_server(const XmlReader& r, pugi::xml_node node, Config& config) {
-  if (Status s = r.check_attributes(node, {"listen", "handler-threads", "max-wait"}); !s) return s;
+  if (Status s = r.check_attributes(
+          node, {"listen", "handler-threads", "db-connections", "db-idle-timeout", "max-wait"});
+      !s)
+    return s;
   if (Status s = r.check_children(node, {}); !s) return s;
   if (pugi::xml_attribute attr = node.attribute("listen")) {
     const std::string_view text = trim(attr.value());
@@ -92,6 +95,8 @@ Status parse_server(const XmlReader& r, pugi::xml_node node, Config& config) {
     config.server_port = static_cast<uint16_t>(*port);
   }
   if (Status s = r.read_int(node, "handler-threads", 1, 1024, config.server_handler_threads); !s) return s;
+  if (Status s = r.read_int(node, "db-connections", 1, 1000, config.server_db_connections); !s) return s;
+  if (Status s = r.read_duration(node, "db-idle-timeout", config.server_db_idle_timeout); !s) return s;
   if (Status s = r.read_duration(node, "max-wait", config.server_max_wait); !s) return s;
   return Status::ok();
 }

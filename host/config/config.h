@@ -89,11 +89,17 @@ struct Config {
   // concurrency keys, replacing what jobs carry (docs/LIMITS.md).
   std::vector<queue::ConcurrencyLimit> limits;
 
-  // <server listen="127.0.0.1:8420" handler-threads="16" max-wait="60s"/>: the HTTP API.
-  // max-wait caps how long run_wait_result and agent long polls may hold a request.
+  // <server listen="127.0.0.1:8420" handler-threads="16" db-connections="16"
+  //         db-idle-timeout="60s" max-wait="60s"/>: the HTTP API.
+  // db-connections is the API's connection budget (requests share it; the
+  // server process uses db-connections + 3 in all, docs/LIMITS.md); idle
+  // connections close after db-idle-timeout. max-wait caps how long
+  // run_wait_result and agent long polls may hold a request.
   std::string server_address = "127.0.0.1";
   uint16_t server_port = 8420;
   int server_handler_threads = 16;
+  int server_db_connections = 16;
+  std::chrono::milliseconds server_db_idle_timeout{60000};
   std::chrono::milliseconds server_max_wait{60000};
 
   std::chrono::milliseconds effective_heartbeat_interval() const {

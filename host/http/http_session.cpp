@@ -16,6 +16,7 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/log/trivial.hpp>
 
+#include "host/common/utf8.h"
 #include "host/http/url_codec.h"
 
 namespace quern::http::detail {
@@ -274,6 +275,18 @@ void Session::dispatch(http::request<http::string_body> msg) {
     keep_alive_ = false;
     return send_error(400, "bad_request", "malformed request target");
   }
+  // Paths and query values become names, filters and SQL parameters: they
+  // must be text (valid UTF-8, no NUL) before any handler sees them.
+  if (!text::is_storable(*path))
+    return write_response(
+        json_error(400, "bad_request", "the request path is not valid UTF-8 text (or holds %00)"), false);
+  for (const auto& [name, value] : *query) {
+    if (!text::is_storable(name) || !text::is_storable(value))
+      return write_response(json_error(400, "bad_request",
+                                       "query parameter '" + text::to_storable(name.substr(0, 100)) +
+                                           "' is not valid UTF-8 text (or holds %00)"),
+                            false);
+  }
   req->path = std::move(*path);
   req->query = std::move(*query);
   for (const auto& field : msg) {
@@ -299,9 +312,7 @@ void Session::dispatch(http::request<http::string_body> msg) {
   }
   auto self = shared_from_this();
   if (!shared_->pool.try_submit([self, route, req] { self->run_handler(route, req); })) {
-    Response busy = json_error(503, "overloaded", "the server is busy; retry later");
-    busy.headers.emplace_back("Retry-After", "1");
-    write_response(std::move(busy), false);
+    write_response(json_error(503, "overloaded", "the server is busy; retry later"), false);
   }
 }
 
@@ -328,10 +339,7 @@ void Session::run_handler(const Route* route, const std::shared_ptr<Request>& re
 // ---- writing ------------------------------------------------------------
 
 void Session::send_error(int status, const std::string& code, const std::string& message) {
-  Response resp = json_error(status, code, message);
-  // Overload is temporary: say when to come back (RFC 9110 §10.2.3).
-  if (status == 503) resp.headers.emplace_back("Retry-After", "1");
-  write_response(std::move(resp), true);
+  write_response(json_error(status, code, message), true);
 }
 
 void Session::write_response(Response resp, bool close_after) {
@@ -342,6 +350,11 @@ void Session::write_response(Response resp, bool close_after) {
     BOOST_LOG_TRIVIAL(error) << "http handler for " << log_path_ << " returned status " << resp.status;
     resp = json_error(500, "internal", "internal server error");
   }
+  // Every 503 is temporary (overload, the database away): say when to come
+  // back (RFC 9110 §10.2.3), whoever produced it.
+  if (resp.status == 503 && std::none_of(resp.headers.begin(), resp.headers.end(),
+                                         [](const auto& h) { return lower(h.first) == "retry-after"; }))
+    resp.headers.emplace_back("Retry-After", "1");
   auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(resp.status), 11);
   if (!resp.content_type.empty())
     res->set(http::field::content_type, sanitize_header_value(resp.content_type));

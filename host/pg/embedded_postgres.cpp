@@ -337,6 +337,19 @@ Status EmbeddedPostgres::stop() {
   return s;
 }
 
+Status EmbeddedPostgres::restart(const std::string& mode) {
+  if (!state_ || state_->stopped) return Status::error("restart: the cluster is not running");
+  const fs::path& data_dir = state_->options.data_dir;
+  const fs::path log = data_dir / "postgres.log";
+  CommandResult r = run_command({(state_->bindir / "pg_ctl").string(), "restart", "-m", mode, "-w", "-t",
+                                 "120", "-D", data_dir.string(), "-l", log.string()},
+                                state_->as);
+  if (r.exit_code != 0)
+    return Status::error("restart embedded PostgreSQL in " + data_dir.string() + ": " + describe(r) +
+                         "\n--- " + log.string() + " (tail) ---\n" + tail_of_file(log));
+  return Status::ok();
+}
+
 Status stop_cluster(const fs::path& data_dir_in, const std::string& os_user) {
   const fs::path data_dir = fs::absolute(data_dir_in).lexically_normal();
   const std::string ctx = "stop embedded PostgreSQL in " + data_dir.string();

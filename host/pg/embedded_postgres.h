@@ -47,6 +47,8 @@ class EmbeddedPostgres {
   Status create_database(const std::string& name);  // ok if it exists
   // pg_ctl stop -m fast -w. Idempotent; also stops an adopted cluster.
   Status stop();
+  // pg_ctl restart -m <mode> -w (fast, immediate: a crash-like stop).
+  Status restart(const std::string& mode = "fast");
 
   const std::filesystem::path& data_dir() const;    // absolute
   const std::filesystem::path& socket_dir() const;  // data_dir, or /tmp/quern-pg-<hash> when too long

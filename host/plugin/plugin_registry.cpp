@@ -13,6 +13,8 @@
 #include <system_error>
 #include <utility>
 
+#include "host/common/json_input.h"
+
 namespace quern::plugin {
 
 // The dll handle plus the validated copy of the descriptor. Immutable after
@@ -196,11 +198,10 @@ StatusOr<nlohmann::json> Executor::resources() {
       return Status::error(who + ": " + std::to_string(n) + " bytes, more than the limit of " +
                            std::to_string(kResourcesMaxBytes));
     if (static_cast<uint64_t>(n) < buf.size()) {
-      auto parsed = nlohmann::json::parse(buf.begin(), buf.begin() + n, nullptr, /*allow_exceptions=*/false);
-      if (parsed.is_discarded())
-        return Status::error(who + ": not JSON: " + buf.substr(0, std::min<std::size_t>(n, 200)));
-      if (!parsed.is_object())
-        return Status::error(who + ": must be a JSON object, got " + std::string(parsed.type_name()));
+      auto parsed = json_input::parse(std::string_view(buf.data(), static_cast<size_t>(n)), who);
+      if (!parsed) return Status::error(parsed.message());
+      if (!parsed->is_object())
+        return Status::error(who + ": must be a JSON object, got " + std::string(parsed->type_name()));
       return parsed;
     }
     buf.assign(static_cast<std::size_t>(n) + 1, '\0');

@@ -4,6 +4,8 @@
 #include <initializer_list>
 #include <set>
 
+#include "host/common/utf8.h"
+
 namespace quern::queue {
 namespace {
 
@@ -61,7 +63,7 @@ class FieldReader {
 
   std::string field(const char* name) const { return where_ + "." + name; }
   void fail(std::string message) {
-    if (status_.is_ok()) status_ = Status::error(std::move(message));
+    if (status_.is_ok()) status_ = Status::invalid(std::move(message));
   }
   const Status& status() const { return status_; }
 
@@ -87,8 +89,9 @@ StatusOr<ConcurrencyLimit> concurrency_from_json(const Json& j, std::string_view
   ConcurrencyLimit c;
   FieldReader r(j, where, {"key", "max_running", "rate"});
   if (const Json* key = r.get("key")) {
-    if (!key->is_string() || key->get<std::string>().empty() || key->get<std::string>().size() > 256)
-      r.fail(r.field("key") + ": expected a non-empty string of at most 256 bytes");
+    if (!key->is_string() || key->get<std::string>().empty() || key->get<std::string>().size() > 256 ||
+        !text::is_storable(key->get<std::string>()))
+      r.fail(r.field("key") + ": expected a non-empty string of at most 256 bytes (UTF-8, no NUL)");
     else
       c.key = key->get<std::string>();
   }
@@ -143,24 +146,24 @@ StatusOr<RetryPolicy> retry_from_json(const Json& j, std::string_view where) {
 
 Status validate(const ConcurrencyLimit& c) {
   if (!c.enabled()) return Status::ok();
-  if (c.key.size() > 256) return Status::error("concurrency key is longer than 256 bytes");
+  if (c.key.size() > 256) return Status::invalid("concurrency key is longer than 256 bytes");
   if (c.max_running < 0 || c.rate_max < 0 || c.rate_window.count() < 0)
-    return Status::error("concurrency limits must not be negative");
+    return Status::invalid("concurrency limits must not be negative");
   if (c.max_running == 0 && c.rate_max == 0)
-    return Status::error("concurrency key '" + c.key + "' has neither max_running nor a rate");
+    return Status::invalid("concurrency key '" + c.key + "' has neither max_running nor a rate");
   if (c.rate_max > 0 && c.rate_window.count() == 0)
-    return Status::error("concurrency key '" + c.key + "': a rate needs a window");
+    return Status::invalid("concurrency key '" + c.key + "': a rate needs a window");
   return Status::ok();
 }
 
 Status validate(const RetryPolicy& r) {
-  if (r.max_attempts < 1 || r.max_attempts > 100) return Status::error("retry max_attempts must be 1..100");
+  if (r.max_attempts < 1 || r.max_attempts > 100) return Status::invalid("retry max_attempts must be 1..100");
   if (r.backoff.count() < 0 || r.backoff_max < r.backoff)
-    return Status::error("retry backoff must be >= 0 and backoff_max >= backoff");
+    return Status::invalid("retry backoff must be >= 0 and backoff_max >= backoff");
   if (r.multiplier < 1 || r.jitter < 0 || r.jitter > 1)
-    return Status::error("retry multiplier must be >= 1 and jitter within 0..1");
+    return Status::invalid("retry multiplier must be >= 1 and jitter within 0..1");
   if (r.enabled() && !r.on_failure && !r.on_timeout && !r.on_lost)
-    return Status::error("retry policy retries no outcome");
+    return Status::invalid("retry policy retries no outcome");
   return Status::ok();
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string>
 
+#include "host/common/validation.h"
 #include "host/queue/migrations.h"
 #include "host/queue/queue.h"
 #include "host/queue/queue_internal.h"
@@ -16,8 +17,10 @@ namespace {
 // Returns an error message for an invalid job, or empty. Checked before
 // anything is sent so that a batch is rejected as a whole.
 std::string job_error(const NewJob& job) {
-  if (job.tag.empty()) return "tag is empty";
+  if (Status s = validation::check_tag(job.tag, "tag"); !s) return s.message();
   if (job.language.empty()) return "language is empty";
+  if (job.language.size() > 64) return "language is longer than 64 bytes";
+  if (Status s = validation::check_text(job.script_path, "script_path", 255); !s) return s.message();
   if (job.priority < kMinPriority || job.priority > kMaxPriority)
     return "priority " + std::to_string(job.priority) + " is outside " + std::to_string(kMinPriority) + ".." +
            std::to_string(kMaxPriority);
@@ -46,17 +49,23 @@ std::string int_array(const std::vector<Int>& v) {
 
 Status validate(const NewJob& job) {
   std::string err = job_error(job);
-  return err.empty() ? Status::ok() : Status::error(err);
+  return err.empty() ? Status::ok() : Status::invalid(err);
 }
 
 Queue::Queue(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Queue::~Queue() = default;
 
 StatusOr<std::unique_ptr<Queue>> Queue::connect(const std::string& database_url, QueueOptions options) {
-  auto impl = std::make_unique<Impl>(database_url, options);
-  auto opened = impl->run("connect", [](pqxx::connection&) { return true; });
-  if (!opened) return opened.status();
-  return std::unique_ptr<Queue>(new Queue(std::move(impl)));
+  pg::SessionOptions so;
+  so.relaxed_commit = options.relaxed_commit;
+  so.application_name = options.application_name;
+  auto session = std::make_shared<pg::Session>(database_url, so);
+  if (Status s = session->open("connect"); !s) return s;
+  return over(std::move(session), options);
+}
+
+std::unique_ptr<Queue> Queue::over(std::shared_ptr<pg::Session> session, QueueOptions options) {
+  return std::unique_ptr<Queue>(new Queue(std::make_unique<Impl>(std::move(session), options)));
 }
 
 StatusOr<int> Queue::migrate() {
@@ -85,7 +94,7 @@ int64_t exec_push_one(const NewJob& job, Exec&& exec) {
 }  // namespace
 
 StatusOr<int64_t> Queue::push(const NewJob& job) {
-  if (std::string err = job_error(job); !err.empty()) return Status::error("push: " + err);
+  if (std::string err = job_error(job); !err.empty()) return Status::invalid("push: " + err);
   return impl_->run("push", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     return exec_push_one(job, [&](auto&&... a) { return tx.exec_prepared1(sql::kPushOne.name, a...); });
@@ -93,7 +102,7 @@ StatusOr<int64_t> Queue::push(const NewJob& job) {
 }
 
 StatusOr<int64_t> push_in_transaction(pqxx::transaction_base& tx, const NewJob& job) {
-  if (std::string err = job_error(job); !err.empty()) return Status::error("push: " + err);
+  if (std::string err = job_error(job); !err.empty()) return Status::invalid("push: " + err);
   // Not prepared: the caller's connection has not registered the statement.
   return exec_push_one(job, [&](auto&&... a) { return tx.exec_params1(sql::kPushOne.text, a...); });
 }
@@ -101,7 +110,7 @@ StatusOr<int64_t> push_in_transaction(pqxx::transaction_base& tx, const NewJob& 
 StatusOr<std::vector<int64_t>> Queue::push_batch(const std::vector<NewJob>& jobs) {
   for (size_t i = 0; i < jobs.size(); ++i) {
     if (std::string err = job_error(jobs[i]); !err.empty())
-      return Status::error("push_batch: job " + std::to_string(i) + ": " + err + " (nothing was enqueued)");
+      return Status::invalid("push_batch: job " + std::to_string(i) + ": " + err + " (nothing was enqueued)");
   }
   if (jobs.empty()) return std::vector<int64_t>{};
   return impl_->run("push_batch", [&](pqxx::connection& c) {

@@ -5,10 +5,10 @@
 // small hot table); `completed_jobs` holds finished ones; `job_logs` holds log
 // chunks. Guarantee: at-least-once execution, exactly one completion record.
 //
-// Thread-safety: a Queue owns one database connection and is NOT thread-safe.
-// Use one Queue per thread. Every method returns expected failures (lost
-// connection, bad SQL state) as a Status; a lost connection is re-established
-// on the next call.
+// Thread-safety: a Queue runs over one database session (its own, or one
+// shared with other stores) and is NOT thread-safe. Use one per thread. Every method returns expected
+// failures (lost connection, bad SQL state) as a Status; a lost connection is re-established on the next
+// call.
 #pragma once
 
 #include <chrono>
@@ -25,6 +25,9 @@
 
 namespace pqxx {
 class transaction_base;
+}
+namespace quern::pg {
+class Session;
 }
 
 namespace quern::queue {
@@ -55,6 +58,12 @@ struct NewJob {
   // {"w": waiter, "id": ...} plus, from a completion that fits in a NOTIFY,
   // "status", "result" and "error" (see listen_channel()).
   std::string waiter;
+};
+
+// A notification received on a channel from Queue::listen_channel().
+struct Notification {
+  std::string channel;
+  std::string payload;
 };
 
 // Channel of the NOTIFYs sent when a job with a waiter finishes.
@@ -226,12 +235,18 @@ struct QueueOptions {
   // means the job is claimed again — at-least-once holds). Never for pushes
   // or completions, which must be durable once acknowledged.
   bool relaxed_commit = false;
+  // The connection's application_name (pg_stat_activity).
+  std::string application_name = "quern";
 };
 
 class Queue {
  public:
-  // Connects (libpq URL or key=value string). Does not migrate.
+  // Connects (libpq URL or key=value string) over a session of its own.
+  // Does not migrate.
   static StatusOr<std::unique_ptr<Queue>> connect(const std::string& database_url, QueueOptions options = {});
+  // A queue over a session shared with other stores (the server's pool);
+  // connects at first use. options.relaxed_commit is the session's to set.
+  static std::unique_ptr<Queue> over(std::shared_ptr<pg::Session> session, QueueOptions options = {});
   ~Queue();
   Queue(const Queue&) = delete;
   Queue& operator=(const Queue&) = delete;
@@ -309,13 +324,13 @@ class Queue {
 
   // LISTEN on the channels of these tags (one channel per tag).
   Status listen(const std::vector<std::string>& tags);
-  // LISTEN on one channel by name, collecting the payloads of its
-  // notifications for wait_for_notifications() (kJobDoneChannel).
+  // LISTEN on one channel by name, collecting its notifications for
+  // wait_for_notifications() (kJobDoneChannel, or a tag's channel).
   Status listen_channel(const std::string& channel);
-  // Waits up to timeout for notifications; returns the payloads received on
-  // channels from listen_channel() (empty on timeout). Tag channels only
-  // wake it.
-  StatusOr<std::vector<std::string>> wait_for_notifications(std::chrono::milliseconds timeout);
+  // Waits up to timeout for notifications; returns those received on
+  // channels from listen_channel() (empty on timeout). Channels from
+  // listen() only wake it.
+  StatusOr<std::vector<Notification>> wait_for_notifications(std::chrono::milliseconds timeout);
   // Stops listening on every channel (a pooled connection lent to a long
   // poll must not keep collecting notifications for the next borrower).
   void unlisten_all();

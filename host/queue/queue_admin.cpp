@@ -4,6 +4,7 @@
 #include <set>
 #include <string>
 
+#include "host/common/utf8.h"
 #include "host/queue/queue.h"
 #include "host/queue/queue_internal.h"
 
@@ -87,9 +88,9 @@ std::optional<int64_t> epoch_us(const std::optional<Clock::time_point>& t) {
 
 Status validate(const JobFilter& f) {
   if (!f.state.empty() && !kStates.count(f.state))
-    return Status::error("unknown state '" + f.state +
-                         "' (expected queued, running, success, failure, timeout or canceled)");
-  if (f.limit < 1 || f.limit > 1000) return Status::error("limit must be between 1 and 1000");
+    return Status::invalid("state: unknown state '" + text::to_storable(f.state.substr(0, 100)) +
+                           "' (expected queued, running, success, failure, timeout or canceled)");
+  if (f.limit < 1 || f.limit > 1000) return Status::invalid("limit must be between 1 and 1000");
   return Status::ok();
 }
 

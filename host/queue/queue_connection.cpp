@@ -10,32 +10,25 @@
 
 namespace quern::queue {
 
-void Queue::Impl::ensure_connected() {
-  if (conn && conn->is_open()) return;
-  drop_connection();
-  auto c = std::make_unique<pqxx::connection>(url);
-  c->set_client_encoding("UTF8");  // byte offsets of logs are UTF-8 offsets
-  if (options.relaxed_commit) c->set_variable("synchronous_commit", "off");
-  for (const sql::Statement& s : sql::kAll) c->prepare(s.name, s.text);
-  conn = std::move(c);
-  try {
-    for (const std::string& ch : channels) add_receiver(ch);
-    for (const std::string& ch : payload_channels) add_receiver(ch, true);
-  } catch (...) {
-    drop_connection();
-    throw;
-  }
+Queue::Impl::Impl(std::shared_ptr<pg::Session> s, QueueOptions o) : session(std::move(s)), options(o) {
+  session->add_statements(sql::kAll);
+  hooks_id = session->add_hooks(
+      [this](pqxx::connection& c) {
+        for (const std::string& ch : channels) add_receiver(c, ch);
+        for (const std::string& ch : payload_channels) add_receiver(c, ch, true);
+      },
+      [this] { receivers.clear(); });
 }
 
-void Queue::Impl::drop_connection() noexcept {
-  receivers.clear();
-  conn.reset();
+Queue::Impl::~Impl() {
+  receivers.clear();  // before the session (maybe shared, maybe ours) can drop the connection
+  session->remove_hooks(hooks_id);
 }
 
-void Queue::Impl::add_receiver(const std::string& channel, bool keep_payloads) {
+void Queue::Impl::add_receiver(pqxx::connection& c, const std::string& channel, bool keep_payloads) {
   // The receiver's constructor sends LISTEN with the channel quoted as an identifier.
   receivers.push_back(
-      std::make_unique<ChannelReceiver>(*conn, channel, &notified, keep_payloads ? &payloads : nullptr));
+      std::make_unique<ChannelReceiver>(c, channel, &notified, keep_payloads ? &payloads : nullptr));
 }
 
 void Queue::Impl::await(pqxx::connection& c, std::chrono::milliseconds timeout) {
@@ -53,34 +46,34 @@ void Queue::Impl::await(pqxx::connection& c, std::chrono::milliseconds timeout) 
 }
 
 Status Queue::listen_channel(const std::string& channel) {
-  auto r = impl_->run("listen_channel", [&](pqxx::connection&) {
+  auto r = impl_->run("listen_channel", [&](pqxx::connection& conn) {
     for (const std::string& c : impl_->payload_channels)
       if (c == channel) return true;
-    impl_->add_receiver(channel, true);
+    impl_->add_receiver(conn, channel, true);
     impl_->payload_channels.push_back(channel);
     return true;
   });
   return r.status();
 }
 
-StatusOr<std::vector<std::string>> Queue::wait_for_notifications(std::chrono::milliseconds timeout) {
+StatusOr<std::vector<Notification>> Queue::wait_for_notifications(std::chrono::milliseconds timeout) {
   return impl_->run("wait_for_notifications", [&](pqxx::connection& c) {
     impl_->await(c, timeout);
     impl_->notified = false;
-    std::vector<std::string> out;
+    std::vector<Notification> out;
     out.swap(impl_->payloads);
     return out;
   });
 }
 
 Status Queue::listen(const std::vector<std::string>& tags) {
-  auto r = impl_->run("listen", [&](pqxx::connection&) {
+  auto r = impl_->run("listen", [&](pqxx::connection& conn) {
     for (const std::string& tag : tags) {
       const std::string ch = channel_for_tag(tag);
       bool known = false;
       for (const std::string& c : impl_->channels) known = known || c == ch;
       if (known) continue;
-      impl_->add_receiver(ch);
+      impl_->add_receiver(conn, ch);
       impl_->channels.push_back(ch);
     }
     return true;
@@ -92,7 +85,7 @@ void Queue::unlisten_all() {
   try {
     impl_->receivers.clear();  // each receiver UNLISTENs its channel
   } catch (...) {
-    impl_->drop_connection();  // a broken connection forgets its LISTENs anyway
+    impl_->session->drop();  // a broken connection forgets its LISTENs anyway
   }
   impl_->channels.clear();
   impl_->payload_channels.clear();
@@ -142,14 +135,6 @@ std::string to_text_array(const std::vector<std::string>& values) {
     s += '"';
   }
   return s + "}";
-}
-
-int64_t to_epoch_us(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-}
-
-Clock::time_point from_epoch_us(int64_t us) {
-  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(us)));
 }
 
 }  // namespace quern::queue

@@ -1,5 +1,5 @@
-// Queue::Impl: the connection, its prepared statements and LISTENs, and the
-// error boundary shared by every Queue method. Private to host/queue.
+// Queue::Impl: the session it runs over, its LISTENs, and the error boundary
+// shared by every Queue method. Private to host/queue.
 #pragma once
 
 #include <memory>
@@ -10,6 +10,7 @@
 
 #include <pqxx/pqxx>
 
+#include "host/pg/session.h"
 #include "host/queue/queue.h"
 
 namespace quern::queue {
@@ -19,75 +20,44 @@ namespace quern::queue {
 // constructor sends LISTEN with the channel quoted as an identifier.
 class ChannelReceiver final : public pqxx::notification_receiver {
  public:
-  // payloads: where to append each notification's payload, or null.
+  // payloads: where to append each notification, or null.
   ChannelReceiver(pqxx::connection& c, const std::string& channel, bool* flag,
-                  std::vector<std::string>* payloads = nullptr)
+                  std::vector<Notification>* payloads = nullptr)
       : pqxx::notification_receiver(c, channel), flag_(flag), payloads_(payloads) {}
   void operator()(const std::string& payload, int) override {
     *flag_ = true;
-    if (payloads_) payloads_->push_back(payload);
+    if (payloads_) payloads_->push_back({channel(), payload});
   }
 
  private:
   bool* flag_;
-  std::vector<std::string>* payloads_;
+  std::vector<Notification>* payloads_;
 };
 
 struct Queue::Impl {
-  Impl(std::string url_, QueueOptions options_) : url(std::move(url_)), options(options_) {}
-  ~Impl() { drop_connection(); }
+  // Registers the queue's statements on the session, and hooks that drop the
+  // receivers before the connection goes and re-LISTEN after a reconnect.
+  Impl(std::shared_ptr<pg::Session> session, QueueOptions options);
+  ~Impl();
 
-  std::string url;
+  std::shared_ptr<pg::Session> session;
   QueueOptions options;
-  std::unique_ptr<pqxx::connection> conn;
-  // Declared after conn: receivers unregister from the connection when destroyed.
-  std::vector<std::unique_ptr<ChannelReceiver>> receivers;
-  std::vector<std::string> channels;          // LISTENed; re-LISTENed after a reconnect
-  bool notified = false;                      // set by receivers, cleared by wait_for_jobs
-  std::vector<std::string> payloads;          // of listen_channel() channels, taken by wait_for_notifications
+  int hooks_id = 0;
+  std::vector<std::unique_ptr<ChannelReceiver>> receivers;  // on the session's current connection
+  std::vector<std::string> channels;                        // LISTENed; re-LISTENed after a reconnect
+  bool notified = false;                                    // set by receivers, cleared by wait_for_jobs
+  std::vector<Notification> payloads;         // of listen_channel() channels, taken by wait_for_notifications
   std::vector<std::string> payload_channels;  // re-LISTENed after a reconnect, with payloads
 
-  // Opens the connection if there is none: registers the prepared statements
-  // (prepared lazily by libpqxx on first use) and LISTENs on `channels`.
-  void ensure_connected();
-  // Forgets the connection (and its LISTENs); the next call reconnects.
-  void drop_connection() noexcept;
   // LISTENs on one more channel (connection must be open).
-  void add_receiver(const std::string& channel, bool keep_payloads = false);
+  void add_receiver(pqxx::connection& c, const std::string& channel, bool keep_payloads = false);
   // Waits until a receiver fired or the deadline (draining what is pending).
   void await(pqxx::connection& c, std::chrono::milliseconds timeout);
 
-  // The error boundary: runs body(conn) and turns every exception into a
-  // Status prefixed with `what`. A connection-level failure drops the
-  // connection so that the next call reconnects.
+  // The error boundary (pg::Session::run).
   template <typename F>
-  auto run(const char* what, F&& body) -> StatusOr<std::invoke_result_t<F, pqxx::connection&>> {
-    try {
-      ensure_connected();
-      return std::forward<F>(body)(*conn);
-    } catch (const pqxx::broken_connection& e) {
-      drop_connection();
-      return Status::error(std::string(what) + ": connection lost: " + trim(e.what()));
-    } catch (const pqxx::in_doubt_error& e) {
-      drop_connection();
-      return Status::error(std::string(what) + ": connection lost, outcome unknown: " + trim(e.what()));
-    } catch (const pqxx::sql_error& e) {
-      if (is_connection_sqlstate(e.sqlstate()) || !conn || !conn->is_open()) drop_connection();
-      return Status::error(std::string(what) + ": " + trim(e.what()) +
-                           (e.sqlstate().empty() ? "" : " [SQLSTATE " + e.sqlstate() + "]"));
-    } catch (const std::exception& e) {
-      if (conn && !conn->is_open()) drop_connection();
-      return Status::error(std::string(what) + ": " + trim(e.what()));
-    }
-  }
-
-  static bool is_connection_sqlstate(const std::string& state) {
-    // 08: connection exception; 57P: operator intervention (terminated, shutdown).
-    return state.rfind("08", 0) == 0 || state.rfind("57P", 0) == 0;
-  }
-  static std::string trim(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-    return s;
+  auto run(const char* what, F&& body) {
+    return session->run(what, std::forward<F>(body));
   }
 };
 
@@ -98,7 +68,7 @@ JobRecord job_record_from_row(const pqxx::row& row);
 std::string to_text_array(const std::vector<std::string>& values);
 
 // Microseconds since the Unix epoch <-> Clock::time_point.
-int64_t to_epoch_us(Clock::time_point t);
-Clock::time_point from_epoch_us(int64_t us);
+using pg::from_epoch_us;
+using pg::to_epoch_us;
 
 }  // namespace quern::queue

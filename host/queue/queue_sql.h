@@ -3,14 +3,13 @@
 // noted. Timestamps cross the wire as microseconds since the Unix epoch.
 #pragma once
 
+#include "host/pg/session.h"
+
 // SQL text laid out by hand: clang-format would split the spliced macros.
 // clang-format off
 namespace quern::queue::sql {
 
-struct Statement {
-  const char* name;
-  const char* text;
-};
+using Statement = pg::Statement;
 
 #define QUERN_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
@@ -281,7 +280,9 @@ WITH expired AS (
          started_at, clock_timestamp(),
          CASE WHEN cancel_requested THEN 'canceled' ELSE 'failure' END, NULL,
          CASE WHEN cancel_requested THEN coalesce(cancel_reason, 'canceled') || ' (worker lost)'
-              ELSE 'lost worker: lease expired ' || n || ' times' END,
+              ELSE 'lost worker: lease expired ' || n || ' times in a row (max-restarts '
+                   || coalesce(max_restarts, $2::int) || '); the job may be crashing or hanging '
+                   || 'its workers; last worker ' || coalesce(worker_id, '?') END,
          worker_id, attempt, n, timeout_s, max_restarts, concurrency_key, retries
     FROM gone
   RETURNING status

@@ -6,15 +6,12 @@
 
 #include <algorithm>
 
+#include "host/common/validation.h"
+
 namespace quern::routing {
 namespace {
 
-constexpr size_t kMaxTagLength = 200;
-
-bool is_tag_char(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '.' ||
-         c == ':' || c == '/' || c == '-';
-}
+using validation::is_tag_char;
 
 bool is_arg_name_char(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '.' ||
@@ -37,9 +34,7 @@ std::string match_text(const nlohmann::ordered_json& value) {
 
 }  // namespace
 
-bool is_valid_tag(std::string_view text) {
-  return !text.empty() && text.size() <= kMaxTagLength && std::all_of(text.begin(), text.end(), is_tag_char);
-}
+bool is_valid_tag(std::string_view text) { return validation::is_tag(text); }
 
 const std::vector<std::string>& known_roles() {
   static const std::vector<std::string> kRoles = {"admin", "developer", "operator", "agent"};
@@ -49,16 +44,16 @@ const std::vector<std::string>& known_roles() {
 StatusOr<TagTemplate> TagTemplate::parse(std::string_view text) {
   TagTemplate t;
   t.text_ = std::string(text);
-  if (text.empty()) return Status::error("expected a tag (may use $language, $path, $args[name])");
+  if (text.empty()) return Status::invalid("expected a tag (may use $language, $path, $args[name])");
   size_t i = 0;
   while (i < text.size()) {
     if (text[i] != '$') {
       const size_t start = i;
       while (i < text.size() && text[i] != '$') {
         if (!is_tag_char(text[i]))
-          return Status::error(std::string("character '") + text[i] +
-                               "' cannot be part of a tag (allowed: [A-Za-z0-9_.:/-] and $language, $path, "
-                               "$args[name])");
+          return Status::invalid(std::string("character '") + text[i] +
+                                 "' cannot be part of a tag (allowed: [A-Za-z0-9_.:/-] and $language, $path, "
+                                 "$args[name])");
         ++i;
       }
       t.pieces_.push_back({Kind::literal, std::string(text.substr(start, i - start))});
@@ -73,16 +68,16 @@ StatusOr<TagTemplate> TagTemplate::parse(std::string_view text) {
       i += 5;
     } else if (rest.substr(0, 5) == "args[") {
       const size_t close = rest.find(']', 5);
-      if (close == std::string_view::npos) return Status::error("unclosed $args[ (expected $args[name])");
+      if (close == std::string_view::npos) return Status::invalid("unclosed $args[ (expected $args[name])");
       const std::string_view name = rest.substr(5, close - 5);
       if (name.empty() || !std::all_of(name.begin(), name.end(), is_arg_name_char))
-        return Status::error("bad argument name in $args[" + std::string(name) +
-                             "] (expected [A-Za-z0-9_.-]+)");
+        return Status::invalid("bad argument name in $args[" + std::string(name) +
+                               "] (expected [A-Za-z0-9_.-]+)");
       t.pieces_.push_back({Kind::arg, std::string(name)});
       i += 1 + close + 1;
     } else {
-      return Status::error("unknown substitution at \"" + std::string(text.substr(i, 12)) +
-                           "\" (allowed: $language, $path, $args[name])");
+      return Status::invalid("unknown substitution at \"" + std::string(text.substr(i, 12)) +
+                             "\" (allowed: $language, $path, $args[name])");
     }
   }
   return t;
@@ -100,27 +95,28 @@ StatusOr<std::string> TagTemplate::expand(const Submission& s) const {
         break;
       case Kind::path:
         if (s.path.empty())
-          return Status::error("tag \"" + text_ +
-                               "\" uses $path, but the job has no script path (inline code)");
+          return Status::invalid("tag \"" + text_ +
+                                 "\" uses $path, but the job has no script path (inline code)");
         out += s.path;
         break;
       case Kind::arg: {
         const auto it = s.args.is_object() ? s.args.find(p.text) : s.args.end();
         if (!s.args.is_object() || it == s.args.end())
-          return Status::error("tag \"" + text_ + "\" needs argument \"" + p.text +
-                               "\", which the job does not have");
+          return Status::invalid("tag \"" + text_ + "\" needs argument \"" + p.text +
+                                 "\", which the job does not have");
         if (!it->is_string() && !it->is_number() && !it->is_boolean())
-          return Status::error("tag \"" + text_ + "\": argument \"" + p.text + "\" is " +
-                               std::string(it->type_name()) +
-                               "; only a string, number or boolean can be part of a tag");
+          return Status::invalid("tag \"" + text_ + "\": argument \"" + p.text + "\" is " +
+                                 std::string(it->type_name()) +
+                                 "; only a string, number or boolean can be part of a tag");
         out += match_text(*it);
         break;
       }
     }
   }
   if (!is_valid_tag(out))
-    return Status::error("tag \"" + out + "\" (from \"" + text_ + "\") is not a valid tag (1.." +
-                         std::to_string(kMaxTagLength) + " characters of [A-Za-z0-9_.:/-])");
+    return Status::invalid("tag \"" + out.substr(0, 100) + (out.size() > 100 ? "..." : "") + "\" (from \"" +
+                           text_ + "\") is not a valid tag (1.." + std::to_string(validation::kMaxTagBytes) +
+                           " characters of [A-Za-z0-9_.:/-])");
   return out;
 }
 
@@ -162,8 +158,8 @@ StatusOr<Decision> route(const std::vector<Rule>& rules, const Submission& s) {
   if (rule && rule->tag && (s.explicit_tag.empty() || rule->force)) {
     StatusOr<std::string> tag = rule->tag->expand(s);
     if (!tag)
-      return Status::error("routing rule " + std::to_string(d.rule_number) +
-                           (rule->where.empty() ? "" : " (" + rule->where + ")") + ": " + tag.message());
+      return Status::invalid("routing rule " + std::to_string(d.rule_number) +
+                             (rule->where.empty() ? "" : " (" + rule->where + ")") + ": " + tag.message());
     d.tag = std::move(tag).value();
     d.tag_source = "rule";
   } else if (!s.explicit_tag.empty()) {

@@ -65,7 +65,7 @@ class FieldParser {
   }
 
  private:
-  Status error(const std::string& message) const { return Status::error(where_ + message); }
+  Status error(const std::string& message) const { return Status::invalid(where_ + message); }
 
   Status parse_item(std::string_view item, std::bitset<64>& bits) const {
     if (item.empty()) return error("empty list item (two commas in a row, or one at an end)");
@@ -179,26 +179,26 @@ date::local_days first_of_month(const date::year_month_day& ymd) {
 }
 
 Status never_fires(const std::string& text) {
-  return Status::error("cron expression '" + text + "' never fires (no matching time within " +
-                       std::to_string(kSearchYears) + " years)");
+  return Status::invalid("cron expression '" + text + "' never fires (no matching time within " +
+                         std::to_string(kSearchYears) + " years)");
 }
 
 }  // namespace
 
 StatusOr<const date::time_zone*> find_time_zone(std::string_view name) {
   if (name.empty())
-    return Status::error("time zone is empty (expected an IANA name like Europe/Paris, or UTC)");
+    return Status::invalid("time zone is empty (expected an IANA name like Europe/Paris, or UTC)");
   try {
     date::get_tzdb();
   } catch (const std::exception& e) {
-    return Status::error(std::string("the system time zone database (/usr/share/zoneinfo) cannot be read: ") +
-                         e.what());
+    return Status::invalid(
+        std::string("the system time zone database (/usr/share/zoneinfo) cannot be read: ") + e.what());
   }
   try {
     return date::locate_zone(name);
   } catch (const std::exception&) {
-    return Status::error("unknown time zone '" + std::string(name.substr(0, 100)) +
-                         "' (expected an IANA name like Europe/Paris, America/New_York or UTC)");
+    return Status::invalid("unknown time zone '" + std::string(name.substr(0, 100)) +
+                           "' (expected an IANA name like Europe/Paris, America/New_York or UTC)");
   }
 }
 
@@ -206,22 +206,23 @@ StatusOr<CronExpr> CronExpr::parse(std::string_view text) {
   CronExpr e;
   e.text_ = std::string(text);
   std::vector<std::string_view> fields = split_fields(text);
-  if (fields.empty()) return Status::error("cron expression is empty");
+  if (fields.empty()) return Status::invalid("cron expression is empty");
   if (fields.size() == 1 && fields[0][0] == '@') {
     std::string lower(fields[0]);
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     auto m =
         std::find_if(std::begin(kMacros), std::end(kMacros), [&](const Macro& x) { return lower == x.name; });
     if (m == std::end(kMacros))
-      return Status::error(
+      return Status::invalid(
           "cron macro '" + std::string(fields[0]) +
           "' is unknown (known: @yearly @annually @monthly @weekly @daily @midnight @hourly)");
     fields = split_fields(m->fields);
   }
   if (fields.size() != 5 && fields.size() != 6)
-    return Status::error("cron expression '" + std::string(text) + "' has " + std::to_string(fields.size()) +
-                         " fields; expected 5 (minute hour day-of-month month day-of-week) or 6 (second "
-                         "first)");
+    return Status::invalid("cron expression '" + std::string(text) + "' has " +
+                           std::to_string(fields.size()) +
+                           " fields; expected 5 (minute hour day-of-month month day-of-week) or 6 (second "
+                           "first)");
   const bool with_seconds = fields.size() == 6;
   const FieldSpec* specs[] = {&kSecond, &kMinute, &kHour, &kDayOfMonth, &kMonth, &kDayOfWeek};
   std::bitset<64> bits[6];
@@ -278,7 +279,7 @@ StatusOr<Clock::time_point> CronExpr::next_after(Clock::time_point t, const date
       }
     }
   } catch (const std::exception& e) {
-    return Status::error("computing the next fire time of '" + text_ + "': " + e.what());
+    return Status::invalid("computing the next fire time of '" + text_ + "': " + e.what());
   }
 }
 
@@ -316,7 +317,7 @@ StatusOr<Clock::time_point> CronExpr::last_before(Clock::time_point t, const dat
       }
     }
   } catch (const std::exception& e) {
-    return Status::error("computing the last fire time of '" + text_ + "': " + e.what());
+    return Status::invalid("computing the last fire time of '" + text_ + "': " + e.what());
   }
 }
 

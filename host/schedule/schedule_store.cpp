@@ -3,7 +3,8 @@
 
 #include <algorithm>
 
-#include "host/auth/db_session.h"
+#include "host/common/validation.h"
+#include "host/pg/session.h"
 #include "host/schedule/cron.h"
 #include "host/schedule/schedule_sql.h"
 #include "host/scripts/script_store.h"
@@ -11,16 +12,9 @@
 namespace quern::schedule {
 namespace {
 
-using auth::DbSession;
 using Clock = std::chrono::system_clock;
 
-constexpr size_t kMaxTag = 128;
 constexpr size_t kMaxCron = 200;
-
-bool is_tag_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-         c == ':' || c == '-';
-}
 
 // Names follow the script path rules; the message names the field.
 Status validate_name(const std::string& name) {
@@ -28,7 +22,7 @@ Status validate_name(const std::string& name) {
   if (s) return s;
   std::string message = s.message();
   if (message.rfind("script path", 0) == 0) message.replace(0, 11, "name");
-  return Status::error(message);
+  return Status::invalid(message);
 }
 
 }  // namespace
@@ -53,19 +47,20 @@ std::optional<CatchUp> catch_up_from_string(std::string_view s) {
 
 Status validate(const Schedule& s) {
   if (Status st = validate_name(s.name); !st) return st;
-  if (s.cron.size() > kMaxCron) return Status::error("cron is longer than 200 characters");
+  if (s.cron.size() > kMaxCron) return Status::invalid("cron is longer than 200 characters");
   auto cron = CronExpr::parse(s.cron);
   if (!cron) return cron.status();
   auto zone = find_time_zone(s.timezone);
   if (!zone) return zone.status().with_context("timezone");
   if (auto next = cron->next_after(Clock::now(), **zone); !next) return next.status();
   if (Status st = scripts::validate_path(s.script_path); !st) return st.with_context("script_path");
-  if (!s.args.is_object()) return Status::error("args must be a JSON object");
-  if (s.tag.size() > kMaxTag || !std::all_of(s.tag.begin(), s.tag.end(), is_tag_char))
-    return Status::error("tag may only hold A-Z, a-z, 0-9, _, ., : and - (at most 128 characters)");
+  if (!s.args.is_object()) return Status::invalid("args must be a JSON object");
+  if (!s.tag.empty()) {
+    if (Status st = validation::check_tag(s.tag, "tag"); !st) return st;
+  }
   if (s.priority != 0 && (s.priority < 1 || s.priority > 100))
-    return Status::error("priority must be from 1 to 100 (or 0 for the script's), got " +
-                         std::to_string(s.priority));
+    return Status::invalid("priority must be from 1 to 100 (or 0 for the script's), got " +
+                           std::to_string(s.priority));
   return Status::ok();
 }
 
@@ -82,12 +77,12 @@ Schedule schedule_from_row(const pqxx::row& row) {
   s.priority = row[6].as<int>();
   s.paused = row[7].as<bool>();
   s.catch_up = catch_up_from_string(row[8].c_str()).value_or(CatchUp::skip);
-  s.next_fire_at = DbSession::from_epoch_us(row[9].as<int64_t>());
-  if (!row[10].is_null()) s.last_fired_at = DbSession::from_epoch_us(row[10].as<int64_t>());
+  s.next_fire_at = pg::from_epoch_us(row[9].as<int64_t>());
+  if (!row[10].is_null()) s.last_fired_at = pg::from_epoch_us(row[10].as<int64_t>());
   s.last_job_id = row[11].as<int64_t>();
   s.last_error = row[12].as<std::string>();
-  s.created_at = DbSession::from_epoch_us(row[13].as<int64_t>());
-  s.updated_at = DbSession::from_epoch_us(row[14].as<int64_t>());
+  s.created_at = pg::from_epoch_us(row[13].as<int64_t>());
+  s.updated_at = pg::from_epoch_us(row[14].as<int64_t>());
   return s;
 }
 
@@ -102,46 +97,52 @@ StatusOr<Clock::time_point> next_tick(const Schedule& s, Clock::time_point t) {
 }  // namespace sql
 
 struct ScheduleStore::Impl {
-  explicit Impl(const std::string& url)
-      : db(url, {{"schedules_now", sql::kNow},
-                 {"schedules_notify", sql::kNotify},
-                 {"schedules_upsert", sql::kUpsert},
-                 {"schedules_get", sql::kGet},
-                 {"schedules_get_for_update", sql::kGetForUpdate},
-                 {"schedules_list", sql::kList},
-                 {"schedules_set_paused", sql::kSetPaused},
-                 {"schedules_delete", sql::kDelete}}) {}
+  explicit Impl(std::shared_ptr<pg::Session> session) : db(std::move(session)) {
+    static const pg::Statement kStatements[] = {{"schedules_now", sql::kNow},
+                                                {"schedules_notify", sql::kNotify},
+                                                {"schedules_upsert", sql::kUpsert},
+                                                {"schedules_get", sql::kGet},
+                                                {"schedules_get_for_update", sql::kGetForUpdate},
+                                                {"schedules_list", sql::kList},
+                                                {"schedules_set_paused", sql::kSetPaused},
+                                                {"schedules_delete", sql::kDelete}};
+    db->add_statements(kStatements);
+  }
 
   // The first tick after the transaction's now(). Throws on a bad cron or
   // zone (callers validated; a failure here is an internal error).
   Clock::time_point next_from_now(pqxx::transaction_base& tx, const Schedule& s) {
-    const auto now = DbSession::from_epoch_us(tx.exec_prepared1("schedules_now")[0].as<int64_t>());
+    const auto now = pg::from_epoch_us(tx.exec_prepared1("schedules_now")[0].as<int64_t>());
     auto next = sql::next_tick(s, now);
     if (!next) throw std::runtime_error(next.message());
     return *next;
   }
 
-  DbSession db;
+  std::shared_ptr<pg::Session> db;
 };
 
 ScheduleStore::ScheduleStore() = default;
 ScheduleStore::~ScheduleStore() = default;
 
 StatusOr<std::unique_ptr<ScheduleStore>> ScheduleStore::connect(const std::string& database_url) {
+  auto session = std::make_shared<pg::Session>(database_url);
+  if (Status s = session->open("connect to the schedule store"); !s) return s;
+  return over(std::move(session));
+}
+
+std::unique_ptr<ScheduleStore> ScheduleStore::over(std::shared_ptr<pg::Session> session) {
   std::unique_ptr<ScheduleStore> store(new ScheduleStore());
-  store->impl_ = std::make_unique<Impl>(database_url);
-  if (Status s = store->impl_->db.open("connect to the schedule store"); !s) return s;
+  store->impl_ = std::make_unique<Impl>(std::move(session));
   return store;
 }
 
 StatusOr<ScheduleStore::Upserted> ScheduleStore::upsert(const Schedule& s) {
   if (Status st = validate(s); !st) return st;
-  return impl_->db.run("save schedule", [&](pqxx::connection& c) {
+  return impl_->db->run("save schedule", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     const Clock::time_point next = impl_->next_from_now(tx, s);
-    auto row =
-        tx.exec_prepared1("schedules_upsert", s.name, s.cron, s.timezone, s.script_path, s.args.dump(), s.tag,
-                          s.priority, s.paused, to_string(s.catch_up), DbSession::to_epoch_us(next));
+    auto row = tx.exec_prepared1("schedules_upsert", s.name, s.cron, s.timezone, s.script_path, s.args.dump(),
+                                 s.tag, s.priority, s.paused, to_string(s.catch_up), pg::to_epoch_us(next));
     tx.exec_prepared("schedules_notify", kSchedulesChannel);
     Upserted out{sql::schedule_from_row(row), row[15].as<bool>()};
     tx.commit();
@@ -150,7 +151,7 @@ StatusOr<ScheduleStore::Upserted> ScheduleStore::upsert(const Schedule& s) {
 }
 
 StatusOr<std::optional<Schedule>> ScheduleStore::get(const std::string& name) {
-  return impl_->db.run("get schedule", [&](pqxx::connection& c) -> std::optional<Schedule> {
+  return impl_->db->run("get schedule", [&](pqxx::connection& c) -> std::optional<Schedule> {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared("schedules_get", name);
     if (r.empty()) return std::nullopt;
@@ -159,7 +160,7 @@ StatusOr<std::optional<Schedule>> ScheduleStore::get(const std::string& name) {
 }
 
 StatusOr<std::vector<Schedule>> ScheduleStore::list() {
-  return impl_->db.run("list schedules", [&](pqxx::connection& c) {
+  return impl_->db->run("list schedules", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     std::vector<Schedule> out;
     for (const auto& row : tx.exec_prepared("schedules_list")) out.push_back(sql::schedule_from_row(row));
@@ -168,7 +169,7 @@ StatusOr<std::vector<Schedule>> ScheduleStore::list() {
 }
 
 StatusOr<std::optional<Schedule>> ScheduleStore::set_paused(const std::string& name, bool paused) {
-  return impl_->db.run(
+  return impl_->db->run(
       paused ? "pause schedule" : "resume schedule", [&](pqxx::connection& c) -> std::optional<Schedule> {
         pqxx::work tx(c);
         auto r = tx.exec_prepared("schedules_get_for_update", name);
@@ -176,7 +177,7 @@ StatusOr<std::optional<Schedule>> ScheduleStore::set_paused(const std::string& n
         Schedule s = sql::schedule_from_row(r[0]);
         if (s.paused == paused) return s;  // nothing to change (a resume keeps its due tick)
         std::string next;                  // empty: unchanged (NULL)
-        if (!paused) next = std::to_string(DbSession::to_epoch_us(impl_->next_from_now(tx, s)));
+        if (!paused) next = std::to_string(pg::to_epoch_us(impl_->next_from_now(tx, s)));
         s = sql::schedule_from_row(
             tx.exec_prepared1("schedules_set_paused", name, paused, next.empty() ? nullptr : next.c_str()));
         tx.exec_prepared("schedules_notify", kSchedulesChannel);
@@ -186,7 +187,7 @@ StatusOr<std::optional<Schedule>> ScheduleStore::set_paused(const std::string& n
 }
 
 StatusOr<bool> ScheduleStore::remove(const std::string& name) {
-  return impl_->db.run("delete schedule", [&](pqxx::connection& c) {
+  return impl_->db->run("delete schedule", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     const bool found = !tx.exec_prepared("schedules_delete", name).empty();
     if (found) tx.exec_prepared("schedules_notify", kSchedulesChannel);

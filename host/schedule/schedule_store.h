@@ -20,6 +20,10 @@
 
 #include "host/common/status.h"
 
+namespace quern::pg {
+class Session;
+}
+
 namespace quern::schedule {
 
 inline constexpr const char* kSchedulesChannel = "quern_schedules";
@@ -64,6 +68,8 @@ Status validate(const Schedule& s);
 class ScheduleStore {
  public:
   static StatusOr<std::unique_ptr<ScheduleStore>> connect(const std::string& database_url);
+  // Over a session shared with other stores (the server's pool).
+  static std::unique_ptr<ScheduleStore> over(std::shared_ptr<pg::Session> session);
   ~ScheduleStore();
   ScheduleStore(const ScheduleStore&) = delete;
   ScheduleStore& operator=(const ScheduleStore&) = delete;

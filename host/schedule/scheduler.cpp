@@ -13,13 +13,12 @@
 #include <iostream>
 #include <thread>
 
-#include "host/auth/db_session.h"
+#include "host/pg/session.h"
 #include "host/schedule/schedule_sql.h"
 
 namespace quern::schedule {
 namespace {
 
-using auth::DbSession;
 using namespace std::chrono_literals;
 
 // A schedule whose cron or zone no longer works (edited by hand, zone gone
@@ -82,13 +81,16 @@ struct Scheduler::Impl {
   Impl(SchedulerOptions o, JobBuilder b)
       : options(std::move(o)),
         build_job(std::move(b)),
-        db(options.database_url, {{"scheduler_lock_due", sql::kLockDue},
-                                  {"scheduler_advance", sql::kAdvance},
-                                  {"scheduler_until_due", sql::kUntilDue}}) {}
+        db(options.database_url, pg::SessionOptions{false, "quern server (scheduler)"}) {
+    static const pg::Statement kStatements[] = {{"scheduler_lock_due", sql::kLockDue},
+                                                {"scheduler_advance", sql::kAdvance},
+                                                {"scheduler_until_due", sql::kUntilDue}};
+    db.add_statements(kStatements);
+  }
 
   SchedulerOptions options;
   JobBuilder build_job;
-  DbSession db;
+  pg::Session db;
   std::thread thread;
   std::atomic<bool> stopping{false};
   int wake_fd = -1;       // eventfd: stop() wakes the loop's poll
@@ -146,10 +148,10 @@ struct Scheduler::Impl {
       auto rows = tx.exec_prepared("scheduler_lock_due", options.batch_size);
       for (const auto& row : rows) {
         const Schedule s = sql::schedule_from_row(row);
-        const Outcome o = fire(tx, s, DbSession::from_epoch_us(row[15].as<int64_t>()));
-        const std::string tick = o.last_tick ? std::to_string(DbSession::to_epoch_us(*o.last_tick)) : "";
+        const Outcome o = fire(tx, s, pg::from_epoch_us(row[15].as<int64_t>()));
+        const std::string tick = o.last_tick ? std::to_string(pg::to_epoch_us(*o.last_tick)) : "";
         const std::string job = o.last_job_id ? std::to_string(o.last_job_id) : "";
-        tx.exec_prepared("scheduler_advance", s.name, DbSession::to_epoch_us(o.next),
+        tx.exec_prepared("scheduler_advance", s.name, pg::to_epoch_us(o.next),
                          tick.empty() ? nullptr : tick.c_str(), job.empty() ? nullptr : job.c_str(),
                          o.error.empty() ? nullptr : o.error.c_str());
         batch.schedules++;

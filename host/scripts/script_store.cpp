@@ -2,12 +2,10 @@
 // validation and hashing are in script_validation.cpp).
 #include "host/scripts/script_store.h"
 
-#include "host/auth/db_session.h"
+#include "host/pg/session.h"
 
 namespace quern::scripts {
 namespace {
-
-using auth::DbSession;
 
 // Columns of a ScriptVersion, in the order version_from_row reads them.
 #define QUERN_SCRIPT_COLS(content)                      \
@@ -52,7 +50,7 @@ ScriptVersion version_from_row(const pqxx::row& row) {
   v.settings = nlohmann::json::parse(row[4].c_str()).get<ScriptSettings>();
   v.summary = row[5].as<std::string>();
   v.deployed_by = row[6].as<std::string>();
-  v.created_at = DbSession::from_epoch_us(row[7].as<int64_t>());
+  v.created_at = pg::from_epoch_us(row[7].as<int64_t>());
   v.archived = row[8].as<bool>();
   return v;
 }
@@ -60,25 +58,28 @@ ScriptVersion version_from_row(const pqxx::row& row) {
 }  // namespace
 
 struct ScriptStore::Impl {
-  explicit Impl(const std::string& url)
-      : db(url, {{"scripts_lock_path", kLockPath},
-                 {"scripts_unarchive", kUnarchive},
-                 {"scripts_insert", kInsert},
-                 {"scripts_latest", kLatest},
-                 {"scripts_by_hash", kByHash},
-                 {"scripts_list", kList},
-                 {"scripts_versions", kVersions},
-                 {"scripts_archive", kArchive}}) {}
-  auth::DbSession db;
+  explicit Impl(std::shared_ptr<pg::Session> session) : db(std::move(session)) {
+    static const pg::Statement kStatements[] = {
+        {"scripts_lock_path", kLockPath}, {"scripts_unarchive", kUnarchive}, {"scripts_insert", kInsert},
+        {"scripts_latest", kLatest},      {"scripts_by_hash", kByHash},      {"scripts_list", kList},
+        {"scripts_versions", kVersions},  {"scripts_archive", kArchive}};
+    db->add_statements(kStatements);
+  }
+  std::shared_ptr<pg::Session> db;
 };
 
 ScriptStore::ScriptStore() = default;
 ScriptStore::~ScriptStore() = default;
 
 StatusOr<std::unique_ptr<ScriptStore>> ScriptStore::connect(const std::string& database_url) {
+  auto session = std::make_shared<pg::Session>(database_url);
+  if (Status s = session->open("connect to the script store"); !s) return s;
+  return over(std::move(session));
+}
+
+std::unique_ptr<ScriptStore> ScriptStore::over(std::shared_ptr<pg::Session> session) {
   std::unique_ptr<ScriptStore> store(new ScriptStore());
-  store->impl_ = std::make_unique<Impl>(database_url);
-  if (Status s = store->impl_->db.open("connect to the script store"); !s) return s;
+  store->impl_ = std::make_unique<Impl>(std::move(session));
   return store;
 }
 
@@ -86,7 +87,7 @@ StatusOr<ScriptVersion> ScriptStore::deploy(const NewScript& s) {
   if (Status st = validate(s); !st) return st;
   const std::string hash = script_hash(s.language, s.settings, s.content);
   const std::string settings = nlohmann::json(s.settings).dump();
-  return impl_->db.run("deploy script", [&](pqxx::connection& c) {
+  return impl_->db->run("deploy script", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     tx.exec_prepared("scripts_lock_path", s.path);
     tx.exec_prepared("scripts_unarchive", s.path);
@@ -104,7 +105,7 @@ StatusOr<ScriptVersion> ScriptStore::deploy(const NewScript& s) {
 }
 
 StatusOr<std::optional<ScriptVersion>> ScriptStore::latest(const std::string& path) {
-  return impl_->db.run("get script", [&](pqxx::connection& c) -> std::optional<ScriptVersion> {
+  return impl_->db->run("get script", [&](pqxx::connection& c) -> std::optional<ScriptVersion> {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared("scripts_latest", path);
     if (r.empty()) return std::nullopt;
@@ -115,7 +116,7 @@ StatusOr<std::optional<ScriptVersion>> ScriptStore::latest(const std::string& pa
 }
 
 StatusOr<std::optional<ScriptVersion>> ScriptStore::by_hash(const std::string& hash) {
-  return impl_->db.run("get script version", [&](pqxx::connection& c) -> std::optional<ScriptVersion> {
+  return impl_->db->run("get script version", [&](pqxx::connection& c) -> std::optional<ScriptVersion> {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared("scripts_by_hash", hash);
     if (r.empty()) return std::nullopt;
@@ -124,7 +125,7 @@ StatusOr<std::optional<ScriptVersion>> ScriptStore::by_hash(const std::string& h
 }
 
 StatusOr<std::vector<ScriptVersion>> ScriptStore::list(bool include_archived) {
-  return impl_->db.run("list scripts", [&](pqxx::connection& c) {
+  return impl_->db->run("list scripts", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared("scripts_list", include_archived);
     std::vector<ScriptVersion> out;
@@ -135,7 +136,7 @@ StatusOr<std::vector<ScriptVersion>> ScriptStore::list(bool include_archived) {
 }
 
 StatusOr<std::vector<ScriptVersion>> ScriptStore::versions(const std::string& path) {
-  return impl_->db.run("list script versions", [&](pqxx::connection& c) {
+  return impl_->db->run("list script versions", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared("scripts_versions", path);
     std::vector<ScriptVersion> out;
@@ -146,7 +147,7 @@ StatusOr<std::vector<ScriptVersion>> ScriptStore::versions(const std::string& pa
 }
 
 StatusOr<bool> ScriptStore::archive(const std::string& path) {
-  return impl_->db.run("archive script", [&](pqxx::connection& c) {
+  return impl_->db->run("archive script", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     return tx.exec_prepared1("scripts_archive", path)[0].as<bool>();
   });

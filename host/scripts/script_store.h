@@ -26,6 +26,10 @@
 #include "host/common/status.h"
 #include "host/queue/job_policy.h"
 
+namespace quern::pg {
+class Session;
+}
+
 namespace quern::scripts {
 
 struct ScriptSettings {
@@ -84,6 +88,8 @@ class ScriptStore {
  public:
   // Connects now: an unreachable database is reported here.
   static StatusOr<std::unique_ptr<ScriptStore>> connect(const std::string& database_url);
+  // Over a session shared with other stores (the server's pool).
+  static std::unique_ptr<ScriptStore> over(std::shared_ptr<pg::Session> session);
   ~ScriptStore();
   ScriptStore(const ScriptStore&) = delete;
   ScriptStore& operator=(const ScriptStore&) = delete;

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "host/auth/tokens.h"
+#include "host/common/utf8.h"
+#include "host/common/validation.h"
 #include "host/scripts/script_store.h"
 
 namespace quern::scripts {
@@ -12,52 +14,10 @@ constexpr size_t kMaxPath = 255;
 constexpr size_t kMaxSegment = 64;
 constexpr size_t kMaxContent = 1024 * 1024;
 constexpr size_t kMaxLanguage = 64;
-constexpr size_t kMaxTag = 128;
 constexpr size_t kMaxSummary = 1000;
 
 bool is_segment_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-}
-
-bool is_tag(std::string_view s) {
-  if (s.empty() || s.size() > kMaxTag) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == ':' || c == '-';
-  });
-}
-
-// PostgreSQL text holds valid UTF-8 without NUL bytes; checking here turns
-// what would be a database error into a clear 400-style message.
-bool is_storable_text(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t extra;
-    if (c == 0) return false;
-    if (c < 0x80)
-      extra = 0;
-    else if ((c & 0xE0) == 0xC0 && c >= 0xC2)
-      extra = 1;
-    else if ((c & 0xF0) == 0xE0)
-      extra = 2;
-    else if ((c & 0xF8) == 0xF0 && c <= 0xF4)
-      extra = 3;
-    else
-      return false;
-    if (i + extra >= s.size()) return false;  // truncated sequence
-    for (size_t k = 1; k <= extra; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    if (extra == 2) {
-      const auto c1 = static_cast<unsigned char>(s[i + 1]);
-      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0)) return false;  // overlong, surrogates
-    } else if (extra == 3) {
-      const auto c1 = static_cast<unsigned char>(s[i + 1]);
-      if ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90)) return false;  // overlong, > U+10FFFF
-    }
-    i += extra + 1;
-  }
-  return true;
 }
 
 }  // namespace
@@ -99,8 +59,8 @@ std::string script_hash(const std::string& language, const ScriptSettings& setti
 Status validate_path(std::string_view path) {
   const std::string quoted = "script path \"" + std::string(path.substr(0, 300)) + "\"";
   if (path.empty())
-    return Status::error("script path is empty (expected f/<folder>/<name> or u/<user>/<name>)");
-  if (path.size() > kMaxPath) return Status::error(quoted + " is longer than 255 characters");
+    return Status::invalid("script path is empty (expected f/<folder>/<name> or u/<user>/<name>)");
+  if (path.size() > kMaxPath) return Status::invalid(quoted + " is longer than 255 characters");
   std::vector<std::string_view> segments;
   size_t start = 0;
   while (true) {
@@ -111,47 +71,48 @@ Status validate_path(std::string_view path) {
     start = slash + 1;
   }
   if (segments[0] != "f" && segments[0] != "u")
-    return Status::error(quoted + " must start with f/ (folder) or u/ (user), as in f/<folder>/<name>");
+    return Status::invalid(quoted + " must start with f/ (folder) or u/ (user), as in f/<folder>/<name>");
   if (segments.size() < 3)
-    return Status::error(quoted + " needs a " + (segments[0] == "f" ? "folder" : "user") +
-                         " and a name, as in " + std::string(segments[0]) + "/<" +
-                         (segments[0] == "f" ? "folder" : "user") + ">/<name>");
+    return Status::invalid(quoted + " needs a " + (segments[0] == "f" ? "folder" : "user") +
+                           " and a name, as in " + std::string(segments[0]) + "/<" +
+                           (segments[0] == "f" ? "folder" : "user") + ">/<name>");
   for (size_t i = 1; i < segments.size(); ++i) {
     const std::string_view seg = segments[i];
     if (seg.empty())
-      return Status::error(quoted + " has an empty segment (a leading, trailing or double slash)");
+      return Status::invalid(quoted + " has an empty segment (a leading, trailing or double slash)");
     if (seg.size() > kMaxSegment)
-      return Status::error(quoted + ": segment \"" + std::string(seg.substr(0, 80)) +
-                           "\" is longer than 64 characters");
+      return Status::invalid(quoted + ": segment \"" + std::string(seg.substr(0, 80)) +
+                             "\" is longer than 64 characters");
     auto bad = std::find_if_not(seg.begin(), seg.end(), is_segment_char);
     if (bad != seg.end())
-      return Status::error(quoted + ": segment \"" + std::string(seg) + "\" may only hold a-z, 0-9, _ and -");
+      return Status::invalid(quoted + ": segment \"" + std::string(seg) +
+                             "\" may only hold a-z, 0-9, _ and -");
   }
   return Status::ok();
 }
 
 Status validate(const NewScript& s) {
   if (Status st = validate_path(s.path); !st) return st;
-  if (s.language.empty()) return Status::error("language is required (e.g. \"bash\")");
+  if (s.language.empty()) return Status::invalid("language is required (e.g. \"bash\")");
   if (s.language.size() > kMaxLanguage || !std::all_of(s.language.begin(), s.language.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
       }))
-    return Status::error("language \"" + s.language.substr(0, 80) + "\" may only hold a-z, 0-9 and _");
+    return Status::invalid("language \"" + s.language.substr(0, 80) + "\" may only hold a-z, 0-9 and _");
   if (s.content.size() > kMaxContent)
-    return Status::error("content is " + std::to_string(s.content.size()) +
-                         " bytes, more than the limit of 1 MiB");
-  if (!is_storable_text(s.content)) return Status::error("content must be UTF-8 text without NUL bytes");
+    return Status::invalid("content is " + std::to_string(s.content.size()) +
+                           " bytes, more than the limit of 1 MiB");
+  if (!text::is_storable(s.content)) return Status::invalid("content must be UTF-8 text without NUL bytes");
   if (s.settings.priority != 0 && (s.settings.priority < 1 || s.settings.priority > 100))
-    return Status::error("priority must be between 1 and 100 (or 0 for the default), got " +
-                         std::to_string(s.settings.priority));
+    return Status::invalid("priority must be between 1 and 100 (or 0 for the default), got " +
+                           std::to_string(s.settings.priority));
   if (s.settings.timeout_s < 0)
-    return Status::error("timeout_s must not be negative, got " + std::to_string(s.settings.timeout_s));
-  if (!s.settings.tag.empty() && !is_tag(s.settings.tag))
-    return Status::error("bad tag \"" + s.settings.tag.substr(0, 200) +
-                         "\" (expected [A-Za-z0-9_.:-]+, at most 128 characters)");
-  if (s.summary.size() > kMaxSummary) return Status::error("summary is longer than 1000 bytes");
-  if (!is_storable_text(s.summary) || !is_storable_text(s.deployed_by))
-    return Status::error("summary and deployed_by must be UTF-8 text without NUL bytes");
+    return Status::invalid("timeout_s must not be negative, got " + std::to_string(s.settings.timeout_s));
+  if (!s.settings.tag.empty()) {
+    if (Status st = validation::check_tag(s.settings.tag, "tag"); !st) return st;
+  }
+  if (s.summary.size() > kMaxSummary) return Status::invalid("summary is longer than 1000 bytes");
+  if (!text::is_storable(s.summary) || !text::is_storable(s.deployed_by))
+    return Status::invalid("summary and deployed_by must be UTF-8 text without NUL bytes");
   return Status::ok();
 }
 

@@ -3,7 +3,8 @@
 // requires a bearer token whose role allows the route's permission.
 //
 // Thread-safety: handlers run concurrently on the HTTP server's handler
-// threads; each borrows its own database connections from pools.
+// threads; each borrows one database connection (with every store over it)
+// from one pool.
 #pragma once
 
 #include <chrono>
@@ -25,7 +26,12 @@ struct ApiOptions {
   std::chrono::milliseconds live_within{35000};
   // Largest timeout_s a job may ask for (0 = no maximum); larger is a 400.
   int max_timeout_s = 0;
-  size_t pool_size = 16;  // database connections per kind (queue, tokens, scripts)
+  // The API's connection budget: requests share this many database
+  // connections (each request holds at most one); connections idle for
+  // db_idle_timeout are closed. The server process as a whole uses
+  // db_connections + 3 (server.h).
+  size_t db_connections = 16;
+  std::chrono::milliseconds db_idle_timeout{60000};
   // The config's <routing> rules, applied to every run (docs/ROUTING.md).
   std::vector<routing::Rule> routing_rules;
   // The config's <limits>: numbers that replace a job's for the same key.

@@ -1,31 +1,69 @@
 #include "host/server/api_context.h"
 
+#include <algorithm>
 #include <ctime>
+
+#include "host/common/json_input.h"
 
 namespace quern::server {
 
+namespace {
+
+StatusOr<std::unique_ptr<Db>> open_db(const ApiOptions& o) {
+  auto db = std::make_unique<Db>();
+  pg::SessionOptions so;
+  so.application_name = "quern server (api)";
+  db->session = std::make_shared<pg::Session>(o.database_url, so);
+  if (Status s = db->session->open("connect to the database"); !s) return s;
+  db->queue = queue::Queue::over(db->session, o.queue_options);
+  db->tokens = auth::TokenStore::over(db->session);
+  db->scripts = scripts::ScriptStore::over(db->session);
+  db->schedules = schedule::ScheduleStore::over(db->session);
+  return db;
+}
+
+DbPool::Options pool_options(const ApiOptions& o) {
+  DbPool::Options p;
+  p.max_size = std::max<size_t>(1, o.db_connections);
+  p.idle_timeout = o.db_idle_timeout;
+  return p;
+}
+
+}  // namespace
+
 ApiContext::ApiContext(ApiOptions o)
     : options(std::move(o)),
-      queues([this] { return queue::Queue::connect(options.database_url, options.queue_options); },
-             options.pool_size),
-      tokens([this] { return auth::TokenStore::connect(options.database_url); }, options.pool_size),
-      scripts([this] { return scripts::ScriptStore::connect(options.database_url); }, options.pool_size),
-      schedules([this] { return schedule::ScheduleStore::connect(options.database_url); }, options.pool_size),
+      pool([this] { return open_db(options); }, pool_options(options),
+           // A connection that the server closed while it sat idle (a
+           // restart) is replaced here, before a request can fail on it.
+           [](Db& db) { db.session->check_alive(); }),
       waiters(options.database_url) {}
 
-bool ApiContext::dedicated_worker_alive(const std::string& script_path) {
+StatusOr<DbLease> ApiContext::acquire() {
+  auto lease = pool.acquire();
+  if (!lease) return lease.status();
+  return DbLease(pool, std::move(lease).value());
+}
+
+Status DbLease::reacquire() {
+  if (lease_) return Status::ok();
+  auto lease = pool_.acquire();
+  if (!lease) return lease.status();
+  lease_.emplace(std::move(lease).value());
+  return Status::ok();
+}
+
+bool ApiContext::dedicated_worker_alive(queue::Queue& q, const std::string& script_path) {
   const auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(dedicated_mu_);
     auto it = dedicated_cache_.find(script_path);
     if (it != dedicated_cache_.end() && it->second.second > now) return it->second.first;
   }
-  bool alive = false;
-  if (auto q = queues.acquire()) {
-    auto served = (*q)->tag_is_served("dedicated:" + script_path, options.live_within);
-    alive = served && *served;
-  }
+  auto served = q.tag_is_served("dedicated:" + script_path, options.live_within);
+  const bool alive = served && *served;
   std::lock_guard lock(dedicated_mu_);
+  if (dedicated_cache_.size() > 10000) dedicated_cache_.clear();  // bounded: paths come from requests
   dedicated_cache_[script_path] = {alive, now + std::chrono::seconds(1)};
   return alive;
 }
@@ -55,26 +93,27 @@ void add_route(ApiContext& ctx, http::Router& router, const std::string& method,
     const std::string prefix = "Bearer ";
     if (authz.size() <= prefix.size() || authz.compare(0, prefix.size(), prefix) != 0)
       return http::json_error(401, "missing_token", "send Authorization: Bearer <token>");
-    auto store = ctx.tokens.acquire();
-    if (!store) return unavailable(store.status());
-    auto principal = (*store)->authenticate(std::string_view(authz).substr(prefix.size()));
-    if (!principal) return unavailable(principal.status());
+    auto db = ctx.acquire();
+    if (!db) return error_response(db.status());
+    auto principal = db->tokens().authenticate(std::string_view(authz).substr(prefix.size()));
+    if (!principal) return error_response(principal.status());
     if (!*principal)
       return http::json_error(401, "invalid_token", "the token is unknown, expired or revoked");
     if (!auth::allowed((*principal)->role, permission))
       return http::json_error(
           403, "forbidden",
           std::string("role ") + auth::to_string((*principal)->role) + " may not " + permission);
-    return handler(req, **principal);
+    return handler(req, **principal, *db);
   };
   router.add(std::move(route));
 }
 
 StatusOr<nlohmann::ordered_json> body_object(const http::Request& req) {
   if (req.body.empty()) return nlohmann::ordered_json::object();
-  auto parsed = nlohmann::ordered_json::parse(req.body, nullptr, false);
-  if (parsed.is_discarded()) return Status::error("the request body is not valid JSON");
-  if (!parsed.is_object()) return Status::error("the request body must be a JSON object");
+  // NUL characters are refused per field (the route's parser names it).
+  auto parsed = json_input::parse<nlohmann::ordered_json>(req.body, "the request body", /*storable=*/false);
+  if (!parsed) return parsed.status();
+  if (!parsed->is_object()) return Status::invalid("the request body must be a JSON object");
   return parsed;
 }
 
@@ -82,8 +121,21 @@ http::Response bad_request(const std::string& message) {
   return http::json_error(400, "bad_request", message);
 }
 http::Response not_found(const std::string& message) { return http::json_error(404, "not_found", message); }
-http::Response unavailable(const Status& status) {
-  return http::json_error(503, "unavailable", status.message());
+http::Response error_response(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::invalid_argument:
+      return bad_request(status.message());
+    case StatusCode::not_found:
+      return not_found(status.message());
+    case StatusCode::conflict:
+      return http::json_error(409, "conflict", status.message());
+    case StatusCode::unavailable:
+      return http::json_error(503, "unavailable", status.message());  // the HTTP layer adds Retry-After
+    case StatusCode::ok:
+    case StatusCode::internal:
+      break;
+  }
+  return http::json_error(500, "internal", status.message());
 }
 http::Response json_ok(const nlohmann::ordered_json& body, int status) {
   return http::json_response(status, body.dump());

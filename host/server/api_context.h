@@ -6,49 +6,71 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "host/auth/permissions.h"
 #include "host/auth/tokens.h"
+#include "host/pg/session.h"
 #include "host/schedule/schedule_store.h"
 #include "host/schedule/scheduler.h"
 #include "host/scripts/script_store.h"
 #include "host/server/api.h"
+#include "host/server/api_requests.h"
 #include "host/server/job_waiters.h"
 #include "host/server/pool.h"
 
 namespace quern::server {
 
+// One database session and every store over it: what a request borrows,
+// so that a request holds at most one connection.
+struct Db {
+  std::shared_ptr<pg::Session> session;
+  std::unique_ptr<queue::Queue> queue;
+  std::unique_ptr<auth::TokenStore> tokens;
+  std::unique_ptr<scripts::ScriptStore> scripts;
+  std::unique_ptr<schedule::ScheduleStore> schedules;
+};
+using DbPool = Pool<Db>;
+
+// A request's borrowed Db. A handler that waits long without the database
+// (run_wait_result, agent long polls) release()s it and reacquire()s it
+// when it needs it again, so a waiting request holds no connection.
+class DbLease {
+ public:
+  DbLease(DbPool& pool, DbPool::Lease lease) : pool_(pool), lease_(std::move(lease)) {}
+  queue::Queue& queue() { return *(*lease_)->queue; }
+  auth::TokenStore& tokens() { return *(*lease_)->tokens; }
+  scripts::ScriptStore& scripts() { return *(*lease_)->scripts; }
+  schedule::ScheduleStore& schedules() { return *(*lease_)->schedules; }
+  void release() { lease_.reset(); }
+  Status reacquire();
+  bool held() const { return lease_.has_value(); }
+
+ private:
+  DbPool& pool_;
+  std::optional<DbPool::Lease> lease_;
+};
+
 struct ApiContext {
   explicit ApiContext(ApiOptions o);
 
   ApiOptions options;
-  Pool<queue::Queue> queues;
-  Pool<auth::TokenStore> tokens;
-  Pool<scripts::ScriptStore> scripts;
-  Pool<schedule::ScheduleStore> schedules;
-  JobWaiters waiters;  // run_wait_result: woken by the job's NOTIFY
+  DbPool pool;         // the API's connection budget (ApiOptions::db_connections)
+  JobWaiters waiters;  // run_wait_result and agent long polls: woken by NOTIFY, one connection
+
+  // Borrows a Db (for work outside a request: streams, the scheduler).
+  StatusOr<DbLease> acquire();
 
   // Whether a live dedicated worker keeps this script warm; cached for a
-  // second so that webhook runs don't pay a query each.
-  bool dedicated_worker_alive(const std::string& script_path);
+  // second so that webhook runs don't pay a query each (asked on q).
+  bool dedicated_worker_alive(queue::Queue& q, const std::string& script_path);
 
  private:
   std::mutex dedicated_mu_;
   std::map<std::string, std::pair<bool, std::chrono::steady_clock::time_point>> dedicated_cache_;  // guarded
-};
-
-// What a run request may set on top of the script's settings.
-struct RunRequest {
-  nlohmann::ordered_json args = nlohmann::ordered_json::object();
-  std::string tag;
-  int priority = 0;
-  int timeout_s = 0;
-  std::optional<queue::Clock::time_point> scheduled_for;
-  std::optional<queue::ConcurrencyLimit> concurrency;  // replaces the script's
-  std::optional<queue::RetryPolicy> retry;             // replaces the script's
 };
 
 // The job a run of script version `v` (an inline one has no path or hash)
@@ -60,24 +82,31 @@ struct RunRequest {
 // request, concurrency key substitution, the config's <limits>) and checked
 // against the queue's rules and the server's maximum timeout. An error is
 // the caller's bad input (the run routes answer 400).
-StatusOr<queue::NewJob> job_for_run(ApiContext& ctx, const std::string& role, const std::string& group,
-                                    const scripts::ScriptVersion& v, const RunRequest& r);
+StatusOr<queue::NewJob> job_for_run(ApiContext& ctx, queue::Queue& q, const std::string& role,
+                                    const std::string& group, const scripts::ScriptVersion& v,
+                                    const RunRequest& r);
 
-using AuthedHandler = std::function<http::Response(const http::Request&, const auth::Principal&)>;
+using AuthedHandler =
+    std::function<http::Response(const http::Request&, const auth::Principal&, DbLease& db)>;
 
-// Registers a route that authenticates the bearer token and checks
-// `permission` before calling the handler: 401 without a valid token, 403
-// when the role lacks the permission.
+// Registers a route that borrows the request's Db, authenticates the bearer
+// token and checks `permission` before calling the handler: 401 without a
+// valid token, 403 when the role lacks the permission, 503 (Retry-After)
+// when no connection frees up in time.
 void add_route(ApiContext& ctx, http::Router& router, const std::string& method, const std::string& pattern,
                const std::string& permission, const std::string& summary, AuthedHandler handler);
 
-// Parses the body as a JSON object ({} when empty). Errors name what was wrong.
+// Parses the body as a JSON object ({} when empty), depth-bounded
+// (json_input). Errors name what was wrong.
 StatusOr<nlohmann::ordered_json> body_object(const http::Request& req);
 
-// 400 / 404 / 500 shortcuts in the one error shape.
+// Shortcuts in the one error shape.
 http::Response bad_request(const std::string& message);
 http::Response not_found(const std::string& message);
-http::Response unavailable(const Status& status);  // database trouble → 503
+// The answer for a failed Status, by its code: invalid_argument 400,
+// not_found 404, conflict 409, unavailable 503 (with Retry-After), internal
+// 500. The one place where a Status becomes an HTTP status.
+http::Response error_response(const Status& status);
 http::Response json_ok(const nlohmann::ordered_json& body, int status = 200);
 
 std::string iso_time(queue::Clock::time_point t);

@@ -6,7 +6,10 @@
 #include <thread>
 #include <variant>
 
+#include "host/common/json_input.h"
+#include "host/common/validation.h"
 #include "host/server/api_context.h"
+#include "host/server/api_requests.h"
 #include "host/worker/gpu_capacity.h"
 
 namespace quern::server {
@@ -14,70 +17,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 using namespace std::chrono_literals;
-
-StatusOr<queue::Clock::time_point> parse_iso_utc(const std::string& text) {
-  std::tm tm{};
-  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (end == nullptr)
-    return Status::error("scheduled_for must be an ISO 8601 UTC time like 2026-12-01T08:00:00Z");
-  double frac = 0;
-  if (*end == '.') {
-    char* after = nullptr;
-    frac = std::strtod(end, &after);
-    end = after;
-  }
-  if (std::string(end) != "Z" && std::string(end) != "+00:00")
-    return Status::error("scheduled_for must be in UTC (end with Z): " + text);
-  const std::time_t secs = timegm(&tm);
-  return queue::Clock::from_time_t(secs) +
-         std::chrono::duration_cast<queue::Clock::duration>(std::chrono::duration<double>(frac));
-}
-
-StatusOr<RunRequest> parse_run_request(const Json& body) {
-  RunRequest r;
-  for (const auto& [key, value] : body.items()) {
-    if (key == "args") {
-      if (!value.is_object()) return Status::error("args must be a JSON object");
-      r.args = value;
-    } else if (key == "tag") {
-      if (!value.is_string() || value.get<std::string>().empty())
-        return Status::error("tag must be a non-empty string");
-      r.tag = value.get<std::string>();
-    } else if (key == "priority") {
-      if (!value.is_number_integer() || value.get<int>() < queue::kMinPriority ||
-          value.get<int>() > queue::kMaxPriority)
-        return Status::error("priority must be an integer from 1 to 100");
-      r.priority = value.get<int>();
-    } else if (key == "timeout_s") {
-      if (!value.is_number_integer() || value.get<int>() < 0)
-        return Status::error("timeout_s must be a non-negative integer");
-      r.timeout_s = value.get<int>();
-    } else if (key == "scheduled_for") {
-      if (!value.is_string()) return Status::error("scheduled_for must be a string (ISO 8601, UTC)");
-      auto t = parse_iso_utc(value.get<std::string>());
-      if (!t) return t.status();
-      r.scheduled_for = *t;
-    } else if (key == "delay_s") {
-      if (!value.is_number() || value.get<double>() < 0)
-        return Status::error("delay_s must be a non-negative number");
-      r.scheduled_for = queue::Clock::now() + std::chrono::duration_cast<queue::Clock::duration>(
-                                                  std::chrono::duration<double>(value.get<double>()));
-    } else if (key == "concurrency") {
-      auto c = queue::concurrency_from_json(value, "concurrency");
-      if (!c) return c.status();
-      r.concurrency = *c;
-    } else if (key == "retry") {
-      auto p = queue::retry_from_json(value, "retry");
-      if (!p) return p.status();
-      r.retry = *p;
-    } else if (key != "language" && key != "content") {
-      return Status::error(
-          "unknown field '" + key +
-          "' (allowed: args, tag, priority, timeout_s, scheduled_for, delay_s, concurrency, retry)");
-    }
-  }
-  return r;
-}
 
 queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest& r) {
   queue::NewJob job;
@@ -153,14 +92,15 @@ Status finalize_job(const ApiContext& ctx, queue::NewJob& job) {
 
 }  // namespace
 
-StatusOr<queue::NewJob> job_for_run(ApiContext& ctx, const std::string& role, const std::string& group,
-                                    const scripts::ScriptVersion& v, const RunRequest& r) {
+StatusOr<queue::NewJob> job_for_run(ApiContext& ctx, queue::Queue& q, const std::string& role,
+                                    const std::string& group, const scripts::ScriptVersion& v,
+                                    const RunRequest& r) {
   queue::NewJob job = job_from_script(v, r);
   if (v.hash.empty()) job.payload.erase("script_hash");  // inline code
   if (Status st = route_job(ctx, role, group, v, r, job); !st) return st;
   // Runs of a script that a live dedicated worker keeps warm go there, unless
   // the request names a tag.
-  if (r.tag.empty() && !job.script_path.empty() && ctx.dedicated_worker_alive(job.script_path))
+  if (r.tag.empty() && !job.script_path.empty() && ctx.dedicated_worker_alive(q, job.script_path))
     job.tag = "dedicated:" + job.script_path;
   if (Status st = finalize_job(ctx, job); !st) return st;
   return job;
@@ -172,51 +112,41 @@ namespace {
 // version by hash, or inline code. Returns an error response when it can't.
 using JobOrResponse = std::variant<queue::NewJob, http::Response>;
 
-JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const auth::Principal& who,
+JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const auth::Principal& who, DbLease& db,
                         const std::string& kind) {
   auto body = body_object(req);
-  if (!body) return bad_request(body.message());
+  if (!body) return error_response(body.status());
   auto run = parse_run_request(*body);
-  if (!run) return bad_request(run.message());
+  if (!run) return error_response(run.status());
+  const std::string role = auth::to_string(who.role);
   if (kind == "inline") {
-    auto lang = body->find("language");
-    auto content = body->find("content");
-    if (lang == body->end() || !lang->is_string() || lang->get<std::string>().empty())
-      return bad_request("language is required (e.g. \"bash\")");
-    if (content == body->end() || !content->is_string()) return bad_request("content (the code) is required");
+    auto code = parse_inline_code(*body);
+    if (!code) return error_response(code.status());
     scripts::ScriptVersion s;
-    s.language = lang->get<std::string>();
-    s.content = content->get<std::string>();
-    auto job = job_for_run(ctx, auth::to_string(who.role), who.group, s, *run);
+    s.language = std::move(code->language);
+    s.content = std::move(code->content);
+    auto job = job_for_run(ctx, db.queue(), role, who.group, s, *run);
     if (!job) return bad_request(job.message());
     return std::move(job).value();
   }
-  auto store = ctx.scripts.acquire();
-  if (!store) return unavailable(store.status());
   const std::string& key = req.path_params.at(kind == "path" ? "path" : "hash");
-  auto found = kind == "path" ? (*store)->latest(key) : (*store)->by_hash(key);
-  if (!found) return unavailable(found.status());
+  auto found = kind == "path" ? db.scripts().latest(key) : db.scripts().by_hash(key);
+  if (!found) return error_response(found.status());
   if (!*found)
     return not_found(kind == "path" ? "no script at path '" + key + "' (or it is archived)"
                                     : "no script version with hash '" + key + "'");
-  auto job = job_for_run(ctx, auth::to_string(who.role), who.group, **found, *run);
+  auto job = job_for_run(ctx, db.queue(), role, who.group, **found, *run);
   if (!job) return bad_request(job.message());
   return std::move(job).value();
 }
 
-StatusOr<int64_t> submit(ApiContext& ctx, const queue::NewJob& job) {
-  auto q = ctx.queues.acquire();
-  if (!q) return q.status();
-  return (*q)->push(job);
-}
-
-http::Response run_route(ApiContext& ctx, const http::Request& req, const auth::Principal& who,
+http::Response run_route(ApiContext& ctx, const http::Request& req, const auth::Principal& who, DbLease& db,
                          const std::string& kind) {
-  auto built = build_job(ctx, req, who, kind);
+  auto built = build_job(ctx, req, who, db, kind);
   if (auto* r = std::get_if<http::Response>(&built)) return std::move(*r);
   const auto& job = std::get<queue::NewJob>(built);
-  auto id = submit(ctx, job);
-  if (!id) return unavailable(id.status());
+  auto id = db.queue().push(job);
+  if (!id) return error_response(id.status());
   return json_ok(Json{{"id", *id}, {"tag", job.tag}}, 201);
 }
 
@@ -238,37 +168,31 @@ http::Response outcome_response(int64_t id, const std::string& state, const nloh
 }
 
 http::Response wait_result_route(ApiContext& ctx, const http::Request& req, const auth::Principal& who,
-                                 const std::string& kind) {
-  std::chrono::milliseconds wait = ctx.options.max_wait;
-  if (auto it = req.query.find("timeout_s"); it != req.query.end()) {
-    char* end = nullptr;
-    const double s = std::strtod(it->second.c_str(), &end);
-    if (end == it->second.c_str() || *end != '\0' || s <= 0)
-      return bad_request("timeout_s must be a positive number");
-    wait = std::min(wait, std::chrono::milliseconds(static_cast<int64_t>(s * 1000)));
-  }
-  auto built = build_job(ctx, req, who, kind);
+                                 DbLease& db, const std::string& kind) {
+  auto wait = parse_wait(req.query, ctx.options.max_wait);
+  if (!wait) return error_response(wait.status());
+  auto built = build_job(ctx, req, who, db, kind);
   if (auto* r = std::get_if<http::Response>(&built)) return std::move(*r);
   auto& job = std::get<queue::NewJob>(built);
   // Watch before the push: the job's NOTIFY (JobWaiters) cannot come first.
   const auto watch = ctx.waiters.watch();
   job.waiter = watch->token();
-  auto q = ctx.queues.acquire();
-  if (!q) return unavailable(q.status());
-  auto id = (*q)->push(job);
-  if (!id) return unavailable(id.status());
+  auto id = db.queue().push(job);
+  if (!id) return error_response(id.status());
   // The NOTIFY usually carries the outcome; the job is read back only when
   // it does not (a result too large for a NOTIFY), after each 100 ms without
   // one, and — without the listener (database reconnecting) — by polling
-  // every 200 µs for the first 20 ms, backing off to 20 ms.
+  // every 200 µs for the first 20 ms, backing off to 20 ms. While it waits
+  // for a NOTIFY the request holds no connection.
   const auto started = std::chrono::steady_clock::now();
-  const auto deadline = started + wait;
+  const auto deadline = started + *wait;
   auto delay = std::chrono::microseconds(200);
   bool read_job = !ctx.waiters.listening();
   while (true) {
     if (read_job) {
-      auto rec = (*q)->get_job(*id);
-      if (!rec) return unavailable(rec.status());
+      if (Status s = db.reacquire(); !s) return error_response(s);
+      auto rec = db.queue().get_job(*id);
+      if (!rec) return error_response(rec.status());
       if (*rec && finished((*rec)->state))
         return outcome_response(*id, (*rec)->state, (*rec)->result, (*rec)->error);
     }
@@ -283,14 +207,15 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()) +
         1ms;
     if (ctx.waiters.listening()) {
+      db.release();
       read_job = true;
       auto payload = watch->wait(std::min<std::chrono::milliseconds>(left, 100ms));
       if (!payload) continue;
-      auto note = nlohmann::json::parse(*payload, nullptr, false);
-      if (note.is_object() && note.contains("status") && note["status"].is_string())
-        return outcome_response(*id, note["status"].get<std::string>(),
-                                note.value("result", nlohmann::json()),
-                                note["error"].is_string() ? note["error"].get<std::string>() : "");
+      auto note = json_input::parse(*payload, "the job's notification");
+      if (note && note->is_object() && note->contains("status") && (*note)["status"].is_string())
+        return outcome_response(*id, (*note)["status"].get<std::string>(),
+                                note->value("result", nlohmann::json()),
+                                (*note)["error"].is_string() ? (*note)["error"].get<std::string>() : "");
       continue;
     }
     read_job = true;
@@ -301,76 +226,42 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
 }
 
 StatusOr<int64_t> parse_id(const http::Request& req) {
-  const std::string& text = req.path_params.at("id");
-  char* end = nullptr;
-  const long long id = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || id <= 0)
-    return Status::error("job id must be a positive integer, got '" + text + "'");
-  return static_cast<int64_t>(id);
+  return validation::parse_id(req.path_params.at("id"), "job id");
 }
 
 // The job named by the route's {id}, or the error response to send.
-std::variant<queue::JobRecord, http::Response> find_job(ApiContext& ctx, const http::Request& req) {
+std::variant<queue::JobRecord, http::Response> find_job(DbLease& db, const http::Request& req) {
   auto id = parse_id(req);
-  if (!id) return bad_request(id.message());
-  auto q = ctx.queues.acquire();
-  if (!q) return unavailable(q.status());
-  auto rec = (*q)->get_job(*id);
-  if (!rec) return unavailable(rec.status());
+  if (!id) return error_response(id.status());
+  auto& q = db.queue();
+  auto rec = q.get_job(*id);
+  if (!rec) return error_response(rec.status());
   if (!*rec) return not_found("no job " + std::to_string(*id));
   return std::move(**rec);
 }
 
-http::Response get_job(ApiContext& ctx, const http::Request& req) {
-  auto found = find_job(ctx, req);
+http::Response get_job(DbLease& db, const http::Request& req) {
+  auto found = find_job(db, req);
   if (auto* r = std::get_if<http::Response>(&found)) return std::move(*r);
   return json_ok(job_json(std::get<queue::JobRecord>(found), true));
 }
 
-http::Response list_jobs(ApiContext& ctx, const http::Request& req) {
-  queue::JobFilter f;
-  for (const auto& [key, value] : req.query) {
-    if (key == "state")
-      f.state = value;
-    else if (key == "tag")
-      f.tag = value;
-    else if (key == "script_path")
-      f.script_path = value;
-    else if (key == "limit" || key == "before_id") {
-      char* end = nullptr;
-      const long long n = std::strtoll(value.c_str(), &end, 10);
-      if (value.empty() || *end != '\0') return bad_request(key + " must be an integer");
-      if (key == "limit")
-        f.limit = static_cast<int>(std::clamp(n, -1LL, 100000LL));  // range checked by the queue
-      else
-        f.before_id = n;
-    } else if (key == "created_after" || key == "created_before") {
-      auto t = parse_iso_utc(value);
-      if (!t) return bad_request(key + ": " + t.message());
-      (key == "created_after" ? f.created_after : f.created_before) = *t;
-    } else {
-      return bad_request(
-          "unknown filter '" + key +
-          "' (allowed: state, tag, script_path, created_after, created_before, before_id, limit)");
-    }
-  }
-  if (Status s = queue::validate(f); !s) return bad_request(s.message());
-  auto q = ctx.queues.acquire();
-  if (!q) return unavailable(q.status());
-  auto jobs = (*q)->list_jobs(f);
-  if (!jobs) return unavailable(jobs.status());
+http::Response list_jobs(DbLease& db, const http::Request& req) {
+  auto f = parse_job_filter(req.query);
+  if (!f) return error_response(f.status());
+  auto jobs = db.queue().list_jobs(*f);
+  if (!jobs) return error_response(jobs.status());
   Json out = Json::array();
   for (const auto& j : *jobs) out.push_back(job_json(j));
   return json_ok(Json{{"jobs", out}});
 }
 
-http::Response cancel_job(ApiContext& ctx, const http::Request& req) {
+http::Response cancel_job(DbLease& db, const http::Request& req) {
   auto id = parse_id(req);
-  if (!id) return bad_request(id.message());
-  auto q = ctx.queues.acquire();
-  if (!q) return unavailable(q.status());
-  auto outcome = (*q)->cancel(*id, "canceled through the API");
-  if (!outcome) return unavailable(outcome.status());
+  if (!id) return error_response(id.status());
+  auto& q = db.queue();
+  auto outcome = q.cancel(*id, "canceled through the API");
+  if (!outcome) return error_response(outcome.status());
   switch (*outcome) {
     case queue::CancelOutcome::not_found:
       return not_found("no job " + std::to_string(*id));
@@ -382,19 +273,17 @@ http::Response cancel_job(ApiContext& ctx, const http::Request& req) {
       return http::json_error(409, "already_finished",
                               "job " + std::to_string(*id) + " has already finished");
   }
-  return unavailable(Status::error("unexpected cancel outcome"));
+  return error_response(Status::error("unexpected cancel outcome"));
 }
 
-http::Response job_logs(ApiContext& ctx, const http::Request& req) {
-  auto found = find_job(ctx, req);
+http::Response job_logs(DbLease& db, const http::Request& req) {
+  auto from = parse_log_offset(req.query);
+  if (!from) return error_response(from.status());
+  auto found = find_job(db, req);
   if (auto* r = std::get_if<http::Response>(&found)) return std::move(*r);
   const auto& job = std::get<queue::JobRecord>(found);
-  int64_t from = 0;
-  if (auto it = req.query.find("offset"); it != req.query.end()) from = std::atoll(it->second.c_str());
-  auto q = ctx.queues.acquire();
-  if (!q) return unavailable(q.status());
-  auto text = (*q)->read_logs(job.id, from);
-  if (!text) return unavailable(text.status());
+  auto text = db.queue().read_logs(job.id, *from);
+  if (!text) return error_response(text.status());
   http::Response resp;
   resp.content_type = "text/plain; charset=utf-8";
   resp.body = std::move(*text);
@@ -404,21 +293,23 @@ http::Response job_logs(ApiContext& ctx, const http::Request& req) {
 
 // Live logs: "log" events with new text as it is written, then one "done"
 // event with the job's final state. Polls the database every 100 ms.
-http::Response stream_logs(ApiContext& ctx, const http::Request& req) {
-  auto found = find_job(ctx, req);
+http::Response stream_logs(ApiContext& ctx, DbLease& db, const http::Request& req) {
+  auto found = find_job(db, req);
   if (auto* r = std::get_if<http::Response>(&found)) return std::move(*r);
   http::Response resp;
   resp.stream = [&ctx, job_id = std::get<queue::JobRecord>(found).id](http::EventSink& sink) {
     int64_t offset = 0;
     auto last_send = std::chrono::steady_clock::now();
     while (true) {
-      auto q = ctx.queues.acquire();
-      if (!q) {
-        sink.send("error", q.message());
+      auto db = ctx.acquire();  // per poll: a stream holds no connection between polls
+      if (!db) {
+        sink.send("error", db.message());
         return;
       }
-      auto rec = (*q)->get_job(job_id);  // state first: logs written before completion are then complete
-      auto text = (*q)->read_logs(job_id, offset);
+      auto rec =
+          db->queue().get_job(job_id);  // state first: logs written before completion are then complete
+      auto text = db->queue().read_logs(job_id, offset);
+      db->release();
       if (!rec || !text || !*rec) {
         sink.send("error", !rec ? rec.message() : !text ? text.message() : "job disappeared");
         return;
@@ -446,43 +337,41 @@ http::Response stream_logs(ApiContext& ctx, const http::Request& req) {
 }  // namespace
 
 void add_job_routes(ApiContext& ctx, http::Router& router) {
-  add_route(
-      ctx, router, "POST", "/api/jobs/run/p/{path+}", "jobs.run", "Run the latest version of a script",
-      [&ctx](const http::Request& r, const auth::Principal& who) { return run_route(ctx, r, who, "path"); });
-  add_route(
-      ctx, router, "POST", "/api/jobs/run/h/{hash}", "jobs.run", "Run a script version by hash",
-      [&ctx](const http::Request& r, const auth::Principal& who) { return run_route(ctx, r, who, "hash"); });
-  add_route(ctx, router, "POST", "/api/jobs/run_inline", "jobs.run_inline", "Run inline code",
-            [&ctx](const http::Request& r, const auth::Principal& who) {
-              return run_route(ctx, r, who, "inline");
-            });
-  add_route(ctx, router, "POST", "/api/jobs/run_wait_result/p/{path+}", "jobs.run",
-            "Run a script and answer with its result",
-            [&ctx](const http::Request& r, const auth::Principal& who) {
-              return wait_result_route(ctx, r, who, "path");
-            });
-  add_route(ctx, router, "POST", "/api/jobs/run_wait_result/h/{hash}", "jobs.run",
-            "Run a script version and answer with its result",
-            [&ctx](const http::Request& r, const auth::Principal& who) {
-              return wait_result_route(ctx, r, who, "hash");
-            });
-  add_route(ctx, router, "POST", "/api/jobs/run_wait_result_inline", "jobs.run_inline",
-            "Run inline code and answer with its result",
-            [&ctx](const http::Request& r, const auth::Principal& who) {
-              return wait_result_route(ctx, r, who, "inline");
-            });
+  using Req = const http::Request&;
+  using Who = const auth::Principal&;
+  for (const auto& [kind, pattern] : {std::pair<const char*, const char*>{"path", "/api/jobs/run/p/{path+}"},
+                                      {"hash", "/api/jobs/run/h/{hash}"},
+                                      {"inline", "/api/jobs/run_inline"}}) {
+    const std::string k = kind;
+    add_route(ctx, router, "POST", pattern, k == "inline" ? "jobs.run_inline" : "jobs.run",
+              k == "path"   ? "Run the latest version of a script"
+              : k == "hash" ? "Run a script version by hash"
+                            : "Run inline code",
+              [&ctx, k](Req r, Who who, DbLease& db) { return run_route(ctx, r, who, db, k); });
+  }
+  for (const auto& [kind, pattern] :
+       {std::pair<const char*, const char*>{"path", "/api/jobs/run_wait_result/p/{path+}"},
+        {"hash", "/api/jobs/run_wait_result/h/{hash}"},
+        {"inline", "/api/jobs/run_wait_result_inline"}}) {
+    const std::string k = kind;
+    add_route(ctx, router, "POST", pattern, k == "inline" ? "jobs.run_inline" : "jobs.run",
+              k == "path"   ? "Run a script and answer with its result"
+              : k == "hash" ? "Run a script version and answer with its result"
+                            : "Run inline code and answer with its result",
+              [&ctx, k](Req r, Who who, DbLease& db) { return wait_result_route(ctx, r, who, db, k); });
+  }
   add_route(ctx, router, "GET", "/api/jobs", "jobs.read",
             "List jobs (filters: state, tag, script_path, time)",
-            [&ctx](const http::Request& r, const auth::Principal&) { return list_jobs(ctx, r); });
+            [](Req r, Who, DbLease& db) { return list_jobs(db, r); });
   add_route(ctx, router, "GET", "/api/jobs/{id}", "jobs.read", "Get a job",
-            [&ctx](const http::Request& r, const auth::Principal&) { return get_job(ctx, r); });
+            [](Req r, Who, DbLease& db) { return get_job(db, r); });
   add_route(ctx, router, "POST", "/api/jobs/{id}/cancel", "jobs.cancel", "Cancel a job",
-            [&ctx](const http::Request& r, const auth::Principal&) { return cancel_job(ctx, r); });
+            [](Req r, Who, DbLease& db) { return cancel_job(db, r); });
   add_route(ctx, router, "GET", "/api/jobs/{id}/logs", "jobs.read", "A job’s log text",
-            [&ctx](const http::Request& r, const auth::Principal&) { return job_logs(ctx, r); });
+            [](Req r, Who, DbLease& db) { return job_logs(db, r); });
   add_route(ctx, router, "GET", "/api/jobs/{id}/logs/stream", "jobs.read",
             "A job’s log as server-sent events",
-            [&ctx](const http::Request& r, const auth::Principal&) { return stream_logs(ctx, r); });
+            [&ctx](Req r, Who, DbLease& db) { return stream_logs(ctx, db, r); });
 }
 
 }  // namespace quern::server

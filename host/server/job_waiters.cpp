@@ -1,8 +1,10 @@
 #include "host/server/job_waiters.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <random>
+#include <set>
 #include <utility>
 
 #include "host/queue/queue.h"
@@ -26,6 +28,24 @@ std::optional<std::string> JobWaiters::Watch::wait(std::chrono::milliseconds tim
   return std::exchange(waiter_->payload, std::nullopt);
 }
 
+struct JobWaiters::TagWaiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool woken = false;  // guarded by mu
+};
+
+JobWaiters::TagWatch::TagWatch(JobWaiters& owner, std::vector<std::string> channels,
+                               std::shared_ptr<TagWaiter> w)
+    : owner_(owner), channels_(std::move(channels)), waiter_(std::move(w)) {}
+
+JobWaiters::TagWatch::~TagWatch() { owner_.unwatch_tags(channels_, waiter_.get()); }
+
+bool JobWaiters::TagWatch::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(waiter_->mu);
+  waiter_->cv.wait_for(lock, timeout, [&] { return waiter_->woken; });
+  return std::exchange(waiter_->woken, false);
+}
+
 JobWaiters::JobWaiters(std::string database_url) : url_(std::move(database_url)) {}
 
 JobWaiters::~JobWaiters() {
@@ -47,11 +67,39 @@ std::unique_ptr<JobWaiters::Watch> JobWaiters::watch() {
   {
     std::lock_guard lock(mu_);
     waiters_[token] = w;
-    // Started by the first waiter: a server that never answers
-    // run_wait_result holds no listening connection.
-    if (!thread_.joinable() && !stopping_) thread_ = std::thread([this] { run(); });
+    start_listener();
   }
   return std::make_unique<Watch>(*this, token, std::move(w));
+}
+
+std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_tags(const std::vector<std::string>& tags) {
+  auto w = std::make_shared<TagWaiter>();
+  std::vector<std::string> channels;
+  for (const std::string& tag : tags) channels.push_back(queue::channel_for_tag(tag));
+  {
+    std::lock_guard lock(mu_);
+    for (const std::string& ch : channels) tag_waiters_[ch].push_back(w);
+    start_listener();
+  }
+  return std::make_unique<TagWatch>(*this, std::move(channels), std::move(w));
+}
+
+void JobWaiters::unwatch_tags(const std::vector<std::string>& channels, const TagWaiter* w) {
+  std::lock_guard lock(mu_);
+  for (const std::string& ch : channels) {
+    auto it = tag_waiters_.find(ch);
+    if (it == tag_waiters_.end()) continue;
+    auto& list = it->second;
+    list.erase(std::remove_if(list.begin(), list.end(), [&](const auto& p) { return p.get() == w; }),
+               list.end());
+    // The entry stays (empty): its channel stays LISTENed.
+  }
+}
+
+void JobWaiters::start_listener() {
+  // Started by the first watch: a server that never waits holds no
+  // listening connection.
+  if (!thread_.joinable() && !stopping_) thread_ = std::thread([this] { run(); });
 }
 
 void JobWaiters::unwatch(const std::string& token) {
@@ -66,10 +114,14 @@ void JobWaiters::run() {
     std::lock_guard lock(mu_);
     return stopping_;
   };
-  bool reported = false;  // one log line per outage, not one per retry
+  bool reported = false;           // one log line per outage, not one per retry
+  std::set<std::string> listened;  // tag channels LISTENed on the current connection
   while (!stopping()) {
     if (!q) {
-      auto c = queue::Queue::connect(url_);
+      listened.clear();
+      queue::QueueOptions qo;
+      qo.application_name = "quern server (listener)";
+      auto c = queue::Queue::connect(url_, qo);
       Status s = c ? (*c)->listen_channel(queue::kJobDoneChannel) : c.status();
       if (!s) {
         if (!std::exchange(reported, true))
@@ -83,7 +135,16 @@ void JobWaiters::run() {
       listening_ = true;
       reported = false;
     }
-    // Short slices: stop() is noticed within 100 ms.
+    std::vector<std::string> wanted;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [ch, list] : tag_waiters_)
+        if (!listened.count(ch)) wanted.push_back(ch);
+    }
+    for (const std::string& ch : wanted) {
+      if (Status s = q->listen_channel(ch); s) listened.insert(ch);
+    }
+    // Short slices: stop() and new tags are noticed within 100 ms.
     auto payloads = q->wait_for_notifications(100ms);
     if (!payloads) {
       listening_ = false;  // reconnects (and re-LISTENs) on the next call
@@ -95,7 +156,20 @@ void JobWaiters::run() {
     }
     if (payloads->empty()) continue;
     std::lock_guard lock(mu_);
-    for (std::string& text : *payloads) {
+    for (queue::Notification& n : *payloads) {
+      if (n.channel != queue::kJobDoneChannel) {
+        auto it = tag_waiters_.find(n.channel);
+        if (it == tag_waiters_.end()) continue;
+        for (const auto& w : it->second) {
+          {
+            std::lock_guard wl(w->mu);
+            w->woken = true;
+          }
+          w->cv.notify_all();
+        }
+        continue;
+      }
+      std::string& text = n.payload;
       // {"w":"<token>",...}: find the token without parsing the whole result.
       const size_t start = text.find("\"w\"");
       const size_t open = start == std::string::npos ? start : text.find('"', start + 3);

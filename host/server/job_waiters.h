@@ -5,6 +5,11 @@
 // "result", "error"}, and one listener thread per server hands each payload
 // to the request waiting under that token.
 //
+// Also wakes agents' long polls when jobs of their tags arrive (watch_tags):
+// the same listener LISTENs on those tags' channels. So a waiting request
+// holds no database connection of its own: the server's waits cost one
+// connection in all.
+//
 // Contract for a waiter: watch() a fresh token BEFORE pushing the job, so no
 // notification can come first. wait() also returns after its timeout, so a
 // notification lost while the listener reconnects costs at most one
@@ -23,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace quern::server {
 
@@ -48,25 +54,53 @@ class JobWaiters {
     std::shared_ptr<Waiter> waiter_;
   };
 
-  explicit JobWaiters(std::string database_url);  // the listener starts with the first watch()
+  struct TagWaiter;  // internal
+
+  // A registration for jobs of some tags; unregisters when destroyed.
+  class TagWatch {
+   public:
+    TagWatch(JobWaiters& owner, std::vector<std::string> channels, std::shared_ptr<TagWaiter> w);
+    ~TagWatch();
+    TagWatch(const TagWatch&) = delete;
+    TagWatch& operator=(const TagWatch&) = delete;
+    // Whether a job of the tags was pushed since the watch began or the last
+    // wait; waits up to timeout for one. The first watch of a tag may miss
+    // jobs pushed within ~100 ms (before its LISTEN): poll at least every
+    // second as well.
+    bool wait(std::chrono::milliseconds timeout);
+
+   private:
+    JobWaiters& owner_;
+    std::vector<std::string> channels_;
+    std::shared_ptr<TagWaiter> waiter_;
+  };
+
+  explicit JobWaiters(std::string database_url);  // the listener starts with the first watch
   ~JobWaiters();                                  // stops and joins the listener
   JobWaiters(const JobWaiters&) = delete;
   JobWaiters& operator=(const JobWaiters&) = delete;
 
   // Registers a new unique token (random, 128 bits) to push a job with.
   std::unique_ptr<Watch> watch();
+  // Registers interest in jobs pushed with these tags.
+  std::unique_ptr<TagWatch> watch_tags(const std::vector<std::string>& tags);
   // Whether the listener is connected and LISTENing (else waiters should poll).
   bool listening() const { return listening_.load(); }
 
  private:
   void run();
+  void start_listener();  // mu_ held
   void unwatch(const std::string& token);
+  void unwatch_tags(const std::vector<std::string>& channels, const TagWaiter* w);
 
   const std::string url_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Waiter>> waiters_;  // by token; guarded by mu_
-  std::condition_variable stop_cv_;                         // with mu_
-  bool stopping_ = false;                                   // guarded by mu_
+  // Tag channel -> its watchers; guarded by mu_. The listener LISTENs on
+  // every channel ever watched (tags come from tokens: a bounded set).
+  std::map<std::string, std::vector<std::shared_ptr<TagWaiter>>> tag_waiters_;
+  std::condition_variable stop_cv_;  // with mu_
+  bool stopping_ = false;            // guarded by mu_
   std::atomic<bool> listening_{false};
   std::thread thread_;  // the listener, started by the first watch(); guarded by mu_ until joined
 };

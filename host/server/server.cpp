@@ -1,6 +1,8 @@
 #include "host/server/server.h"
 
+#include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -23,13 +25,15 @@ struct Server::Impl {
 
   // Lease recovery and registry pruning, until stop().
   void run_duties() {
-    auto q = queue::Queue::connect(options.api.database_url, options.api.queue_options);
+    queue::QueueOptions qo = options.api.queue_options;
+    qo.application_name = "quern server (recovery)";
+    auto q = queue::Queue::connect(options.api.database_url, qo);
     const auto interval = std::max(std::chrono::milliseconds(200), options.lease_timeout / 4);
     std::unique_lock lock(mu);
     while (!stopping) {
       lock.unlock();
       if (!q) {
-        q = queue::Queue::connect(options.api.database_url, options.api.queue_options);
+        q = queue::Queue::connect(options.api.database_url, qo);
       } else {
         if (options.recover_expired_leases) {
           auto report = (*q)->recover_expired(options.lease_timeout);
@@ -45,6 +49,35 @@ struct Server::Impl {
   }
 };
 
+StatusOr<ConnectionBudget> check_connection_budget(queue::Queue& q, int budget, std::string* warning) {
+  auto text = q.exec_scalar(
+      "SELECT current_setting('max_connections') || ',' || current_setting('superuser_reserved_connections') "
+      "|| ',' || (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')");
+  if (!text) return text.status();
+  ConnectionBudget b;
+  b.budget = budget;
+  if (std::sscanf(text->c_str(), "%d,%d,%d", &b.max_connections, &b.reserved, &b.in_use) != 3)
+    return Status::error("reading the database's connection limits: unexpected answer '" + *text + "'");
+  const int usable = b.max_connections - b.reserved;
+  if (budget > usable)
+    return Status::invalid("the database allows " + std::to_string(usable) +
+                           " connections (max_connections " + std::to_string(b.max_connections) +
+                           " minus superuser_reserved_connections " + std::to_string(b.reserved) +
+                           ") but this server needs up to " + std::to_string(budget) +
+                           ": lower <server db-connections> or raise the database's max_connections");
+  // The check's own connection is one of the budget's (lease recovery).
+  const int left = usable - (b.in_use - 1) - budget;
+  if (warning) {
+    warning->clear();
+    if (left < kWorkerRoom)
+      *warning =
+          "only " + std::to_string(std::max(left, 0)) + " database connections are left for workers (" +
+          std::to_string(b.in_use) + " in use now, max_connections " + std::to_string(b.max_connections) +
+          "); each `quern worker` process uses 2: lower <server db-connections> or raise max_connections";
+  }
+  return b;
+}
+
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Server::~Server() { stop(); }
 
@@ -52,6 +85,21 @@ Status Server::start() {
   auto q = queue::Queue::connect(impl_->options.api.database_url, impl_->options.api.queue_options);
   if (!q) return q.status().with_context("quern server");
   if (auto v = (*q)->migrate(); !v) return v.status().with_context("quern server: migrating the schema");
+  const int budget = static_cast<int>(impl_->options.api.db_connections) + kFixedConnections +
+                     impl_->options.colocated_connections;
+  std::string warning;
+  auto checked = check_connection_budget(**q, budget, &warning);
+  if (!checked) return checked.status().with_context("quern server");
+  std::cerr << "quern server: database connections: up to " << budget << " (db-connections "
+            << impl_->options.api.db_connections << " + " << kFixedConnections
+            << " for lease recovery, notifications and the scheduler"
+            << (impl_->options.colocated_connections
+                    ? " + " + std::to_string(impl_->options.colocated_connections) +
+                          " for this process's workers"
+                    : std::string())
+            << ") of max_connections " << checked->max_connections << " (" << checked->reserved
+            << " reserved for superusers, " << checked->in_use << " in use now)" << std::endl;
+  if (!warning.empty()) std::cerr << "quern server: warning: " << warning << std::endl;
   impl_->http = std::make_unique<http::HttpServer>(impl_->router, impl_->options.limits);
   if (Status s = impl_->http->start(impl_->options.address, impl_->options.port); !s) return s;
   impl_->duties = std::thread([this] { impl_->run_duties(); });

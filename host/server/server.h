@@ -3,6 +3,14 @@
 // workers may all try), pruning workers that stopped reporting, and firing
 // cron schedules (host/schedule: exactly once per tick across servers).
 // It never runs user code.
+//
+// Connection budget: a server process holds at most
+// api.db_connections + kFixedConnections database connections (the API's
+// pool; lease recovery; the one listener for run_wait_result and agent long
+// polls; the scheduler). start() logs the budget and checks it against the
+// database's max_connections: it refuses to start when the budget (plus
+// colocated_connections) can never fit, and warns when it leaves room for
+// fewer than kWorkerRoom more (a `quern worker` process uses 2).
 #pragma once
 
 #include <chrono>
@@ -25,7 +33,25 @@ struct ServerOptions {
   // The scheduler thread (docs/SCHEDULES.md); its database_url is api's.
   bool run_scheduler = true;
   schedule::SchedulerOptions scheduler;
+  // Connections of workers in the same process (`quern up`), counted in the
+  // budget check.
+  int colocated_connections = 0;
 };
+
+inline constexpr int kFixedConnections = 3;
+inline constexpr int kWorkerRoom = 10;
+
+// What the budget check found (also for tests).
+struct ConnectionBudget {
+  int budget = 0;           // db_connections + kFixedConnections + colocated
+  int max_connections = 0;  // the database's
+  int reserved = 0;         // superuser_reserved_connections
+  int in_use = 0;           // client connections open now (ours included)
+};
+// Reads the database's limits on q's connection and checks `budget`
+// against them: an error (invalid_argument) when it can never fit; else
+// OK, with a warning (empty when none) when little room is left.
+StatusOr<ConnectionBudget> check_connection_budget(queue::Queue& q, int budget, std::string* warning);
 
 class Server {
  public:

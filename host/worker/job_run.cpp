@@ -1,11 +1,34 @@
 #include "host/worker/job_run.h"
 
+#include <utility>
+
 #include <nlohmann/json.hpp>
+
+#include "host/common/json_input.h"
+#include "host/common/utf8.h"
 
 namespace quern::worker {
 
 void JobRun::log_line(int32_t stream, std::string_view line) {
+  std::string clean;
+  const text::Repairs repairs = text::append_storable(clean, line);
   std::lock_guard lock(mu_);
+  if (repairs.any() && !std::exchange(repair_noted_, true))
+    append_line(QUERN_STREAM_SYSTEM,
+                "the job's output is not valid UTF-8 text: invalid bytes and NUL bytes are stored as "
+                "U+FFFD (\xEF\xBF\xBD)");
+  // A long line is stored in pieces, cut between characters.
+  std::string_view rest = clean;
+  while (rest.size() > kMaxLogLineBytes) {
+    size_t cut = kMaxLogLineBytes;
+    while (cut > 0 && (static_cast<unsigned char>(rest[cut]) & 0xC0) == 0x80) --cut;
+    append_line(stream, rest.substr(0, cut));
+    rest.remove_prefix(cut);
+  }
+  append_line(stream, rest);
+}
+
+void JobRun::append_line(int32_t stream, std::string_view line) {
   if (log_truncated_) return;
   if (logged_bytes_ + line.size() + 1 > kMaxLogBytes) {
     log_truncated_ = true;
@@ -22,13 +45,15 @@ void JobRun::log_line(int32_t stream, std::string_view line) {
 
 void JobRun::set_result(std::string_view json) {
   std::lock_guard lock(mu_);
-  result_json_.assign(json);
+  // Kept raw (checked in outcome()); one byte over the limit is enough to fail it.
+  result_json_.assign(json.substr(0, kMaxResultBytes + 1));
   has_result_ = true;
 }
 
 void JobRun::set_error(std::string_view message) {
+  std::string clean = text::to_storable(message.substr(0, kMaxErrorBytes));
   std::lock_guard lock(mu_);
-  error_.assign(message);
+  error_ = std::move(clean);
 }
 
 bool JobRun::request_stop(int32_t reason) {
@@ -72,14 +97,20 @@ queue::Completion JobRun::outcome(quern_status rc, int timeout_s) const {
         c.result = nullptr;
         return c;
       }
-      auto parsed = nlohmann::json::parse(result_json_, nullptr, /*allow_exceptions=*/false);
-      if (parsed.is_discarded()) {
+      if (result_json_.size() > kMaxResultBytes) {
         c.status = queue::JobStatus::failure;
-        c.error = "the executor returned a result that is not valid JSON";
+        c.error = "the job's result is larger than " + std::to_string(kMaxResultBytes >> 20) +
+                  " MiB (the limit); store large outputs elsewhere and return a reference";
+        return c;
+      }
+      auto parsed = json_input::parse(result_json_, "the job's result");
+      if (!parsed) {
+        c.status = queue::JobStatus::failure;
+        c.error = parsed.message();
         return c;
       }
       c.status = queue::JobStatus::success;
-      c.result = std::move(parsed);
+      c.result = std::move(parsed).value();
       return c;
     }
     case QUERN_STATUS_FAILURE:

@@ -1,6 +1,13 @@
 // One job while a slot runs it: the JobSink the plugin reports into, the stop
 // flag the watchdog raises, and the pending log text the writer flushes.
 //
+// This is where a plugin's output enters the host, for every plugin: log
+// lines and error messages are bytes, made storable here (invalid UTF-8 and
+// NUL bytes become U+FFFD, noted once in the job's log as a system line);
+// a result must be JSON that PostgreSQL's jsonb can hold, within
+// QUERN_MAX_JSON_DEPTH and kMaxResultBytes, or the job fails saying why
+// (docs/LIMITS.md).
+//
 // Thread-safety: stop_reason, pgid and the watchdog fields are touched by the
 // slot, the watchdog and plugin threads: atomics, or guarded by the Worker's
 // mutex (watchdog fields). Log text and result are guarded by mu_.
@@ -23,6 +30,12 @@ class JobRun final : public plugin::JobSink {
   // Logs of one job beyond this many bytes are dropped (with a marker line):
   // a runaway job must not exhaust the worker's memory or the database.
   static constexpr size_t kMaxLogBytes = 32u << 20;
+  // A longer log line is stored as several lines of at most this size.
+  static constexpr size_t kMaxLogLineBytes = 64u << 10;
+  // A larger result fails the job (it must fit an agent's POST as well).
+  static constexpr size_t kMaxResultBytes = 4u << 20;
+  // An error message is cut to this size.
+  static constexpr size_t kMaxErrorBytes = 64u << 10;
 
   JobRun(queue::ClaimedJob job, SteadyClock::time_point deadline)
       : job_(std::move(job)), deadline_(deadline) {}
@@ -72,9 +85,13 @@ class JobRun final : public plugin::JobSink {
   std::string logs_;         // guarded by mu_
   size_t logged_bytes_ = 0;  // guarded by mu_
   bool log_truncated_ = false;
-  std::string result_json_;  // guarded by mu_
+  bool repair_noted_ = false;  // guarded by mu_
+  std::string result_json_;    // guarded by mu_
   bool has_result_ = false;
   std::string error_;  // guarded by mu_
+
+  // Appends one storable line (mu_ held).
+  void append_line(int32_t stream, std::string_view line);
 };
 
 }  // namespace quern::worker

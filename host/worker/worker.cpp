@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <deque>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -18,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "host/worker/delivery.h"
 #include "host/worker/job_run.h"
 #include "host/worker/worker_state.h"
 
@@ -445,6 +447,14 @@ void Loops::writer() {
   std::vector<queue::Completion> completions;
   std::vector<queue::Lease> releases;
   std::optional<queue::WorkerInfo> registry_update;  // a reconfiguration not yet written
+  // Jobs with a log chunk the source refused for good: failed at completion.
+  std::map<int64_t, std::string> poisoned;
+  size_t dropped = 0;  // completions isolated and not stored, in the current delivery
+  const OnIsolated isolated = [&](int64_t id, Isolated what, const std::string& why) {
+    log_error(opt.worker_id, "job " + std::to_string(id) + ": " + why);
+    if (what == Isolated::log_chunk) poisoned.emplace(id, why);
+    if (what == Isolated::completion_dropped) ++dropped;
+  };
   bool retry_wait = false;
   SteadyClock::time_point stop_requested_at{};  // copied under the lock
   while (true) {
@@ -490,26 +500,35 @@ void Loops::writer() {
       }
     }
     if (!logs.empty()) {
-      if (Status s = q.append_logs(opt.worker_id, logs); s) {
-        logs.clear();
-      } else {
+      if (Status s = deliver_logs(q, opt.worker_id, logs, isolated); !s) {
         log_error(opt.worker_id, "writing logs failed (will retry): " + s.message());
         retry_wait = true;
       }
     }
     if (logs.empty() && !completions.empty()) {
-      auto accepted = q.complete(opt.worker_id, completions);
-      if (accepted) {
-        st.completed += static_cast<int64_t>(accepted->size());
-        if (size_t stale = completions.size() - accepted->size(); stale > 0) {
-          st.refused += static_cast<int64_t>(stale);
-          log_error(opt.worker_id,
-                    std::to_string(stale) +
-                        " completion(s) refused: lease lost (the job was re-queued or finished elsewhere)");
-        }
-        completions.clear();
-      } else {
-        log_error(opt.worker_id, "completing jobs failed (will retry): " + accepted.message());
+      // A job whose log could not be stored fails, saying why.
+      for (queue::Completion& c : completions) {
+        auto it = poisoned.find(c.id);
+        if (it == poisoned.end()) continue;
+        c.status = queue::JobStatus::failure;
+        c.result = nullptr;
+        c.error = it->second;
+        poisoned.erase(it);
+      }
+      const size_t sent = completions.size();
+      std::vector<int64_t> accepted;
+      dropped = 0;
+      Status s = deliver_completions(q, opt.worker_id, completions, accepted, isolated);
+      st.completed += static_cast<int64_t>(accepted.size());
+      const size_t handled = sent - completions.size();
+      if (size_t stale = handled - std::min(handled, accepted.size() + dropped); stale > 0) {
+        st.refused += static_cast<int64_t>(stale);
+        log_error(opt.worker_id,
+                  std::to_string(stale) +
+                      " completion(s) refused: lease lost (the job was re-queued or finished elsewhere)");
+      }
+      if (!s) {
+        log_error(opt.worker_id, "completing jobs failed (will retry): " + s.message());
         retry_wait = true;
       }
     }
@@ -587,6 +606,7 @@ Status Worker::start() {
                          ec.message());
   queue::QueueOptions qo;
   qo.default_max_restarts = options_.max_restarts;
+  qo.application_name = "quern " + options_.kind + " " + options_.group;
   queue::QueueOptions claim_qo = qo;
   claim_qo.relaxed_commit = true;  // a claim lost in a crash only means the job is claimed again
   auto make_source = [&](const queue::QueueOptions& o) -> StatusOr<std::unique_ptr<JobSource>> {

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "quern/executor.hpp"
+#include "quern/limits.h"
 #include "quern/process.hpp"
 
 namespace {
@@ -111,8 +112,13 @@ class BashExecutor {
 
     // The result convention applies to failed runs too: a script may print
     // a JSON diagnostic before exiting non-zero.
+    // Not JSON, or nested past the host's limit (parsing and printing it
+    // would recurse that deep): no result.
     std::string_view last = r.last_stdout_line;
-    ordered_json result = ordered_json::parse(last.begin(), last.end(), nullptr, /*allow_exceptions=*/false);
+    ordered_json result =
+        quern_json_too_deep(last.data(), last.size(), QUERN_MAX_JSON_DEPTH)
+            ? ordered_json(ordered_json::value_t::discarded)
+            : ordered_json::parse(last.begin(), last.end(), nullptr, /*allow_exceptions=*/false);
     ctx.set_result(result.is_discarded() ? "null" : result.dump());
 
     if (r.term_signal != 0) {

@@ -59,6 +59,7 @@
 #include "job_monitor.h"
 #include "nvml.h"
 #include "quern/executor.hpp"
+#include "quern/limits.h"
 #include "quern/process.hpp"
 
 namespace quern::gpu {
@@ -316,7 +317,10 @@ class GpuExecutor {
     ordered_json result;
     result["exit_code"] = r.term_signal != 0 ? ordered_json(nullptr) : ordered_json(r.exit_code);
     std::string_view last = r.last_stdout_line;
-    ordered_json output = ordered_json::parse(last.begin(), last.end(), nullptr, /*allow_exceptions=*/false);
+    ordered_json output =
+        quern_json_too_deep(last.data(), last.size(), QUERN_MAX_JSON_DEPTH)
+            ? ordered_json(ordered_json::value_t::discarded)
+            : ordered_json::parse(last.begin(), last.end(), nullptr, /*allow_exceptions=*/false);
     result["output"] = output.is_discarded() ? ordered_json(nullptr) : output;
     if (std::string tail = proxy.stdout_tail(); !tail.empty()) result["stdout_tail"] = tail;
     result["gpu"] = gpu;

@@ -37,6 +37,7 @@
 #include "http_request.h"
 #include "http_text.h"
 #include "quern/executor.hpp"
+#include "quern/limits.h"
 
 namespace {
 
@@ -316,7 +317,9 @@ class HttpExecutor {
   }
 
   static void set_body(ordered_json& result, const std::string& body, bool json_type) {
-    if (json_type) {
+    // A body nested past the host's limit is kept as text (parsing and
+    // printing it would recurse that deep).
+    if (json_type && !quern_json_too_deep(body.data(), body.size(), QUERN_MAX_JSON_DEPTH)) {
       ordered_json parsed = ordered_json::parse(body, nullptr, /*allow_exceptions=*/false);
       if (!parsed.is_discarded()) {
         result["body"] = std::move(parsed);

@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "quern/executor.hpp"
+#include "quern/limits.h"
 #include "quern/process.hpp"
 #include "runner_source.h"
 #include "warm_process.h"
@@ -79,7 +80,9 @@ std::optional<ordered_json> read_outcome(const std::string& path) {
   if (!f) return std::nullopt;
   std::stringstream text;
   text << f.rdbuf();
-  ordered_json j = ordered_json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  const std::string s = text.str();
+  if (quern_json_too_deep(s.data(), s.size(), QUERN_MAX_JSON_DEPTH + 2)) return std::nullopt;
+  ordered_json j = ordered_json::parse(s, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
   return j;
 }
@@ -323,7 +326,9 @@ class PythonExecutor {
     ctx.set_process_group(0);  // so the host does not kill it after execute returns
     switch (out.kind) {
       case WarmProcess::Outcome::Kind::kReply: {
-        ordered_json reply = ordered_json::parse(out.reply, nullptr, false);
+        ordered_json reply = quern_json_too_deep(out.reply.data(), out.reply.size(), QUERN_MAX_JSON_DEPTH + 2)
+                                 ? ordered_json(ordered_json::value_t::discarded)
+                                 : ordered_json::parse(out.reply, nullptr, false);
         if (reply.is_discarded() || !reply.is_object()) {
           warm_.reset();
           ctx.set_error("the warm interpreter sent an unreadable reply");

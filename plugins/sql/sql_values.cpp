@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "quern/limits.h"
+
 namespace quern::sql {
 namespace {
 
@@ -78,6 +80,8 @@ ordered_json value_to_json(unsigned type_oid, const char* text, std::size_t leng
       return numeric_to_json(s);
     case kJson:
     case kJsonb: {
+      // Nested past the host's limit: kept as its text.
+      if (quern_json_too_deep(s.data(), s.size(), QUERN_MAX_JSON_DEPTH - 8)) return std::string(s);
       ordered_json v = ordered_json::parse(s.begin(), s.end(), nullptr, /*allow_exceptions=*/false);
       return v.is_discarded() ? ordered_json(std::string(s)) : v;
     }

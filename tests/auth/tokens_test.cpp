@@ -62,7 +62,8 @@ TEST(TokenValidation, RolesGroupsTags) {
   EXPECT_NE(validate(a).message().find("tag"), std::string::npos) << validate(a).message();
   a = agent_token();
   a.tags = {"ok", "bad tag"};
-  EXPECT_NE(validate(a).message().find("bad tag \"bad tag\""), std::string::npos) << validate(a).message();
+  EXPECT_NE(validate(a).message().find("tags[1]: tag \"bad tag\""), std::string::npos)
+      << validate(a).message();
   a.tags = {"x", "x"};
   EXPECT_NE(validate(a).message().find("duplicate"), std::string::npos) << validate(a).message();
   a = agent_token();

@@ -83,7 +83,7 @@ TEST_F(QueueConcurrencyTest, EightClaimersNeverShareAJobAndTakeThemAll) {
 
 TEST_F(QueueConcurrencyTest, NotifyWakesListenerOfThatTagOnly) {
   auto listener = open_queue(url_);
-  must_ok(listener->listen({"Mixed Case tag", "gpu"}));
+  must_ok(listener->listen({"Mixed.Case:tag/1", "gpu"}));
   must_ok(listener->listen({"gpu"}));  // idempotent
   EXPECT_FALSE(must(listener->wait_for_jobs(0ms)));
 
@@ -103,7 +103,7 @@ TEST_F(QueueConcurrencyTest, NotifyWakesListenerOfThatTagOnly) {
       must(p->push(make_job("warm-up")));  // prepares the statement: time one round trip below
       std::this_thread::sleep_for(20ms);   // let the listener block first (timing only, not correctness)
       pushed_at_ns = SteadyClock::now().time_since_epoch().count();
-      must(p->push(make_job(i % 2 ? "gpu" : "Mixed Case tag")));
+      must(p->push(make_job(i % 2 ? "gpu" : "Mixed.Case:tag/1")));
     });
     const bool woke = must(listener->wait_for_jobs(10s));
     const auto woke_at = SteadyClock::now().time_since_epoch().count();
@@ -117,7 +117,7 @@ TEST_F(QueueConcurrencyTest, NotifyWakesListenerOfThatTagOnly) {
   EXPECT_LT(wake_ms[2], 100.0);  // the timeout was 10 s
 
   // A batch with two tags: both notifications are drained by one wait.
-  must(q_->push_batch({make_job("gpu"), make_job("gpu"), make_job("Mixed Case tag")}));
+  must(q_->push_batch({make_job("gpu"), make_job("gpu"), make_job("Mixed.Case:tag/1")}));
   EXPECT_TRUE(must(listener->wait_for_jobs(5s)));
   EXPECT_FALSE(must(listener->wait_for_jobs(50ms)));
 

@@ -126,13 +126,20 @@ TEST_F(QueueTest, ClaimRespectsLimitTagsAndSchedule) {
   ASSERT_EQ(gpu.size(), 1u);
   EXPECT_EQ(gpu[0].tag, "gpu");
 
-  // Tags are passed as an array literal: quoting must survive any text.
+  // A tag outside the charset is refused at push, naming the field; every
+  // character of the charset goes through; the claim's array literal quotes
+  // whatever tags a claimer names.
   const std::string odd = "we\"ird, {tag} \\ ünï";
-  const int64_t odd_id = must(q_->push(make_job(odd)));
-  auto got = must(q_->claim("w3", {"x", odd}, 10));
+  auto refused = q_->push(make_job(odd));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.code(), StatusCode::invalid_argument);
+  EXPECT_EQ(refused.message().rfind("push: tag: ", 0), 0u) << refused.message();
+  const std::string full = "Az09_.:/-tag";
+  const int64_t full_id = must(q_->push(make_job(full)));
+  auto got = must(q_->claim("w3", {"x", odd, full}, 10));
   ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0].id, odd_id);
-  EXPECT_EQ(got[0].tag, odd);
+  EXPECT_EQ(got[0].id, full_id);
+  EXPECT_EQ(got[0].tag, full);
 }
 
 TEST(QueueConnect, UnreachableDatabaseIsAStatus) {

@@ -35,7 +35,7 @@ class RoutingApiTest : public ::testing::Test {
     o.api.database_url = url_;
     o.api.routing_rules = cfg->routing_rules;
     o.limits.handler_threads = 4;
-    o.api.pool_size = 4;
+    o.api.db_connections = 4;
     server_ = std::make_unique<server::Server>(o);
     ASSERT_TRUE(server_->start());
     base_ = "http://127.0.0.1:" + std::to_string(server_->port());

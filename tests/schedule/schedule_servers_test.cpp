@@ -171,7 +171,7 @@ TEST_F(ScheduleServersTest, ApiErrorsPermissionsCliAndArchivedScript) {
       {with("script_path", "f/test/missing"),
        "script_path: no script at 'f/test/missing' (or it is archived)"},
       {with("catch_up", "sometimes"), "catch_up must be \"skip\", \"latest\" or \"all\""},
-      {with("priority", 0), "priority must be an integer from 1 to 100 (or null for the script's)"},
+      {with("priority", 0), "priority: expected an integer from 1 to 100"},
       {with("args", Json::array()), "args must be a JSON object"},
       {with("every", "day"),
        "unknown field 'every' (allowed: name, cron, timezone, script_path, args, tag, priority, paused, "

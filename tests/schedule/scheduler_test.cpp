@@ -148,7 +148,7 @@ TEST_F(SchedulerTest, ValidationNamesTheField) {
          s.tag = "has space";
          return s;
        }(),
-       "tag may only hold A-Z, a-z, 0-9, _, ., : and - (at most 128 characters)"},
+       "tag: tag \"has space\" may only hold [A-Za-z0-9_.:/-] characters"},
   };
   for (const auto& [s, message] : cases) {
     EXPECT_EQ(validate(s).message(), message) << s.name << " " << s.cron;

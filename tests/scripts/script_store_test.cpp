@@ -101,7 +101,7 @@ TEST(ScriptValidation, Fields) {
   EXPECT_NE(validate(s).message().find("timeout_s"), std::string::npos);
   s.settings.timeout_s = 0;
   s.settings.tag = "gpu pool";
-  EXPECT_NE(validate(s).message().find("bad tag"), std::string::npos);
+  EXPECT_NE(validate(s).message().find("tag: tag \"gpu pool\""), std::string::npos) << validate(s).message();
   s.settings.tag = "gpu:a100";
   EXPECT_TRUE(validate(s).is_ok());
   s.path = "f/a";

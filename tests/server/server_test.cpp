@@ -36,7 +36,7 @@ class ServerTest : public ::testing::Test {
     o.api.max_timeout_s = 3600;
     o.api.limits = {queue::ConcurrencyLimit{"api:fixed", 2, 0, 0ms}};  // as <limits> in the config
     o.limits.handler_threads = 8;
-    o.api.pool_size = 8;
+    o.api.db_connections = 8;
     server_ = std::make_unique<server::Server>(o);
     ASSERT_TRUE(server_->start());
     base_ = "http://127.0.0.1:" + std::to_string(server_->port());
