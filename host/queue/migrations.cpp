@@ -89,7 +89,7 @@ CREATE TABLE quern.job_logs (
 );
 
 -- NOTIFY channel of a tag; must stay identical to channel_for_tag() in C++
--- (queue_notify.cpp). Channel names are limited to 63 bytes: longer ones are
+-- (queue_connection.cpp). Channel names are limited to 63 bytes: longer ones are
 -- replaced by a 32-bit FNV-1a hash of the tag's UTF-8 bytes.
 CREATE FUNCTION quern.channel_for_tag(tag text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
