@@ -1,5 +1,5 @@
 // A private PostgreSQL cluster started from the system's binaries
-// (ARCHITECTURE.md §5). Used by `quern up` without a database URL and by the
+// (docs/ARCHITECTURE.md §9). Used by `quern up` without a database URL and by the
 // test harness: the same code path as production.
 //
 // The cluster lives in data_dir (created with initdb on first use, reused

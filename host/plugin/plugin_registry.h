@@ -1,5 +1,5 @@
 // Loads executor plugins (shared libraries built against sdk/) and hands out
-// executor instances. See ../shared/design/ARCHITECTURE.md §3.
+// executor instances. See docs/ARCHITECTURE.md §7.
 //
 // Loading uses RTLD_NOW | RTLD_LOCAL, so missing symbols fail at load. A
 // library stays loaded while any Executor created from it is alive (each

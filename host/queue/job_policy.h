@@ -1,5 +1,5 @@
 // Per-job policies that the queue enforces: concurrency/rate limits and
-// retries (docs/LIMITS.md, docs/RETRIES.md). Scripts carry them in their
+// retries (docs/LIMITS.md, its Retries section). Scripts carry them in their
 // settings, run requests may override them; both use the JSON shapes below.
 //
 //   "concurrency": {"key": "api:stripe", "max_running": 3,

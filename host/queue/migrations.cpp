@@ -11,7 +11,7 @@ namespace {
 //
 // quern.queue is the small hot table (waiting + running jobs only). Every
 // claim is an UPDATE that leaves a dead tuple at the head of the claim index,
-// so the table gets aggressive per-table autovacuum (ARCHITECTURE.md §2: the
+// so the table gets aggressive per-table autovacuum (docs/ARCHITECTURE.md §2: the
 // claim rate decays 4x within a minute with the defaults). fillfactor 90
 // leaves room on each page for HOT updates of heartbeat_at, which no index
 // covers.
@@ -89,7 +89,7 @@ CREATE TABLE quern.job_logs (
 );
 
 -- NOTIFY channel of a tag; must stay identical to channel_for_tag() in C++
--- (queue_notify.cpp). Channel names are limited to 63 bytes: longer ones are
+-- (queue_connection.cpp). Channel names are limited to 63 bytes: longer ones are
 -- replaced by a 32-bit FNV-1a hash of the tag's UTF-8 bytes.
 CREATE FUNCTION quern.channel_for_tag(tag text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
@@ -282,7 +282,7 @@ LANGUAGE sql IMMUTABLE AS $$
   SELECT policy IS NOT NULL AND retries + 1 < (policy->>'max_attempts')::int AND (policy->'on') ? outcome
 $$;
 
--- The claim (ARCHITECTURE.md §2 plus limits). One call = one transaction.
+-- The claim (docs/ARCHITECTURE.md §3). One call = one transaction.
 -- Unkeyed jobs: one indexed, ordered SKIP LOCKED scan. Keyed jobs: per key
 -- with a due waiting job for these tags, lock its limits row (skip if
 -- locked), count what runs (fresh snapshot), take up to the room left. The

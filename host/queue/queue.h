@@ -1,4 +1,4 @@
-// The job queue in PostgreSQL (see ../shared/design/ARCHITECTURE.md §2 and
+// The job queue in PostgreSQL (see docs/ARCHITECTURE.md §2-§6 and
 // docs/QUEUE.md).
 //
 // Tables (schema "quern"): `queue` holds only waiting and running jobs (the

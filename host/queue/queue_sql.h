@@ -80,8 +80,8 @@ RETURNING id
 )SQL"};
 
 // $1 worker_id, $2 tags (text[]), $3 limit, $4 free GPUs, $5 device memory
-// (int[]). quern.claim() (migration 3) is the one-statement claim of
-// ARCHITECTURE.md §2 plus concurrency keys and GPU fit.
+// (int[]). quern.claim() (migration 3): the claim in one call, with
+// concurrency keys and GPU fit (docs/ARCHITECTURE.md §3).
 inline constexpr Statement kClaim{"quern_claim", R"SQL(
 SELECT id, attempt, tag, language, payload, priority, timeout_s, script_path, created_us, started_us, gpus
   FROM quern.claim($1, $2::text[], $3::int, $4::int, $5::int[])

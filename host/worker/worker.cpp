@@ -171,7 +171,7 @@ void Loops::claimer() {
       st.claimer_cv.wait(lock, [&] { return st.stopping || st.busy < st.slot_limit; });
       const int min_batch = std::max(1, st.slot_limit / 4);
       // With a backlog, a few claimers taking many rows each beat many small
-      // claims (ARCHITECTURE.md §2): let a quarter of the slots free up, for
+      // claims (docs/ARCHITECTURE.md §3): let a quarter of the slots free up, for
       // at most kBacklogBatchWait. An idle worker never waits here.
       // Only for short jobs: when jobs run long, claims are rare anyway and
       // the wait would only leave slots idle.

@@ -1,5 +1,5 @@
 // A worker: N slots, each running one job at a time through the executor
-// plugin for the job's language (ARCHITECTURE.md §1-2, §4).
+// plugin for the job's language (docs/ARCHITECTURE.md §1, §3-§6, §8).
 //
 // Threads and what they own:
 //  - claimer: its own Queue connection; LISTENs on the served tags and claims

@@ -1,5 +1,6 @@
-// quern_bench: the queue and worker measured the way ../shared/bench/peers
-// measures graphile-worker and pg-boss, so the figures sit side by side.
+// quern_bench: the queue and worker measured the way the peers' benchmark
+// harness (set-up in docs/BENCHMARKS.md) measures graphile-worker and
+// pg-boss, so the figures sit side by side.
 //
 //   quern_bench --host /tmp/peers/sock --port 55433 TEST JOBS CONCURRENCY
 //

@@ -38,6 +38,6 @@ quern bash-latency 200 1
 quern enqueue-batch 20000 1
 peer graphile 20000 1 enqueue-batch
 if [ "${3:-}" != quick ]; then
-  # Long drain: shows whether the claim rate decays as dead tuples pile up (ARCHITECTURE.md §2).
+  # Long drain: shows whether the claim rate decays as dead tuples pile up (docs/ARCHITECTURE.md §2).
   quern --window 10 --duration 75 noop 20000 50
 fi

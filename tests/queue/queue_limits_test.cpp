@@ -1,5 +1,5 @@
 // Concurrency keys, rate limits, retries, priorities and GPU fit, enforced by
-// the claim itself (docs/LIMITS.md, docs/RETRIES.md), against the real test
+// the claim itself (docs/LIMITS.md, retries included), against the real test
 // PostgreSQL with many claimers on their own connections.
 #include <algorithm>
 #include <atomic>

@@ -18,7 +18,7 @@ TEST_F(QueueTest, MigrateTwiceKeepsVersion) {
   EXPECT_EQ(must(q_->migrate()), latest);
   EXPECT_EQ(must(q_->migrate()), latest);
   EXPECT_EQ(must(q_->exec_scalar("SELECT count(*) FROM quern.schema_migrations")), std::to_string(latest));
-  // The hot table carries its own autovacuum settings (ARCHITECTURE.md §2).
+  // The hot table carries its own autovacuum settings (docs/ARCHITECTURE.md §2).
   const std::string opts =
       must(q_->exec_scalar("SELECT reloptions::text FROM pg_class WHERE oid = 'quern.queue'::regclass"));
   EXPECT_NE(opts.find("autovacuum_vacuum_threshold=5000"), std::string::npos) << opts;

@@ -1,5 +1,5 @@
 // Header-only C++17 helper (POSIX) for executor plugins that run a child
-// process per job. See ARCHITECTURE.md §4.
+// process per job. See docs/ARCHITECTURE.md §8.
 //
 // run_process(spec, ctx, options) starts spec.argv in its own process group
 // (setpgid(0, 0)), in spec.workdir, with exactly spec.env as its environment,
