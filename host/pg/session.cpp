@@ -96,19 +96,28 @@ bool Session::check_alive() noexcept {
     drop();
     return false;
   }
-  pollfd p{conn_->sock(), POLLIN, 0};
-  if (::poll(&p, 1, 0) == 0) return true;  // nothing arrived while idle
-  // Something arrived with no query in flight: a notification, or the
-  // server's goodbye (FATAL message, EOF). Let libpq read it.
-  try {
-    conn_->get_notifs();
-  } catch (...) {
-    drop();
-    return false;
-  }
-  if (!conn_->is_open()) {
-    drop();
-    return false;
+  // With no query in flight, anything readable is a notification or the
+  // server's goodbye: a FATAL message ("terminating connection due to
+  // administrator command"), then end of file. A closed peer shows as a
+  // hang-up; otherwise let libpq read what came, and look again, since
+  // reading the message does not yet tell libpq the socket is closed.
+  for (int round = 0; round < 4; ++round) {
+    pollfd p{conn_->sock(), POLLIN | POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) == 0) return true;
+    if (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) {
+      drop();
+      return false;
+    }
+    try {
+      conn_->get_notifs();
+    } catch (...) {
+      drop();
+      return false;
+    }
+    if (!conn_->is_open()) {
+      drop();
+      return false;
+    }
   }
   return true;
 }

@@ -81,7 +81,11 @@ std::optional<ordered_json> read_outcome(const std::string& path) {
   std::stringstream text;
   text << f.rdbuf();
   const std::string s = text.str();
-  if (quern_json_too_deep(s.data(), s.size(), QUERN_MAX_JSON_DEPTH + 2)) return std::nullopt;
+  // {"ok": true, "result": ...}: the result may nest QUERN_MAX_JSON_DEPTH deep.
+  if (quern_json_too_deep(s.data(), s.size(), QUERN_MAX_JSON_DEPTH + 1))
+    return ordered_json{{"ok", false},
+                        {"error", "main() returned a value nested deeper than " +
+                                      std::to_string(QUERN_MAX_JSON_DEPTH) + " levels (the limit)"}};
   ordered_json j = ordered_json::parse(s, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
   return j;
