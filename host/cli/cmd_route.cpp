@@ -1,25 +1,13 @@
 // `quern route test`: which routing rule a submission would match, and the
-// tag and priority it would get (docs/ROUTING.md). Also route_local_job().
+// tag and priority it would get (docs/ROUTING.md).
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "host/cli/commands.h"
-#include "host/cli/route.h"
 #include "host/common/json_input.h"
 
 namespace quern::cli {
-
-Status route_local_job(const std::vector<routing::Rule>& rules, const JobRequest& req, queue::NewJob& job) {
-  if (rules.empty()) return Status::ok();
-  routing::Submission s;
-  s.language = job.language;
-  s.path = job.script_path;
-  s.args = job.payload.value("args", nlohmann::ordered_json::object());
-  s.explicit_tag = req.tag;
-  s.explicit_priority = req.priority != queue::kDefaultPriority ? req.priority : 0;
-  return routing::route_into(rules, s, queue::kDefaultPriority, job.tag, job.priority);
-}
 
 namespace {
 

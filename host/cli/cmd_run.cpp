@@ -6,7 +6,6 @@
 
 #include "host/cli/commands.h"
 #include "host/cli/job_follow.h"
-#include "host/cli/route.h"
 
 namespace quern::cli {
 namespace {
@@ -34,9 +33,8 @@ int run_job(RunArgs a) {
       return 2;
     }
   }
-  auto job = make_job(a.req);
-  if (!job) {
-    std::cerr << "quern run: " << job.message() << "\n";
+  if (auto sub = make_submission(a.req); !sub) {
+    std::cerr << "quern run: " << sub.message() << "\n";
     return 2;
   }
   if (!a.server.empty()) return run_through_server(a.server, a.token, a.req);
@@ -45,10 +43,11 @@ int run_job(RunArgs a) {
     std::cerr << "quern run: " << cfg.message() << "\n";
     return 2;
   }
-  // Pushed straight to the database: the config's routing rules apply here
-  // (through --server, the server applies its own).
-  if (Status s = route_local_job(cfg->routing_rules, a.req, *job); !s) {
-    std::cerr << "quern run: " << s.message() << "\n";
+  // Pushed straight to the database: built with the config's rules as the
+  // server builds its API's jobs (through --server, the server applies its own).
+  auto job = make_job(a.req, *cfg);
+  if (!job) {
+    std::cerr << "quern run: " << job.message() << "\n";
     return 2;
   }
   auto url = resolve_database_url(*cfg);

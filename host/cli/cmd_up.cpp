@@ -10,7 +10,6 @@
 #include "host/auth/tokens.h"
 #include "host/cli/commands.h"
 #include "host/cli/job_follow.h"
-#include "host/cli/route.h"
 #include "host/cli/worker_groups.h"
 #include "host/pg/embedded_postgres.h"
 
@@ -65,10 +64,7 @@ int run_examples(const config::Config& cfg, const std::string& url, const std::f
     JobRequest req;
     auto job = [&]() -> StatusOr<queue::NewJob> {
       if (Status s = load_script_file(f, req); !s) return s;
-      auto made = make_job(req);
-      if (!made) return made;
-      if (Status s = route_local_job(cfg.routing_rules, req, *made); !s) return s;
-      return made;
+      return make_job(req, cfg);
     }();
     auto id = job ? (*q)->push(*job) : StatusOr<int64_t>(job.status());
     if (!id) {

@@ -40,25 +40,35 @@ Status load_script_file(const std::filesystem::path& file, JobRequest& req) {
   return Status::ok();
 }
 
-StatusOr<queue::NewJob> make_job(const JobRequest& req) {
-  if (req.language.empty()) return Status::error("no language: pass --language (e.g. bash)");
+StatusOr<jobs::Submission> make_submission(const JobRequest& req) {
+  if (req.language.empty()) return Status::invalid("no language: pass --language (e.g. bash)");
   auto parsed = json_input::parse<nlohmann::ordered_json>(req.args_json, "--args");
   if (!parsed) return parsed.status();
-  auto& args = *parsed;
-  if (!args.is_object()) return Status::invalid("--args must be a JSON object, e.g. '{\"name\": \"world\"}'");
+  if (!parsed->is_object())
+    return Status::invalid("--args must be a JSON object, e.g. '{\"name\": \"world\"}'");
+  if (Status s = json_input::check_storable(*parsed, "--args"); !s) return s;
   if (req.priority < queue::kMinPriority || req.priority > queue::kMaxPriority)
-    return Status::error("--priority must be between 1 and 100, got " + std::to_string(req.priority));
-  if (req.timeout_s < 0) return Status::error("--timeout must not be negative");
-  queue::NewJob job;
-  job.language = req.language;
-  job.tag = req.tag.empty() ? req.language : req.tag;
-  job.priority = req.priority;
-  job.timeout_s = req.timeout_s;
-  job.script_path = req.script_path;
-  job.payload = nlohmann::ordered_json::object();
-  job.payload["code"] = req.code;
-  job.payload["args"] = std::move(args);
-  return job;
+    return Status::invalid("--priority must be between 1 and 100, got " + std::to_string(req.priority));
+  if (req.timeout_s < 0) return Status::invalid("--timeout must not be negative");
+  jobs::Submission sub;
+  sub.script.language = req.language;
+  sub.script.content = req.code;
+  sub.script.path = req.script_path;
+  sub.request.args = std::move(parsed).value();
+  sub.request.tag = req.tag;
+  sub.request.priority = req.priority != queue::kDefaultPriority ? req.priority : 0;
+  sub.request.timeout_s = req.timeout_s;
+  return sub;
+}
+
+jobs::Rules job_rules(const config::Config& cfg) {
+  return jobs::Rules{cfg.routing_rules, cfg.limits, cfg.max_timeout_s, nullptr};
+}
+
+StatusOr<queue::NewJob> make_job(const JobRequest& req, const config::Config& cfg) {
+  auto sub = make_submission(req);
+  if (!sub) return sub.status();
+  return jobs::build_job(job_rules(cfg), *sub);
 }
 
 int exit_code_for(const std::string& state) {

@@ -9,6 +9,8 @@
 #include <string>
 
 #include "host/common/status.h"
+#include "host/config/config.h"
+#include "host/jobs/job_builder.h"
 #include "host/queue/queue.h"
 
 namespace quern::cli {
@@ -29,9 +31,17 @@ struct JobRequest {
 // a "# quern:args {...}" line in the file when req.args_json is "{}".
 Status load_script_file(const std::filesystem::path& file, JobRequest& req);
 
-// Validates (args is a JSON object, priority 1..100, language known) and
-// builds the queue job.
-StatusOr<queue::NewJob> make_job(const JobRequest& req);
+// Validates (args is a JSON object, priority 1..100, a language) and makes
+// the submission the CLI pushes: no token (role and group rules never
+// match); a --priority other than the default counts as set.
+StatusOr<jobs::Submission> make_submission(const JobRequest& req);
+
+// The config's rules for jobs the CLI pushes itself: routing, <limits>,
+// <queue max-timeout> — the same the server applies to its API's jobs.
+jobs::Rules job_rules(const config::Config& cfg);
+
+// make_submission, then the one job builder (host/jobs) with job_rules(cfg).
+StatusOr<queue::NewJob> make_job(const JobRequest& req, const config::Config& cfg);
 
 // Exit status for a finished job: 0 success, 1 failure, 124 timeout, 130 canceled.
 int exit_code_for(const std::string& state);

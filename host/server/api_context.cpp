@@ -33,6 +33,7 @@ DbPool::Options pool_options(const ApiOptions& o) {
 
 ApiContext::ApiContext(ApiOptions o)
     : options(std::move(o)),
+      rules{options.routing_rules, options.limits, options.max_timeout_s, nullptr},
       pool([this] { return open_db(options); }, pool_options(options),
            // A connection that the server closed while it sat idle (a
            // restart) is replaced here, before a request can fail on it.

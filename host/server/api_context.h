@@ -13,6 +13,7 @@
 
 #include "host/auth/permissions.h"
 #include "host/auth/tokens.h"
+#include "host/jobs/job_builder.h"
 #include "host/pg/session.h"
 #include "host/schedule/schedule_store.h"
 #include "host/schedule/scheduler.h"
@@ -58,6 +59,7 @@ struct ApiContext {
   explicit ApiContext(ApiOptions o);
 
   ApiOptions options;
+  jobs::Rules rules;   // from options: routing, <limits>, max timeout (dedicated_alive per request)
   DbPool pool;         // the API's connection budget (ApiOptions::db_connections)
   JobWaiters waiters;  // run_wait_result and agent long polls: woken by NOTIFY, one connection
 
@@ -74,14 +76,10 @@ struct ApiContext {
 };
 
 // The job a run of script version `v` (an inline one has no path or hash)
-// with request `r` enqueues — for the run routes and for a schedule's tick:
-// the script's settings overridden by the request; the config's routing
-// rules (docs/ROUTING.md) for the tag and priority, as the submitter's token
-// role/group see them ("" for a tick, which matches no role or group rule);
-// a live dedicated worker's tag when neither names one; then completed (GPU
-// request, concurrency key substitution, the config's <limits>) and checked
-// against the queue's rules and the server's maximum timeout. An error is
-// the caller's bad input (the run routes answer 400).
+// with request `r` enqueues — for the run routes and for a schedule's tick
+// (role and group "") — by the one job builder (host/jobs/job_builder.h)
+// with this server's rules, asking q whether a dedicated worker is live. An
+// error is the caller's bad input (the run routes answer 400).
 StatusOr<queue::NewJob> job_for_run(ApiContext& ctx, queue::Queue& q, const std::string& role,
                                     const std::string& group, const scripts::ScriptVersion& v,
                                     const RunRequest& r);

@@ -10,7 +10,6 @@
 #include "host/common/validation.h"
 #include "host/server/api_context.h"
 #include "host/server/api_requests.h"
-#include "host/worker/gpu_capacity.h"
 
 namespace quern::server {
 namespace {
@@ -18,92 +17,14 @@ namespace {
 using Json = nlohmann::ordered_json;
 using namespace std::chrono_literals;
 
-queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest& r) {
-  queue::NewJob job;
-  job.language = s.language;
-  job.tag = !r.tag.empty() ? r.tag : !s.settings.tag.empty() ? s.settings.tag : s.language;
-  job.priority = r.priority > 0            ? r.priority
-                 : s.settings.priority > 0 ? s.settings.priority
-                                           : queue::kDefaultPriority;
-  job.timeout_s = r.timeout_s > 0 ? r.timeout_s : s.settings.timeout_s;
-  job.scheduled_for = r.scheduled_for;
-  job.script_path = s.path;
-  job.payload["code"] = s.content;
-  job.payload["args"] = r.args;
-  job.payload["script_hash"] = s.hash;
-  if (auto c = r.concurrency ? r.concurrency : s.settings.concurrency) {
-    job.concurrency = *c;
-    if (job.concurrency.key.empty()) job.concurrency.key = "script:" + (s.path.empty() ? s.hash : s.path);
-  }
-  if (auto p = r.retry ? r.retry : s.settings.retry) job.retry = *p;
-  return job;
-}
-
-// The routing rules decide the tag and the priority, except those the
-// request or the script sets (unless a rule forces them).
-Status route_job(const ApiContext& ctx, const std::string& role, const std::string& group,
-                 const scripts::ScriptVersion& s, const RunRequest& r, queue::NewJob& job) {
-  if (ctx.options.routing_rules.empty()) return Status::ok();
-  routing::Submission sub;
-  sub.language = s.language;
-  sub.path = s.path;
-  sub.args = r.args;
-  sub.role = role;
-  sub.group = group;
-  sub.explicit_tag = !r.tag.empty() ? r.tag : s.settings.tag;
-  sub.explicit_priority = r.priority > 0 ? r.priority : s.settings.priority;
-  return routing::route_into(ctx.options.routing_rules, sub, queue::kDefaultPriority, job.tag, job.priority);
-}
-
-// Completes a built job and checks it against the queue's rules and the
-// server's limits: a gpu job's request becomes visible to the claim (queue
-// columns, so only a worker with the devices claims it); the concurrency key
-// gets its $path / $language / $args[name] substituted, and the config's
-// numbers for that key replace the job's.
-Status finalize_job(const ApiContext& ctx, queue::NewJob& job) {
-  if (job.language == "gpu") {
-    auto request = worker::gpu_request_from_args(job.payload.value("args", Json::object()));
-    if (!request) return Status::error(request.message());
-    job.gpus = request->gpus;
-    job.gpu_memory_mb = request->memory_mb;
-  }
-  if (job.concurrency.enabled()) {
-    if (job.concurrency.key.find('$') != std::string::npos) {
-      auto tmpl = routing::TagTemplate::parse(job.concurrency.key);
-      routing::Submission sub;
-      sub.language = job.language;
-      sub.path = job.script_path;
-      sub.args = job.payload.value("args", Json::object());
-      auto key = tmpl ? tmpl->expand(sub) : StatusOr<std::string>(tmpl.status());
-      if (!key) return Status::error("concurrency.key: " + key.message());
-      job.concurrency.key = *key;
-    }
-    for (const queue::ConcurrencyLimit& l : ctx.options.limits) {
-      if (l.key == job.concurrency.key) job.concurrency = l;
-    }
-  }
-  if (Status s = queue::validate(job); !s) return s;
-  const int max = ctx.options.max_timeout_s;
-  if (max > 0 && job.timeout_s > max)
-    return Status::error("timeout_s " + std::to_string(job.timeout_s) + " exceeds this server's maximum of " +
-                         std::to_string(max) + " s");
-  return Status::ok();
-}
-
 }  // namespace
 
 StatusOr<queue::NewJob> job_for_run(ApiContext& ctx, queue::Queue& q, const std::string& role,
                                     const std::string& group, const scripts::ScriptVersion& v,
                                     const RunRequest& r) {
-  queue::NewJob job = job_from_script(v, r);
-  if (v.hash.empty()) job.payload.erase("script_hash");  // inline code
-  if (Status st = route_job(ctx, role, group, v, r, job); !st) return st;
-  // Runs of a script that a live dedicated worker keeps warm go there, unless
-  // the request names a tag.
-  if (r.tag.empty() && !job.script_path.empty() && ctx.dedicated_worker_alive(q, job.script_path))
-    job.tag = "dedicated:" + job.script_path;
-  if (Status st = finalize_job(ctx, job); !st) return st;
-  return job;
+  jobs::Rules rules = ctx.rules;
+  rules.dedicated_alive = [&](const std::string& path) { return ctx.dedicated_worker_alive(q, path); };
+  return jobs::build_job(rules, jobs::Submission{v, r, role, group});
 }
 
 namespace {
@@ -126,7 +47,7 @@ JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const auth::P
     s.language = std::move(code->language);
     s.content = std::move(code->content);
     auto job = job_for_run(ctx, db.queue(), role, who.group, s, *run);
-    if (!job) return bad_request(job.message());
+    if (!job) return error_response(job.status());
     return std::move(job).value();
   }
   const std::string& key = req.path_params.at(kind == "path" ? "path" : "hash");
@@ -136,7 +57,7 @@ JobOrResponse build_job(ApiContext& ctx, const http::Request& req, const auth::P
     return not_found(kind == "path" ? "no script at path '" + key + "' (or it is archived)"
                                     : "no script version with hash '" + key + "'");
   auto job = job_for_run(ctx, db.queue(), role, who.group, **found, *run);
-  if (!job) return bad_request(job.message());
+  if (!job) return error_response(job.status());
   return std::move(job).value();
 }
 

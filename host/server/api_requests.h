@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host/auth/tokens.h"
+#include "host/jobs/job_builder.h"
 #include "host/queue/queue.h"
 #include "host/schedule/schedule_store.h"
 #include "host/scripts/script_store.h"
@@ -32,16 +33,7 @@ inline constexpr int64_t kMaxTimeoutSeconds = 366LL * 24 * 3600;
 
 // --- jobs ---
 
-// What a run request may set on top of the script's settings.
-struct RunRequest {
-  nlohmann::ordered_json args = nlohmann::ordered_json::object();
-  std::string tag;
-  int priority = 0;
-  int timeout_s = 0;
-  std::optional<queue::Clock::time_point> scheduled_for;
-  std::optional<queue::ConcurrencyLimit> concurrency;  // replaces the script's
-  std::optional<queue::RetryPolicy> retry;             // replaces the script's
-};
+using jobs::RunRequest;
 StatusOr<RunRequest> parse_run_request(const Json& body);
 
 // Inline code of run_inline: language and content (with the request above).

@@ -1,8 +1,6 @@
 // Implementation of gpu_capacity.h.
 #include "host/worker/gpu_capacity.h"
 
-#include "plugins/gpu/gpu_request.h"
-
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -41,16 +39,6 @@ StatusOr<GpuCapacity> gpu_capacity_from_resources(const nlohmann::json& resource
     capacity.memory_mb.push_back(*mb);
   }
   return capacity;
-}
-
-StatusOr<GpuRequest> gpu_request_from_args(const nlohmann::json& args) {
-  try {
-    const gpu::GpuRequestArgs r = gpu::parse_gpu_request(args);
-    const auto clamp = [](uint64_t v) { return static_cast<int>(std::min<uint64_t>(v, INT_MAX)); };
-    return GpuRequest{clamp(r.gpus), clamp(r.memory_mb.value_or(0))};
-  } catch (const std::invalid_argument& e) {
-    return Status::error(std::string("gpu job args: ") + e.what());
-  }
 }
 
 }  // namespace quern::worker

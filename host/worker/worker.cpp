@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "host/common/validation.h"
 #include "host/worker/delivery.h"
 #include "host/worker/job_run.h"
 #include "host/worker/worker_state.h"
@@ -598,6 +599,9 @@ void Loops::watchdog() {
 Status Worker::start() {
   add_dedicated_tags(options_.tags, options_.dedicated_scripts);
   if (options_.tags.empty()) return Status::error("worker " + options_.worker_id + ": no tags to serve");
+  for (const std::string& tag : options_.tags)
+    if (Status st = validation::check_tag(tag, "tags"); !st)
+      return st.with_context("worker " + options_.worker_id);
   if (options_.slots < 1) return Status::error("worker " + options_.worker_id + ": slots must be at least 1");
   std::error_code ec;
   std::filesystem::create_directories(options_.jobs_dir, ec);

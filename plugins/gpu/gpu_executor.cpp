@@ -55,10 +55,10 @@
 #include <vector>
 
 #include "device_allocator.h"
-#include "gpu_request.h"
 #include "job_monitor.h"
 #include "nvml.h"
 #include "quern/executor.hpp"
+#include "quern/gpu.hpp"
 #include "quern/limits.h"
 #include "quern/process.hpp"
 
@@ -93,7 +93,7 @@ Request parse_request(const ordered_json& job) {
   Request r;
   ordered_json args = ordered_json::object();
   if (auto it = job.find("args"); it != job.end() && it->is_object()) args = *it;
-  const GpuRequestArgs wanted = parse_gpu_request(args);  // the host routes by the same parse
+  const sdk::GpuRequestArgs wanted = sdk::parse_gpu_request(args);  // the host routes by the same parse
   r.gpus = wanted.gpus;
   r.memory_mb = wanted.memory_mb;
   if (auto it = args.find("python"); it != args.end()) {
@@ -129,8 +129,8 @@ class GpuExecutor {
     python_ = resolve(config.value("python", std::string("/usr/bin/python3")));
     bash_ = resolve(config.value("bash", std::string("/bin/bash")));
     if (auto it = config.find("sample_interval_ms"); it != config.end())
-      interval_ =
-          std::chrono::milliseconds(std::max<uint64_t>(10, as_count(*it, "gpu: \"sample_interval_ms\"")));
+      interval_ = std::chrono::milliseconds(
+          std::max<uint64_t>(10, sdk::json_count(*it, "gpu: \"sample_interval_ms\"")));
 
     if (auto it = config.find("inventory"); it != config.end()) {
       load_inventory(*it);
@@ -140,7 +140,7 @@ class GpuExecutor {
     if (auto it = config.find("devices"); it != config.end()) {
       if (!it->is_array()) throw std::invalid_argument("gpu: \"devices\" must be an array of indices");
       std::set<uint64_t> keep;
-      for (const auto& v : *it) keep.insert(as_count(v, "gpu: \"devices\" entries"));
+      for (const auto& v : *it) keep.insert(sdk::json_count(v, "gpu: \"devices\" entries"));
       devices_.erase(std::remove_if(devices_.begin(), devices_.end(),
                                     [&](const Device& d) { return keep.count(d.index) == 0; }),
                      devices_.end());
@@ -223,12 +223,12 @@ class GpuExecutor {
       const std::string at = "gpu: inventory[" + std::to_string(i) + "]";
       if (!e.is_object()) throw std::invalid_argument(at + " must be an object");
       Device d;
-      d.index = static_cast<unsigned>(e.contains("index") ? as_count(e["index"], at + ".index") : i);
+      d.index = static_cast<unsigned>(e.contains("index") ? sdk::json_count(e["index"], at + ".index") : i);
       if (!e.contains("uuid") || !e["uuid"].is_string() || e["uuid"].get<std::string>().empty())
         throw std::invalid_argument(at + " needs a \"uuid\" string");
       d.uuid = e["uuid"].get<std::string>();
       d.name = e.value("name", "GPU " + std::to_string(d.index));
-      d.memory_mb = e.contains("memory_mb") ? as_count(e["memory_mb"], at + ".memory_mb") : 0;
+      d.memory_mb = e.contains("memory_mb") ? sdk::json_count(e["memory_mb"], at + ".memory_mb") : 0;
       if (!uuids.insert(d.uuid).second) throw std::invalid_argument(at + ": duplicate uuid " + d.uuid);
       if (!indices.insert(d.index).second) throw std::invalid_argument(at + ": duplicate index");
       devices_.push_back(std::move(d));

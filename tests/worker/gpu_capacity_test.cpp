@@ -2,6 +2,7 @@
 // args): parsing, validation messages, and the "can this worker ever run it"
 // rule as the claim applies it (quern.gpu_fits, with every device free).
 #include "host/worker/gpu_capacity.h"
+#include "host/jobs/job_builder.h"
 
 #include <gtest/gtest.h>
 
@@ -13,10 +14,10 @@
 namespace {
 
 using nlohmann::json;
+using quern::jobs::gpu_request_from_args;
+using quern::jobs::GpuRequest;
 using quern::worker::gpu_capacity_from_resources;
-using quern::worker::gpu_request_from_args;
 using quern::worker::GpuCapacity;
-using quern::worker::GpuRequest;
 
 bool can_ever_meet(const GpuCapacity& c, const GpuRequest& r) {
   return quern::testing::claim_would_fit(c, r);

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "host/jobs/job_builder.h"
 #include "host/queue/queue.h"
 #include "host/worker/gpu_capacity.h"
 #include "tests/support/test_postgres.h"
@@ -15,7 +16,7 @@
 namespace quern::testing {
 
 // Whether a claimer with this capacity, all of it free, may claim the request.
-inline bool claim_would_fit(const worker::GpuCapacity& c, const worker::GpuRequest& r) {
+inline bool claim_would_fit(const worker::GpuCapacity& c, const jobs::GpuRequest& r) {
   static std::unique_ptr<queue::Queue> q = [] {
     auto opened = queue::Queue::connect(fresh_database_url("gpu_fits_sql"));
     EXPECT_TRUE(opened.is_ok()) << opened.message();

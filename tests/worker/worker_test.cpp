@@ -178,10 +178,14 @@ TEST_F(WorkerTest, CancelStopsARunningJobAndItsChildren) {
 TEST_F(WorkerTest, StopLetsRunningJobsFinish) {
   auto o = options({"noop"}, 2);
   o.shutdown_grace = 30s;
+  // Started by a slot, not only claimed ("running" in the database): a job
+  // claimed but not yet started when the worker stops goes back to the queue.
+  std::atomic<bool> started{false};
+  o.on_job_start = [&](const queue::ClaimedJob&) { started = true; };
   worker::Worker w(o, registry_);
   ASSERT_TRUE(w.start());
   int64_t id = push("noop", "", {{"sleep_ms", 300}});
-  ASSERT_TRUE(wait_until([&] { return state(id) == "running"; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return started.load(); }, 20s));
   w.stop();
   w.wait();
   EXPECT_EQ(state(id), "success");

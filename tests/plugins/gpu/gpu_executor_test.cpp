@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "host/jobs/job_builder.h"
 #include "host/plugin/plugin_registry.h"
 #include "host/worker/gpu_capacity.h"
 #include "tests/plugin/recording_sink.h"
@@ -440,7 +441,7 @@ TEST_F(GpuExecutorTest, HostCapacityLogicAgreesWithThePlugin) {
     SCOPED_TRACE(req.dump());
     json args = req;
     args["command"] = {"true"};
-    auto request = quern::worker::gpu_request_from_args(args);
+    auto request = quern::jobs::gpu_request_from_args(args);
     ASSERT_TRUE(request.is_ok()) << request.message();
     RecordingSink sink;
     const quern_status st = executor->execute(job(args), sink);
@@ -457,7 +458,7 @@ TEST_F(GpuExecutorTest, HostCapacityLogicAgreesWithThePlugin) {
     args["command"] = {"true"};
     RecordingSink sink;
     ASSERT_EQ(executor->execute(job(args), sink), QUERN_STATUS_FAILURE);
-    auto request = quern::worker::gpu_request_from_args(args);
+    auto request = quern::jobs::gpu_request_from_args(args);
     ASSERT_FALSE(request.is_ok());
     EXPECT_EQ(request.message(), sink.error().value_or(""));
   }
