@@ -24,7 +24,6 @@ constexpr size_t kMaxNameSize = 128;
 constexpr size_t kMaxLabelSize = 200;
 
 // Timestamps cross the connection as epoch microseconds (exact, no parsing).
-#define QUERN_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
 constexpr const char* kInsert =
     "INSERT INTO quern.tokens (id, secret_hash, role, worker_group, tags, label, expires_at) "
@@ -46,14 +45,12 @@ constexpr const char* kTouch =
     "WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')";
 
 constexpr const char* kList =
-    "SELECT id, role, coalesce(worker_group, ''), coalesce(array_to_json(tags)::text, '[]'), label, " QUERN_US(
-        "created_at") ", " QUERN_US("expires_at") ", " QUERN_US("revoked_at") ", " QUERN_US("last_used_at") " "
+    "SELECT id, role, coalesce(worker_group, ''), coalesce(array_to_json(tags)::text, '[]'), label, " QUERN_PG_US(
+        "created_at") ", " QUERN_PG_US("expires_at") ", " QUERN_PG_US("revoked_at") ", " QUERN_PG_US("last_used_at") " "
     "FROM quern.tokens ORDER BY created_at, id";
 
 constexpr const char* kRevoke =
     "UPDATE quern.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1";
-
-#undef QUERN_US
 
 bool is_lower_hex(std::string_view s) {
   return std::all_of(s.begin(), s.end(),

@@ -123,9 +123,11 @@ class Session {
 StatusCode code_for_sqlstate(const std::string& sqlstate);
 
 // Epoch microseconds <-> time points: the form timestamps cross the
-// connection in (exact, no time-zone parsing). In SQL, QUERN_PG_US(col).
+// connection in (exact, no time-zone parsing). In SQL: QUERN_PG_US(col) reads
+// a column as epoch microseconds, QUERN_PG_TS(param) a parameter back.
 int64_t to_epoch_us(std::chrono::system_clock::time_point t);
 std::chrono::system_clock::time_point from_epoch_us(int64_t us);
 #define QUERN_PG_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+#define QUERN_PG_TS(param) "('epoch'::timestamptz + " param "::bigint * interval '1 microsecond')"
 
 }  // namespace quern::pg

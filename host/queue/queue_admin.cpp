@@ -13,15 +13,13 @@ namespace {
 
 const std::set<std::string> kStates = {"queued", "running", "success", "failure", "timeout", "canceled"};
 
-#define QUERN_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-
 // Both tables, same columns as kGetJob; filters are parameters ($1 state,
 // $2 tag, $3 script_path, $4/$5 created after/before in epoch us, $6 before_id, $7 limit).
 constexpr const char* kListJobs = R"SQL(
 SELECT * FROM (
   SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END AS state, tag, language, script_path,
          payload::text, priority, attempt, coalesce(worker_id, ''), NULL::text, '',
-         )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") R"SQL( , NULL::bigint, cancel_requested,
+         )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") R"SQL( , NULL::bigint, cancel_requested,
          coalesce(concurrency_key, '')
     FROM quern.queue
    WHERE ($2 = '' OR tag = $2) AND ($3 = '' OR script_path = $3)
@@ -32,7 +30,8 @@ SELECT * FROM (
   UNION ALL
   SELECT id, status, tag, language, script_path,
          payload::text, priority, attempt, coalesce(worker_id, ''), result::text, error,
-         )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") ", " QUERN_US("completed_at") R"SQL(, false,
+         )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") ", " QUERN_PG_US(
+    "completed_at") R"SQL(, false,
          coalesce(concurrency_key, '')
     FROM quern.completed_jobs
    WHERE ($2 = '' OR tag = $2) AND ($3 = '' OR script_path = $3)
@@ -76,8 +75,6 @@ SELECT l.key, l.max_running, l.rate_max, l.rate_window_ms,
        (SELECT count(*) FROM unnest(l.recent_starts) t WHERE t > now() - l.rate_window_ms * interval '1 millisecond')
   FROM quern.concurrency_limits l ORDER BY l.key
 )SQL";
-
-#undef QUERN_US
 
 std::optional<int64_t> epoch_us(const std::optional<Clock::time_point>& t) {
   if (!t) return std::nullopt;

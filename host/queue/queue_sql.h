@@ -11,7 +11,6 @@ namespace quern::queue::sql {
 
 using Statement = pg::Statement;
 
-#define QUERN_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 
 // RETURNING columns that NOTIFY quern_done (sent at commit) for a finished
 // job whose submitter waits for it (waiter): {"w", "id"} and, from
@@ -301,21 +300,21 @@ SELECT (SELECT count(*) FROM requeued),
 inline constexpr Statement kGetJob{"quern_get_job", R"SQL(
 SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END, tag, language, script_path,
        payload::text, priority, attempt, coalesce(worker_id, ''), NULL::text, '',
-       )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") R"SQL(, NULL::bigint, cancel_requested,
+       )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") R"SQL(, NULL::bigint, cancel_requested,
        coalesce(concurrency_key, '')
   FROM quern.queue WHERE id = $1
 UNION ALL
 SELECT id, status, tag, language, script_path,
        payload::text, priority, attempt, coalesce(worker_id, ''), result::text, error,
-       )SQL" QUERN_US("created_at") ", " QUERN_US("started_at") ", " QUERN_US("completed_at") R"SQL(, false,
+       )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") ", " QUERN_PG_US("completed_at") R"SQL(, false,
        coalesce(concurrency_key, '')
   FROM quern.completed_jobs WHERE id = $1
 )SQL"};
 
 // $1 job_id: its earlier attempts, oldest first.
 inline constexpr Statement kGetAttempts{"quern_get_attempts", R"SQL(
-SELECT attempt, status, error, coalesce(worker_id, ''), )SQL" QUERN_US("started_at") ", " QUERN_US(
-                                                                  "ended_at") ", " QUERN_US("retry_at") R"SQL(
+SELECT attempt, status, error, coalesce(worker_id, ''), )SQL" QUERN_PG_US("started_at") ", " QUERN_PG_US(
+                                                                  "ended_at") ", " QUERN_PG_US("retry_at") R"SQL(
   FROM quern.job_attempts WHERE job_id = $1 ORDER BY attempt
 )SQL"};
 
@@ -337,7 +336,6 @@ inline constexpr Statement kAll[] = {kPushOne,  kPushBatch,   kClaim,           
 #undef QUERN_UPSERT_LIMITS
 #undef QUERN_NOTIFY_DONE
 #undef QUERN_NOTIFY_RESULT
-#undef QUERN_US
 
 }  // namespace quern::queue::sql
 // clang-format on

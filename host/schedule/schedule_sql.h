@@ -7,21 +7,19 @@
 #include <pqxx/pqxx>
 
 #include "host/common/status.h"
+#include "host/pg/session.h"
 #include "host/schedule/schedule_store.h"
 
 namespace quern::schedule::sql {
 
-#define QUERN_SCHED_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-#define QUERN_SCHED_TS(param) "('epoch'::timestamptz + " param "::bigint * interval '1 microsecond')"
-
 // The columns schedule_from_row() reads, in its order.
 #define QUERN_SCHEDULE_COLS \
   "name, cron, timezone, script_path, args::text, coalesce(tag, ''), coalesce(priority, 0), paused, "        \
-  "catch_up, " QUERN_SCHED_US("next_fire_at") ", " QUERN_SCHED_US("last_fired_at") ", "                     \
-  "coalesce(last_job_id, 0), coalesce(last_error, ''), " QUERN_SCHED_US("created_at") ", " QUERN_SCHED_US( \
+  "catch_up, " QUERN_PG_US("next_fire_at") ", " QUERN_PG_US("last_fired_at") ", "                     \
+  "coalesce(last_job_id, 0), coalesce(last_error, ''), " QUERN_PG_US("created_at") ", " QUERN_PG_US( \
       "updated_at")
 
-inline constexpr const char* kNow = "SELECT " QUERN_SCHED_US("now()");
+inline constexpr const char* kNow = "SELECT " QUERN_PG_US("now()");
 // $1 the channel (kSchedulesChannel).
 inline constexpr const char* kNotify = "SELECT pg_notify($1, '')";
 
@@ -29,7 +27,7 @@ inline constexpr const char* kNotify = "SELECT pg_notify($1, '')";
 // The extra column `created`: whether the row is new (xmax = 0 on an insert).
 inline constexpr const char* kUpsert = R"SQL(
 INSERT INTO quern.schedules (name, cron, timezone, script_path, args, tag, priority, paused, catch_up, next_fire_at)
-VALUES ($1, $2, $3, $4, $5::json, nullif($6, ''), nullif($7::int, 0)::smallint, $8, $9, )SQL" QUERN_SCHED_TS(
+VALUES ($1, $2, $3, $4, $5::json, nullif($6, ''), nullif($7::int, 0)::smallint, $8, $9, )SQL" QUERN_PG_TS(
     "$10") R"SQL()
 ON CONFLICT (name) DO UPDATE
    SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, script_path = EXCLUDED.script_path,
@@ -46,8 +44,7 @@ inline constexpr const char* kList = "SELECT " QUERN_SCHEDULE_COLS " FROM quern.
 // $1 name, $2 paused, $3 next_fire_at (NULL = unchanged).
 inline constexpr const char* kSetPaused = R"SQL(
 UPDATE quern.schedules
-   SET paused = $2, next_fire_at = coalesce()SQL" QUERN_SCHED_TS(
-    "$3") R"SQL(, next_fire_at), updated_at = now()
+   SET paused = $2, next_fire_at = coalesce()SQL" QUERN_PG_TS("$3") R"SQL(, next_fire_at), updated_at = now()
  WHERE name = $1
 RETURNING )SQL" QUERN_SCHEDULE_COLS;
 
@@ -55,7 +52,7 @@ inline constexpr const char* kDelete = "DELETE FROM quern.schedules WHERE name =
 
 // The scheduler. $1 batch size. Due rows, locked (rows another scheduler is
 // firing are skipped, not waited for), and the transaction's now().
-inline constexpr const char* kLockDue = "SELECT " QUERN_SCHEDULE_COLS ", " QUERN_SCHED_US("now()") R"SQL(
+inline constexpr const char* kLockDue = "SELECT " QUERN_SCHEDULE_COLS ", " QUERN_PG_US("now()") R"SQL(
   FROM quern.schedules
  WHERE NOT paused AND next_fire_at <= now()
  ORDER BY next_fire_at
@@ -67,8 +64,8 @@ inline constexpr const char* kLockDue = "SELECT " QUERN_SCHEDULE_COLS ", " QUERN
 // job id (NULL = unchanged), $5 last error (NULL = none).
 inline constexpr const char* kAdvance = R"SQL(
 UPDATE quern.schedules
-   SET next_fire_at = )SQL" QUERN_SCHED_TS("$2") R"SQL(,
-       last_fired_at = coalesce()SQL" QUERN_SCHED_TS("$3") R"SQL(, last_fired_at),
+   SET next_fire_at = )SQL" QUERN_PG_TS("$2") R"SQL(,
+       last_fired_at = coalesce()SQL" QUERN_PG_TS("$3") R"SQL(, last_fired_at),
        last_job_id = coalesce($4::bigint, last_job_id),
        last_error = $5
  WHERE name = $1
@@ -81,8 +78,6 @@ SELECT ceil(extract(epoch FROM min(next_fire_at) - clock_timestamp()) * 1000)::b
 )SQL";
 
 #undef QUERN_SCHEDULE_COLS
-#undef QUERN_SCHED_TS
-#undef QUERN_SCHED_US
 
 // Reads QUERN_SCHEDULE_COLS (the first 15 columns of `row`).
 Schedule schedule_from_row(const pqxx::row& row);

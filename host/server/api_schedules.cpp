@@ -52,7 +52,7 @@ http::Response create_schedule(ApiContext& ctx, DbLease& db, const http::Request
   if (!found) return error_response(found.status());
   if (!*found) return bad_request("script_path: no script at '" + s->script_path + "' (or it is archived)");
   // What each tick will push must be a valid job (e.g. a concurrency key's $args[name] is in args).
-  if (auto job = job_for_tick(ctx, db.queue(), *s, **found); !job) return bad_request(job.message());
+  if (auto job = job_for_tick(ctx, db.queue(), *s, **found); !job) return error_response(job.status());
   auto& store = db.schedules();
   auto saved = store.upsert(*s);
   if (!saved) return error_response(saved.status());

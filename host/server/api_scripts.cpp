@@ -35,7 +35,7 @@ void add_script_routes(ApiContext& ctx, http::Router& router) {
               auto script = parse_deploy(*body);
               if (!script) return error_response(script.status());
               script->deployed_by = who.label.empty() ? who.token_id : who.label;
-              if (Status s = scripts::validate(*script); !s) return bad_request(s.message());
+              if (Status s = scripts::validate(*script); !s) return error_response(s);
               auto& store = db.scripts();
               auto v = store.deploy(*script);
               if (!v) return error_response(v.status());
