@@ -260,26 +260,27 @@ http::Response stream_logs(ApiContext& ctx, DbLease& db, const http::Request& re
 void add_job_routes(ApiContext& ctx, http::Router& router) {
   using Req = const http::Request&;
   using Who = const auth::Principal&;
-  for (const auto& [kind, pattern] : {std::pair<const char*, const char*>{"path", "/api/jobs/run/p/{path+}"},
-                                      {"hash", "/api/jobs/run/h/{hash}"},
-                                      {"inline", "/api/jobs/run_inline"}}) {
-    const std::string k = kind;
-    add_route(ctx, router, "POST", pattern, k == "inline" ? "jobs.run_inline" : "jobs.run",
-              k == "path"   ? "Run the latest version of a script"
-              : k == "hash" ? "Run a script version by hash"
-                            : "Run inline code",
-              [&ctx, k](Req r, Who who, DbLease& db) { return run_route(ctx, r, who, db, k); });
-  }
-  for (const auto& [kind, pattern] :
-       {std::pair<const char*, const char*>{"path", "/api/jobs/run_wait_result/p/{path+}"},
-        {"hash", "/api/jobs/run_wait_result/h/{hash}"},
-        {"inline", "/api/jobs/run_wait_result_inline"}}) {
-    const std::string k = kind;
-    add_route(ctx, router, "POST", pattern, k == "inline" ? "jobs.run_inline" : "jobs.run",
-              k == "path"   ? "Run a script and answer with its result"
-              : k == "hash" ? "Run a script version and answer with its result"
-                            : "Run inline code and answer with its result",
-              [&ctx, k](Req r, Who who, DbLease& db) { return wait_result_route(ctx, r, who, db, k); });
+  struct RunRoute {
+    const char* pattern;
+    const char* kind;  // path | hash | inline
+    bool wait;         // run_wait_result
+    const char* summary;
+  };
+  static constexpr RunRoute kRunRoutes[] = {
+      {"/api/jobs/run/p/{path+}", "path", false, "Run the latest version of a script"},
+      {"/api/jobs/run/h/{hash}", "hash", false, "Run a script version by hash"},
+      {"/api/jobs/run_inline", "inline", false, "Run inline code"},
+      {"/api/jobs/run_wait_result/p/{path+}", "path", true, "Run a script and answer with its result"},
+      {"/api/jobs/run_wait_result/h/{hash}", "hash", true, "Run a script version and answer with its result"},
+      {"/api/jobs/run_wait_result_inline", "inline", true, "Run inline code and answer with its result"},
+  };
+  for (const RunRoute& route : kRunRoutes) {
+    const std::string kind = route.kind;
+    const bool wait = route.wait;
+    add_route(ctx, router, "POST", route.pattern, kind == "inline" ? "jobs.run_inline" : "jobs.run",
+              route.summary, [&ctx, kind, wait](Req r, Who who, DbLease& db) {
+                return wait ? wait_result_route(ctx, r, who, db, kind) : run_route(ctx, r, who, db, kind);
+              });
   }
   add_route(ctx, router, "GET", "/api/jobs", "jobs.read",
             "List jobs (filters: state, tag, script_path, time)",

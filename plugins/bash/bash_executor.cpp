@@ -101,14 +101,7 @@ class BashExecutor {
     options.interrupted = &interrupted_;
     quern::sdk::ProcessResult r = quern::sdk::run_process(spec, ctx, options);
 
-    if (r.stop_reason == QUERN_TIMEOUT_REACHED) {
-      ctx.set_error("timed out");
-      return QUERN_STATUS_TIMEOUT;
-    }
-    if (r.stop_reason != QUERN_RUNNING) {
-      ctx.set_error(r.stop_reason == QUERN_SHUTDOWN ? "stopped: worker shutting down" : "canceled");
-      return QUERN_STATUS_CANCELED;
-    }
+    if (r.stop_reason != QUERN_RUNNING) return quern::sdk::stop_status(ctx, r.stop_reason);
 
     // The result convention applies to failed runs too: a script may print
     // a JSON diagnostic before exiting non-zero.

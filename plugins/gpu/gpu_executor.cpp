@@ -255,12 +255,7 @@ class GpuExecutor {
   }
 
   static quern_status stopped(JobContext& ctx, int32_t why, const std::string& when) {
-    if (why == QUERN_TIMEOUT_REACHED) {
-      ctx.set_error("timed out" + when);
-      return QUERN_STATUS_TIMEOUT;
-    }
-    ctx.set_error((why == QUERN_SHUTDOWN ? "stopped: worker shutting down" : "canceled") + when);
-    return QUERN_STATUS_CANCELED;
+    return sdk::stop_status(ctx, why, when);
   }
 
   quern_status run(const ordered_json& job, const Request& req, const std::vector<Device>& devices,

@@ -221,10 +221,7 @@ class HttpExecutor {
     }
     curl_multi_remove_handle(multi_, easy_);
 
-    if (stop == QUERN_TIMEOUT_REACHED) return failed(ctx, "timed out", QUERN_STATUS_TIMEOUT);
-    if (stop != QUERN_RUNNING)
-      return failed(ctx, stop == QUERN_SHUTDOWN ? "stopped: worker shutting down" : "canceled",
-                    QUERN_STATUS_CANCELED);
+    if (stop != QUERN_RUNNING) return quern::sdk::stop_status(ctx, stop);
     if (code != CURLE_OK) return transfer_error(ctx, code, t, req, timeout_s);
 
     long status = 0;

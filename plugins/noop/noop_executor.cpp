@@ -44,14 +44,7 @@ class NoopExecutor {
         int32_t why = ctx.cancelled();
         if (why == QUERN_RUNNING && interrupted_.load(std::memory_order_relaxed))
           why = QUERN_CANCEL_REQUESTED;
-        if (why == QUERN_TIMEOUT_REACHED) {
-          ctx.set_error("timed out");
-          return QUERN_STATUS_TIMEOUT;
-        }
-        if (why != QUERN_RUNNING) {
-          ctx.set_error("canceled");
-          return QUERN_STATUS_CANCELED;
-        }
+        if (why != QUERN_RUNNING) return quern::sdk::stop_status(ctx, why);
         const auto now = Clock::now();
         if (now >= until) break;
         std::this_thread::sleep_for(std::min<Clock::duration>(until - now, std::chrono::milliseconds(5)));

@@ -102,14 +102,7 @@ quern_status apply_outcome(const ordered_json& outcome, JobContext& ctx) {
   return QUERN_STATUS_FAILURE;
 }
 
-quern_status stopped(int32_t reason, JobContext& ctx) {
-  if (reason == QUERN_TIMEOUT_REACHED) {
-    ctx.set_error("timed out");
-    return QUERN_STATUS_TIMEOUT;
-  }
-  ctx.set_error(reason == QUERN_SHUTDOWN ? "stopped: worker shutting down" : "canceled");
-  return QUERN_STATUS_CANCELED;
-}
+quern_status stopped(int32_t reason, JobContext& ctx) { return quern::sdk::stop_status(ctx, reason); }
 
 class PythonExecutor {
  public:

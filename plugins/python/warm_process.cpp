@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -12,13 +11,17 @@
 
 #include <cstring>
 #include <stdexcept>
+#include <string>
+#include <system_error>
 
 #include "quern/process.hpp"
 
 namespace quern::python {
 namespace {
 
-using sdk::detail::sys_error;
+std::system_error sys_error(int err, const std::string& what) {
+  return std::system_error(err, std::generic_category(), what);
+}
 
 // An fd closed on scope exit unless released.
 class OwnedFd {
@@ -42,14 +45,6 @@ class OwnedFd {
   int fd_;
 };
 
-// The child's ends are moved to fds >= 10 before fork, so that placing them
-// on 0-3 in the child never overwrites one that is still to be placed.
-void move_high(OwnedFd& fd) {
-  int high = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 10);
-  if (high < 0) throw sys_error(errno, "fcntl(F_DUPFD_CLOEXEC)");
-  fd.reset(high);
-}
-
 void close_fd(int& fd) {
   if (fd >= 0) ::close(fd);
   fd = -1;
@@ -62,17 +57,6 @@ WarmProcess::WarmProcess(const std::vector<std::string>& argv, const std::vector
     : kill_grace_(kill_grace) {
   if (argv.empty() || argv[0].empty() || argv[0][0] != '/')
     throw std::invalid_argument("WarmProcess: argv[0] must be an absolute path");
-  // Everything the child needs, prepared before fork (the host is multithreaded).
-  std::vector<char*> cargv, cenv;
-  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  for (const auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
-  cenv.push_back(nullptr);
-  const char* dir = workdir.empty() ? nullptr : workdir.c_str();
-  sigset_t empty_mask;
-  sigemptyset(&empty_mask);
-  const pid_t parent = ::getpid();
-
   int p[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0) throw sys_error(errno, "socketpair");
   OwnedFd in_parent(p[0]), in_child(p[1]);
@@ -82,64 +66,18 @@ WarmProcess::WarmProcess(const std::vector<std::string>& argv, const std::vector
   OwnedFd err_r(p[0]), err_w(p[1]);
   if (::pipe2(p, O_CLOEXEC) != 0) throw sys_error(errno, "pipe");
   OwnedFd reply_r(p[0]), reply_w(p[1]);
-  // Reports a failed setup step to the parent; closes itself on exec.
-  if (::pipe2(p, O_CLOEXEC) != 0) throw sys_error(errno, "pipe");
-  OwnedFd status_r(p[0]), status_w(p[1]);
-  for (OwnedFd* fd : {&in_child, &out_w, &err_w, &reply_w, &status_w}) move_high(*fd);
-
-  const pid_t pid = ::fork();
-  if (pid < 0) throw sys_error(errno, "fork");
-  if (pid == 0) {
-    // Child: async-signal-safe calls only.
-    auto fail = [&](int stage) {
-      int report[2] = {stage, errno};
-      ssize_t ignored = ::write(status_w.get(), report, sizeof report);
-      (void)ignored;
-      ::_exit(127);
-    };
-    if (::setpgid(0, 0) != 0) fail(0);
-    // Dies with the thread that forked it (the worker's slot thread): a
-    // warm interpreter must never outlive the host.
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(1);
-    if (::getppid() != parent) ::_exit(1);  // the parent died before prctl
-    struct sigaction dfl;
-    std::memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
-    ::sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
-    if (::dup2(in_child.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0 ||
-        ::dup2(reply_w.get(), 3) < 0)
-      fail(2);
-    if (dir != nullptr && ::chdir(dir) != 0) fail(3);
-    sdk::detail::close_fds_from(4, status_w.get());
-    ::execve(cargv[0], cargv.data(), cenv.data());
-    fail(4);
-  }
-
-  // Parent. Set the group here too, so it exists before anyone signals it.
-  ::setpgid(pid, pid);
+  // Dies with the thread that started it (the worker's slot thread): a warm
+  // interpreter must never outlive the host.
+  sdk::SpawnSpec spec{argv, env, workdir, {in_child.get(), out_w.get(), err_w.get(), reply_w.get()},
+                      true, {}};
+  const pid_t pid = sdk::spawn(spec, "the warm interpreter");
   in_child.reset();
   out_w.reset();
   err_w.reset();
   reply_w.reset();
-  status_w.reset();
-  int report[2] = {0, 0};
-  ssize_t n;
-  do n = ::read(status_r.get(), report, sizeof report);
-  while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof report)) {
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    static const char* const kStages[] = {"setpgid", "prctl(PR_SET_PDEATHSIG)", "redirecting stdio", "chdir",
-                                          "exec"};
-    std::string what = kStages[report[0] >= 0 && report[0] <= 4 ? report[0] : 4];
-    if (report[0] == 3) what += " to '" + workdir + "'";
-    if (report[0] == 4) what += " '" + argv[0] + "'";
-    throw sys_error(report[1], "starting the warm interpreter: " + what);
-  }
   pid_ = pid;
   try {
-    for (const OwnedFd* fd : {&in_parent, &out_r, &err_r, &reply_r}) sdk::detail::set_nonblocking(fd->get());
+    for (const OwnedFd* fd : {&in_parent, &out_r, &err_r, &reply_r}) sdk::set_nonblocking(fd->get());
   } catch (...) {
     ::kill(-pid, SIGKILL);
     while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
@@ -198,8 +136,8 @@ WarmProcess::Outcome WarmProcess::exchange(std::string_view request, const sdk::
   }
   sdk::ProcessOptions options;  // line and stderr-tail limits, as for standard jobs
   sdk::ProcessResult lines;     // collects the stderr tail of this exchange
-  sdk::detail::LineSplitter out_lines(QUERN_STREAM_STDOUT, ctx, lines, options);
-  sdk::detail::LineSplitter err_lines(QUERN_STREAM_STDERR, ctx, lines, options);
+  sdk::OutputLines out_lines(QUERN_STREAM_STDOUT, ctx, lines, options);
+  sdk::OutputLines err_lines(QUERN_STREAM_STDERR, ctx, lines, options);
   std::size_t written = 0;
   std::vector<char> buf(64 * 1024);
 
@@ -220,7 +158,7 @@ WarmProcess::Outcome WarmProcess::exchange(std::string_view request, const sdk::
   auto finish = [&] {
     out_lines.flush();
     err_lines.flush();
-    sdk::detail::finish_stderr_tail(lines.stderr_tail, options.stderr_tail_bytes);
+    sdk::finish_stderr_tail(lines.stderr_tail, options.stderr_tail_bytes);
     out.stderr_tail = std::move(lines.stderr_tail);
   };
 

@@ -281,14 +281,7 @@ class SqlExecutor {
   }
 
   static quern_status finish(JobContext& ctx, const Outcome& o, const std::string& where) {
-    if (o.kind == Outcome::kStopped) {
-      if (o.stop_reason == QUERN_TIMEOUT_REACHED) {
-        ctx.set_error("timed out");
-        return QUERN_STATUS_TIMEOUT;
-      }
-      ctx.set_error(o.stop_reason == QUERN_SHUTDOWN ? "stopped: worker shutting down" : "canceled");
-      return QUERN_STATUS_CANCELED;
-    }
+    if (o.kind == Outcome::kStopped) return quern::sdk::stop_status(ctx, o.stop_reason);
     if (o.sqlstate == kSqlStateQueryCanceled && o.message.find("statement timeout") != std::string::npos) {
       ctx.set_error("timed out: " + where + ": " + o.message);
       return QUERN_STATUS_TIMEOUT;

@@ -104,7 +104,7 @@ TEST_F(DeliveryTest, ALostConnectionKeepsTheWholeBatchForARetry) {
   // The server ends the session (as a restart would): the next call fails as unavailable.
   ASSERT_TRUE(
       q_->exec_scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                      "WHERE application_name = 'quern delivery test'"));
+                      "WHERE application_name = 'quern delivery test' AND datname = current_database()"));
   std::vector<queue::Completion> batch = {{jobs[0].id, 1, queue::JobStatus::success, nullptr, ""},
                                           {jobs[1].id, 1, queue::JobStatus::success, nullptr, ""}};
   std::vector<int64_t> accepted;

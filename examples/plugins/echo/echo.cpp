@@ -35,8 +35,7 @@ class EchoExecutor {
     for (const auto& [name, value] : args.items()) {
       // Poll between steps so that a cancel or timeout stops the job promptly.
       if (const int32_t why = ctx.cancelled(); why != QUERN_RUNNING || interrupted_.load()) {
-        ctx.set_error(why == QUERN_TIMEOUT_REACHED ? "timed out" : "canceled");
-        return why == QUERN_TIMEOUT_REACHED ? QUERN_STATUS_TIMEOUT : QUERN_STATUS_CANCELED;
+        return quern::sdk::stop_status(ctx, why);
       }
       ctx.log(QUERN_STREAM_STDOUT,
               name + "=" + (value.is_string() ? value.get<std::string>() : value.dump()));

@@ -47,8 +47,7 @@ namespace quern::sdk {
 // reports QUERN_RUNNING). Cheap to copy; valid only until execute returns.
 class JobContext {
  public:
-  JobContext(const quern_job_callbacks* callbacks, quern_job_ctx* ctx) noexcept
-      : cb_(callbacks), ctx_(ctx) {}
+  JobContext(const quern_job_callbacks* callbacks, quern_job_ctx* ctx) noexcept : cb_(callbacks), ctx_(ctx) {}
 
   // One line of output without its newline; stream is QUERN_STREAM_*.
   void log(int32_t stream, std::string_view line) const noexcept {
@@ -78,8 +77,8 @@ class JobContext {
   }
   // The process group of a child started for this job; 0 when it is gone.
   void set_process_group(int64_t pgid) const noexcept {
-    if (auto fn = field(&quern_job_callbacks::set_process_group,
-                        offsetof(quern_job_callbacks, set_process_group)))
+    if (auto fn =
+            field(&quern_job_callbacks::set_process_group, offsetof(quern_job_callbacks, set_process_group)))
       fn(ctx_, pgid);
   }
 
@@ -98,6 +97,21 @@ class JobContext {
   const quern_job_callbacks* cb_;
   quern_job_ctx* ctx_;
 };
+
+// How a job that stopped because of `why` (a cancelled() value other than
+// QUERN_RUNNING) ends: sets its error ("timed out", "stopped: worker
+// shutting down" or "canceled", then `detail` if any) and returns the status
+// to return from execute — QUERN_STATUS_TIMEOUT for a timeout, else
+// QUERN_STATUS_CANCELED (the host hands a job stopped by a shutdown back to
+// the queue).
+inline quern_status stop_status(const JobContext& ctx, int32_t why, std::string_view detail = {}) {
+  std::string message = why == QUERN_TIMEOUT_REACHED ? "timed out"
+                        : why == QUERN_SHUTDOWN      ? "stopped: worker shutting down"
+                                                     : "canceled";
+  message.append(detail.data(), detail.size());
+  ctx.set_error(message);
+  return why == QUERN_TIMEOUT_REACHED ? QUERN_STATUS_TIMEOUT : QUERN_STATUS_CANCELED;
+}
 
 namespace detail {
 
@@ -125,8 +139,7 @@ struct has_prepare<T, std::void_t<decltype(std::declval<T&>().prepare(std::strin
 template <typename, typename = void>
 struct has_health : std::false_type {};
 template <typename T>
-struct has_health<T, std::void_t<decltype(std::string(std::declval<T&>().health()))>>
-    : std::true_type {};
+struct has_health<T, std::void_t<decltype(std::string(std::declval<T&>().health()))>> : std::true_type {};
 
 template <typename, typename = void>
 struct has_interrupt : std::false_type {};
@@ -136,8 +149,8 @@ struct has_interrupt<T, std::void_t<decltype(std::declval<T&>().interrupt())>> :
 template <typename, typename = void>
 struct has_resources : std::false_type {};
 template <typename T>
-struct has_resources<T, std::void_t<decltype(std::string(std::declval<T&>().resources()))>>
-    : std::true_type {};
+struct has_resources<T, std::void_t<decltype(std::string(std::declval<T&>().resources()))>> : std::true_type {
+};
 
 // The C functions generated for class T. Each is a complete exception
 // barrier: nothing escapes into the host.
@@ -188,8 +201,8 @@ struct Adapter {
     return 1;
   }
 
-  static int32_t execute(quern_instance* instance, quern_str job_json,
-                         const quern_job_callbacks* callbacks, quern_job_ctx* ctx) noexcept {
+  static int32_t execute(quern_instance* instance, quern_str job_json, const quern_job_callbacks* callbacks,
+                         quern_job_ctx* ctx) noexcept {
     JobContext job(callbacks, ctx);
     // Formatted without allocation so that bad_alloc is reported too.
     char msg[512];
@@ -269,12 +282,11 @@ constexpr quern_executor_descriptor make_descriptor(const char* name, const char
 
 // Registers Class as this library's executor. Use once per plugin, at
 // namespace scope. languages and tags are comma-separated string literals.
-#define QUERN_EXECUTOR_PLUGIN(Class, name, version, languages, tags, capabilities)            \
-  extern "C" QUERN_EXPORT const quern_executor_descriptor* QUERN_EXECUTOR_ENTRY_V1(void) {     \
-    static const quern_executor_descriptor quern_descriptor_ =                               \
-        ::quern::sdk::detail::make_descriptor<Class>((name), (version), (languages), (tags), \
-                                                     static_cast<uint64_t>(capabilities));  \
-    return &quern_descriptor_;                                                               \
+#define QUERN_EXECUTOR_PLUGIN(Class, name, version, languages, tags, capabilities)                           \
+  extern "C" QUERN_EXPORT const quern_executor_descriptor* QUERN_EXECUTOR_ENTRY_V1(void) {                   \
+    static const quern_executor_descriptor quern_descriptor_ = ::quern::sdk::detail::make_descriptor<Class>( \
+        (name), (version), (languages), (tags), static_cast<uint64_t>(capabilities));                        \
+    return &quern_descriptor_;                                                                               \
   }
 
 #endif  // QUERN_EXECUTOR_HPP

@@ -1,5 +1,16 @@
-// Header-only C++17 helper (POSIX) for executor plugins that run a child
-// process per job. See docs/ARCHITECTURE.md §8.
+// Header-only C++17 helpers (POSIX) for executor plugins that run child
+// processes. See docs/ARCHITECTURE.md §8. Unlike quern/executor.h, this file
+// is behaviour, not contract: it may change between SDK versions (it is
+// compiled into your plugin, so a plugin built against one version keeps
+// its behaviour). Use what is outside `detail`.
+//
+// spawn(spec) starts one child the way every job's process must start: its
+// own process group, default signal dispositions and an empty signal mask,
+// exactly the descriptors it is given, its own working directory and
+// environment; optionally killed when the spawning thread dies. Every
+// process a plugin starts goes through it (run_process below, the python
+// plugin's warm interpreter), so there is one place to change how jobs'
+// processes start.
 //
 // run_process(spec, ctx, options) starts spec.argv in its own process group
 // (setpgid(0, 0)), in spec.workdir, with exactly spec.env as its environment,
@@ -30,6 +41,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -40,6 +54,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -144,11 +159,6 @@ class Fd {
   int fd_ = -1;
 };
 
-inline void set_nonblocking(int fd) {
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) throw sys_error(errno, "fcntl(O_NONBLOCK)");
-}
-
 // Resolves a program name without '/' against the PATH in env (the child's
 // environment, not ours), done before fork so the child need not allocate.
 inline std::string resolve_program(const std::string& name, const std::vector<std::string>& env) {
@@ -186,10 +196,15 @@ inline void close_fds_from(int from, int keep) noexcept {
     if (fd != keep) ::close(fd);
 }
 
-// Splits one output stream into lines and forwards them.
-class LineSplitter {
+}  // namespace detail
+
+// Splits one output stream of a child into lines for ctx.log (pieces of
+// options.max_line_bytes when longer), keeping the last non-blank stdout
+// line and the stderr tail in `result` (run_process does this for you; for
+// plugins that read a child's pipes themselves).
+class OutputLines {
  public:
-  LineSplitter(int32_t stream, const JobContext& ctx, ProcessResult& result, const ProcessOptions& options)
+  OutputLines(int32_t stream, const JobContext& ctx, ProcessResult& result, const ProcessOptions& options)
       : stream_(stream), ctx_(ctx), result_(result), options_(options) {}
 
   void feed(const char* data, std::size_t n) {
@@ -246,6 +261,8 @@ class LineSplitter {
   std::string buf_;
 };
 
+// Trims a stderr tail gathered by OutputLines to at most cap bytes, starting
+// at a line boundary when one is near.
 inline void finish_stderr_tail(std::string& tail, std::size_t cap) {
   if (!tail.empty() && tail.back() == '\n') tail.pop_back();
   if (tail.size() > cap) {
@@ -256,17 +273,47 @@ inline void finish_stderr_tail(std::string& tail, std::size_t cap) {
   }
 }
 
-}  // namespace detail
+// Makes fd non-blocking; throws std::system_error.
+inline void set_nonblocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+    throw detail::sys_error(errno, "fcntl(O_NONBLOCK)");
+}
 
-// Runs one child process to completion; see the top of this file.
-inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
-                                 const ProcessOptions& options = {}) {
-  using Clock = std::chrono::steady_clock;
+// How spawn() starts a child.
+struct SpawnSpec {
+  // argv[0] is the program: a path, or a name looked up in the PATH of env.
+  std::vector<std::string> argv;
+  // The child's complete environment, "NAME=value" entries.
+  std::vector<std::string> env;
+  // Working directory of the child; empty = inherit.
+  std::string workdir;
+  // The child's descriptors: fds[i] becomes descriptor i in the child (0, 1,
+  // 2, then 3 ...); every other descriptor is closed there. The parent keeps
+  // its own copies open (close the child's ends after spawn returns).
+  std::vector<int> fds;
+  // SIGKILL the child when the thread that spawned it exits (Linux
+  // PR_SET_PDEATHSIG): for long-lived helpers that must not outlive the host.
+  bool die_with_parent = false;
+  // Called in the parent with the pid (= process group id) as soon as the
+  // group exists, before the exec is confirmed: report it to the host here
+  // (ctx.set_process_group), so the host can stop a child stuck on its way
+  // to exec. When spawn then throws, the child is already reaped.
+  std::function<void(pid_t)> started;
+};
+
+// Starts spec.argv in a new process group whose id is the returned pid (set
+// in the child and in the parent, so it exists before spawn returns), with
+// default signal dispositions and an empty signal mask. Throws
+// std::system_error "starting <what>: <step>" (setpgid,
+// prctl(PR_SET_PDEATHSIG), redirecting stdio, chdir to '<dir>', exec
+// '<program>') when the child cannot be set up; the child is reaped first.
+// Between fork and exec the child makes only async-signal-safe calls on data
+// prepared before fork, as a multithreaded parent requires.
+inline pid_t spawn(const SpawnSpec& spec, std::string_view what = "child process") {
   using detail::Fd;
   using detail::sys_error;
-  if (spec.argv.empty()) throw std::invalid_argument("run_process: empty argv");
-
-  // Everything the child needs, prepared before fork.
+  if (spec.argv.empty()) throw std::invalid_argument("spawn: empty argv");
   const std::string program = detail::resolve_program(spec.argv[0], spec.env);
   std::vector<char*> argv, envp;
   for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -276,15 +323,113 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
   const char* workdir = spec.workdir.empty() ? nullptr : spec.workdir.c_str();
   sigset_t empty_mask;
   sigemptyset(&empty_mask);
+  const pid_t parent = ::getpid();
+  const int nfds = static_cast<int>(spec.fds.size());
+
+  // The child's descriptors are copied above every target number first, so
+  // that placing one never overwrites another still to be placed.
+  const int high_base = nfds + 10;
+  std::vector<Fd> high(spec.fds.size());
+  std::vector<int> high_raw(spec.fds.size());
+  for (std::size_t i = 0; i < spec.fds.size(); ++i) {
+    int fd = ::fcntl(spec.fds[i], F_DUPFD_CLOEXEC, high_base);
+    if (fd < 0) throw sys_error(errno, "fcntl(F_DUPFD_CLOEXEC)");
+    high[i].reset(fd);
+    high_raw[i] = fd;
+  }
+  // Reports a failed step to the parent; closes itself on exec.
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw sys_error(errno, "pipe");
+  Fd status_r(p[0]), status_w(p[1]);
+  {
+    int fd = ::fcntl(status_w.get(), F_DUPFD_CLOEXEC, high_base);
+    if (fd < 0) throw sys_error(errno, "fcntl(F_DUPFD_CLOEXEC)");
+    status_w.reset(fd);
+  }
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw sys_error(errno, "fork");
+  if (pid == 0) {
+    // Child: async-signal-safe calls only.
+    const int status_fd = status_w.get();
+    auto fail = [status_fd](int step) {
+      int report[2] = {step, errno};
+      ssize_t ignored = ::write(status_fd, report, sizeof report);
+      (void)ignored;
+      ::_exit(127);
+    };
+    if (::setpgid(0, 0) != 0) fail(0);
+#if defined(__linux__)
+    if (spec.die_with_parent) {
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(1);
+      if (::getppid() != parent) ::_exit(1);  // the parent died before prctl
+    }
+#endif
+    // Dispositions set to "ignore" and blocked signals survive exec; the
+    // child must start with defaults.
+    struct sigaction dfl;
+    std::memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+    ::sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
+    for (int i = 0; i < nfds; ++i)
+      if (::dup2(high_raw[static_cast<std::size_t>(i)], i) < 0) fail(2);
+    if (workdir != nullptr && ::chdir(workdir) != 0) fail(3);
+    detail::close_fds_from(nfds, status_fd);
+    ::execve(program.c_str(), argv.data(), envp.data());
+    fail(4);
+  }
+  (void)parent;
+
+  // Parent. Also set the group here so that it exists before anyone signals
+  // it, whichever of the two runs first (EACCES: the child already exec'd).
+  ::setpgid(pid, pid);
+  high.clear();
+  status_w.reset();
+  if (spec.started) spec.started(pid);
+  int report[2] = {0, 0};
+  ssize_t n;
+  do n = ::read(status_r.get(), report, sizeof report);
+  while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof report)) {
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    std::string step;
+    switch (report[0]) {
+      case 0:
+        step = "setpgid";
+        break;
+      case 1:
+        step = "prctl(PR_SET_PDEATHSIG)";
+        break;
+      case 2:
+        step = "redirecting stdio";
+        break;
+      case 3:
+        step = "chdir to '" + spec.workdir + "'";
+        break;
+      default:
+        step = "exec '" + program + "'";
+        break;
+    }
+    throw sys_error(report[1], "starting " + std::string(what) + ": " + step);
+  }
+  return pid;
+}
+
+// Runs one child process to completion; see the top of this file.
+inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
+                                 const ProcessOptions& options = {}) {
+  using Clock = std::chrono::steady_clock;
+  using detail::Fd;
+  using detail::sys_error;
+  if (spec.argv.empty()) throw std::invalid_argument("run_process: empty argv");
 
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) throw sys_error(errno, "pipe");
   Fd out_r(p[0]), out_w(p[1]);
   if (::pipe2(p, O_CLOEXEC) != 0) throw sys_error(errno, "pipe");
   Fd err_r(p[0]), err_w(p[1]);
-  // Reports a failed chdir/exec to the parent; closes itself on exec.
-  if (::pipe2(p, O_CLOEXEC) != 0) throw sys_error(errno, "pipe");
-  Fd status_r(p[0]), status_w(p[1]);
   Fd in_parent, in_child;
   if (spec.stdin_text) {
     int sv[2];
@@ -297,90 +442,32 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
     in_child.reset(fd);
   }
 
-  const pid_t pid = ::fork();
-  if (pid < 0) throw sys_error(errno, "fork");
-  if (pid == 0) {
-    // Child: async-signal-safe calls only.
-    struct Failure {
-      int stage;
-      int err;
-    };
-    auto fail = [&](int stage) {
-      Failure f{stage, errno};
-      ssize_t ignored = ::write(status_w.get(), &f, sizeof f);
-      (void)ignored;
-      ::_exit(127);
-    };
-    if (::setpgid(0, 0) != 0) fail(0);
-    // Dispositions set to "ignore" and blocked signals survive exec; the job
-    // must start with defaults.
-    struct sigaction dfl;
-    std::memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
-    ::sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
-    // Assumes the host keeps fds 0-2 open (to /dev/null at least), so none
-    // of our pipes landed on them.
-    if (::dup2(in_child.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) fail(1);
-    if (workdir != nullptr && ::chdir(workdir) != 0) fail(2);
-    detail::close_fds_from(3, status_w.get());
-    ::execve(program.c_str(), argv.data(), envp.data());
-    fail(3);
+  SpawnSpec child{spec.argv,    spec.env,
+                  spec.workdir, {in_child.get(), out_w.get(), err_w.get()},
+                  false,        [&ctx](pid_t group) { ctx.set_process_group(group); }};
+  pid_t pid;
+  try {
+    pid = spawn(child);
+  } catch (...) {
+    ctx.set_process_group(0);  // reported by `started`; the child is gone
+    throw;
   }
-
-  // Parent. Also set the group here so that it exists before we report it,
-  // whichever of the two runs first (EACCES: the child already exec'd).
-  ::setpgid(pid, pid);
   const pid_t pgid = pid;
-  ctx.set_process_group(pgid);
   out_w.reset();
   err_w.reset();
-  status_w.reset();
   in_child.reset();
-
   int status = 0;
-  {
-    struct {
-      int stage;
-      int err;
-    } f{};
-    ssize_t n;
-    do n = ::read(status_r.get(), &f, sizeof f);
-    while (n < 0 && errno == EINTR);
-    if (n == static_cast<ssize_t>(sizeof f)) {
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      ctx.set_process_group(0);
-      std::string what;
-      switch (f.stage) {
-        case 0:
-          what = "setpgid";
-          break;
-        case 1:
-          what = "redirecting stdio";
-          break;
-        case 2:
-          what = "chdir to '" + spec.workdir + "'";
-          break;
-        default:
-          what = "exec '" + program + "'";
-          break;
-      }
-      throw sys_error(f.err, "starting child process: " + what);
-    }
-  }
-  status_r.reset();
 
   ProcessResult result;
-  detail::set_nonblocking(out_r.get());
-  detail::set_nonblocking(err_r.get());
+  set_nonblocking(out_r.get());
+  set_nonblocking(err_r.get());
   std::size_t stdin_written = 0;
   if (in_parent.get() >= 0) {
-    detail::set_nonblocking(in_parent.get());
+    set_nonblocking(in_parent.get());
     if (spec.stdin_text->empty()) in_parent.reset();
   }
-  detail::LineSplitter out_lines(QUERN_STREAM_STDOUT, ctx, result, options);
-  detail::LineSplitter err_lines(QUERN_STREAM_STDERR, ctx, result, options);
+  OutputLines out_lines(QUERN_STREAM_STDOUT, ctx, result, options);
+  OutputLines err_lines(QUERN_STREAM_STDERR, ctx, result, options);
 
   // Readable once the child exits (Linux 5.3+), so exit is noticed at once
   // even after the child closed its pipes; else the 50 ms poll finds it.
@@ -394,7 +481,7 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
   Clock::time_point kill_at{}, drain_until{};
   std::vector<char> buf(64 * 1024);
 
-  auto read_some = [&](Fd& fd, detail::LineSplitter& lines) {
+  auto read_some = [&](Fd& fd, OutputLines& lines) {
     ssize_t n = ::read(fd.get(), buf.data(), buf.size());
     if (n > 0) {
       lines.feed(buf.data(), static_cast<std::size_t>(n));
@@ -503,7 +590,7 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
   } else if (WIFSIGNALED(status)) {
     result.term_signal = WTERMSIG(status);
   }
-  detail::finish_stderr_tail(result.stderr_tail, options.stderr_tail_bytes);
+  finish_stderr_tail(result.stderr_tail, options.stderr_tail_bytes);
   return result;
 }
 
