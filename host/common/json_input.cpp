@@ -43,6 +43,12 @@ StatusOr<Json> parse(std::string_view text, std::string_view what, bool storable
   if (s.too_deep) return Status::invalid(depth_error(what));
   if (storable && s.nul_escape)
     return Status::invalid(std::string(what) + " holds \\u0000 (a NUL character), which cannot be stored");
+  // A NUL byte is never valid JSON text (inside a string it must be escaped),
+  // but nlohmann's lexer takes it for the end of the input and would accept
+  // "{}\0anything" as {}.
+  if (const size_t nul = text.find('\0'); nul != std::string_view::npos)
+    return Status::invalid(std::string(what) + " is not valid JSON: a NUL byte at byte " +
+                           std::to_string(nul + 1));
   try {
     return Json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::exception& e) {

@@ -30,9 +30,10 @@ Scan scan(std::string_view text, int max_depth = kMaxJsonDepth);
 
 // Parses `text` as JSON. Errors (invalid_argument) start with `what` ("the
 // request body", "args", "the job's result") and say which rule was broken:
-// nesting deeper than the limit (checked first), syntax (with the position),
-// a number out of range. With `storable`, a \u0000 anywhere is refused too,
-// so the value can go into a jsonb column as it is.
+// nesting deeper than the limit (checked first), syntax (with the position;
+// a NUL byte anywhere is a syntax error), a number out of range. With
+// `storable`, a \u0000 anywhere is refused too, so the value can go into a
+// jsonb column as it is.
 template <typename Json = nlohmann::json>
 StatusOr<Json> parse(std::string_view text, std::string_view what, bool storable = true);
 

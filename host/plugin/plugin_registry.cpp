@@ -13,7 +13,7 @@
 #include <system_error>
 #include <utility>
 
-#include "host/common/json_input.h"
+#include "host/plugin/descriptor.h"
 
 namespace quern::plugin {
 
@@ -30,44 +30,12 @@ class LoadedLibrary {
 
 namespace {
 
-// Size of the descriptor as ABI 1.0 defines it: everything up to and
-// including `interrupt`. A later 1.x host's struct may be longer; a plugin
-// must still cover at least this much.
-constexpr std::size_t kAbi10DescriptorSize =
-    offsetof(quern_executor_descriptor, interrupt) + sizeof(quern_executor_descriptor::interrupt);
-// The header fields that never change: struct_size, abi_major, abi_minor.
-constexpr std::size_t kDescriptorHeaderSize = offsetof(quern_executor_descriptor, name);
-
 constexpr std::size_t kErrbufSize = 1024;
 // resources(): the first buffer fits any ordinary answer; a longer one is
 // asked for again with room, up to a limit that no capacity description
 // needs (a plugin that reports more is refusing to be sensible).
 constexpr std::size_t kResourcesFirstBuffer = 4096;
 constexpr int64_t kResourcesMaxBytes = 1 << 20;
-
-Status refuse(const std::filesystem::path& file, const std::string& reason) {
-  return Status::error("plugin '" + file.string() + "' refused: " + reason);
-}
-
-// Splits "a, b,,c" into {"a", "b", "c"}.
-std::vector<std::string> split_list(const char* text) {
-  std::vector<std::string> out;
-  if (text == nullptr) return out;
-  std::string_view rest(text);
-  while (true) {
-    std::size_t comma = rest.find(',');
-    std::string_view item = rest.substr(0, comma);
-    const char* ws = " \t\r\n";
-    std::size_t b = item.find_first_not_of(ws);
-    if (b != std::string_view::npos) {
-      std::size_t e = item.find_last_not_of(ws);
-      out.emplace_back(item.substr(b, e - b + 1));
-    }
-    if (comma == std::string_view::npos) break;
-    rest.remove_prefix(comma + 1);
-  }
-  return out;
-}
 
 std::string errbuf_text(const char* data, std::size_t size) {
   // The plugin promises NUL-termination; do not rely on it.
@@ -197,13 +165,8 @@ StatusOr<nlohmann::json> Executor::resources() {
     if (n > kResourcesMaxBytes)
       return Status::error(who + ": " + std::to_string(n) + " bytes, more than the limit of " +
                            std::to_string(kResourcesMaxBytes));
-    if (static_cast<uint64_t>(n) < buf.size()) {
-      auto parsed = json_input::parse(std::string_view(buf.data(), static_cast<size_t>(n)), who);
-      if (!parsed) return Status::error(parsed.message());
-      if (!parsed->is_object())
-        return Status::error(who + ": must be a JSON object, got " + std::string(parsed->type_name()));
-      return parsed;
-    }
+    if (static_cast<uint64_t>(n) < buf.size())
+      return parse_resources(std::string_view(buf.data(), static_cast<size_t>(n)), who);
     buf.assign(static_cast<std::size_t>(n) + 1, '\0');
   }
   return Status::error(who + ": the text grew between two calls");
@@ -261,50 +224,12 @@ Status PluginRegistry::load_file(const std::filesystem::path& file) {
   const quern_executor_descriptor* remote = entry();
   if (remote == nullptr) return refuse(file, "entry function returned NULL");
 
-  // The header fields first, byte-wise: nothing else may be read before the
-  // size and major version are known.
-  uint32_t size = 0;
-  std::memcpy(&size, remote, sizeof size);
-  if (size < kDescriptorHeaderSize)
-    return refuse(file, "descriptor is truncated (struct_size " + std::to_string(size) + ")");
-  uint16_t major = 0, minor = 0;
-  std::memcpy(&major, reinterpret_cast<const char*>(remote) + offsetof(quern_executor_descriptor, abi_major),
-              sizeof major);
-  std::memcpy(&minor, reinterpret_cast<const char*>(remote) + offsetof(quern_executor_descriptor, abi_minor),
-              sizeof minor);
-  if (major != QUERN_ABI_MAJOR)
-    return refuse(
-        file, "built for ABI " + std::to_string(major) + ", host speaks " + std::to_string(QUERN_ABI_MAJOR));
-  if (size < kAbi10DescriptorSize)
-    return refuse(file, "descriptor is truncated (struct_size " + std::to_string(size) +
-                            ", ABI 1.0 needs at least " + std::to_string(kAbi10DescriptorSize) + ")");
-  std::memcpy(&lib->desc, remote, std::min<std::size_t>(size, sizeof lib->desc));
-  // A field is read only when struct_size covers all of it: a size that ends
-  // inside a later field must not leave half a pointer behind.
-  if (size < offsetof(quern_executor_descriptor, resources) + sizeof(quern_executor_descriptor::resources))
-    lib->desc.resources = nullptr;
+  if (Status s = read_descriptor(remote, file, lib->desc, lib->info); !s) return s;
   const quern_executor_descriptor& d = lib->desc;
-
-  if (d.name == nullptr || d.name[0] == '\0') return refuse(file, "descriptor has no name");
-  std::string missing;
-  if (d.create == nullptr) missing += " create";
-  if (d.destroy == nullptr) missing += " destroy";
-  if (d.execute == nullptr) missing += " execute";
-  if (!missing.empty())
-    return refuse(file, std::string("plugin '") + d.name + "' lacks required function(s):" + missing);
   if (const LoadedPlugin* other = by_name(d.name))
     return refuse(file, std::string("duplicate plugin name '") + d.name + "', already loaded from '" +
                             other->info().file.string() + "'");
 
-  PluginInfo& info = lib->info;
-  info.name = d.name;
-  info.version = d.version != nullptr ? d.version : "";
-  info.abi_major = major;
-  info.abi_minor = minor;
-  info.languages = split_list(d.languages);
-  info.tags = split_list(d.tags);
-  info.capabilities = d.capabilities;
-  info.file = file;
   plugins_.push_back(std::unique_ptr<LoadedPlugin>(new LoadedPlugin(std::move(lib))));
   return Status::ok();
 }

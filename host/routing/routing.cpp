@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "host/common/utf8.h"
 #include "host/common/validation.h"
 
 namespace quern::routing {
@@ -114,8 +115,9 @@ StatusOr<std::string> TagTemplate::expand(const Submission& s) const {
     }
   }
   if (!is_valid_tag(out))
-    return Status::invalid("tag \"" + out.substr(0, 100) + (out.size() > 100 ? "..." : "") + "\" (from \"" +
-                           text_ + "\") is not a valid tag (1.." + std::to_string(validation::kMaxTagBytes) +
+    return Status::invalid("tag \"" + text::to_storable(out.substr(0, 100)) +
+                           (out.size() > 100 ? "..." : "") + "\" (from \"" + text_ +
+                           "\") is not a valid tag (1.." + std::to_string(validation::kMaxTagBytes) +
                            " characters of [A-Za-z0-9_.:/-])");
   return out;
 }

@@ -8,6 +8,8 @@
 #include <cctype>
 #include <vector>
 
+#include "host/common/utf8.h"
+
 namespace quern::schedule {
 namespace {
 
@@ -197,7 +199,7 @@ StatusOr<const date::time_zone*> find_time_zone(std::string_view name) {
   try {
     return date::locate_zone(name);
   } catch (const std::exception&) {
-    return Status::invalid("unknown time zone '" + std::string(name.substr(0, 100)) +
+    return Status::invalid("unknown time zone '" + text::to_storable(name.substr(0, 100)) +
                            "' (expected an IANA name like Europe/Paris, America/New_York or UTC)");
   }
 }

@@ -57,7 +57,7 @@ std::string script_hash(const std::string& language, const ScriptSettings& setti
 }
 
 Status validate_path(std::string_view path) {
-  const std::string quoted = "script path \"" + std::string(path.substr(0, 300)) + "\"";
+  const std::string quoted = "script path \"" + text::to_storable(path.substr(0, 300)) + "\"";
   if (path.empty())
     return Status::invalid("script path is empty (expected f/<folder>/<name> or u/<user>/<name>)");
   if (path.size() > kMaxPath) return Status::invalid(quoted + " is longer than 255 characters");
@@ -81,7 +81,7 @@ Status validate_path(std::string_view path) {
     if (seg.empty())
       return Status::invalid(quoted + " has an empty segment (a leading, trailing or double slash)");
     if (seg.size() > kMaxSegment)
-      return Status::invalid(quoted + ": segment \"" + std::string(seg.substr(0, 80)) +
+      return Status::invalid(quoted + ": segment \"" + text::to_storable(seg.substr(0, 80)) +
                              "\" is longer than 64 characters");
     auto bad = std::find_if_not(seg.begin(), seg.end(), is_segment_char);
     if (bad != seg.end())
@@ -97,7 +97,8 @@ Status validate(const NewScript& s) {
   if (s.language.size() > kMaxLanguage || !std::all_of(s.language.begin(), s.language.end(), [](char c) {
         return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
       }))
-    return Status::invalid("language \"" + s.language.substr(0, 80) + "\" may only hold a-z, 0-9 and _");
+    return Status::invalid("language \"" + text::to_storable(s.language.substr(0, 80)) +
+                           "\" may only hold a-z, 0-9 and _");
   if (s.content.size() > kMaxContent)
     return Status::invalid("content is " + std::to_string(s.content.size()) +
                            " bytes, more than the limit of 1 MiB");

@@ -70,7 +70,13 @@ StatusOr<queue::Clock::time_point> parse_iso_utc(const std::string& t, const std
   tm.tm_hour = num(11, 2);
   tm.tm_min = num(14, 2);
   tm.tm_sec = num(17, 2);
-  if (tm.tm_year < 70 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+  // A day the month has (timegm would silently move 2026-02-31 to March 3rd,
+  // and month 00 to the year before's December).
+  static constexpr int kMonthDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const int year = tm.tm_year + 1900;
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (tm.tm_year < 70 || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
+      tm.tm_mday > kMonthDays[tm.tm_mon] + (tm.tm_mon == 1 && leap ? 1 : 0) || tm.tm_hour > 23 ||
       tm.tm_min > 59 || tm.tm_sec > 60)
     return bad;
   size_t i = 19;
@@ -87,6 +93,11 @@ StatusOr<queue::Clock::time_point> parse_iso_utc(const std::string& t, const std
     return Status::invalid(field + " must be in UTC (end with Z), got \"" +
                            text::to_storable(t.substr(0, 60)) + "\"");
   const std::time_t secs = timegm(&tm);
+  // The clock counts nanoseconds in 64 bits and ends in April 2262; a later
+  // time (valid up to 9999) is that end, later than any job's time.
+  constexpr auto kClockEnd =
+      std::chrono::duration_cast<std::chrono::seconds>(queue::Clock::duration::max()).count();
+  if (secs >= kClockEnd) return queue::Clock::time_point::max();
   return queue::Clock::from_time_t(secs) +
          std::chrono::duration_cast<queue::Clock::duration>(std::chrono::nanoseconds(nanos));
 }

@@ -44,7 +44,8 @@ struct InlineCode {
 StatusOr<InlineCode> parse_inline_code(const Json& body);
 
 // An ISO 8601 UTC time ("2026-12-01T08:00:00Z", fractions allowed) between
-// 1970 and 9999.
+// 1970 and 9999, of a day the month has. Times from April 2262 on, beyond
+// what Clock can count, are Clock::time_point::max().
 StatusOr<queue::Clock::time_point> parse_iso_utc(const std::string& text, const std::string& field);
 
 StatusOr<queue::JobFilter> parse_job_filter(const Query& query);

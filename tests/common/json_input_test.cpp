@@ -50,6 +50,21 @@ TEST(JsonInput, NamesSyntaxErrorsAndTheirPlace) {
   EXPECT_NE(bad.message().find("not valid JSON"), std::string::npos);
 }
 
+TEST(JsonInput, RefusesANulByteWhereverItIs) {
+  // nlohmann's lexer ends the input at a NUL byte: "{}\0junk" must not pass
+  // as {} (found by tests/fuzz/fuzz_json_input).
+  using namespace std::string_literals;
+  for (const std::string& text : {"{}\0junk"s, "3.5\0"s, "[1]\0\0\0"s, "{\"a\":\"x\0y\"}"s, "\0"s}) {
+    for (bool storable : {true, false}) {
+      auto r = parse(text, "the request body", storable);
+      ASSERT_FALSE(r) << text.size();
+      EXPECT_EQ(r.code(), StatusCode::invalid_argument);
+      EXPECT_EQ(r.message().rfind("the request body is not valid JSON", 0), 0u) << r.message();
+    }
+  }
+  EXPECT_EQ(parse("{} \0"s, "x").message(), "x is not valid JSON: a NUL byte at byte 4");
+}
+
 TEST(JsonInput, NulCharactersAreRefusedWhenStorableIsAsked) {
   EXPECT_FALSE(parse(R"({"a": "x\u0000y"})", "the job's result"));
   EXPECT_EQ(parse(R"({"a": "x\u0000y"})", "r").message(),

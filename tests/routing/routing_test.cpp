@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "host/auth/permissions.h"
+#include "host/common/utf8.h"
 #include "host/config/config.h"
 
 namespace quern::routing {
@@ -160,6 +161,10 @@ TEST(routingEvaluation, ErrorsNameTheRuleAndItsLine) {
   ASSERT_FALSE(bad_tag);
   EXPECT_THAT(bad_tag.message(),
               HasSubstr("tag \"tenant-a b\" (from \"tenant-$args[tenant]\") is not a valid tag"));
+  // The invalid tag is quoted up to 100 bytes, never half a character.
+  auto cut = route(table, sub("bash", "", {{"tenant", std::string(92, 'a') + "\xC3\xA9"}}));
+  ASSERT_FALSE(cut);
+  EXPECT_TRUE(text::is_valid_utf8(cut.message())) << cut.message();
 }
 
 TEST(routingTemplate, ParseAndExpand) {

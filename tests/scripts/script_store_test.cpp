@@ -5,6 +5,7 @@
 #include <pqxx/pqxx>
 
 #include "host/auth/tokens.h"
+#include "host/common/utf8.h"
 #include "host/scripts/script_store.h"
 #include "tests/support/test_postgres.h"
 
@@ -68,6 +69,22 @@ TEST(ScriptPath, InvalidWithClearMessages) {
   std::string too_long = "f/" + std::string(64, 'a') + "/" + std::string(64, 'b') + "/" +
                          std::string(64, 'c') + "/" + std::string(59, 'd');
   EXPECT_NE(path_error(too_long).find("longer than 255"), std::string::npos);
+}
+
+// Messages quote at most 300 bytes of the path (80 of a segment): the cut
+// must not split a character, the message goes back to the client as text
+// (found by tests/fuzz/fuzz_api_requests).
+TEST(ScriptPath, QuotesAreCutToValidUtf8) {
+  const std::string long_path = "f/" + std::string(297, 'a') + "\xC3\xA9";        // é straddles byte 300
+  const std::string long_segment = "f/ops/" + std::string(79, 'a') + "\xC3\xA9";  // é straddles byte 80
+  for (const std::string& path : {long_path, long_segment}) {
+    const std::string msg = path_error(path);
+    EXPECT_FALSE(msg.empty());
+    EXPECT_TRUE(text::is_valid_utf8(msg)) << msg;
+  }
+  NewScript s = script("f/a/b", "x");
+  s.language = std::string(79, 'a') + "\xC3\xA9";
+  EXPECT_TRUE(text::is_valid_utf8(validate(s).message())) << validate(s).message();
 }
 
 TEST(ScriptValidation, Fields) {
