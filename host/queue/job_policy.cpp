@@ -27,7 +27,8 @@ class FieldReader {
       if (names.count(key)) continue;
       std::string list;
       for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
-      fail(where_ + ": unknown field '" + key + "' (allowed: " + list + ")");
+      fail(where_ + ": unknown field '" + text::to_storable(key.substr(0, 100)) + "' (allowed: " + list +
+           ")");
       return;
     }
   }

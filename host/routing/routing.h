@@ -110,7 +110,7 @@ StatusOr<Decision> route(const std::vector<Rule>& rules, const Submission& s);
 Status route_into(const std::vector<Rule>& rules, const Submission& s, int default_priority, std::string& tag,
                   int& priority);
 
-// Whether text may be a tag chosen by a rule: 1..200 characters of
+// Whether text may be a tag chosen by a rule: 1..300 bytes of
 // [A-Za-z0-9_.:/-] ('/' so that $path can be part of it).
 bool is_valid_tag(std::string_view text);
 
