@@ -49,20 +49,21 @@ StatusOr<std::vector<TagStats>> Queue::queue_stats(std::chrono::milliseconds liv
     auto r = tx.exec_prepared(sql::kQueueStats.name, static_cast<int64_t>(live_within.count()));
     std::vector<TagStats> out;
     for (const auto& row : r) {  // ordered by tag, then priority descending
-      const std::string tag = row[0].as<std::string>();
+      const std::string tag = row["tag"].as<std::string>();
       if (out.empty() || out.back().tag != tag) {
         out.emplace_back();
         out.back().tag = tag;
-        out.back().served = row[6].as<bool>();
+        out.back().served = row["served"].as<bool>();
       }
       TagStats& s = out.back();
-      const int64_t waiting = row[2].as<int64_t>();
-      const double oldest = row[5].as<double>();
+      const int64_t waiting = row["waiting"].as<int64_t>();
+      const double oldest = row["oldest"].as<double>();
       s.waiting += waiting;
-      s.scheduled += row[3].as<int64_t>();
-      s.running += row[4].as<int64_t>();
+      s.scheduled += row["scheduled"].as<int64_t>();
+      s.running += row["running"].as<int64_t>();
       s.oldest_wait_s = std::max(s.oldest_wait_s, oldest);
-      if (!row[1].is_null() && waiting > 0) s.by_priority.push_back({row[1].as<int>(), waiting, oldest});
+      const pqxx::field priority = row["priority"];
+      if (!priority.is_null() && waiting > 0) s.by_priority.push_back({priority.as<int>(), waiting, oldest});
     }
     return out;
   });
@@ -74,13 +75,13 @@ StatusOr<std::vector<LimitStats>> Queue::limit_stats() {
     std::vector<LimitStats> out;
     for (const auto& row : tx.exec_prepared(sql::kLimitStats.name)) {
       LimitStats s;
-      s.key = row[0].as<std::string>();
-      s.max_running = row[1].as<int>();
-      s.rate_max = row[2].as<int>();
-      s.rate_window = std::chrono::milliseconds(row[3].as<int64_t>());
-      s.running = row[4].as<int64_t>();
-      s.waiting = row[5].as<int64_t>();
-      s.started_in_window = row[6].as<int64_t>();
+      s.key = row["key"].as<std::string>();
+      s.max_running = row["max_running"].as<int>();
+      s.rate_max = row["rate_max"].as<int>();
+      s.rate_window = std::chrono::milliseconds(row["rate_window_ms"].as<int64_t>());
+      s.running = row["running"].as<int64_t>();
+      s.waiting = row["waiting"].as<int64_t>();
+      s.started_in_window = row["started_in_window"].as<int64_t>();
       out.push_back(std::move(s));
     }
     return out;
@@ -128,18 +129,18 @@ StatusOr<std::vector<WorkerInfo>> Queue::list_workers() {
     std::vector<WorkerInfo> out;
     for (const auto& row : r) {
       WorkerInfo w;
-      w.id = row[0].as<std::string>();
-      w.kind = row[1].as<std::string>();
-      w.group = row[2].as<std::string>();
-      w.tags = nlohmann::json::parse(row[3].c_str()).get<std::vector<std::string>>();
-      w.slots = row[4].as<int>();
-      w.version = row[5].as<std::string>();
-      w.hostname = row[6].as<std::string>();
-      w.pid = row[7].as<int>();
-      w.running = row[8].as<int>();
-      w.started_at = from_epoch_us(row[9].as<int64_t>());
-      w.last_seen_at = from_epoch_us(row[10].as<int64_t>());
-      w.current_jobs = nlohmann::json::parse(row[11].c_str()).get<std::vector<int64_t>>();
+      w.id = row["id"].as<std::string>();
+      w.kind = row["kind"].as<std::string>();
+      w.group = row["worker_group"].as<std::string>();
+      w.tags = nlohmann::json::parse(row["tags"].c_str()).get<std::vector<std::string>>();
+      w.slots = row["slots"].as<int>();
+      w.version = row["version"].as<std::string>();
+      w.hostname = row["hostname"].as<std::string>();
+      w.pid = row["pid"].as<int>();
+      w.running = row["running"].as<int>();
+      w.started_at = from_epoch_us(row["started_us"].as<int64_t>());
+      w.last_seen_at = from_epoch_us(row["last_seen_us"].as<int64_t>());
+      w.current_jobs = nlohmann::json::parse(row["current_jobs"].c_str()).get<std::vector<int64_t>>();
       out.push_back(std::move(w));
     }
     return out;
@@ -157,7 +158,7 @@ StatusOr<int> Queue::prune_workers(std::chrono::milliseconds unseen_for) {
 StatusOr<bool> Queue::tag_is_served(const std::string& tag, std::chrono::milliseconds live_within) {
   return impl_->run("tag_is_served", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    return tx.exec_prepared1(sql::kTagIsServed.name, tag, static_cast<int64_t>(live_within.count()))[0]
+    return tx.exec_prepared1(sql::kTagIsServed.name, tag, static_cast<int64_t>(live_within.count()))["served"]
         .as<bool>();
   });
 }
