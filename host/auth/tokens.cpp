@@ -31,12 +31,12 @@ constexpr const char* kInsert =
     "$6, "
     "'epoch'::timestamptz + $7::bigint * interval '1 microsecond')";
 
-// Only live tokens are found; the last column says whether last_used_at is
-// due for its once-a-minute refresh.
+// Only live tokens are found; touch_due says whether last_used_at is due
+// for its once-a-minute refresh.
 constexpr const char* kLookup =
-    "SELECT encode(secret_hash, 'hex'), role, coalesce(worker_group, ''), "
-    "coalesce(array_to_json(tags)::text, '[]'), label, "
-    "(last_used_at IS NULL OR last_used_at < now() - interval '1 minute') "
+    "SELECT encode(secret_hash, 'hex') AS secret_hash_hex, role, coalesce(worker_group, '') AS worker_group, "
+    "coalesce(array_to_json(tags)::text, '[]') AS tags, label, "
+    "(last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS touch_due "
     "FROM quern.tokens WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())";
 
 // Conditional, so concurrent requests with the same token write at most once.
@@ -45,8 +45,9 @@ constexpr const char* kTouch =
     "WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')";
 
 constexpr const char* kList =
-    "SELECT id, role, coalesce(worker_group, ''), coalesce(array_to_json(tags)::text, '[]'), label, " QUERN_PG_US(
-        "created_at") ", " QUERN_PG_US("expires_at") ", " QUERN_PG_US("revoked_at") ", " QUERN_PG_US("last_used_at") " "
+    "SELECT id, role, coalesce(worker_group, '') AS worker_group, coalesce(array_to_json(tags)::text, '[]') AS tags, "
+    "label, " QUERN_PG_US("created_at") " AS created_us, " QUERN_PG_US("expires_at") " AS expires_us, " QUERN_PG_US(
+        "revoked_at") " AS revoked_us, " QUERN_PG_US("last_used_at") " AS last_used_us "
     "FROM quern.tokens ORDER BY created_at, id";
 
 constexpr const char* kRevoke =
@@ -189,14 +190,14 @@ StatusOr<std::optional<Principal>> TokenStore::authenticate(std::string_view tok
     auto r = tx.exec_prepared("tokens_lookup", id);
     if (r.empty()) return std::nullopt;
     const auto& row = r[0];
-    if (!equal_constant_time(presented, row[0].c_str())) return std::nullopt;
+    if (!equal_constant_time(presented, row["secret_hash_hex"].c_str())) return std::nullopt;
     Principal p;
     p.token_id = id;
-    p.role = role_or_throw(row[1].as<std::string>());
-    p.group = row[2].as<std::string>();
-    p.tags = tags_from_json(row[3].c_str());
-    p.label = row[4].as<std::string>();
-    if (row[5].as<bool>()) tx.exec_prepared("tokens_touch", id);
+    p.role = role_or_throw(row["role"].as<std::string>());
+    p.group = row["worker_group"].as<std::string>();
+    p.tags = tags_from_json(row["tags"].c_str());
+    p.label = row["label"].as<std::string>();
+    if (row["touch_due"].as<bool>()) tx.exec_prepared("tokens_touch", id);
     return p;
   });
 }
@@ -209,15 +210,15 @@ StatusOr<std::vector<TokenInfo>> TokenStore::list() {
     out.reserve(r.size());
     for (const auto& row : r) {
       TokenInfo t;
-      t.id = row[0].as<std::string>();
-      t.role = role_or_throw(row[1].as<std::string>());
-      t.group = row[2].as<std::string>();
-      t.tags = tags_from_json(row[3].c_str());
-      t.label = row[4].as<std::string>();
-      t.created_at = pg::from_epoch_us(row[5].as<int64_t>());
-      t.expires_at = optional_time(row[6]);
-      t.revoked_at = optional_time(row[7]);
-      t.last_used_at = optional_time(row[8]);
+      t.id = row["id"].as<std::string>();
+      t.role = role_or_throw(row["role"].as<std::string>());
+      t.group = row["worker_group"].as<std::string>();
+      t.tags = tags_from_json(row["tags"].c_str());
+      t.label = row["label"].as<std::string>();
+      t.created_at = pg::from_epoch_us(row["created_us"].as<int64_t>());
+      t.expires_at = optional_time(row["expires_us"]);
+      t.revoked_at = optional_time(row["revoked_us"]);
+      t.last_used_at = optional_time(row["last_used_us"]);
       out.push_back(std::move(t));
     }
     return out;

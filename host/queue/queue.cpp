@@ -88,7 +88,7 @@ int64_t exec_push_one(const NewJob& job, Exec&& exec) {
                 lim.enabled() ? lim.key.c_str() : nullptr, lim.max_running, lim.rate_max,
                 static_cast<int64_t>(lim.rate_window.count()), job.retry.enabled() ? retry.c_str() : nullptr,
                 job.gpus, job.gpu_memory_mb, job.waiter.empty() ? nullptr : job.waiter.c_str());
-  return r[0].template as<int64_t>();
+  return r["id"].template as<int64_t>();
 }
 
 }  // namespace
@@ -142,7 +142,7 @@ StatusOr<std::vector<int64_t>> Queue::push_batch(const std::vector<NewJob>& jobs
     auto r = tx.exec_prepared(sql::kPushBatch.name, arr.dump());
     std::vector<int64_t> ids;
     ids.reserve(r.size());
-    for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
+    for (const auto& row : r) ids.push_back(row["id"].as<int64_t>());
     // Identity values are drawn in input order; RETURNING's order is not
     // guaranteed, so sort to line ids up with `jobs`.
     std::sort(ids.begin(), ids.end());
@@ -159,21 +159,27 @@ StatusOr<std::vector<ClaimedJob>> Queue::claim(const std::string& worker_id,
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared(sql::kClaim.name, worker_id, to_text_array(tags), max_jobs, capacity.free_gpus,
                               int_array(capacity.device_memory_mb));
+    // Columns by name, looked up once per result (the hot path).
+    const auto id = r.column_number("id"), attempt = r.column_number("attempt"), tag = r.column_number("tag"),
+               language = r.column_number("language"), payload = r.column_number("payload"),
+               priority = r.column_number("priority"), timeout_s = r.column_number("timeout_s"),
+               script_path = r.column_number("script_path"), created_us = r.column_number("created_us"),
+               started_us = r.column_number("started_us"), gpus = r.column_number("gpus");
     std::vector<ClaimedJob> jobs;
     jobs.reserve(r.size());
     for (const auto& row : r) {
       ClaimedJob j;
-      j.id = row[0].as<int64_t>();
-      j.attempt = row[1].as<int32_t>();
-      j.tag = row[2].as<std::string>();
-      j.language = row[3].as<std::string>();
-      j.payload = nlohmann::ordered_json::parse(row[4].c_str());
-      j.priority = row[5].as<int>();
-      j.timeout_s = row[6].as<int>();
-      j.script_path = row[7].as<std::string>();
-      j.created_at = from_epoch_us(row[8].as<int64_t>());
-      j.started_at = from_epoch_us(row[9].as<int64_t>());
-      j.gpus = row[10].as<int>();
+      j.id = row[id].as<int64_t>();
+      j.attempt = row[attempt].as<int32_t>();
+      j.tag = row[tag].as<std::string>();
+      j.language = row[language].as<std::string>();
+      j.payload = nlohmann::ordered_json::parse(row[payload].c_str());
+      j.priority = row[priority].as<int>();
+      j.timeout_s = row[timeout_s].as<int>();
+      j.script_path = row[script_path].as<std::string>();
+      j.created_at = from_epoch_us(row[created_us].as<int64_t>());
+      j.started_at = from_epoch_us(row[started_us].as<int64_t>());
+      j.gpus = row[gpus].as<int>();
       jobs.push_back(std::move(j));
     }
     return jobs;
@@ -195,9 +201,9 @@ StatusOr<HeartbeatReply> Queue::heartbeat(const std::string& worker_id, const st
     std::vector<int64_t> held;
     HeartbeatReply reply;
     for (const auto& row : r) {
-      const int64_t id = row[0].as<int64_t>();
+      const int64_t id = row["id"].as<int64_t>();
       held.push_back(id);
-      if (row[1].as<bool>()) reply.canceled.push_back(id);
+      if (row["cancel_requested"].as<bool>()) reply.canceled.push_back(id);
     }
     std::sort(held.begin(), held.end());
     for (const Lease& l : leases) {
@@ -223,7 +229,7 @@ StatusOr<std::vector<int64_t>> Queue::complete(const std::string& worker_id,
     auto r = tx.exec_prepared(sql::kComplete.name, worker_id, arr.dump());
     std::vector<int64_t> ids;
     ids.reserve(r.size());
-    for (const auto& row : r) ids.push_back(row[0].as<int64_t>());
+    for (const auto& row : r) ids.push_back(row["id"].as<int64_t>());
     std::sort(ids.begin(), ids.end());
     return ids;
   });

@@ -41,9 +41,10 @@ StatusOr<std::string> Queue::read_logs(int64_t job_id, int64_t from) {
     auto r = tx.exec_prepared(sql::kReadLogs.name, job_id, from);
     std::string text;
     for (const auto& row : r) {
-      const int64_t start = row[0].as<int64_t>();
-      const char* chunk = row[1].c_str();
-      const int64_t size = static_cast<int64_t>(row[1].size());
+      const int64_t start = row["start_offset"].as<int64_t>();
+      const pqxx::field chunk_field = row["chunk"];
+      const char* chunk = chunk_field.c_str();
+      const int64_t size = static_cast<int64_t>(chunk_field.size());
       const int64_t skip = from > start ? from - start : 0;
       if (skip < size) text.append(chunk + skip, static_cast<size_t>(size - skip));
     }
@@ -58,12 +59,12 @@ StatusOr<CancelOutcome> Queue::cancel(int64_t job_id, const std::string& reason)
     // retry the few times a move raced with this request.
     for (int attempt = 0; attempt < 5; ++attempt) {
       auto r = tx.exec_prepared1(sql::kCancel.name, job_id, reason);
-      if (r[0].as<int64_t>() > 0) return CancelOutcome::canceled;
-      if (r[1].as<int64_t>() > 0) return CancelOutcome::requested;
-      if (r[2].as<bool>()) return CancelOutcome::already_finished;
+      if (r["canceled"].as<int64_t>() > 0) return CancelOutcome::canceled;
+      if (r["requested"].as<int64_t>() > 0) return CancelOutcome::requested;
+      if (r["finished"].as<bool>()) return CancelOutcome::already_finished;
       auto p = tx.exec_prepared1(sql::kCancelProbe.name, job_id);
-      if (p[0].as<bool>()) return CancelOutcome::already_finished;
-      if (!p[1].as<bool>()) return CancelOutcome::not_found;
+      if (p["finished"].as<bool>()) return CancelOutcome::already_finished;
+      if (!p["in_queue"].as<bool>()) return CancelOutcome::not_found;
     }
     throw std::runtime_error("job " + std::to_string(job_id) + " kept changing state");
   });
@@ -77,38 +78,39 @@ StatusOr<RecoveryReport> Queue::recover_expired(std::chrono::milliseconds lease_
     // cluster-wide recovery lock, and no lease would ever be recovered again:
     // PostgreSQL ends such a session after 5 s idle, releasing the lock.
     tx.exec("SET LOCAL idle_in_transaction_session_timeout = '5s'");
-    if (!tx.exec_prepared1(sql::kTryRecoveryLock.name, kRecoveryLockKey)[0].as<bool>()) {
+    if (!tx.exec_prepared1(sql::kTryRecoveryLock.name, kRecoveryLockKey)["locked"].as<bool>()) {
       tx.commit();
       return report;  // another process is sweeping
     }
     auto r = tx.exec_prepared1(sql::kRecover.name, static_cast<int64_t>(lease_timeout.count()),
                                impl_->options.default_max_restarts);
     tx.commit();
-    report.requeued = r[0].as<int>();
-    report.failed = r[1].as<int>();
-    report.canceled = r[2].as<int>();
+    report.requeued = r["requeued"].as<int>();
+    report.failed = r["failed"].as<int>();
+    report.canceled = r["canceled"].as<int>();
     return report;
   });
 }
 
 JobRecord job_record_from_row(const pqxx::row& row) {
   JobRecord j;
-  j.id = row[0].as<int64_t>();
-  j.state = row[1].as<std::string>();
-  j.tag = row[2].as<std::string>();
-  j.language = row[3].as<std::string>();
-  j.script_path = row[4].as<std::string>();
-  j.payload = nlohmann::ordered_json::parse(row[5].c_str());
-  j.priority = row[6].as<int>();
-  j.attempt = row[7].as<int32_t>();
-  j.worker_id = row[8].as<std::string>();
-  if (!row[9].is_null()) j.result = nlohmann::json::parse(row[9].c_str());
-  j.error = row[10].as<std::string>();
-  j.created_at = from_epoch_us(row[11].as<int64_t>());
-  if (!row[12].is_null()) j.started_at = from_epoch_us(row[12].as<int64_t>());
-  if (!row[13].is_null()) j.completed_at = from_epoch_us(row[13].as<int64_t>());
-  j.cancel_requested = row[14].as<bool>();
-  j.concurrency_key = row[15].as<std::string>();
+  j.id = row["id"].as<int64_t>();
+  j.state = row["state"].as<std::string>();
+  j.tag = row["tag"].as<std::string>();
+  j.language = row["language"].as<std::string>();
+  j.script_path = row["script_path"].as<std::string>();
+  j.payload = nlohmann::ordered_json::parse(row["payload"].c_str());
+  j.priority = row["priority"].as<int>();
+  j.attempt = row["attempt"].as<int32_t>();
+  j.worker_id = row["worker_id"].as<std::string>();
+  if (const pqxx::field f = row["result"]; !f.is_null()) j.result = nlohmann::json::parse(f.c_str());
+  j.error = row["error"].as<std::string>();
+  j.created_at = from_epoch_us(row["created_us"].as<int64_t>());
+  if (const pqxx::field f = row["started_us"]; !f.is_null()) j.started_at = from_epoch_us(f.as<int64_t>());
+  if (const pqxx::field f = row["completed_us"]; !f.is_null())
+    j.completed_at = from_epoch_us(f.as<int64_t>());
+  j.cancel_requested = row["cancel_requested"].as<bool>();
+  j.concurrency_key = row["concurrency_key"].as<std::string>();
   return j;
 }
 
@@ -120,13 +122,14 @@ StatusOr<std::optional<JobRecord>> Queue::get_job(int64_t job_id) {
     JobRecord job = job_record_from_row(r[0]);
     for (const auto& row : tx.exec_prepared(sql::kGetAttempts.name, job_id)) {
       AttemptRecord a;
-      a.attempt = row[0].as<int32_t>();
-      a.status = row[1].as<std::string>();
-      a.error = row[2].as<std::string>();
-      a.worker_id = row[3].as<std::string>();
-      if (!row[4].is_null()) a.started_at = from_epoch_us(row[4].as<int64_t>());
-      a.ended_at = from_epoch_us(row[5].as<int64_t>());
-      if (!row[6].is_null()) a.retry_at = from_epoch_us(row[6].as<int64_t>());
+      a.attempt = row["attempt"].as<int32_t>();
+      a.status = row["status"].as<std::string>();
+      a.error = row["error"].as<std::string>();
+      a.worker_id = row["worker_id"].as<std::string>();
+      if (const pqxx::field f = row["started_us"]; !f.is_null())
+        a.started_at = from_epoch_us(f.as<int64_t>());
+      a.ended_at = from_epoch_us(row["ended_us"].as<int64_t>());
+      if (const pqxx::field f = row["retry_us"]; !f.is_null()) a.retry_at = from_epoch_us(f.as<int64_t>());
       job.attempts.push_back(std::move(a));
     }
     return job;
@@ -136,14 +139,14 @@ StatusOr<std::optional<JobRecord>> Queue::get_job(int64_t job_id) {
 StatusOr<int64_t> Queue::count_waiting(const std::vector<std::string>& tags) {
   return impl_->run("count_waiting", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    return tx.exec_prepared1(sql::kCountWaiting.name, to_text_array(tags))[0].as<int64_t>();
+    return tx.exec_prepared1(sql::kCountWaiting.name, to_text_array(tags))["waiting"].as<int64_t>();
   });
 }
 
 StatusOr<int64_t> Queue::count_running() {
   return impl_->run("count_running", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    return tx.exec_prepared1(sql::kCountRunning.name)[0].as<int64_t>();
+    return tx.exec_prepared1(sql::kCountRunning.name)["running"].as<int64_t>();
   });
 }
 

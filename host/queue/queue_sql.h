@@ -228,12 +228,12 @@ SELECT (SELECT count(*) FROM ins) AS canceled,
 
 // $1 job_id: where the job is now (state, in queue or completed, never both).
 inline constexpr Statement kCancelProbe{"quern_cancel_probe", R"SQL(
-SELECT EXISTS (SELECT 1 FROM quern.completed_jobs WHERE id = $1),
-       EXISTS (SELECT 1 FROM quern.queue WHERE id = $1)
+SELECT EXISTS (SELECT 1 FROM quern.completed_jobs WHERE id = $1) AS finished,
+       EXISTS (SELECT 1 FROM quern.queue WHERE id = $1) AS in_queue
 )SQL"};
 
 inline constexpr Statement kTryRecoveryLock{"quern_try_recovery_lock",
-                                            "SELECT pg_try_advisory_xact_lock($1::bigint)"};
+                                            "SELECT pg_try_advisory_xact_lock($1::bigint) AS locked"};
 
 // $1 lease timeout (ms), $2 default max_restarts. Runs inside the transaction
 // holding the recovery lock. A lost job goes back to the queue (attempt kept,
@@ -289,19 +289,20 @@ WITH expired AS (
   SELECT pg_notify(quern.channel_for_tag(t.tag), '')
     FROM (SELECT DISTINCT tag FROM requeued WHERE scheduled_for <= now()) t
 )
-SELECT (SELECT count(*) FROM requeued),
-       (SELECT count(*) FROM ins WHERE status = 'failure'),
-       (SELECT count(*) FROM ins WHERE status = 'canceled'),
-       (SELECT count(*) FROM woken)
+SELECT (SELECT count(*) FROM requeued) AS requeued,
+       (SELECT count(*) FROM ins WHERE status = 'failure') AS failed,
+       (SELECT count(*) FROM ins WHERE status = 'canceled') AS canceled,
+       (SELECT count(*) FROM woken) AS woken
 )SQL"};
 
 // $1 job_id. A single statement sees one snapshot, so the job is in exactly
-// one of the two tables.
+// one of the two tables. The columns job_record_from_row() reads (named by
+// the first SELECT).
 inline constexpr Statement kGetJob{"quern_get_job", R"SQL(
-SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END, tag, language, script_path,
-       payload::text, priority, attempt, coalesce(worker_id, ''), NULL::text, '',
-       )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") R"SQL(, NULL::bigint, cancel_requested,
-       coalesce(concurrency_key, '')
+SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END AS state, tag, language, script_path,
+       payload::text AS payload, priority, attempt, coalesce(worker_id, '') AS worker_id, NULL::text AS result,
+       '' AS error, )SQL" QUERN_PG_US("created_at") " AS created_us, " QUERN_PG_US("started_at") R"SQL( AS started_us,
+       NULL::bigint AS completed_us, cancel_requested, coalesce(concurrency_key, '') AS concurrency_key
   FROM quern.queue WHERE id = $1
 UNION ALL
 SELECT id, status, tag, language, script_path,
@@ -313,24 +314,135 @@ SELECT id, status, tag, language, script_path,
 
 // $1 job_id: its earlier attempts, oldest first.
 inline constexpr Statement kGetAttempts{"quern_get_attempts", R"SQL(
-SELECT attempt, status, error, coalesce(worker_id, ''), )SQL" QUERN_PG_US("started_at") ", " QUERN_PG_US(
-                                                                  "ended_at") ", " QUERN_PG_US("retry_at") R"SQL(
+SELECT attempt, status, error, coalesce(worker_id, '') AS worker_id,
+       )SQL" QUERN_PG_US("started_at") " AS started_us, " QUERN_PG_US("ended_at") " AS ended_us, " QUERN_PG_US(
+    "retry_at") R"SQL( AS retry_us
   FROM quern.job_attempts WHERE job_id = $1 ORDER BY attempt
 )SQL"};
 
 // $1 tags (text[]; empty = all).
 inline constexpr Statement kCountWaiting{"quern_count_waiting", R"SQL(
-SELECT count(*) FROM quern.queue
+SELECT count(*) AS waiting FROM quern.queue
  WHERE NOT running AND (cardinality($1::text[]) = 0 OR tag = ANY($1::text[]))
 )SQL"};
 
 inline constexpr Statement kCountRunning{"quern_count_running",
-                                         "SELECT count(*) FROM quern.queue WHERE running"};
+                                         "SELECT count(*) AS running FROM quern.queue WHERE running"};
 
-inline constexpr Statement kAll[] = {kPushOne,  kPushBatch,   kClaim,           kHeartbeat,
-                                     kComplete, kRelease,     kAppendLogs,      kReadLogs,
-                                     kCancel,   kCancelProbe, kTryRecoveryLock, kRecover,
-                                     kGetJob,   kGetAttempts, kCountWaiting,    kCountRunning};
+// --- Listings, statistics and the worker registry (queue_admin.cpp) ---
+
+// Both tables, same columns as kGetJob; filters are parameters ($1 state,
+// $2 tag, $3 script_path, $4/$5 created after/before in epoch us, $6 before_id, $7 limit).
+inline constexpr Statement kListJobs{"quern_list_jobs", R"SQL(
+SELECT * FROM (
+  SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END AS state, tag, language, script_path,
+         payload::text AS payload, priority, attempt, coalesce(worker_id, '') AS worker_id, NULL::text AS result,
+         '' AS error, )SQL" QUERN_PG_US("created_at") " AS created_us, " QUERN_PG_US("started_at") R"SQL( AS started_us,
+         NULL::bigint AS completed_us, cancel_requested, coalesce(concurrency_key, '') AS concurrency_key
+    FROM quern.queue
+   WHERE ($2 = '' OR tag = $2) AND ($3 = '' OR script_path = $3)
+     AND ($4::bigint IS NULL OR created_at >= 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')
+     AND ($5::bigint IS NULL OR created_at < 'epoch'::timestamptz + $5::bigint * interval '1 microsecond')
+     AND ($6::bigint = 0 OR id < $6::bigint)
+     AND ($1 = '' OR $1 IN ('queued', 'running'))
+  UNION ALL
+  SELECT id, status, tag, language, script_path,
+         payload::text, priority, attempt, coalesce(worker_id, ''), result::text, error,
+         )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") ", " QUERN_PG_US("completed_at") R"SQL(, false,
+         coalesce(concurrency_key, '')
+    FROM quern.completed_jobs
+   WHERE ($2 = '' OR tag = $2) AND ($3 = '' OR script_path = $3)
+     AND ($4::bigint IS NULL OR created_at >= 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')
+     AND ($5::bigint IS NULL OR created_at < 'epoch'::timestamptz + $5::bigint * interval '1 microsecond')
+     AND ($6::bigint = 0 OR id < $6::bigint)
+     AND ($1 = '' OR status = $1)
+) j
+WHERE ($1 = '' OR state = $1)
+ORDER BY id DESC
+LIMIT $7
+)SQL"};
+
+// $1 live_within (ms). One scan of the queue, grouped by (tag, priority);
+// queue_stats() sums the rows of a tag. A tag served by a live worker but
+// with no jobs comes as one row with a NULL priority.
+inline constexpr Statement kQueueStats{"quern_queue_stats", R"SQL(
+WITH q AS (
+  SELECT tag, priority,
+         count(*) FILTER (WHERE NOT running AND scheduled_for <= now()) AS waiting,
+         count(*) FILTER (WHERE NOT running AND scheduled_for > now()) AS scheduled,
+         count(*) FILTER (WHERE running) AS running,
+         coalesce(extract(epoch FROM now() - min(scheduled_for) FILTER (WHERE NOT running AND scheduled_for <= now())), 0)
+           AS oldest
+    FROM quern.queue GROUP BY tag, priority
+), live AS (
+  SELECT DISTINCT unnest(tags) AS tag FROM quern.workers
+   WHERE last_seen_at > now() - $1::bigint * interval '1 millisecond'
+)
+SELECT coalesce(q.tag, live.tag) AS tag, q.priority, coalesce(q.waiting, 0) AS waiting,
+       coalesce(q.scheduled, 0) AS scheduled, coalesce(q.running, 0) AS running,
+       coalesce(q.oldest, 0)::float8 AS oldest, live.tag IS NOT NULL AS served
+  FROM q FULL JOIN live ON live.tag = q.tag
+ ORDER BY 1, 2 DESC
+)SQL"};
+
+inline constexpr Statement kLimitStats{"quern_limit_stats", R"SQL(
+SELECT l.key, l.max_running, l.rate_max, l.rate_window_ms,
+       (SELECT count(*) FROM quern.queue q WHERE q.concurrency_key = l.key AND q.running) AS running,
+       (SELECT count(*) FROM quern.queue q WHERE q.concurrency_key = l.key AND NOT q.running
+                                            AND q.scheduled_for <= now()) AS waiting,
+       (SELECT count(*) FROM unnest(l.recent_starts) t WHERE t > now() - l.rate_window_ms * interval '1 millisecond')
+         AS started_in_window
+  FROM quern.concurrency_limits l ORDER BY l.key
+)SQL"};
+
+// $1 id, $2 kind, $3 worker_group, $4 tags (text[]), $5 slots, $6 version,
+// $7 hostname, $8 pid. Registers a worker or agent, or refreshes its row.
+inline constexpr Statement kRegisterWorker{"quern_register_worker", R"SQL(
+INSERT INTO quern.workers (id, kind, worker_group, tags, slots, version, hostname, pid, started_at,
+                           last_seen_at, running)
+VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8, now(), now(), 0)
+ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, worker_group = EXCLUDED.worker_group,
+  tags = EXCLUDED.tags, slots = EXCLUDED.slots, version = EXCLUDED.version, hostname = EXCLUDED.hostname,
+  pid = EXCLUDED.pid, last_seen_at = now()
+)SQL"};
+
+// $1 id, $2 running jobs.
+inline constexpr Statement kTouchWorker{"quern_touch_worker",
+                                        "UPDATE quern.workers SET last_seen_at = now(), running = $2 WHERE id = $1"};
+
+// $1 id.
+inline constexpr Statement kUnregisterWorker{"quern_unregister_worker", "DELETE FROM quern.workers WHERE id = $1"};
+
+// Every registered worker with the ids of the jobs it runs. ORDER BY names
+// the table's columns (w.worker_group: NULL last), not the output's.
+inline constexpr Statement kListWorkers{"quern_list_workers", R"SQL(
+SELECT id, kind, coalesce(worker_group, '') AS worker_group, coalesce(array_to_json(tags)::text, '[]') AS tags,
+       slots, coalesce(version, '') AS version, coalesce(hostname, '') AS hostname, coalesce(pid, 0) AS pid,
+       running, )SQL" QUERN_PG_US("started_at") " AS started_us, " QUERN_PG_US("last_seen_at") R"SQL( AS last_seen_us,
+       (SELECT coalesce(json_agg(q.id ORDER BY q.id), '[]')::text FROM quern.queue q
+         WHERE q.running AND q.worker_id = w.id) AS current_jobs
+  FROM quern.workers w ORDER BY w.worker_group, w.id
+)SQL"};
+
+// $1 unseen_for (ms): removes workers not seen for that long.
+inline constexpr Statement kPruneWorkers{"quern_prune_workers", R"SQL(
+DELETE FROM quern.workers WHERE last_seen_at < now() - $1::bigint * interval '1 millisecond'
+)SQL"};
+
+// $1 tag, $2 live_within (ms): whether a worker seen within live_within serves the tag.
+inline constexpr Statement kTagIsServed{"quern_tag_is_served", R"SQL(
+SELECT EXISTS (SELECT 1 FROM quern.workers WHERE $1 = ANY(tags)
+                  AND last_seen_at > now() - $2::bigint * interval '1 millisecond') AS served
+)SQL"};
+
+// Every statement above: registered on the session by Queue::Impl.
+inline constexpr Statement kAll[] = {
+    // The hot path, logs, cancel, recovery and lookups.
+    kPushOne, kPushBatch, kClaim, kHeartbeat, kComplete, kRelease, kAppendLogs, kReadLogs, kCancel,
+    kCancelProbe, kTryRecoveryLock, kRecover, kGetJob, kGetAttempts, kCountWaiting, kCountRunning,
+    // Listings, statistics and the worker registry.
+    kListJobs, kQueueStats, kLimitStats, kRegisterWorker, kTouchWorker, kUnregisterWorker, kListWorkers,
+    kPruneWorkers, kTagIsServed};
 
 #undef QUERN_COMPLETED_COLUMNS
 #undef QUERN_UPSERT_LIMITS

@@ -12,14 +12,16 @@
 
 namespace quern::schedule::sql {
 
-// The columns schedule_from_row() reads, in its order.
+// The columns schedule_from_row() reads, by name. The timestamps are named
+// *_us, so that ORDER BY next_fire_at still names the table's column.
 #define QUERN_SCHEDULE_COLS \
-  "name, cron, timezone, script_path, args::text, coalesce(tag, ''), coalesce(priority, 0), paused, "        \
-  "catch_up, " QUERN_PG_US("next_fire_at") ", " QUERN_PG_US("last_fired_at") ", "                     \
-  "coalesce(last_job_id, 0), coalesce(last_error, ''), " QUERN_PG_US("created_at") ", " QUERN_PG_US( \
-      "updated_at")
+  "name, cron, timezone, script_path, args::text AS args, coalesce(tag, '') AS tag, "                            \
+  "coalesce(priority, 0) AS priority, paused, catch_up, " QUERN_PG_US("next_fire_at") " AS next_fire_us, "      \
+  QUERN_PG_US("last_fired_at") " AS last_fired_us, coalesce(last_job_id, 0) AS last_job_id, "                  \
+  "coalesce(last_error, '') AS last_error, " QUERN_PG_US("created_at") " AS created_us, " QUERN_PG_US(          \
+      "updated_at") " AS updated_us"
 
-inline constexpr const char* kNow = "SELECT " QUERN_PG_US("now()");
+inline constexpr const char* kNow = "SELECT " QUERN_PG_US("now()") " AS now_us";
 // $1 the channel (kSchedulesChannel).
 inline constexpr const char* kNotify = "SELECT pg_notify($1, '')";
 
@@ -51,8 +53,8 @@ RETURNING )SQL" QUERN_SCHEDULE_COLS;
 inline constexpr const char* kDelete = "DELETE FROM quern.schedules WHERE name = $1 RETURNING 1";
 
 // The scheduler. $1 batch size. Due rows, locked (rows another scheduler is
-// firing are skipped, not waited for), and the transaction's now().
-inline constexpr const char* kLockDue = "SELECT " QUERN_SCHEDULE_COLS ", " QUERN_PG_US("now()") R"SQL(
+// firing are skipped, not waited for), and the transaction's now() (now_us).
+inline constexpr const char* kLockDue = "SELECT " QUERN_SCHEDULE_COLS ", " QUERN_PG_US("now()") " AS now_us" R"SQL(
   FROM quern.schedules
  WHERE NOT paused AND next_fire_at <= now()
  ORDER BY next_fire_at
@@ -73,13 +75,13 @@ UPDATE quern.schedules
 
 // Milliseconds until the earliest unpaused schedule is due (NULL: none).
 inline constexpr const char* kUntilDue = R"SQL(
-SELECT ceil(extract(epoch FROM min(next_fire_at) - clock_timestamp()) * 1000)::bigint
+SELECT ceil(extract(epoch FROM min(next_fire_at) - clock_timestamp()) * 1000)::bigint AS until_due_ms
   FROM quern.schedules WHERE NOT paused
 )SQL";
 
 #undef QUERN_SCHEDULE_COLS
 
-// Reads QUERN_SCHEDULE_COLS (the first 15 columns of `row`).
+// Reads QUERN_SCHEDULE_COLS (by name) from `row`.
 Schedule schedule_from_row(const pqxx::row& row);
 
 // The first tick of s.cron in s.timezone strictly after t.

@@ -68,21 +68,22 @@ namespace sql {
 
 Schedule schedule_from_row(const pqxx::row& row) {
   Schedule s;
-  s.name = row[0].as<std::string>();
-  s.cron = row[1].as<std::string>();
-  s.timezone = row[2].as<std::string>();
-  s.script_path = row[3].as<std::string>();
-  s.args = nlohmann::ordered_json::parse(row[4].c_str());
-  s.tag = row[5].as<std::string>();
-  s.priority = row[6].as<int>();
-  s.paused = row[7].as<bool>();
-  s.catch_up = catch_up_from_string(row[8].c_str()).value_or(CatchUp::skip);
-  s.next_fire_at = pg::from_epoch_us(row[9].as<int64_t>());
-  if (!row[10].is_null()) s.last_fired_at = pg::from_epoch_us(row[10].as<int64_t>());
-  s.last_job_id = row[11].as<int64_t>();
-  s.last_error = row[12].as<std::string>();
-  s.created_at = pg::from_epoch_us(row[13].as<int64_t>());
-  s.updated_at = pg::from_epoch_us(row[14].as<int64_t>());
+  s.name = row["name"].as<std::string>();
+  s.cron = row["cron"].as<std::string>();
+  s.timezone = row["timezone"].as<std::string>();
+  s.script_path = row["script_path"].as<std::string>();
+  s.args = nlohmann::ordered_json::parse(row["args"].c_str());
+  s.tag = row["tag"].as<std::string>();
+  s.priority = row["priority"].as<int>();
+  s.paused = row["paused"].as<bool>();
+  s.catch_up = catch_up_from_string(row["catch_up"].c_str()).value_or(CatchUp::skip);
+  s.next_fire_at = pg::from_epoch_us(row["next_fire_us"].as<int64_t>());
+  if (const pqxx::field f = row["last_fired_us"]; !f.is_null())
+    s.last_fired_at = pg::from_epoch_us(f.as<int64_t>());
+  s.last_job_id = row["last_job_id"].as<int64_t>();
+  s.last_error = row["last_error"].as<std::string>();
+  s.created_at = pg::from_epoch_us(row["created_us"].as<int64_t>());
+  s.updated_at = pg::from_epoch_us(row["updated_us"].as<int64_t>());
   return s;
 }
 
@@ -112,7 +113,7 @@ struct ScheduleStore::Impl {
   // The first tick after the transaction's now(). Throws on a bad cron or
   // zone (callers validated; a failure here is an internal error).
   Clock::time_point next_from_now(pqxx::transaction_base& tx, const Schedule& s) {
-    const auto now = pg::from_epoch_us(tx.exec_prepared1("schedules_now")[0].as<int64_t>());
+    const auto now = pg::from_epoch_us(tx.exec_prepared1("schedules_now")["now_us"].as<int64_t>());
     auto next = sql::next_tick(s, now);
     if (!next) throw std::runtime_error(next.message());
     return *next;
@@ -144,7 +145,7 @@ StatusOr<ScheduleStore::Upserted> ScheduleStore::upsert(const Schedule& s) {
     auto row = tx.exec_prepared1("schedules_upsert", s.name, s.cron, s.timezone, s.script_path, s.args.dump(),
                                  s.tag, s.priority, s.paused, to_string(s.catch_up), pg::to_epoch_us(next));
     tx.exec_prepared("schedules_notify", kSchedulesChannel);
-    Upserted out{sql::schedule_from_row(row), row[15].as<bool>()};
+    Upserted out{sql::schedule_from_row(row), row["created"].as<bool>()};
     tx.commit();
     return out;
   });

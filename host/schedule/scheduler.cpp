@@ -148,7 +148,7 @@ struct Scheduler::Impl {
       auto rows = tx.exec_prepared("scheduler_lock_due", options.batch_size);
       for (const auto& row : rows) {
         const Schedule s = sql::schedule_from_row(row);
-        const Outcome o = fire(tx, s, pg::from_epoch_us(row[15].as<int64_t>()));
+        const Outcome o = fire(tx, s, pg::from_epoch_us(row["now_us"].as<int64_t>()));
         const std::string tick = o.last_tick ? std::to_string(pg::to_epoch_us(*o.last_tick)) : "";
         const std::string job = o.last_job_id ? std::to_string(o.last_job_id) : "";
         tx.exec_prepared("scheduler_advance", s.name, pg::to_epoch_us(o.next),
@@ -190,8 +190,9 @@ struct Scheduler::Impl {
     auto ms = db.run("look up the next due schedule", [&](pqxx::connection& c) -> std::optional<int64_t> {
       pqxx::nontransaction tx(c);
       auto r = tx.exec_prepared1("scheduler_until_due");
-      if (r[0].is_null()) return std::nullopt;
-      return r[0].as<int64_t>();
+      const pqxx::field until = r["until_due_ms"];
+      if (until.is_null()) return std::nullopt;
+      return until.as<int64_t>();
     });
     if (!ms || !*ms) return options.max_sleep;
     if (**ms <= 0) return std::min<std::chrono::milliseconds>(25ms, options.max_sleep);

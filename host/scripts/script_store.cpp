@@ -7,11 +7,11 @@
 namespace quern::scripts {
 namespace {
 
-// Columns of a ScriptVersion, in the order version_from_row reads them.
-#define QUERN_SCRIPT_COLS(content)                      \
-  "path, hash, language, " content                      \
-  " AS content, settings::text, summary, deployed_by, " \
-  "(extract(epoch FROM created_at) * 1000000)::bigint, archived_at IS NOT NULL AS archived"
+// Columns of a ScriptVersion, by the names version_from_row reads.
+#define QUERN_SCRIPT_COLS(content)                                  \
+  "path, hash, language, " content                                  \
+  " AS content, settings::text AS settings, summary, deployed_by, " \
+  "(extract(epoch FROM created_at) * 1000000)::bigint AS created_us, archived_at IS NOT NULL AS archived"
 #define QUERN_NEWEST " ORDER BY created_at DESC, id DESC"
 
 // Serializes deploys to one path ('qrnS' + the path's hash), so two
@@ -36,22 +36,22 @@ constexpr const char* kVersions =
 constexpr const char* kArchive =
     "WITH u AS (UPDATE quern.scripts SET archived_at = now() WHERE path = $1 AND archived_at IS NULL "
     "RETURNING 1) "
-    "SELECT EXISTS (SELECT 1 FROM quern.scripts WHERE path = $1)";
+    "SELECT EXISTS (SELECT 1 FROM quern.scripts WHERE path = $1) AS existed";
 
 #undef QUERN_SCRIPT_COLS
 #undef QUERN_NEWEST
 
 ScriptVersion version_from_row(const pqxx::row& row) {
   ScriptVersion v;
-  v.path = row[0].as<std::string>();
-  v.hash = row[1].as<std::string>();
-  v.language = row[2].as<std::string>();
-  v.content = row[3].as<std::string>();
-  v.settings = nlohmann::json::parse(row[4].c_str()).get<ScriptSettings>();
-  v.summary = row[5].as<std::string>();
-  v.deployed_by = row[6].as<std::string>();
-  v.created_at = pg::from_epoch_us(row[7].as<int64_t>());
-  v.archived = row[8].as<bool>();
+  v.path = row["path"].as<std::string>();
+  v.hash = row["hash"].as<std::string>();
+  v.language = row["language"].as<std::string>();
+  v.content = row["content"].as<std::string>();
+  v.settings = nlohmann::json::parse(row["settings"].c_str()).get<ScriptSettings>();
+  v.summary = row["summary"].as<std::string>();
+  v.deployed_by = row["deployed_by"].as<std::string>();
+  v.created_at = pg::from_epoch_us(row["created_us"].as<int64_t>());
+  v.archived = row["archived"].as<bool>();
   return v;
 }
 
@@ -93,7 +93,7 @@ StatusOr<ScriptVersion> ScriptStore::deploy(const NewScript& s) {
     tx.exec_prepared("scripts_unarchive", s.path);
     auto latest = tx.exec_prepared("scripts_latest", s.path);
     ScriptVersion v;
-    if (!latest.empty() && latest[0][1].as<std::string>() == hash) {
+    if (!latest.empty() && latest[0]["hash"].as<std::string>() == hash) {
       v = version_from_row(latest[0]);
     } else {
       v = version_from_row(tx.exec_prepared1("scripts_insert", s.path, hash, s.language, s.content, settings,
@@ -149,7 +149,7 @@ StatusOr<std::vector<ScriptVersion>> ScriptStore::versions(const std::string& pa
 StatusOr<bool> ScriptStore::archive(const std::string& path) {
   return impl_->db->run("archive script", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    return tx.exec_prepared1("scripts_archive", path)[0].as<bool>();
+    return tx.exec_prepared1("scripts_archive", path)["existed"].as<bool>();
   });
 }
 
