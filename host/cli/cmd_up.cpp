@@ -166,7 +166,7 @@ int up(const UpArgs& a) {
   std::unique_ptr<server::Server> api;
   if (!a.no_server) {
     auto so = server_options_for(*cfg, url);
-    so.colocated_connections = 2 * static_cast<int>(cfg->groups.size());  // claimer + writer per worker
+    so.colocated_connections = 3 * static_cast<int>(cfg->groups.size());  // claimer, writer, cancels
     api = std::make_unique<server::Server>(so);
     if (Status s = api->start(); !s) {
       std::cerr << "quern up: " << s.message() << " (use --no-server to run without the API)\n";

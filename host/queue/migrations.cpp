@@ -14,6 +14,7 @@ extern const char kMigration1[];
 extern const char kMigration2[];
 extern const char kMigration3[];
 extern const char kMigration4[];
+extern const char kMigration5[];
 }  // namespace migration_sql
 
 namespace {
@@ -23,6 +24,7 @@ constexpr Migration kMigrations[] = {
     {2, "tokens, scripts, workers", migration_sql::kMigration2},
     {3, "concurrency and rate limits, retries, gpu requests", migration_sql::kMigration3},
     {4, "schedules", migration_sql::kMigration4},
+    {5, "completed jobs keep cancel_requested", migration_sql::kMigration5},
 };
 
 constexpr const char* kBootstrap = R"SQL(

@@ -68,6 +68,10 @@ struct Notification {
 
 // Channel of the NOTIFYs sent when a job with a waiter finishes.
 inline constexpr const char* kJobDoneChannel = "quern_done";
+// Channel of the NOTIFY sent when the cancellation of a running job is
+// requested; the payload is the job's id. The worker holding the job listens
+// and stops it at once; the heartbeat reply is the fallback.
+inline constexpr const char* kCancelChannel = "quern_cancel";
 
 // What a claimer can run besides its tags: GPU jobs are claimed only when
 // they fit (free devices >= gpus, and that many devices with the memory).
@@ -156,7 +160,7 @@ struct JobRecord {
 enum class CancelOutcome {
   not_found,         // no such job
   canceled,          // was queued: now completed with status canceled
-  requested,         // is running: the worker stops it at its next heartbeat
+  requested,         // is running: its worker stops it at once (NOTIFY; the heartbeat is the fallback)
   already_finished,  // completed before the request
 };
 

@@ -25,6 +25,10 @@ using Statement = pg::Statement;
   "(SELECT json_build_object('w', " alias ".waiter, 'id', " alias ".id, 'status', " status ", 'result', "    \
   result ", 'error', " error ")::text AS t) f)) IS NOT NULL END AS notified"
 
+// Channel of the NOTIFY a cancel of a running job sends (payload: its id),
+// queue::kCancelChannel in C++.
+#define QUERN_CANCEL_CHANNEL "quern_cancel"
+
 // Upserts the limits of the concurrency keys in relation `src` (columns key,
 // max_running, rate_max, rate_window_ms, n; the highest n of a key wins).
 // A key's row is only written when its limits change: claimers hold these
@@ -99,7 +103,7 @@ RETURNING q.id, q.cancel_requested
 #define QUERN_COMPLETED_COLUMNS                                                     \
   "id, tag, language, script_path, payload, priority, scheduled_for, created_at, "  \
   "started_at, completed_at, status, result, error, worker_id, attempt, restarts, " \
-  "timeout_s, max_restarts, concurrency_key, retries"
+  "timeout_s, max_restarts, concurrency_key, retries, cancel_requested"
 
 // $1 worker_id, $2 json array of {id, attempt, status, result, error}.
 // One statement (one transaction): a lease still held is either retried
@@ -135,8 +139,11 @@ WITH c AS (
 ), ins AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
-         started_at, clock_timestamp(), c_status, c_result, coalesce(c_error, ''), worker_id, attempt,
-         restarts, timeout_s, max_restarts, concurrency_key, retries
+         started_at, clock_timestamp(), c_status, c_result,
+         -- a cancel the host delivered: the canceler's reason, not the plugin's words
+         CASE WHEN c_status = 'canceled' AND cancel_reason IS NOT NULL THEN cancel_reason
+              ELSE coalesce(c_error, '') END,
+         worker_id, attempt, restarts, timeout_s, max_restarts, concurrency_key, retries, cancel_requested
     FROM d
   ON CONFLICT (id) DO NOTHING
   RETURNING id
@@ -194,7 +201,7 @@ WITH l AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
          started_at, clock_timestamp(), 'canceled', NULL, coalesce(cancel_reason, 'canceled'),
-         worker_id, attempt, restarts, timeout_s, max_restarts, concurrency_key, retries
+         worker_id, attempt, restarts, timeout_s, max_restarts, concurrency_key, retries, cancel_requested
     FROM gone
   RETURNING id
 ), woken AS (
@@ -213,13 +220,13 @@ WITH d AS (
   INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
          started_at, clock_timestamp(), 'canceled', NULL, $2, worker_id, attempt, restarts,
-         timeout_s, max_restarts, concurrency_key, retries
+         timeout_s, max_restarts, concurrency_key, retries, true
     FROM d
   RETURNING id
 ), u AS (
   UPDATE quern.queue SET cancel_requested = true, cancel_reason = $2
    WHERE id = $1 AND running
-  RETURNING id
+  RETURNING id, pg_notify(')SQL" QUERN_CANCEL_CHANNEL R"SQL(', id::text) IS NOT NULL AS notified
 )
 SELECT (SELECT count(*) FROM ins) AS canceled,
        (SELECT count(*) FROM u) AS requested,
@@ -282,7 +289,7 @@ WITH expired AS (
               ELSE 'lost worker: lease expired ' || n || ' times in a row (max-restarts '
                    || coalesce(max_restarts, $2::int) || '); the job may be crashing or hanging '
                    || 'its workers; last worker ' || coalesce(worker_id, '?') END,
-         worker_id, attempt, n, timeout_s, max_restarts, concurrency_key, retries
+         worker_id, attempt, n, timeout_s, max_restarts, concurrency_key, retries, cancel_requested
     FROM gone
   RETURNING status
 ), woken AS (
@@ -307,7 +314,7 @@ SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END AS state, tag, lan
 UNION ALL
 SELECT id, status, tag, language, script_path,
        payload::text, priority, attempt, coalesce(worker_id, ''), result::text, error,
-       )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") ", " QUERN_PG_US("completed_at") R"SQL(, false,
+       )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") ", " QUERN_PG_US("completed_at") R"SQL(, cancel_requested,
        coalesce(concurrency_key, '')
   FROM quern.completed_jobs WHERE id = $1
 )SQL"};
@@ -348,7 +355,7 @@ SELECT * FROM (
   UNION ALL
   SELECT id, status, tag, language, script_path,
          payload::text, priority, attempt, coalesce(worker_id, ''), result::text, error,
-         )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") ", " QUERN_PG_US("completed_at") R"SQL(, false,
+         )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") ", " QUERN_PG_US("completed_at") R"SQL(, cancel_requested,
          coalesce(concurrency_key, '')
     FROM quern.completed_jobs
    WHERE ($2 = '' OR tag = $2) AND ($3 = '' OR script_path = $3)
@@ -447,6 +454,7 @@ inline constexpr Statement kAll[] = {
 #undef QUERN_COMPLETED_COLUMNS
 #undef QUERN_UPSERT_LIMITS
 #undef QUERN_NOTIFY_DONE
+#undef QUERN_CANCEL_CHANNEL
 #undef QUERN_NOTIFY_RESULT
 
 }  // namespace quern::queue::sql

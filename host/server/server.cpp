@@ -73,7 +73,7 @@ StatusOr<ConnectionBudget> check_connection_budget(queue::Queue& q, int budget, 
       *warning =
           "only " + std::to_string(std::max(left, 0)) + " database connections are left for workers (" +
           std::to_string(b.in_use) + " in use now, max_connections " + std::to_string(b.max_connections) +
-          "); each `quern worker` process uses 2: lower <server db-connections> or raise max_connections";
+          "); each `quern worker` process uses 3: lower <server db-connections> or raise max_connections";
   }
   return b;
 }

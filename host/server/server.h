@@ -10,7 +10,7 @@
 // polls; the scheduler). start() logs the budget and checks it against the
 // database's max_connections: it refuses to start when the budget (plus
 // colocated_connections) can never fit, and warns when it leaves room for
-// fewer than kWorkerRoom more (a `quern worker` process uses 2).
+// fewer than kWorkerRoom more (a `quern worker` process uses 3).
 #pragma once
 
 #include <chrono>

@@ -79,13 +79,21 @@ queue::Completion JobRun::outcome(quern_status rc, int timeout_s) const {
   c.attempt = job_.attempt;
   std::lock_guard lock(mu_);
   const int32_t reason = stop_reason_.load();
-  // A job that finished successfully just as it was stopped keeps its success.
-  if (rc != QUERN_STATUS_SUCCESS && (rc == QUERN_STATUS_TIMEOUT || reason == QUERN_TIMEOUT_REACHED)) {
+  // The host owns the outcome: when it raised a stop, the record says why,
+  // whatever the plugin returned (a script that traps SIGTERM and exits 0
+  // is not a success). A stop by shutdown never gets here: the job is handed
+  // back.
+  if (reason == QUERN_TIMEOUT_REACHED || (reason == QUERN_RUNNING && rc == QUERN_STATUS_TIMEOUT)) {
     c.status = queue::JobStatus::timeout;
     c.error = "timed out after " + std::to_string(timeout_s) + " s";
     return c;
   }
-  if (rc != QUERN_STATUS_SUCCESS && (rc == QUERN_STATUS_CANCELED || reason == QUERN_CANCEL_REQUESTED)) {
+  if (reason == QUERN_CANCEL_REQUESTED) {
+    c.status = queue::JobStatus::canceled;
+    c.error = "canceled";  // the queue records the canceler's reason
+    return c;
+  }
+  if (rc == QUERN_STATUS_CANCELED) {  // the plugin stopped on its own (its interrupt, say)
     c.status = queue::JobStatus::canceled;
     c.error = error_.empty() ? "canceled" : error_;
     return c;

@@ -65,7 +65,8 @@ class JobRun final : public plugin::JobSink {
   std::string take_logs();
   size_t pending_log_bytes() const;
 
-  // The outcome, after execute() returned with plugin status `rc`.
+  // The outcome, after execute() returned with plugin status `rc`. A stop the
+  // host raised (timeout, cancel) decides the status, whatever rc says.
   queue::Completion outcome(quern_status rc, int timeout_s) const;
 
   // Watchdog bookkeeping (guarded by the Worker's mutex).

@@ -2,8 +2,8 @@
 // (PgJobSource, `quern worker`) or the server's agent API over HTTP
 // (host/agent, `quern agent`). The worker's logic is the same for both.
 //
-// Thread-safety: none; the worker creates one source for its claimer thread
-// and one for its writer thread.
+// Thread-safety: none; the worker creates one source for its claimer thread,
+// one for its writer thread and one for its cancel listener.
 #pragma once
 
 #include <chrono>
@@ -46,6 +46,16 @@ class JobSource {
   virtual Status register_worker(const queue::WorkerInfo& info) = 0;
   virtual Status touch_worker(const std::string& worker_id, int running) = 0;
   virtual Status unregister_worker(const std::string& worker_id) = 0;
+
+  // --- cancel listener side (optional) ---
+  // Starts listening for cancellations of running jobs; false when the
+  // source has no push channel (an agent learns of cancels from heartbeats).
+  virtual StatusOr<bool> listen_cancels() { return false; }
+  // Waits up to timeout; the ids of jobs whose cancellation was requested
+  // since the last call (any worker's: the caller keeps its own).
+  virtual StatusOr<std::vector<int64_t>> wait_for_cancels(std::chrono::milliseconds) {
+    return std::vector<int64_t>{};
+  }
 };
 
 // The PostgreSQL source: a thin forwarder to queue::Queue.
@@ -94,6 +104,11 @@ class PgJobSource final : public JobSource {
     return q_->touch_worker(worker_id, running);
   }
   Status unregister_worker(const std::string& worker_id) override { return q_->unregister_worker(worker_id); }
+  StatusOr<bool> listen_cancels() override {
+    if (Status s = q_->listen_channel(queue::kCancelChannel); !s) return s;
+    return true;
+  }
+  StatusOr<std::vector<int64_t>> wait_for_cancels(std::chrono::milliseconds timeout) override;
 
  private:
   std::unique_ptr<queue::Queue> q_;

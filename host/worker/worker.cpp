@@ -138,8 +138,11 @@ class Loops {
   void slot();
   void writer();
   void watchdog();
+  void cancels();
 
  private:
+  // Raises a running job's stop flag (st.mu held); true if this call did.
+  bool stop_job(JobRun& run, int32_t reason);
   void run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& executors);
   void prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
                          plugin::Executor& executor, SlotExecutors& slot);
@@ -386,7 +389,8 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
 
   if (run->lost()) {
     finish(run, std::nullopt, false);
-  } else if (run->stop_reason() == QUERN_SHUTDOWN && rc != QUERN_STATUS_SUCCESS) {
+  } else if (run->stop_reason() == QUERN_SHUTDOWN) {
+    // The host stopped it: handed back to the queue, whatever the plugin returned.
     finish(run, std::nullopt, true);
   } else {
     finish(run, run->outcome(rc, timeout_s), false);
@@ -425,7 +429,7 @@ void Loops::heartbeat(JobSource& q) {
   std::lock_guard lock(st.mu);
   for (int64_t id : reply->canceled) {
     auto it = st.running.find(id);
-    if (it != st.running.end()) it->second->request_stop(QUERN_CANCEL_REQUESTED);
+    if (it != st.running.end()) stop_job(*it->second, QUERN_CANCEL_REQUESTED);
   }
   for (int64_t id : reply->lost) {
     auto it = st.running.find(id);
@@ -433,7 +437,7 @@ void Loops::heartbeat(JobSource& q) {
     log_error(opt.worker_id, "lease lost for job " + std::to_string(id) + " (attempt " +
                                  std::to_string(it->second->job().attempt) + "): stopping it");
     it->second->mark_lost();
-    it->second->request_stop(QUERN_SHUTDOWN);
+    stop_job(*it->second, QUERN_SHUTDOWN);
   }
   st.watchdog_cv.notify_all();
 }
@@ -574,8 +578,8 @@ void Loops::watchdog() {
     const bool shutdown_due = st.stopping && now - st.stop_requested_at >= opt.shutdown_grace;
     bool want_flush = false;
     for (auto& [id, run] : st.running) {
-      if (shutdown_due) run->request_stop(QUERN_SHUTDOWN);
-      if (now >= run->deadline()) run->request_stop(QUERN_TIMEOUT_REACHED);
+      if (shutdown_due) stop_job(*run, QUERN_SHUTDOWN);
+      if (now >= run->deadline()) stop_job(*run, QUERN_TIMEOUT_REACHED);
       if (run->stop_reason() != QUERN_RUNNING && !run->term_sent) {
         run->term_sent = true;
         run->term_at = now;
@@ -591,6 +595,43 @@ void Loops::watchdog() {
       st.log_flush_wanted = true;
       st.writer_cv.notify_all();
     }
+  }
+}
+
+bool Loops::stop_job(JobRun& run, int32_t reason) {
+  if (!run.request_stop(reason)) return false;
+  if (opt.on_stop_requested) opt.on_stop_requested(run.job().id, reason);
+  return true;
+}
+
+// Stops a job the moment its cancellation is requested (the queue NOTIFYs
+// kCancelChannel): the watchdog then signals its process group and
+// interrupts the plugin within a tick. Runs until the writer is done.
+void Loops::cancels() {
+  JobSource& q = *st.cancel_source;
+  bool reported = false;  // one log line per outage
+  while (true) {
+    {
+      std::lock_guard lock(st.mu);
+      if (st.writer_done) return;
+    }
+    auto ids = q.wait_for_cancels(milliseconds(100));  // the slice bounds how late we notice the end
+    if (!ids) {
+      if (!std::exchange(reported, true))
+        log_error(opt.worker_id, "cancel listener (heartbeats still deliver cancels): " + ids.message());
+      std::unique_lock lock(st.mu);
+      st.watchdog_cv.wait_for(lock, kDatabaseRetry, [&] { return st.writer_done; });
+      continue;
+    }
+    reported = false;
+    if (ids->empty()) continue;
+    std::lock_guard lock(st.mu);
+    bool any = false;
+    for (int64_t id : *ids) {
+      auto it = st.running.find(id);
+      if (it != st.running.end()) any = stop_job(*it->second, QUERN_CANCEL_REQUESTED) || any;
+    }
+    if (any) st.watchdog_cv.notify_all();
   }
 }
 
@@ -621,6 +662,10 @@ Status Worker::start() {
   if (!cq) return cq.status().with_context("worker " + options_.worker_id);
   auto wq = make_source(qo);
   if (!wq) return wq.status().with_context("worker " + options_.worker_id);
+  auto xq = make_source(qo);
+  if (!xq) return xq.status().with_context("worker " + options_.worker_id);
+  auto listening = (*xq)->listen_cancels();
+  if (!listening) return listening.status().with_context("worker " + options_.worker_id);
   if (Status s = (*cq)->listen(options_.tags); !s) return s.with_context("worker " + options_.worker_id);
   queue::WorkerInfo info;
   info.id = options_.worker_id;
@@ -637,6 +682,7 @@ Status Worker::start() {
     log_error(options_.worker_id, "joining the worker registry failed (jobs still run): " + s.message());
   state_->claim_source = std::move(cq).value();
   state_->writer_source = std::move(wq).value();
+  if (*listening) state_->cancel_source = std::move(xq).value();
   state_->registry_info = info;
   state_->tags = options_.tags;
   state_->slot_limit = state_->slot_threads = options_.slots;
@@ -648,6 +694,7 @@ Status Worker::start() {
   state_->slots_alive = options_.slots;
   state_->threads.emplace_back([loops] { loops->writer(); });
   state_->threads.emplace_back([loops] { loops->watchdog(); });
+  if (state_->cancel_source) state_->threads.emplace_back([loops] { loops->cancels(); });
   for (int i = 0; i < options_.slots; ++i) state_->start_slot();
   state_->threads.emplace_back([loops] { loops->claimer(); });
   return Status::ok();

@@ -64,10 +64,15 @@ struct WorkerOptions {
   std::vector<int> gpu_devices_mb;
   std::string kind = "worker";  // worker | agent (the registry's kind)
   // Where jobs come from; empty = PostgreSQL at database_url. The agent
-  // passes a factory of HTTP sources. Called twice (claimer, writer).
+  // passes a factory of HTTP sources. Called three times (claimer, writer,
+  // cancel listener).
   std::function<StatusOr<std::unique_ptr<JobSource>>()> source_factory;
   // Test and benchmark hook: called on the slot thread right before execute().
   std::function<void(const queue::ClaimedJob&)> on_job_start;
+  // Test and benchmark hook: called (under the worker's lock, keep it short)
+  // when the host raises a job's stop flag: what is_cancelled() returns from
+  // then on (QUERN_CANCEL_REQUESTED, QUERN_TIMEOUT_REACHED, QUERN_SHUTDOWN).
+  std::function<void(int64_t job_id, int32_t reason)> on_stop_requested;
 };
 
 struct WorkerStats {
@@ -85,7 +90,11 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Connects, LISTENs and starts the threads. Errors: unreachable database,
+  // Connects, LISTENs and starts the threads: the claimer, the writer
+  // (logs, completions, heartbeats, lease recovery), the watchdog (timeouts,
+  // stop signals), one per slot, and a cancel listener that stops a job the
+  // moment its cancellation is requested (a NOTIFY; heartbeats are the
+  // fallback). Three database connections in all. Errors: unreachable database,
   // no tags, no plugin for any served language is NOT an error (jobs of an
   // unknown language fail with a clear message).
   Status start();

@@ -6,6 +6,8 @@
 //   "sleep_ms": N      sleep N ms in steps of at most 5 ms, polling
 //                      cancelled(): timeout → TIMEOUT, cancel/shutdown or
 //                      interrupt() → CANCELED;
+//   "stubborn_ms": N   sleep N ms without ever polling (a plugin that
+//                      ignores stops, for tests of the host's outcome);
 //   "log": ["l", ...]  log these lines to stdout;
 //   "fail": "msg"      fail with this error (after sleeping and logging);
 //   "result": <any>    the result; default {"ok": true}.
@@ -50,6 +52,8 @@ class NoopExecutor {
         std::this_thread::sleep_for(std::min<Clock::duration>(until - now, std::chrono::milliseconds(5)));
       }
     }
+    if (auto it = args.find("stubborn_ms"); it != args.end() && it->is_number())
+      std::this_thread::sleep_for(std::chrono::milliseconds(it->get<int64_t>()));
     if (auto it = args.find("log"); it != args.end() && it->is_array()) {
       for (const auto& line : *it)
         ctx.log(QUERN_STREAM_STDOUT, line.is_string() ? line.get<std::string>() : line.dump());

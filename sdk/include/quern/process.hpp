@@ -129,7 +129,9 @@ struct ProcessOptions {
 struct ProcessResult {
   int exit_code = -1;   // WEXITSTATUS, or -1 when killed by a signal
   int term_signal = 0;  // WTERMSIG, or 0 when it exited
-  // The ctx.cancelled() value that made us stop the child, or 0 (QUERN_RUNNING).
+  // Why the job was stopped — the ctx.cancelled() value that made us stop
+  // the child, or that the host raised while it ran (read again after it
+  // exited) — or QUERN_RUNNING when nobody stopped it.
   int32_t stop_reason = QUERN_RUNNING;
   std::string last_stdout_line;  // last stdout line that is not blank
   std::string stderr_tail;       // the last stderr_tail_bytes of stderr (whole lines when possible)
@@ -585,6 +587,16 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   ctx.set_process_group(0);
+  // The host may have stopped the group itself (its watchdog signals it on a
+  // timeout or cancel) before we polled: read why once more, so a child that
+  // exited 0 after SIGTERM is not taken for a normal end.
+  if (result.stop_reason == QUERN_RUNNING) {
+    int32_t why = ctx.cancelled();
+    if (why == QUERN_RUNNING && options.interrupted != nullptr &&
+        options.interrupted->load(std::memory_order_relaxed))
+      why = QUERN_CANCEL_REQUESTED;
+    result.stop_reason = why;
+  }
   if (WIFEXITED(status)) {
     result.exit_code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {
