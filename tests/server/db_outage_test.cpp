@@ -94,7 +94,7 @@ TEST_F(DbOutageTest, AfterAnImmediateRestartNoRequestAnswers503WithoutRetryAfter
   std::atomic<int> answered{0}, without_retry_after{0}, errors{0};
   std::vector<std::thread> clients;
   for (int c = 0; c < 3; ++c) {
-    clients.emplace_back([&] {
+    clients.emplace_back([&, c] {
       while (!stop) {
         auto r = get(c % 2 ? "/api/jobs" : "/readyz");
         answered++;
