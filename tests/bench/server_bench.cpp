@@ -6,11 +6,19 @@
 //   quern_server_bench --host /tmp/peers/sock --port 55433 agent JOBS SLOTS
 //       JOBS no-op jobs drained by one agent (the real agent code: HTTP long
 //       polls, batched completions) with SLOTS slots: jobs/s.
+//   quern_server_bench --host /tmp/peers/sock --port 55433 cancel JOBS
+//       JOBS running no-op jobs canceled one at a time through the API: the
+//       time from the cancel request to the job's is_cancelled() turning
+//       non-zero on its worker (heartbeats 10 s apart, so only the NOTIFY
+//       path counts): p50/p99.
 // The server, the worker and the agent run in this process, on loopback;
 // the database `quern_server_bench` is recreated first.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <condition_variable>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include <pqxx/pqxx>
@@ -159,6 +167,52 @@ int main(int argc, char** argv) {
                            {"p99_ms", percentile(samples, 0.99)}});
       }
       out["round_trips"] = results;
+      w.stop();
+      w.wait();
+    } else if (a.test == "cancel") {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::map<int64_t, steady_clock::time_point> started, stopped;  // guarded by mu
+      quern::worker::WorkerOptions wo;
+      wo.database_url = db_url;
+      wo.tags = {"noop"};
+      wo.slots = 2;
+      wo.heartbeat_interval = 10s;
+      wo.on_job_start = [&](const quern::queue::ClaimedJob& j) {
+        std::lock_guard lock(mu);
+        started[j.id] = steady_clock::now();
+        cv.notify_all();
+      };
+      wo.on_stop_requested = [&](int64_t id, int32_t reason) {
+        if (reason != QUERN_CANCEL_REQUESTED) return;
+        std::lock_guard lock(mu);
+        stopped[id] = steady_clock::now();
+        cv.notify_all();
+      };
+      quern::worker::Worker w(wo, plugins);
+      if (auto s = w.start(); !s) throw std::runtime_error(s.message());
+      const std::string dev = token(db_url, quern::auth::Role::developer);
+      quern::agent::ApiClient client(base, dev);
+      std::vector<double> samples;
+      for (int i = 0; i < a.jobs + 5; ++i) {
+        auto run = client.call("POST", "/api/jobs/run_inline",
+                               {{"language", "noop"}, {"content", ""}, {"args", {{"sleep_ms", 30000}}}});
+        const int64_t id = run.value()["id"].get<int64_t>();
+        {
+          std::unique_lock lock(mu);
+          if (!cv.wait_for(lock, 10s, [&] { return started.count(id) > 0; }))
+            throw std::runtime_error("job " + std::to_string(id) + " did not start");
+        }
+        const auto t0 = steady_clock::now();
+        client.call("POST", "/api/jobs/" + std::to_string(id) + "/cancel", Json::object()).value();
+        std::unique_lock lock(mu);
+        if (!cv.wait_for(lock, 15s, [&] { return stopped.count(id) > 0; }))
+          throw std::runtime_error("job " + std::to_string(id) + " was not stopped");
+        if (i >= 5) samples.push_back(duration<double, std::milli>(stopped[id] - t0).count());
+      }
+      out["p50_ms"] = percentile(samples, 0.5);
+      out["p99_ms"] = percentile(samples, 0.99);
+      out["max_ms"] = percentile(samples, 1.0);
       w.stop();
       w.wait();
     } else if (a.test == "agent") {
