@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "host/auth/crypto.h"
+#include "host/common/crypto.h"
 #include "host/common/utf8.h"
 #include "host/common/validation.h"
 #include "host/pg/session.h"
@@ -157,14 +157,14 @@ StatusOr<IssuedToken> TokenStore::create(const NewToken& t) {
   // A 64-bit id collision is astronomically unlikely; retry anyway rather
   // than fail a create.
   for (int attempt = 0; attempt < 3; ++attempt) {
-    auto id_hex = random_hex(kIdHexDigits / 2);
+    auto id_hex = crypto::random_hex(kIdHexDigits / 2);
     if (!id_hex) return id_hex.status();
-    auto secret = random_hex(kSecretHexDigits / 2);
+    auto secret = crypto::random_hex(kSecretHexDigits / 2);
     if (!secret) return secret.status();
     IssuedToken issued;
     issued.id = std::string(kIdPrefix) + *id_hex;
     issued.token = std::string(kTokenPrefix) + issued.id + "_" + *secret;
-    const std::string hash = sha256_hex(issued.token);
+    const std::string hash = crypto::sha256_hex(issued.token);
     auto inserted = impl_->db->run("create token", [&](pqxx::connection& c) {
       try {
         pqxx::nontransaction tx(c);
@@ -184,13 +184,13 @@ StatusOr<IssuedToken> TokenStore::create(const NewToken& t) {
 StatusOr<std::optional<Principal>> TokenStore::authenticate(std::string_view token) {
   std::string id;
   if (!parse_token(token, &id)) return std::optional<Principal>();
-  const std::string presented = sha256_hex(token);
+  const std::string presented = crypto::sha256_hex(token);
   return impl_->db->run("authenticate", [&](pqxx::connection& c) -> std::optional<Principal> {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared("tokens_lookup", id);
     if (r.empty()) return std::nullopt;
     const auto& row = r[0];
-    if (!equal_constant_time(presented, row["secret_hash_hex"].c_str())) return std::nullopt;
+    if (!crypto::equal_constant_time(presented, row["secret_hash_hex"].c_str())) return std::nullopt;
     Principal p;
     p.token_id = id;
     p.role = role_or_throw(row["role"].as<std::string>());

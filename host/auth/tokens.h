@@ -102,10 +102,6 @@ class TokenStore {
   std::unique_ptr<Impl> impl_;
 };
 
-// Lowercase hex SHA-256 of data (OpenSSL EVP). Thread-safe. Also used by the
-// script store for content hashes.
-std::string sha256_hex(std::string_view data);
-
 // Exposed for tests and callers that want to reject obviously wrong input
 // early: true if `token` has the exact shape of a Quern token (it may still
 // be unknown). Sets *id to its id part when non-null.

@@ -2,7 +2,7 @@
 // version hash: everything of the script store that needs no database.
 #include <algorithm>
 
-#include "host/auth/tokens.h"
+#include "host/common/crypto.h"
 #include "host/common/utf8.h"
 #include "host/common/validation.h"
 #include "host/scripts/script_store.h"
@@ -53,7 +53,7 @@ std::string script_hash(const std::string& language, const ScriptSettings& setti
   std::string text;
   text.reserve(language.size() + settings_json.size() + content.size() + 2);
   text.append(language).append("\n").append(settings_json).append("\n").append(content);
-  return auth::sha256_hex(text);
+  return crypto::sha256_hex(text);
 }
 
 Status validate_path(std::string_view path) {

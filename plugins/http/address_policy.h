@@ -6,7 +6,7 @@
 // addresses are covered. A refused address never gets a socket: no packet is
 // sent to it.
 //
-// Refused unless allowed: 0.0.0.0/8, 10/8, 100.64/10 (shared/CGNAT), 127/8,
+// Refused unless allowed: 0.0.0.0/8, 10/8, 100.64/10 (CGNAT, the shared address space), 127/8,
 // 169.254/16 (link-local, with 169.254.169.254 cloud metadata), 172.16/12,
 // 192.0.0/24, 192.168/16, 198.18/15 (benchmarking), 224/4 (multicast),
 // 240/4 (reserved, broadcast); ::, ::1, fc00::/7 (unique local, with the

@@ -12,6 +12,7 @@
 #include <pqxx/pqxx>
 
 #include "host/auth/tokens.h"
+#include "host/common/crypto.h"
 #include "host/pg/embedded_postgres.h"
 #include "tests/support/child_process.h"
 #include "tests/support/test_postgres.h"
@@ -101,8 +102,8 @@ TEST(TokenFormat, ParseToken) {
 }
 
 TEST(Sha256, KnownVectors) {
-  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(crypto::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(crypto::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST_F(TokenStoreTest, CreatedTokenAuthenticatesWithItsPrincipal) {

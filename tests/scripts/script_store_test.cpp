@@ -5,6 +5,7 @@
 #include <pqxx/pqxx>
 
 #include "host/auth/tokens.h"
+#include "host/common/crypto.h"
 #include "host/common/utf8.h"
 #include "host/scripts/script_store.h"
 #include "tests/support/test_postgres.h"
@@ -136,7 +137,7 @@ TEST(ScriptHash, CoversLanguageSettingsAndContentOnly) {
   other.priority = 7;
   EXPECT_NE(h, script_hash("bash", other, "echo hi"));
   // The documented formula, with the canonical (sorted-key) settings JSON.
-  EXPECT_EQ(h, auth::sha256_hex(
+  EXPECT_EQ(h, crypto::sha256_hex(
                    "bash\n{\"dedicated\":false,\"priority\":0,\"tag\":\"\",\"timeout_s\":0}\necho hi"));
 }
 

@@ -1,6 +1,6 @@
-// Small wrappers over OpenSSL's libcrypto (internal to host/auth; the public
-// entry point sha256_hex is declared in tokens.h). All functions are
-// thread-safe (OpenSSL 3 needs no locking setup).
+// Small wrappers over OpenSSL's libcrypto: content hashes (script versions),
+// token secrets and their comparison. All functions are thread-safe
+// (OpenSSL 3 needs no locking setup).
 #pragma once
 
 #include <string>
@@ -8,7 +8,11 @@
 
 #include "host/common/status.h"
 
-namespace quern::auth {
+namespace quern::crypto {
+
+// Lowercase hex SHA-256 of data (OpenSSL EVP). Aborts only when libcrypto
+// itself is broken (nothing can be checked without hashing).
+std::string sha256_hex(std::string_view data);
 
 // `bytes` bytes from the OpenSSL CSPRNG, as 2*bytes lowercase hex digits.
 // Fails only if the generator cannot be seeded.
@@ -18,4 +22,4 @@ StatusOr<std::string> random_hex(int bytes);
 // depends only on the length, which is never secret here: hashes).
 bool equal_constant_time(std::string_view a, std::string_view b);
 
-}  // namespace quern::auth
+}  // namespace quern::crypto

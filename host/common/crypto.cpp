@@ -1,4 +1,4 @@
-#include "host/auth/crypto.h"
+#include "host/common/crypto.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -8,9 +8,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "host/auth/tokens.h"
-
-namespace quern::auth {
+namespace quern::crypto {
 namespace {
 
 std::string to_hex(const unsigned char* data, size_t size) {
@@ -52,4 +50,4 @@ bool equal_constant_time(std::string_view a, std::string_view b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-}  // namespace quern::auth
+}  // namespace quern::crypto
