@@ -1,5 +1,5 @@
 // Implementation of plugin_registry.h: loading and validating executor
-// plugins, and the host side of the ABI callbacks.
+// plugins (the callbacks a job gets are in job_callbacks.cpp).
 #include "host/plugin/plugin_registry.h"
 
 #include <dlfcn.h>
@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "host/plugin/descriptor.h"
+#include "host/plugin/job_callbacks.h"
 
 namespace quern::plugin {
 
@@ -48,54 +49,6 @@ std::string errbuf_text(const std::array<char, kErrbufSize>& buf) {
 
 quern_str to_str(const std::string& s) { return quern_str{s.data(), static_cast<uint64_t>(s.size())}; }
 
-std::string_view to_view(quern_str s) {
-  return s.data == nullptr ? std::string_view() : std::string_view(s.data, s.size);
-}
-
-// The host side of quern_job_callbacks: ctx is the JobSink. Exceptions from
-// the sink must not unwind into plugin code, so each callback swallows them.
-JobSink& sink_of(quern_job_ctx* ctx) { return *reinterpret_cast<JobSink*>(ctx); }
-
-void cb_log_line(quern_job_ctx* ctx, int32_t stream, quern_str line) {
-  try {
-    sink_of(ctx).log_line(stream, to_view(line));
-  } catch (...) {
-  }
-}
-void cb_progress(quern_job_ctx* ctx, double fraction) {
-  try {
-    sink_of(ctx).progress(fraction);
-  } catch (...) {
-  }
-}
-int32_t cb_is_cancelled(quern_job_ctx* ctx) {
-  try {
-    return sink_of(ctx).is_cancelled();
-  } catch (...) {
-    // A sink that cannot answer is treated as "keep running"; the host still
-    // enforces timeouts through the process group.
-    return QUERN_RUNNING;
-  }
-}
-void cb_set_result(quern_job_ctx* ctx, quern_str json) {
-  try {
-    sink_of(ctx).set_result(to_view(json));
-  } catch (...) {
-  }
-}
-void cb_set_error(quern_job_ctx* ctx, quern_str message) {
-  try {
-    sink_of(ctx).set_error(to_view(message));
-  } catch (...) {
-  }
-}
-void cb_set_process_group(quern_job_ctx* ctx, int64_t pgid) {
-  try {
-    sink_of(ctx).set_process_group(pgid);
-  } catch (...) {
-  }
-}
-
 }  // namespace
 
 // ---- Executor ----
@@ -112,15 +65,8 @@ Executor::~Executor() {
 const PluginInfo& Executor::info() const { return lib_->info; }
 
 quern_status Executor::execute(const std::string& job_json, JobSink& sink) {
-  quern_job_callbacks cb{};
-  cb.struct_size = sizeof(quern_job_callbacks);
-  cb.log_line = &cb_log_line;
-  cb.progress = &cb_progress;
-  cb.is_cancelled = &cb_is_cancelled;
-  cb.set_result = &cb_set_result;
-  cb.set_error = &cb_set_error;
-  cb.set_process_group = &cb_set_process_group;
-  int32_t rc = lib_->desc.execute(instance_, to_str(job_json), &cb, reinterpret_cast<quern_job_ctx*>(&sink));
+  JobCall call(sink, job_json);
+  int32_t rc = lib_->desc.execute(instance_, to_str(job_json), JobCall::callbacks(), call.ctx());
   switch (rc) {
     case QUERN_STATUS_SUCCESS:
     case QUERN_STATUS_FAILURE:
@@ -230,6 +176,8 @@ Status PluginRegistry::load_file(const std::filesystem::path& file) {
     return refuse(file, std::string("duplicate plugin name '") + d.name + "', already loaded from '" +
                             other->info().file.string() + "'");
 
+  // Accepted: a 1.2 plugin learns the ABI this host speaks before any create.
+  if (d.host_abi != nullptr) d.host_abi(QUERN_ABI_MAJOR, QUERN_ABI_MINOR);
   plugins_.push_back(std::unique_ptr<LoadedPlugin>(new LoadedPlugin(std::move(lib))));
   return Status::ok();
 }

@@ -59,8 +59,10 @@ class Executor {
 
   const PluginInfo& info() const;
   // Runs one job (blocking). job_json is the JSON document described in
-  // docs/PLUGINS.md. Returns the plugin's quern_status; a plugin that returns
-  // an unknown value is reported as QUERN_STATUS_INTERNAL.
+  // docs/PLUGINS.md; the plugin's callbacks report to `sink`, and its ABI 1.2
+  // accessors read job_json (job_callbacks.h). Returns the plugin's
+  // quern_status; a plugin that returns an unknown value is reported as
+  // QUERN_STATUS_INTERNAL.
   quern_status execute(const std::string& job_json, JobSink& sink);
   Status prepare(const std::string& script_json);  // OK when the plugin has no prepare
   Status health();                                 // OK when the plugin has no health
@@ -102,7 +104,8 @@ class PluginRegistry {
   // Loads one library. Refuses, with a message that names the file and the
   // reason: not a loadable shared library, no entry symbol, different ABI
   // major, descriptor shorter than ABI 1.0's, missing required functions
-  // (create/destroy/execute) or name, duplicate plugin name.
+  // (create/destroy/execute) or name, duplicate plugin name. A plugin it
+  // accepts that has `host_abi` (ABI 1.2) is told this host's ABI.
   Status load_file(const std::filesystem::path& file);
   // Loads every *.so in dir (sorted by name). Stops at nothing: returns the
   // first error, after trying all files, with every error joined by "\n".

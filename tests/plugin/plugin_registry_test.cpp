@@ -48,7 +48,8 @@ TEST(Abi, DescriptorAndCallbackLayoutIsStable) {
   EXPECT_EQ(offsetof(quern_executor_descriptor, health), 80u);
   EXPECT_EQ(offsetof(quern_executor_descriptor, interrupt), 88u);
   EXPECT_EQ(offsetof(quern_executor_descriptor, resources), 96u);  // ABI 1.1
-  EXPECT_EQ(sizeof(quern_executor_descriptor), 104u);
+  EXPECT_EQ(offsetof(quern_executor_descriptor, host_abi), 104u);  // ABI 1.2
+  EXPECT_EQ(sizeof(quern_executor_descriptor), 112u);
 
   EXPECT_EQ(offsetof(quern_job_callbacks, struct_size), 0u);
   EXPECT_EQ(offsetof(quern_job_callbacks, reserved), 4u);
@@ -58,7 +59,19 @@ TEST(Abi, DescriptorAndCallbackLayoutIsStable) {
   EXPECT_EQ(offsetof(quern_job_callbacks, set_result), 32u);
   EXPECT_EQ(offsetof(quern_job_callbacks, set_error), 40u);
   EXPECT_EQ(offsetof(quern_job_callbacks, set_process_group), 48u);
-  EXPECT_EQ(sizeof(quern_job_callbacks), 56u);
+  // ABI 1.2: the job accessors.
+  EXPECT_EQ(offsetof(quern_job_callbacks, field_text), 56u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, field_int), 64u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_count), 72u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_name), 80u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_json), 88u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_string), 96u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_int), 104u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_double), 112u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_bool), 120u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, env_count), 128u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, env_entry), 136u);
+  EXPECT_EQ(sizeof(quern_job_callbacks), 144u);
 
   EXPECT_EQ(offsetof(quern_str, data), 0u);
   EXPECT_EQ(offsetof(quern_str, size), 8u);
@@ -74,6 +87,16 @@ TEST(Abi, DescriptorAndCallbackLayoutIsStable) {
   EXPECT_EQ(QUERN_CANCEL_REQUESTED, 1);
   EXPECT_EQ(QUERN_TIMEOUT_REACHED, 2);
   EXPECT_EQ(QUERN_SHUTDOWN, 3);
+  EXPECT_EQ(QUERN_FIELD_CODE, 1);  // ABI 1.2
+  EXPECT_EQ(QUERN_FIELD_LANGUAGE, 2);
+  EXPECT_EQ(QUERN_FIELD_SCRIPT_PATH, 3);
+  EXPECT_EQ(QUERN_FIELD_WORKDIR, 4);
+  EXPECT_EQ(QUERN_FIELD_ID, 5);
+  EXPECT_EQ(QUERN_FIELD_ATTEMPT, 6);
+  EXPECT_EQ(QUERN_FIELD_TIMEOUT_S, 7);
+  EXPECT_EQ(QUERN_VALUE_MISSING, -1);
+  EXPECT_EQ(QUERN_VALUE_WRONG_TYPE, -2);
+  EXPECT_EQ(QUERN_VALUE_UNSUPPORTED, -3);
   EXPECT_STREQ(QUERN_EXECUTOR_ENTRY_V1_NAME, "quern_executor_entry_v1");
 }
 
