@@ -175,6 +175,14 @@ Status PluginRegistry::load_file(const std::filesystem::path& file) {
   if (const LoadedPlugin* other = by_name(d.name))
     return refuse(file, std::string("duplicate plugin name '") + d.name + "', already loaded from '" +
                             other->info().file.string() + "'");
+  // One plugin per language: which one would run a job must not depend on
+  // load order silently.
+  for (const auto& language : lib->info.languages) {
+    if (const LoadedPlugin* other = for_language(language))
+      return refuse(file, "plugin '" + lib->info.name + "' claims language '" + language +
+                              "', which plugin '" + other->info().name + "' from '" +
+                              other->info().file.string() + "' already serves");
+  }
 
   // Accepted: a 1.2 plugin learns the ABI this host speaks before any create.
   if (d.host_abi != nullptr) d.host_abi(QUERN_ABI_MAJOR, QUERN_ABI_MINOR);
@@ -182,19 +190,36 @@ Status PluginRegistry::load_file(const std::filesystem::path& file) {
   return Status::ok();
 }
 
-Status PluginRegistry::load_directory(const std::filesystem::path& dir) {
+bool PluginRegistry::is_plugin_file_name(const std::filesystem::path& file) {
+  const std::string name = file.filename().string();
+  constexpr std::string_view kPrefix = "libquern_", kSuffix = ".so";
+  return name.size() > kPrefix.size() + kSuffix.size() && name.compare(0, kPrefix.size(), kPrefix) == 0 &&
+         name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0;
+}
+
+StatusOr<PluginRegistry::DirectoryListing> PluginRegistry::list_directory(const std::filesystem::path& dir) {
   std::error_code ec;
-  std::vector<std::filesystem::path> files;
+  DirectoryListing out;
   std::filesystem::directory_iterator it(dir, ec), end;
   if (ec) return Status::error("plugin directory '" + dir.string() + "': " + ec.message());
   for (; it != end; it.increment(ec)) {
     if (ec) return Status::error("plugin directory '" + dir.string() + "': " + ec.message());
     std::error_code type_ec;
-    if (it->path().extension() == ".so" && it->is_regular_file(type_ec)) files.push_back(it->path());
+    if (it->path().extension() != ".so" || !it->is_regular_file(type_ec)) continue;
+    (is_plugin_file_name(it->path()) ? out.plugins : out.ignored).push_back(it->path());
   }
-  std::sort(files.begin(), files.end());
+  std::sort(out.plugins.begin(), out.plugins.end());
+  std::sort(out.ignored.begin(), out.ignored.end());
+  return out;
+}
+
+Status PluginRegistry::load_directory(const std::filesystem::path& dir,
+                                      std::vector<std::filesystem::path>* ignored) {
+  auto listing = list_directory(dir);
+  if (!listing) return listing.status();
+  if (ignored != nullptr) *ignored = listing->ignored;
   std::string errors;
-  for (const auto& file : files) {
+  for (const auto& file : listing->plugins) {
     Status s = load_file(file);
     if (!s.is_ok()) errors += (errors.empty() ? "" : "\n") + s.message();
   }
