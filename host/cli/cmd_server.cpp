@@ -95,7 +95,7 @@ int run_agent(const AgentArgs& a) {
     return 2;
   }
   plugin::PluginRegistry registry;
-  if (Status s = load_plugins(*cfg, registry); !s) {
+  if (Status s = apply_load_policy(load_plugins(*cfg, registry), std::cerr, "quern agent"); !s) {
     std::cerr << "quern agent: " << s.message() << "\n";
     return 2;
   }

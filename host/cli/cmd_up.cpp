@@ -123,14 +123,18 @@ int up(const UpArgs& a) {
     std::cerr << "quern up: " << cfg.message() << "\n";
     return 2;
   }
-  // One registry per group: a group loads only the plugins it enables.
+  // One registry per group: a group loads only the plugins it enables. A
+  // refused file stops everything only when a group (or <plugin path>) needs
+  // it; else one warning for it, however many groups tried it.
   std::vector<std::unique_ptr<plugin::PluginRegistry>> registries;
+  LoadReport loaded;
   for (const auto& g : cfg->groups) {
     registries.push_back(std::make_unique<plugin::PluginRegistry>());
-    if (Status s = load_group_plugins(*cfg, g, *registries.back()); !s) {
-      std::cerr << "quern up: " << s.message() << "\n";
-      return 2;
-    }
+    merge_reports(loaded, load_group_plugins(*cfg, g, *registries.back()));
+  }
+  if (Status s = apply_load_policy(loaded, std::cerr, "quern up"); !s) {
+    std::cerr << "quern up: " << s.message() << "\n";
+    return 2;
   }
   block_shutdown_signals();
 

@@ -15,7 +15,7 @@ void add_common_options(CLI::App& cmd, CommonOptions& o) {
   cmd.add_option("--config", o.config_file, "XML config file (default: $QUERN_CONFIG or ./config/quern.xml)");
   cmd.add_option("--database-url", o.database_url,
                  "PostgreSQL URL (overrides config and QUERN_DATABASE_URL)");
-  cmd.add_option("--plugin-dir", o.plugin_dir, "Directory of executor plugins (*.so)");
+  cmd.add_option("--plugin-dir", o.plugin_dir, "Directory of executor plugins (libquern_*.so)");
   cmd.add_option("--data-dir", o.data_dir, "Data directory (embedded PostgreSQL, job files)");
 }
 
@@ -108,7 +108,8 @@ int run_worker(const WorkerArgs& a) {
     return 2;
   }
   plugin::PluginRegistry registry;
-  if (Status s = load_group_plugins(*cfg, *group, registry); !s) {
+  if (Status s = apply_load_policy(load_group_plugins(*cfg, *group, registry), std::cerr, "quern worker");
+      !s) {
     std::cerr << "quern worker: " << s.message() << "\n";
     return 2;
   }

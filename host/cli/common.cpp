@@ -28,42 +28,6 @@ StatusOr<config::Config> load_effective_config(const CommonOptions& options) {
   return cfg;
 }
 
-std::filesystem::path effective_plugin_dir(const config::Config& cfg) {
-  if (!cfg.plugin_dir.empty()) return cfg.plugin_dir;
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return "plugins";
-  auto bin = exe.parent_path();
-  if (std::filesystem::is_directory(bin.parent_path() / "plugins")) return bin.parent_path() / "plugins";
-  return bin.parent_path() / "lib" / "quern" / "plugins";
-}
-
-Status load_plugins(const config::Config& cfg, plugin::PluginRegistry& registry) {
-  std::string errors;
-  auto dir = effective_plugin_dir(cfg);
-  if (std::filesystem::is_directory(dir)) {
-    if (Status s = registry.load_directory(dir); !s) errors += s.message() + "\n";
-  } else if (cfg.plugins.empty()) {
-    return Status::error("plugin directory " + dir.string() +
-                         " does not exist (set <plugins dir=...> or --plugin-dir)");
-  }
-  for (const auto& p : cfg.plugins) {
-    // A plugin listed explicitly that also sits in the plugin directory is the same file: skip it.
-    bool already = false;
-    for (const auto& loaded : registry.plugins()) {
-      std::error_code ec;
-      if (std::filesystem::equivalent(loaded->info().file, p.path, ec)) already = true;
-    }
-    if (already) continue;
-    if (Status s = registry.load_file(p.path); !s) errors += s.message() + "\n";
-  }
-  if (!errors.empty()) {
-    errors.pop_back();
-    return Status::error(errors);
-  }
-  return Status::ok();
-}
-
 std::filesystem::path embedded_url_file(const config::Config& cfg) { return cfg.data_dir / "database.url"; }
 
 StatusOr<std::string> resolve_database_url(const config::Config& cfg) {
@@ -104,19 +68,6 @@ int wait_for_signal(std::optional<std::chrono::milliseconds> timeout) {
     if (sig > 0) return sig;
     if (errno == EAGAIN) return 0;
   }
-}
-
-std::map<std::string, std::string> plugin_configs(const config::Config& cfg,
-                                                  const plugin::PluginRegistry& registry) {
-  std::map<std::string, std::string> out;
-  for (const auto& entry : cfg.plugins) {
-    for (const auto& loaded : registry.plugins()) {
-      std::error_code ec;
-      if (std::filesystem::equivalent(loaded->info().file, entry.path, ec))
-        out[loaded->info().name] = entry.config_json;
-    }
-  }
-  return out;
 }
 
 }  // namespace quern::cli

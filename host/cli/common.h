@@ -1,5 +1,6 @@
 // Pieces every `quern` subcommand shares: configuration with command-line
-// overrides, finding the plugins and the database, and signal waiting.
+// overrides, finding the database, and signal waiting (finding and loading
+// the plugins: plugin_loading.h).
 #pragma once
 
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "host/cli/plugin_loading.h"
 #include "host/common/status.h"
 #include "host/config/config.h"
 #include "host/plugin/plugin_registry.h"
@@ -27,13 +29,6 @@ struct CommonOptions {
 // environment and then the command-line overrides. Errors are startup errors.
 StatusOr<config::Config> load_effective_config(const CommonOptions& options);
 
-// The plugin directory: config/CLI, else next to the binary
-// (<bin>/../plugins in a build tree, <bin>/../lib/quern/plugins installed).
-std::filesystem::path effective_plugin_dir(const config::Config& cfg);
-
-// Loads the plugin directory and the explicitly listed plugins.
-Status load_plugins(const config::Config& cfg, plugin::PluginRegistry& registry);
-
 // The database URL: config/env/CLI, else the one `quern up` wrote into the
 // data directory for its embedded cluster.
 StatusOr<std::string> resolve_database_url(const config::Config& cfg);
@@ -43,9 +38,5 @@ std::filesystem::path embedded_url_file(const config::Config& cfg);
 // threads so they inherit the mask), then wait_for_signal() returns the next one.
 void block_shutdown_signals();
 int wait_for_signal(std::optional<std::chrono::milliseconds> timeout = std::nullopt);  // 0 on timeout
-
-// Plugin configs by plugin name, from <plugin> entries.
-std::map<std::string, std::string> plugin_configs(const config::Config& cfg,
-                                                  const plugin::PluginRegistry& registry);
 
 }  // namespace quern::cli

@@ -7,13 +7,6 @@
 #include "host/worker/gpu_capacity.h"
 
 namespace quern::cli {
-namespace {
-
-bool contains(const std::vector<std::string>& list, const std::string& value) {
-  return std::find(list.begin(), list.end(), value) != list.end();
-}
-
-}  // namespace
 
 std::string join(const std::vector<std::string>& items, const std::string& separator) {
   std::string out;
@@ -29,52 +22,6 @@ StatusOr<config::WorkerGroup> find_group(const config::Config& cfg, const std::s
   }
   const std::string from = cfg.source.empty() ? "the built-in groups" : cfg.source.string();
   return Status::error("no worker group '" + name + "' in " + from + " (groups: " + join(names) + ")");
-}
-
-std::string plugin_name_of_file(const std::filesystem::path& file) {
-  std::string stem = file.stem().string();
-  if (stem.rfind("libquern_", 0) == 0) return stem.substr(9);
-  if (stem.rfind("lib", 0) == 0) return stem.substr(3);
-  return stem;
-}
-
-Status load_group_plugins(const config::Config& cfg, const config::WorkerGroup& group,
-                          plugin::PluginRegistry& registry) {
-  if (group.plugins.empty()) return load_plugins(cfg, registry);
-  // Chosen by file name before loading: a plugin the group does not enable is
-  // never dlopen'ed (its libraries, say a GPU driver, need not exist here).
-  std::vector<std::filesystem::path> files;
-  const auto dir = effective_plugin_dir(cfg);
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code type_ec;
-    if (it->path().extension() == ".so" && it->is_regular_file(type_ec) &&
-        contains(group.plugins, plugin_name_of_file(it->path())))
-      files.push_back(it->path());
-  }
-  std::sort(files.begin(), files.end());
-  for (const auto& entry : cfg.plugins) {
-    if (!contains(group.plugins, plugin_name_of_file(entry.path))) continue;
-    const bool already = std::any_of(files.begin(), files.end(), [&](const std::filesystem::path& f) {
-      std::error_code eq_ec;
-      return std::filesystem::equivalent(f, entry.path, eq_ec);
-    });
-    if (!already) files.push_back(entry.path);
-  }
-  std::string errors;
-  for (const auto& file : files) {
-    if (Status s = registry.load_file(file); !s) errors += s.message() + "\n";
-  }
-  for (const auto& name : group.plugins) {
-    if (registry.by_name(name) == nullptr && errors.find("libquern_" + name + ".so") == std::string::npos)
-      errors += "worker group '" + group.name + "' enables plugin '" + name + "', but no libquern_" + name +
-                ".so was found in " + dir.string() + " or among the <plugin path> entries\n";
-  }
-  if (!errors.empty()) {
-    errors.pop_back();
-    return Status::error(errors);
-  }
-  return Status::ok();
 }
 
 config::WorkerGroup apply_group_change(worker::Worker& w, const config::WorkerGroup& before,

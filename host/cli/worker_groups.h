@@ -1,6 +1,7 @@
 // Worker groups for `quern worker` and `quern up`: picking a group from the
-// config, loading only the plugins it enables, and applying a reloaded config
-// to a running worker (SIGHUP; docs/ROUTING.md, "Reload").
+// config and applying a reloaded config to a running worker (SIGHUP;
+// docs/ROUTING.md, "Reload"). Loading only the plugins a group enables is
+// plugin_loading.h's load_group_plugins.
 //
 // Thread-safety: call from the command's main thread.
 #pragma once
@@ -19,17 +20,6 @@ namespace quern::cli {
 // The group called `name`; the error names the config file and lists the
 // groups it has.
 StatusOr<config::WorkerGroup> find_group(const config::Config& cfg, const std::string& name);
-
-// The plugin name a file stands for before it is loaded: NAME for
-// libquern_NAME.so, else the file name without "lib" and extension.
-std::string plugin_name_of_file(const std::filesystem::path& file);
-
-// Loads the plugins the group enables: every plugin (load_plugins) when its
-// list is empty, else only the files of the plugin directory and the <plugin
-// path> entries whose plugin_name_of_file is listed. Error: a file failed to
-// load, or an enabled plugin was not found.
-Status load_group_plugins(const config::Config& cfg, const config::WorkerGroup& group,
-                          plugin::PluginRegistry& registry);
 
 // What a running worker of group `before` does when the config now says
 // `after`: new tags and slot counts are applied at once (Worker::set_tags,

@@ -61,6 +61,8 @@ Status read_descriptor(const void* remote, const std::filesystem::path& file, qu
   // inside a later field must not leave half a pointer behind.
   if (size < offsetof(quern_executor_descriptor, resources) + sizeof(quern_executor_descriptor::resources))
     desc.resources = nullptr;
+  if (size < offsetof(quern_executor_descriptor, host_abi) + sizeof(quern_executor_descriptor::host_abi))
+    desc.host_abi = nullptr;
   const quern_executor_descriptor& d = desc;
 
   if (d.name == nullptr || d.name[0] == '\0') return refuse(file, "descriptor has no name");

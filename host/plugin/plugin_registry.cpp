@@ -1,5 +1,5 @@
 // Implementation of plugin_registry.h: loading and validating executor
-// plugins, and the host side of the ABI callbacks.
+// plugins (the callbacks a job gets are in job_callbacks.cpp).
 #include "host/plugin/plugin_registry.h"
 
 #include <dlfcn.h>
@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "host/plugin/descriptor.h"
+#include "host/plugin/job_callbacks.h"
 
 namespace quern::plugin {
 
@@ -48,54 +49,6 @@ std::string errbuf_text(const std::array<char, kErrbufSize>& buf) {
 
 quern_str to_str(const std::string& s) { return quern_str{s.data(), static_cast<uint64_t>(s.size())}; }
 
-std::string_view to_view(quern_str s) {
-  return s.data == nullptr ? std::string_view() : std::string_view(s.data, s.size);
-}
-
-// The host side of quern_job_callbacks: ctx is the JobSink. Exceptions from
-// the sink must not unwind into plugin code, so each callback swallows them.
-JobSink& sink_of(quern_job_ctx* ctx) { return *reinterpret_cast<JobSink*>(ctx); }
-
-void cb_log_line(quern_job_ctx* ctx, int32_t stream, quern_str line) {
-  try {
-    sink_of(ctx).log_line(stream, to_view(line));
-  } catch (...) {
-  }
-}
-void cb_progress(quern_job_ctx* ctx, double fraction) {
-  try {
-    sink_of(ctx).progress(fraction);
-  } catch (...) {
-  }
-}
-int32_t cb_is_cancelled(quern_job_ctx* ctx) {
-  try {
-    return sink_of(ctx).is_cancelled();
-  } catch (...) {
-    // A sink that cannot answer is treated as "keep running"; the host still
-    // enforces timeouts through the process group.
-    return QUERN_RUNNING;
-  }
-}
-void cb_set_result(quern_job_ctx* ctx, quern_str json) {
-  try {
-    sink_of(ctx).set_result(to_view(json));
-  } catch (...) {
-  }
-}
-void cb_set_error(quern_job_ctx* ctx, quern_str message) {
-  try {
-    sink_of(ctx).set_error(to_view(message));
-  } catch (...) {
-  }
-}
-void cb_set_process_group(quern_job_ctx* ctx, int64_t pgid) {
-  try {
-    sink_of(ctx).set_process_group(pgid);
-  } catch (...) {
-  }
-}
-
 }  // namespace
 
 // ---- Executor ----
@@ -112,15 +65,8 @@ Executor::~Executor() {
 const PluginInfo& Executor::info() const { return lib_->info; }
 
 quern_status Executor::execute(const std::string& job_json, JobSink& sink) {
-  quern_job_callbacks cb{};
-  cb.struct_size = sizeof(quern_job_callbacks);
-  cb.log_line = &cb_log_line;
-  cb.progress = &cb_progress;
-  cb.is_cancelled = &cb_is_cancelled;
-  cb.set_result = &cb_set_result;
-  cb.set_error = &cb_set_error;
-  cb.set_process_group = &cb_set_process_group;
-  int32_t rc = lib_->desc.execute(instance_, to_str(job_json), &cb, reinterpret_cast<quern_job_ctx*>(&sink));
+  JobCall call(sink, job_json);
+  int32_t rc = lib_->desc.execute(instance_, to_str(job_json), JobCall::callbacks(), call.ctx());
   switch (rc) {
     case QUERN_STATUS_SUCCESS:
     case QUERN_STATUS_FAILURE:
@@ -229,24 +175,51 @@ Status PluginRegistry::load_file(const std::filesystem::path& file) {
   if (const LoadedPlugin* other = by_name(d.name))
     return refuse(file, std::string("duplicate plugin name '") + d.name + "', already loaded from '" +
                             other->info().file.string() + "'");
+  // One plugin per language: which one would run a job must not depend on
+  // load order silently.
+  for (const auto& language : lib->info.languages) {
+    if (const LoadedPlugin* other = for_language(language))
+      return refuse(file, "plugin '" + lib->info.name + "' claims language '" + language +
+                              "', which plugin '" + other->info().name + "' from '" +
+                              other->info().file.string() + "' already serves");
+  }
 
+  // Accepted: a 1.2 plugin learns the ABI this host speaks before any create.
+  if (d.host_abi != nullptr) d.host_abi(QUERN_ABI_MAJOR, QUERN_ABI_MINOR);
   plugins_.push_back(std::unique_ptr<LoadedPlugin>(new LoadedPlugin(std::move(lib))));
   return Status::ok();
 }
 
-Status PluginRegistry::load_directory(const std::filesystem::path& dir) {
+bool PluginRegistry::is_plugin_file_name(const std::filesystem::path& file) {
+  const std::string name = file.filename().string();
+  constexpr std::string_view kPrefix = "libquern_", kSuffix = ".so";
+  return name.size() > kPrefix.size() + kSuffix.size() && name.compare(0, kPrefix.size(), kPrefix) == 0 &&
+         name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0;
+}
+
+StatusOr<PluginRegistry::DirectoryListing> PluginRegistry::list_directory(const std::filesystem::path& dir) {
   std::error_code ec;
-  std::vector<std::filesystem::path> files;
+  DirectoryListing out;
   std::filesystem::directory_iterator it(dir, ec), end;
   if (ec) return Status::error("plugin directory '" + dir.string() + "': " + ec.message());
   for (; it != end; it.increment(ec)) {
     if (ec) return Status::error("plugin directory '" + dir.string() + "': " + ec.message());
     std::error_code type_ec;
-    if (it->path().extension() == ".so" && it->is_regular_file(type_ec)) files.push_back(it->path());
+    if (it->path().extension() != ".so" || !it->is_regular_file(type_ec)) continue;
+    (is_plugin_file_name(it->path()) ? out.plugins : out.ignored).push_back(it->path());
   }
-  std::sort(files.begin(), files.end());
+  std::sort(out.plugins.begin(), out.plugins.end());
+  std::sort(out.ignored.begin(), out.ignored.end());
+  return out;
+}
+
+Status PluginRegistry::load_directory(const std::filesystem::path& dir,
+                                      std::vector<std::filesystem::path>* ignored) {
+  auto listing = list_directory(dir);
+  if (!listing) return listing.status();
+  if (ignored != nullptr) *ignored = listing->ignored;
   std::string errors;
-  for (const auto& file : files) {
+  for (const auto& file : listing->plugins) {
     Status s = load_file(file);
     if (!s.is_ok()) errors += (errors.empty() ? "" : "\n") + s.message();
   }

@@ -59,8 +59,10 @@ class Executor {
 
   const PluginInfo& info() const;
   // Runs one job (blocking). job_json is the JSON document described in
-  // docs/PLUGINS.md. Returns the plugin's quern_status; a plugin that returns
-  // an unknown value is reported as QUERN_STATUS_INTERNAL.
+  // docs/PLUGINS.md; the plugin's callbacks report to `sink`, and its ABI 1.2
+  // accessors read job_json (job_callbacks.h). Returns the plugin's
+  // quern_status; a plugin that returns an unknown value is reported as
+  // QUERN_STATUS_INTERNAL.
   quern_status execute(const std::string& job_json, JobSink& sink);
   Status prepare(const std::string& script_json);  // OK when the plugin has no prepare
   Status health();                                 // OK when the plugin has no health
@@ -99,14 +101,32 @@ class PluginRegistry {
   PluginRegistry();
   ~PluginRegistry();
 
-  // Loads one library. Refuses, with a message that names the file and the
-  // reason: not a loadable shared library, no entry symbol, different ABI
-  // major, descriptor shorter than ABI 1.0's, missing required functions
-  // (create/destroy/execute) or name, duplicate plugin name.
+  // Loads one library, whatever its file name. Refuses, with a message that
+  // names the file and the reason: not a loadable shared library, no entry
+  // symbol, different ABI major, descriptor shorter than ABI 1.0's, missing
+  // required functions (create/destroy/execute) or name, duplicate plugin
+  // name, or a language another loaded plugin already serves (the message
+  // names both files: the first one loaded keeps it). A plugin it accepts
+  // that has `host_abi` (ABI 1.2) is told this host's ABI.
   Status load_file(const std::filesystem::path& file);
-  // Loads every *.so in dir (sorted by name). Stops at nothing: returns the
-  // first error, after trying all files, with every error joined by "\n".
-  Status load_directory(const std::filesystem::path& dir);
+  // Loads the plugin files of dir (is_plugin_file_name, regular files or
+  // links to them), sorted by name. Other *.so files are not plugins (a
+  // plugin's own helper library, say) and are skipped, listed in *ignored
+  // when given. Stops at nothing: after trying all files, returns every
+  // refusal joined by "\n".
+  Status load_directory(const std::filesystem::path& dir,
+                        std::vector<std::filesystem::path>* ignored = nullptr);
+  // Whether a directory entry is a plugin by its name: libquern_NAME.so, NAME
+  // not empty (docs/CONFIG.md, <plugins dir>).
+  static bool is_plugin_file_name(const std::filesystem::path& file);
+  // The *.so regular files (or links to them) of dir, each list sorted:
+  // those is_plugin_file_name accepts, and the others. Error: dir cannot be
+  // read (it names dir).
+  struct DirectoryListing {
+    std::vector<std::filesystem::path> plugins;
+    std::vector<std::filesystem::path> ignored;
+  };
+  static StatusOr<DirectoryListing> list_directory(const std::filesystem::path& dir);
 
   const std::vector<std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }
   // The plugin that executes this language, or nullptr.

@@ -3,7 +3,7 @@
 // library: the input is turned into a descriptor as a plugin would lay it out.
 //
 // The input gives struct_size (often one of the sizes that matter), the ABI
-// numbers, which of the 4 strings and 7 function pointers are set, the
+// numbers, which of the 4 strings and 8 function pointers are set, the
 // capabilities, the strings themselves, and at the end the resources text.
 // Function pointers are set to a function that traps (never called) or NULL.
 // The descriptor is copied into a heap block of exactly the bytes its
@@ -14,10 +14,10 @@
 // plugin_registry.h allow (header covered, same ABI major, at least ABI 1.0's
 // size, a name, create/destroy/execute) and otherwise refuses naming the
 // file; what it accepts is copied field for field where struct_size covers
-// it, NULL/0 where it does not (resources only when fully covered); the
-// plugin's info repeats the strings, with languages and tags split into
-// trimmed, non-empty items. parse_resources gives a JSON object or an error
-// that starts with its `who`.
+// it, NULL/0 where it does not (resources and host_abi only when fully
+// covered); the plugin's info repeats the strings, with languages and tags
+// split into trimmed, non-empty items. parse_resources gives a JSON object or
+// an error that starts with its `who`.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -46,6 +46,8 @@ Fn fake_function(bool set) {
 
 constexpr size_t kResourcesEnd =
     offsetof(quern_executor_descriptor, resources) + sizeof(quern_executor_descriptor::resources);
+constexpr size_t kHostAbiEnd =
+    offsetof(quern_executor_descriptor, host_abi) + sizeof(quern_executor_descriptor::host_abi);
 
 bool covered(size_t size, size_t offset, size_t field_size) { return size >= offset + field_size; }
 #define COVERED(size, field) \
@@ -80,6 +82,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                         kAbi10DescriptorSize,
                                         kAbi10DescriptorSize + 4,
                                         kResourcesEnd - 1,
+                                        kResourcesEnd,
+                                        kHostAbiEnd - 1,
                                         sizeof(quern_executor_descriptor),
                                         sizeof(quern_executor_descriptor) + 64,
                                         0xFFFFFFFFu};
@@ -108,6 +112,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   full.health = fake_function<decltype(full.health)>(set >> 8 & 1);
   full.interrupt = fake_function<decltype(full.interrupt)>(set >> 9 & 1);
   full.resources = fake_function<decltype(full.resources)>(set >> 10 & 1);
+  full.host_abi = fake_function<decltype(full.host_abi)>(set >> 11 & 1);
 
   // Exactly the bytes struct_size promises (the loader must read no more).
   const size_t promised =
@@ -138,6 +143,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                desc.interrupt == full.interrupt);
     FUZZ_CHECK(COVERED(struct_size, interrupt));
     FUZZ_CHECK(desc.resources == (COVERED(struct_size, resources) ? full.resources : nullptr));
+    FUZZ_CHECK(desc.host_abi == (COVERED(struct_size, host_abi) ? full.host_abi : nullptr));
     FUZZ_CHECK(info.name == full.name);
     FUZZ_CHECK(info.version == (full.version ? full.version : ""));
     FUZZ_CHECK(info.abi_major == major && info.abi_minor == minor && info.capabilities == capabilities);

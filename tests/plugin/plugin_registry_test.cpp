@@ -3,9 +3,12 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "host/plugin/plugin_registry.h"
 #include "quern/executor.h"
@@ -48,7 +51,8 @@ TEST(Abi, DescriptorAndCallbackLayoutIsStable) {
   EXPECT_EQ(offsetof(quern_executor_descriptor, health), 80u);
   EXPECT_EQ(offsetof(quern_executor_descriptor, interrupt), 88u);
   EXPECT_EQ(offsetof(quern_executor_descriptor, resources), 96u);  // ABI 1.1
-  EXPECT_EQ(sizeof(quern_executor_descriptor), 104u);
+  EXPECT_EQ(offsetof(quern_executor_descriptor, host_abi), 104u);  // ABI 1.2
+  EXPECT_EQ(sizeof(quern_executor_descriptor), 112u);
 
   EXPECT_EQ(offsetof(quern_job_callbacks, struct_size), 0u);
   EXPECT_EQ(offsetof(quern_job_callbacks, reserved), 4u);
@@ -58,7 +62,19 @@ TEST(Abi, DescriptorAndCallbackLayoutIsStable) {
   EXPECT_EQ(offsetof(quern_job_callbacks, set_result), 32u);
   EXPECT_EQ(offsetof(quern_job_callbacks, set_error), 40u);
   EXPECT_EQ(offsetof(quern_job_callbacks, set_process_group), 48u);
-  EXPECT_EQ(sizeof(quern_job_callbacks), 56u);
+  // ABI 1.2: the job accessors.
+  EXPECT_EQ(offsetof(quern_job_callbacks, field_text), 56u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, field_int), 64u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_count), 72u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_name), 80u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_json), 88u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_string), 96u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_int), 104u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_double), 112u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, arg_bool), 120u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, env_count), 128u);
+  EXPECT_EQ(offsetof(quern_job_callbacks, env_entry), 136u);
+  EXPECT_EQ(sizeof(quern_job_callbacks), 144u);
 
   EXPECT_EQ(offsetof(quern_str, data), 0u);
   EXPECT_EQ(offsetof(quern_str, size), 8u);
@@ -74,6 +90,16 @@ TEST(Abi, DescriptorAndCallbackLayoutIsStable) {
   EXPECT_EQ(QUERN_CANCEL_REQUESTED, 1);
   EXPECT_EQ(QUERN_TIMEOUT_REACHED, 2);
   EXPECT_EQ(QUERN_SHUTDOWN, 3);
+  EXPECT_EQ(QUERN_FIELD_CODE, 1);  // ABI 1.2
+  EXPECT_EQ(QUERN_FIELD_LANGUAGE, 2);
+  EXPECT_EQ(QUERN_FIELD_SCRIPT_PATH, 3);
+  EXPECT_EQ(QUERN_FIELD_WORKDIR, 4);
+  EXPECT_EQ(QUERN_FIELD_ID, 5);
+  EXPECT_EQ(QUERN_FIELD_ATTEMPT, 6);
+  EXPECT_EQ(QUERN_FIELD_TIMEOUT_S, 7);
+  EXPECT_EQ(QUERN_VALUE_MISSING, -1);
+  EXPECT_EQ(QUERN_VALUE_WRONG_TYPE, -2);
+  EXPECT_EQ(QUERN_VALUE_UNSUPPORTED, -3);
   EXPECT_STREQ(QUERN_EXECUTOR_ENTRY_V1_NAME, "quern_executor_entry_v1");
 }
 
@@ -148,19 +174,90 @@ TEST(Registry, RefusesDuplicateNameNamingBothFiles) {
   EXPECT_EQ(registry.plugins().size(), 1u);
 }
 
-TEST(Registry, LoadDirectoryTriesEveryFileAndReportsEachRefusal) {
+TEST(Registry, RefusesASecondPluginForALanguageNamingBothFiles) {
+  // c_good is plugin fixture_c, duplicate is plugin fixture_good: different
+  // names, both of language c-lang. The first one loaded keeps it.
   PluginRegistry registry;
-  quern::Status s = registry.load_directory(kFixtures);
+  ASSERT_TRUE(registry.load_file(fixture("c_good")).is_ok());
+  quern::Status s = registry.load_file(fixture("duplicate"));
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_EQ(s.message(),
+            "plugin '" + fixture("duplicate").string() +
+                "' refused: plugin 'fixture_good' claims language 'c-lang', which plugin 'fixture_c' "
+                "from '" +
+                fixture("c_good").string() + "' already serves");
+  EXPECT_EQ(registry.plugins().size(), 1u);
+  EXPECT_EQ(registry.for_language("c-lang")->info().name, "fixture_c");
+  EXPECT_EQ(registry.by_name("fixture_good"), nullptr);
+}
+
+TEST(Registry, APluginFileIsNamedLibquernName) {
+  EXPECT_TRUE(PluginRegistry::is_plugin_file_name("/x/libquern_bash.so"));
+  EXPECT_TRUE(PluginRegistry::is_plugin_file_name("libquern_a.so"));
+  EXPECT_FALSE(PluginRegistry::is_plugin_file_name("/x/libquern_.so"));
+  EXPECT_FALSE(PluginRegistry::is_plugin_file_name("/x/bash.so"));
+  EXPECT_FALSE(PluginRegistry::is_plugin_file_name("/x/libbash.so"));
+  EXPECT_FALSE(PluginRegistry::is_plugin_file_name("/x/libquern_bash.so.1"));
+  EXPECT_FALSE(PluginRegistry::is_plugin_file_name("/x/libquern_bash.so/"));
+  EXPECT_FALSE(PluginRegistry::is_plugin_file_name("/libquern_x/other.so"));
+}
+
+// A directory of copies of the fixtures under plugin file names
+// (libquern_<fixture>.so), plus files that are no plugins by their name.
+class FixtureDir : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("quern_registry_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    for (const auto& e : fs::directory_iterator(kFixtures))
+      if (e.path().extension() == ".so")
+        fs::copy_file(e.path(), dir_ / ("libquern_" + e.path().filename().string()));
+    // A valid plugin not named like one (a plugin's helper library, say) and a text file.
+    fs::copy_file(fixture("fixture_good"), dir_ / "helper.so");
+    fs::copy_file(fixture("fixture_good"), dir_ / "libfixture.so");
+    std::ofstream(dir_ / "README") << "not a library\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path copy(const std::string& name) const { return dir_ / ("libquern_" + name + ".so"); }
+  fs::path dir_;
+};
+
+TEST_F(FixtureDir, LoadDirectoryTriesEveryPluginFileAndReportsEachRefusal) {
+  PluginRegistry registry;
+  std::vector<fs::path> ignored;
+  quern::Status s = registry.load_directory(dir_, &ignored);
   ASSERT_FALSE(s.is_ok());
   for (const char* bad : {"bad", "no_entry", "null_entry", "wrong_major", "truncated", "no_execute",
                           "no_name", "undefined_symbol"})
-    EXPECT_NE(s.message().find(fixture(bad).string() + "' refused"), std::string::npos) << bad << "\n"
-                                                                                        << s.message();
-  // Whichever of fixture_good.so / duplicate.so came first; the other is refused.
-  EXPECT_NE(s.message().find("duplicate plugin name 'fixture_good'"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find(copy(bad).string() + "' refused"), std::string::npos) << bad << "\n"
+                                                                                     << s.message();
+  // libquern_c_good.so sorts before libquern_duplicate.so: it keeps c-lang.
+  EXPECT_NE(s.message().find(copy("duplicate").string() +
+                             "' refused: plugin 'fixture_good' claims language "
+                             "'c-lang', which plugin 'fixture_c' from '" +
+                             copy("c_good").string() + "' already serves"),
+            std::string::npos)
+      << s.message();
   EXPECT_NE(registry.by_name("fixture_good"), nullptr);
+  EXPECT_EQ(registry.by_name("fixture_good")->info().file, copy("fixture_good"));
   EXPECT_NE(registry.by_name("fixture_c"), nullptr);
   EXPECT_EQ(registry.plugins().size(), 2u);
+  // Not named libquern_*.so: never loaded, never refused, listed as ignored.
+  EXPECT_EQ(s.message().find("helper.so"), std::string::npos) << s.message();
+  EXPECT_EQ(ignored, (std::vector<fs::path>{dir_ / "helper.so", dir_ / "libfixture.so"}));
+}
+
+TEST_F(FixtureDir, ListDirectorySplitsPluginFilesFromOtherLibraries) {
+  auto listing = PluginRegistry::list_directory(dir_);
+  ASSERT_TRUE(listing.is_ok()) << listing.message();
+  EXPECT_EQ(listing->ignored, (std::vector<fs::path>{dir_ / "helper.so", dir_ / "libfixture.so"}));
+  ASSERT_FALSE(listing->plugins.empty());
+  EXPECT_EQ(listing->plugins.front(), copy("bad"));
+  for (const auto& f : listing->plugins) EXPECT_TRUE(PluginRegistry::is_plugin_file_name(f)) << f;
+  EXPECT_TRUE(std::is_sorted(listing->plugins.begin(), listing->plugins.end()));
+  EXPECT_FALSE(PluginRegistry::list_directory(dir_ / "nope").is_ok());
 }
 
 TEST(Registry, LoadDirectoryOfMissingDirectoryFails) {

@@ -1,9 +1,10 @@
 // ABI 1.1: `resources`, the capacity an instance offers, appended to the
 // descriptor. Its place and type are pinned here; plugins built against the
-// current header report through it (plain C, the raw snprintf-style
-// protocol, and the C++ wrapper), and the host reads it only when the
-// descriptor's struct_size covers it. That a 1.0 plugin reports nothing is
-// in sdk_abi_test.cpp (Abi10Plugin.ReportsNoResources).
+// frozen 1.1 header (tests/sdk/abi_1_1: plain C, the raw snprintf-style
+// protocol) and the current C++ wrapper report through it, run jobs on this
+// host, and the host reads it only when the descriptor's struct_size covers
+// it. That a 1.0 plugin reports nothing is in sdk_abi_test.cpp
+// (Abi10Plugin.ReportsNoResources).
 #include <gtest/gtest.h>
 
 #include <cstddef>
@@ -21,20 +22,28 @@ namespace {
 using nlohmann::json;
 using quern::plugin::Executor;
 using quern::plugin::PluginRegistry;
+using quern::testing::RecordingSink;
 
-// 1.1 appends exactly one field, right where 1.0 ended (offset 96 on LP64,
+// 1.1 appended exactly one field, right where 1.0 ended (offset 96 on LP64,
 // the size of the 1.0 descriptor, which sdk_abi_test pins against the frozen
-// header); the struct grows by one pointer.
+// header); the struct grew by one pointer, and later minors append after it.
 TEST(Abi11, ResourcesIsAppendedAtTheEnd) {
   static_assert(sizeof(void*) == 8, "offsets below are for LP64 targets");
   EXPECT_EQ(QUERN_ABI_MAJOR, 1);
-  EXPECT_EQ(QUERN_ABI_MINOR, 1);
+  EXPECT_GE(QUERN_ABI_MINOR, 1);
   EXPECT_EQ(offsetof(quern_executor_descriptor, resources),
             offsetof(quern_executor_descriptor, interrupt) + sizeof(void*));
   EXPECT_EQ(offsetof(quern_executor_descriptor, resources), 96u);
-  EXPECT_EQ(sizeof(quern_executor_descriptor), 104u);
+  EXPECT_GE(sizeof(quern_executor_descriptor), 104u);
   static_assert(std::is_same_v<decltype(quern_executor_descriptor::resources),
                                int64_t (*)(quern_instance*, quern_errbuf)>);
+}
+
+TEST(Abi11, FrozenHeaderIsUnchanged) {
+  // Recorded when the copy was frozen (sha256sum tests/sdk/abi_1_1/quern/executor.h),
+  // as sdk/include/quern/executor.h was when 1.1 shipped. Never edit it.
+  EXPECT_STREQ(QUERN_ABI_1_1_HEADER_SHA256,
+               "ce215504906d3b6cce01e81bdf58a2a3c2148cbdd790c50743f45a2b878b8fe1");
 }
 
 class Abi11Plugin : public ::testing::Test {
@@ -64,6 +73,17 @@ TEST_F(Abi11Plugin, DescriptorSaysOneDotOne) {
   EXPECT_EQ(plugin->info().abi_minor, 1);
   EXPECT_TRUE(plugin->reports_resources());
   EXPECT_TRUE(registry_.by_name("abi_1_1_wrapper")->reports_resources());
+}
+
+TEST_F(Abi11Plugin, RunsAJobOnThisHost) {
+  // Built against the frozen 1.1 header: its callback table ends where 1.1's
+  // did, and the host's longer one serves it unchanged.
+  auto ex = make("abi_1_1", "{}");
+  ASSERT_NE(ex, nullptr);
+  RecordingSink sink;
+  ASSERT_EQ(ex->execute(R"({"id":1,"attempt":1,"language":"abi_1_1","code":"","args":{}})", sink),
+            QUERN_STATUS_SUCCESS);
+  EXPECT_EQ(sink.result(), R"({"abi":"1.1"})");
 }
 
 TEST_F(Abi11Plugin, ReportsItsResources) {

@@ -1,5 +1,7 @@
 /*
- * Quern executor plugin ABI, version 1 (1.1: adds resources()).
+ * Quern executor plugin ABI, version 1 (1.1: adds resources(); 1.2: adds the
+ * job accessors to quern_job_callbacks, host_abi() to the descriptor, and
+ * declares the entry function).
  *
  * This is the only contract between the Quern host and an executor plugin.
  * It is plain C so that a plugin built with any compiler (or language with a C
@@ -31,7 +33,7 @@ extern "C" {
 #endif
 
 #define QUERN_ABI_MAJOR 1
-#define QUERN_ABI_MINOR 1
+#define QUERN_ABI_MINOR 2
 
 /* Name of the entry symbol; it carries the ABI major version. */
 #define QUERN_EXECUTOR_ENTRY_V1 quern_executor_entry_v1
@@ -82,6 +84,24 @@ typedef enum quern_status {
 #define QUERN_STREAM_STDERR 2
 #define QUERN_STREAM_SYSTEM 3 /* messages from the plugin itself */
 
+/* Fields of the job document for the 1.2 accessors field_text (text) and
+ * field_int (integers); docs/PLUGINS.md describes the document. */
+#define QUERN_FIELD_CODE 1        /* text: the script */
+#define QUERN_FIELD_LANGUAGE 2    /* text */
+#define QUERN_FIELD_SCRIPT_PATH 3 /* text: the stored script's path, "" for ad-hoc jobs */
+#define QUERN_FIELD_WORKDIR 4     /* text: only for plugins with QUERN_CAP_SPAWNS_PROCESSES */
+#define QUERN_FIELD_ID 5          /* integer: the job's id */
+#define QUERN_FIELD_ATTEMPT 6     /* integer: 1 for the first run */
+#define QUERN_FIELD_TIMEOUT_S 7   /* integer: seconds the job may run */
+
+/* What the 1.2 accessors return when there is no value (always negative;
+ * 0 or more is a value or a length). */
+#define QUERN_VALUE_MISSING (-1)    /* no such field, argument or index */
+#define QUERN_VALUE_WRONG_TYPE (-2) /* there, but of another JSON type (or out of range) */
+/* Never returned by a host: quern/job.h's helpers return it when the host's
+ * callback table lacks the accessor (a host older than 1.2). */
+#define QUERN_VALUE_UNSUPPORTED (-3)
+
 /* Capability bits. */
 #define QUERN_CAP_DEDICATED (1u << 0) /* prepare() keeps a warm runtime for one script */
 #define QUERN_CAP_SPAWNS_PROCESSES (1u << 1) /* reports child process groups */
@@ -109,12 +129,67 @@ typedef struct quern_job_callbacks {
    * any more). The host kills that group (TERM, grace period, KILL) on timeout
    * and cancellation even if the plugin is slow to react. */
   void (*set_process_group)(quern_job_ctx* ctx, int64_t pgid);
+
+  /* --- ABI 1.2: the job document, read for the plugin by the host, so that
+   * a plugin needs no JSON parser. A plugin reads these fields only when
+   * struct_size covers them: a 1.0 or 1.1 host's table ends just above
+   * (struct_size 56), see "On an older host" below. Answers are computed
+   * from the job_json that execute() received.
+   *
+   * Text comes back snprintf-style, as resources() writes it: at most
+   * out.size-1 bytes and a NUL go into out (nothing when out.size is 0), and
+   * the return value is the length of the whole text without the NUL. A
+   * return value >= out.size means it did not fit: call again with at least
+   * return+1 bytes. Text may contain a NUL byte where the JSON had "\u0000":
+   * the length counts it. Numbers come back through `out` with a return
+   * value of 0. Negative return values: QUERN_VALUE_MISSING,
+   * QUERN_VALUE_WRONG_TYPE (out is then left unchanged, and text buffers
+   * hold "" when out.size > 0). --- */
+
+  /* A text field (QUERN_FIELD_CODE, _LANGUAGE, _SCRIPT_PATH, _WORKDIR);
+   * WRONG_TYPE for an integer field, MISSING for an unknown one. */
+  int64_t (*field_text)(quern_job_ctx* ctx, int32_t field, quern_errbuf out);
+  /* An integer field (QUERN_FIELD_ID, _ATTEMPT, _TIMEOUT_S). */
+  int32_t (*field_int)(quern_job_ctx* ctx, int32_t field, int64_t* out);
+  /* How many arguments ("args") the job has, >= 0. */
+  int64_t (*arg_count)(quern_job_ctx* ctx);
+  /* The name of argument `index` (0 .. arg_count-1) in the submission's order. */
+  int64_t (*arg_name)(quern_job_ctx* ctx, uint64_t index, quern_errbuf out);
+  /* Argument `name` as compact JSON text, whatever its type ("abc" comes
+   * quoted and escaped, 1.5 as 1.5, objects and arrays whole). */
+  int64_t (*arg_json)(quern_job_ctx* ctx, quern_str name, quern_errbuf out);
+  /* Argument `name`'s string value, unquoted and unescaped (UTF-8);
+   * WRONG_TYPE unless it is a JSON string. */
+  int64_t (*arg_string)(quern_job_ctx* ctx, quern_str name, quern_errbuf out);
+  /* A JSON integer within int64 (WRONG_TYPE for 1.5, 1.0, 1e3, "1", or
+   * beyond int64). */
+  int32_t (*arg_int)(quern_job_ctx* ctx, quern_str name, int64_t* out);
+  /* Any JSON number, as a double (large integers are rounded). */
+  int32_t (*arg_double)(quern_job_ctx* ctx, quern_str name, double* out);
+  /* true (1) or false (0); WRONG_TYPE for anything else (0, "true", null). */
+  int32_t (*arg_bool)(quern_job_ctx* ctx, quern_str name, int32_t* out);
+  /* How many environment entries the job's child must get, >= 0 (only
+   * plugins with QUERN_CAP_SPAWNS_PROCESSES get an environment; else 0). */
+  int64_t (*env_count)(quern_job_ctx* ctx);
+  /* Entry `index` (0 .. env_count-1) as "NAME=value", ready for execve. */
+  int64_t (*env_entry)(quern_job_ctx* ctx, uint64_t index, quern_errbuf out);
 } quern_job_callbacks;
+
+/*
+ * On an older host (1.2 plugins on a 1.0 or 1.1 host): such a host loads a
+ * 1.2 plugin like any 1.x plugin, but its callback table ends after
+ * set_process_group and it never calls host_abi(). A plugin that needs the
+ * accessors must not read past struct_size (quern/job.h's helpers check it
+ * and return QUERN_VALUE_UNSUPPORTED), and either falls back to parsing
+ * job_json itself, or refuses: in create(), when host_abi() was not called
+ * with minor >= 2 before it ("needs a Quern host of ABI 1.2 or later"), and
+ * in execute() when the table is short (fail the job with the same message).
+ */
 
 /*
  * The descriptor returned by the entry function. Static storage, immutable.
  * Required functions: create, destroy, execute. Optional (may be NULL):
- * prepare, health, interrupt, and (1.1) resources.
+ * prepare, health, interrupt, (1.1) resources and (1.2) host_abi.
  */
 typedef struct quern_executor_descriptor {
   /* --- never change: --- */
@@ -172,10 +247,29 @@ typedef struct quern_executor_descriptor {
    * from one thread at a time per instance, never while execute() runs on
    * that instance. */
   int64_t (*resources)(quern_instance* instance, quern_errbuf out);
+
+  /* --- ABI 1.2 (read only when struct_size covers it): --- */
+
+  /* Optional. A 1.2 or later host calls it once per load, right after the
+   * entry function and before any create(), with the ABI it speaks (the
+   * callback table it passes to execute() is that minor's, or longer). A
+   * plugin that needs a 1.2 feature records the minor here: when create()
+   * finds it was never called, the host is older than 1.2 (see "On an older
+   * host" above). Must not fail or block; the same library loaded twice
+   * (two registries of one process) is told twice. */
+  void (*host_abi)(uint16_t abi_major, uint16_t abi_minor);
 } quern_executor_descriptor;
 
 /* The entry function every plugin exports. */
 typedef const quern_executor_descriptor* (*quern_executor_entry_fn)(void);
+
+/* Its prototype (1.2), so that a C plugin's definition has one under
+ * -Wmissing-prototypes and is exported whatever the default visibility:
+ *   QUERN_EXPORT const quern_executor_descriptor* QUERN_EXECUTOR_ENTRY_V1(void) {
+ *     return &descriptor;
+ *   }
+ * The host never calls it by this name (it looks the symbol up). */
+QUERN_EXPORT const quern_executor_descriptor* QUERN_EXECUTOR_ENTRY_V1(void);
 
 #ifdef __cplusplus
 } /* extern "C" */
