@@ -219,7 +219,11 @@ int up(const UpArgs& a) {
   std::cerr << "quern up: stopping" << std::endl;
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->wait();
+  // Close every connection before the embedded cluster goes: a worker's queue
+  // says UNLISTEN on the way out, which must reach a live server.
+  workers.clear();
   if (api) api->stop();
+  api.reset();
   if (embedded) {
     std::error_code ec;
     std::filesystem::remove(embedded_url_file(*cfg), ec);

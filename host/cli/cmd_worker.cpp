@@ -34,6 +34,7 @@ worker::WorkerOptions worker_options_for(const config::Config& cfg, const config
   w.max_restarts = cfg.max_restarts;
   w.dedicated_scripts = group.dedicated;
   w.pass_env = group.pass_env;
+  w.in_process_plugins = group.in_process;
   return w;
 }
 
@@ -47,6 +48,7 @@ struct WorkerArgs {
   std::string worker_id;
   double shutdown_grace_s = 30;
   std::vector<std::string> dedicated;
+  std::vector<std::string> in_process;
 };
 
 // The group the worker runs as: the config's (--group, else the first) with
@@ -64,6 +66,7 @@ StatusOr<config::WorkerGroup> effective_group(const config::Config& cfg, const W
   if (!a.tags.empty()) group.tags = a.tags;
   if (a.slots > 0) group.slots = a.slots;
   if (!a.dedicated.empty()) group.dedicated = a.dedicated;
+  if (!a.in_process.empty()) group.in_process = a.in_process;
   return group;
 }
 
@@ -167,6 +170,11 @@ void register_worker(CLI::App& app, int* exit_code) {
   cmd->add_option("--worker-id", args->worker_id, "Worker id (default: host-pid-random)");
   cmd->add_option("--dedicated", args->dedicated,
                   "Keep these scripts warm (paths like f/team/name); their runs are routed here")
+      ->delimiter(',');
+  cmd->add_option(
+         "--in-process", args->in_process,
+         "Run these plugins' code in the worker's own process (trusted plugins only: "
+         "a crash in one ends the worker; default: each slot runs its plugin in a process of its own)")
       ->delimiter(',');
   cmd->add_option("--shutdown-grace", args->shutdown_grace_s,
                   "Seconds running jobs may go on after SIGTERM before they are handed back")

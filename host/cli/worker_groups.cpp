@@ -44,13 +44,15 @@ config::WorkerGroup apply_group_change(worker::Worker& w, const config::WorkerGr
       log << who << ": keeping " << before.slots << " slots: " << s.message() << std::endl;
     }
   }
-  if (after.plugins != before.plugins)
-    log << who << ": plugins changed to [" << join(after.plugins) << "]: needs a restart" << std::endl;
-  if (after.pass_env != before.pass_env)
-    log << who << ": pass-env changed to [" << join(after.pass_env) << "]: needs a restart" << std::endl;
-  if (after.dedicated != before.dedicated)
-    log << who << ": dedicated scripts changed to [" << join(after.dedicated) << "]: needs a restart"
-        << std::endl;
+  // What a running worker cannot change: said, and left for a restart.
+  auto needs_restart = [&](const std::vector<std::string>& a, const std::vector<std::string>& b,
+                           const char* what) {
+    if (a != b) log << who << ": " << what << " changed to [" << join(a) << "]: needs a restart" << std::endl;
+  };
+  needs_restart(after.plugins, before.plugins, "plugins");
+  needs_restart(after.pass_env, before.pass_env, "pass-env");
+  needs_restart(after.in_process, before.in_process, "in-process plugins");
+  needs_restart(after.dedicated, before.dedicated, "dedicated scripts");
   return now;
 }
 

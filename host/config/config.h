@@ -41,6 +41,11 @@ struct WorkerGroup {
   std::vector<std::string> pass_env;
   // Scripts this group keeps warm (dedicated workers): <group dedicated="f/a/b,f/c/d">.
   std::vector<std::string> dedicated;
+  // Plugins whose code runs inside the worker's own process instead of a
+  // slot process per slot: <group in-process="sql,http">. Faster per job,
+  // but a crash in such a plugin takes the worker (and, in `quern up`,
+  // everything) down: for trusted plugins only. docs/ARCHITECTURE.md §7.
+  std::vector<std::string> in_process;
 
   bool operator==(const WorkerGroup&) const = default;
 };

@@ -51,7 +51,9 @@ Status parse_dedicated(const XmlReader& r, pugi::xml_node node, pugi::xml_attrib
 }
 
 StatusOr<WorkerGroup> parse_group(const XmlReader& r, pugi::xml_node node) {
-  if (Status s = r.check_attributes(node, {"name", "slots", "tags", "plugins", "pass-env", "dedicated"}); !s)
+  if (Status s = r.check_attributes(
+          node, {"name", "slots", "tags", "plugins", "pass-env", "dedicated", "in-process"});
+      !s)
     return s;
   if (Status s = r.check_children(node, {}); !s) return s;
   WorkerGroup group;
@@ -63,6 +65,11 @@ StatusOr<WorkerGroup> parse_group(const XmlReader& r, pugi::xml_node node) {
   if (Status s = r.read_list(node, "tags", "tag", is_name, "[A-Za-z0-9_.:-]+", group.tags); !s) return s;
   if (Status s = r.read_list(node, "plugins", "plugin name", is_plugin_name,
                              "[A-Za-z0-9_.-]+, the NAME of libquern_NAME.so", group.plugins);
+      !s) {
+    return s;
+  }
+  if (Status s = r.read_list(node, "in-process", "plugin name", is_plugin_name,
+                             "[A-Za-z0-9_.-]+, the NAME of libquern_NAME.so", group.in_process);
       !s) {
     return s;
   }

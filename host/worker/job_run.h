@@ -20,6 +20,7 @@
 
 #include "host/plugin/plugin_registry.h"
 #include "host/queue/queue.h"
+#include "host/slot/job_executor.h"
 
 namespace quern::worker {
 
@@ -73,7 +74,7 @@ class JobRun final : public plugin::JobSink {
   bool term_sent = false;
   bool kill_sent = false;
   SteadyClock::time_point term_at{};
-  plugin::Executor* executor = nullptr;  // for interrupt(); set by the slot while executing
+  slot::JobExecutor* executor = nullptr;  // for stop()/kill(); set by the slot while executing
 
  private:
   const queue::ClaimedJob job_;

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host/common/validation.h"
+#include "host/slot/slot_process.h"
 #include "host/worker/delivery.h"
 #include "host/worker/job_run.h"
 #include "host/worker/worker_state.h"
@@ -124,7 +125,7 @@ namespace {
 // What one slot owns: its executor instances (by plugin name) and, for
 // dedicated scripts, the script version each instance was prepared for.
 struct SlotExecutors {
-  std::map<std::string, std::unique_ptr<plugin::Executor>> instances;
+  std::map<std::string, std::unique_ptr<slot::JobExecutor>> instances;
   std::map<std::string, std::string> prepared_hash;  // plugin name → script hash
 };
 
@@ -145,7 +146,10 @@ class Loops {
   bool stop_job(JobRun& run, int32_t reason);
   void run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& executors);
   void prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
-                         plugin::Executor& executor, SlotExecutors& slot);
+                         slot::JobExecutor& executor, SlotExecutors& slot);
+  // A new instance of p for one slot: in a slot process of its own, or in
+  // this process for the plugins the options name.
+  StatusOr<std::unique_ptr<slot::JobExecutor>> make_executor(const plugin::LoadedPlugin& p);
   void finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion, bool release);
   void heartbeat(JobSource& q);
 
@@ -283,11 +287,26 @@ void Loops::slot() {
   st.writer_cv.notify_all();
 }
 
+StatusOr<std::unique_ptr<slot::JobExecutor>> Loops::make_executor(const plugin::LoadedPlugin& p) {
+  auto cfg = opt.plugin_configs.find(p.info().name);
+  const std::string config = cfg == opt.plugin_configs.end() ? "{}" : cfg->second;
+  if (std::find(opt.in_process_plugins.begin(), opt.in_process_plugins.end(), p.info().name) !=
+      opt.in_process_plugins.end()) {
+    auto created = p.create(config);
+    if (!created) return created.status();
+    return std::unique_ptr<slot::JobExecutor>(new slot::InProcessExecutor(std::move(created).value()));
+  }
+  auto started = slot::SlotProcess::start(
+      opt.slot_program.empty() ? slot::default_slot_program() : opt.slot_program, p, config);
+  if (!started) return started.status();
+  return std::unique_ptr<slot::JobExecutor>(std::move(started).value());
+}
+
 // A dedicated worker keeps the plugin warm for the script's version the job
 // carries: the first job of a version (after start or a redeploy) prepares
 // it, on this slot's own thread; later jobs of that version reuse it.
 void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
-                              plugin::Executor& executor, SlotExecutors& slot) {
+                              slot::JobExecutor& executor, SlotExecutors& slot) {
   if ((p.info().capabilities & QUERN_CAP_DEDICATED) == 0) return;
   if (std::find(opt.dedicated_scripts.begin(), opt.dedicated_scripts.end(), job.script_path) ==
       opt.dedicated_scripts.end())
@@ -320,8 +339,7 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   }
   auto& executor = slot.instances[p->info().name];
   if (!executor) {
-    auto cfg = opt.plugin_configs.find(p->info().name);
-    auto created = p->create(cfg == opt.plugin_configs.end() ? "{}" : cfg->second);
+    auto created = make_executor(*p);
     if (!created) {
       queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
                           "executor plugin '" + p->info().name + "' failed to start: " + created.message()};
@@ -382,6 +400,12 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   {
     std::lock_guard lock(st.mu);
     run->executor = nullptr;
+  }
+  // A slot process that died (a crash, or killed after ignoring a stop) is
+  // replaced at this slot's next job of the plugin, prepared afresh.
+  if (!executor->alive()) {
+    slot.instances.erase(p->info().name);
+    slot.prepared_hash.erase(p->info().name);
   }
   // Whatever the plugin did, nothing of the job may outlive it.
   if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGKILL);
@@ -584,10 +608,11 @@ void Loops::watchdog() {
         run->term_sent = true;
         run->term_at = now;
         if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGTERM);
-        if (run->executor) run->executor->interrupt();
+        if (run->executor) run->executor->stop(run->stop_reason());
       } else if (run->term_sent && !run->kill_sent && now - run->term_at >= opt.kill_grace) {
         run->kill_sent = true;
         if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGKILL);
+        if (run->executor) run->executor->kill();  // a slot process that ignores the stop
       }
       if (run->pending_log_bytes() >= kLogFlushBytes) want_flush = true;
     }

@@ -63,6 +63,12 @@ struct WorkerOptions {
   // resources). Empty: the worker never claims a job that asks for GPUs.
   std::vector<int> gpu_devices_mb;
   std::string kind = "worker";  // worker | agent (the registry's kind)
+  // Plugins (by name) whose instances run in the worker's own process: the
+  // fastest, but a crash in them takes the worker down. Every other plugin
+  // runs in a slot process per slot (host/slot/slot_process.h).
+  std::vector<std::string> in_process_plugins;
+  // The quern-slot program; empty = next to this process's executable.
+  std::filesystem::path slot_program;
   // Where jobs come from; empty = PostgreSQL at database_url. The agent
   // passes a factory of HTTP sources. Called three times (claimer, writer,
   // cancel listener).

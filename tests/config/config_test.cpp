@@ -172,7 +172,7 @@ TEST(configParse, GroupPluginsPassEnvAndDedicated) {
       "<quern><workers>\n"
       "  <group name='ml' slots='2' tags='gpu, python3' plugins='gpu,python' pass-env='AWS_REGION, "
       "HTTP_PROXY'\n"
-      "         dedicated='f/ml/train, f/ml/score'/>\n"
+      "         dedicated='f/ml/train, f/ml/score' in-process='python'/>\n"
       "</workers></quern>",
       "t.xml");
   ASSERT_TRUE(config.is_ok()) << config.message();
@@ -184,6 +184,7 @@ TEST(configParse, GroupPluginsPassEnvAndDedicated) {
   EXPECT_EQ(g.plugins, (std::vector<std::string>{"gpu", "python"}));
   EXPECT_EQ(g.pass_env, (std::vector<std::string>{"AWS_REGION", "HTTP_PROXY"}));
   EXPECT_EQ(g.dedicated, (std::vector<std::string>{"f/ml/train", "f/ml/score"}));
+  EXPECT_EQ(g.in_process, (std::vector<std::string>{"python"}));
 }
 
 TEST(configErrors, GroupPluginsAndPassEnv) {
@@ -194,6 +195,9 @@ TEST(configErrors, GroupPluginsAndPassEnv) {
               HasSubstr("expected at least one plugin name"));
   EXPECT_THAT(error_of("<quern><workers><group plugins='bash,bash'/></workers></quern>"),
               HasSubstr("duplicate plugin name \"bash\""));
+  EXPECT_EQ(error_of("<quern><workers>\n<group in-process='sql,../x'/></workers></quern>"),
+            "test.xml:2: <group in-process=\"sql,../x\">: bad plugin name \"../x\" (expected "
+            "[A-Za-z0-9_.-]+, the NAME of libquern_NAME.so)");
   EXPECT_EQ(error_of("<quern><workers>\n\n<group pass-env='AWS_REGION,1X'/></workers></quern>"),
             "test.xml:3: <group pass-env=\"AWS_REGION,1X\">: bad variable name \"1X\" (expected "
             "[A-Za-z_][A-Za-z0-9_]*)");
@@ -202,9 +206,9 @@ TEST(configErrors, GroupPluginsAndPassEnv) {
               HasSubstr("QUERN_DATABASE_URL cannot be passed on: QUERN_ variables are the worker's own"));
   EXPECT_THAT(error_of("<quern><workers><group pass-env='HOME'/></workers></quern>"),
               HasSubstr("HOME cannot be passed on: Quern sets it to each job's own working directory"));
-  EXPECT_THAT(
-      error_of("<quern><workers><group env='X'/></workers></quern>"),
-      HasSubstr("unknown attribute \"env\" (allowed: name, slots, tags, plugins, pass-env, dedicated)"));
+  EXPECT_THAT(error_of("<quern><workers><group env='X'/></workers></quern>"),
+              HasSubstr("unknown attribute \"env\" (allowed: name, slots, tags, plugins, pass-env, "
+                        "dedicated, in-process)"));
 }
 
 TEST(configParse, GroupAttributesDefault) {
