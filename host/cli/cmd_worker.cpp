@@ -66,7 +66,10 @@ StatusOr<config::WorkerGroup> effective_group(const config::Config& cfg, const W
   if (!a.tags.empty()) group.tags = a.tags;
   if (a.slots > 0) group.slots = a.slots;
   if (!a.dedicated.empty()) group.dedicated = a.dedicated;
-  if (!a.in_process.empty()) group.in_process = a.in_process;
+  if (a.in_process == std::vector<std::string>{"none"})
+    group.in_process.clear();
+  else if (!a.in_process.empty())
+    group.in_process = a.in_process;
   return group;
 }
 
@@ -171,10 +174,10 @@ void register_worker(CLI::App& app, int* exit_code) {
   cmd->add_option("--dedicated", args->dedicated,
                   "Keep these scripts warm (paths like f/team/name); their runs are routed here")
       ->delimiter(',');
-  cmd->add_option(
-         "--in-process", args->in_process,
-         "Run these plugins' code in the worker's own process (trusted plugins only: "
-         "a crash in one ends the worker; default: each slot runs its plugin in a process of its own)")
+  cmd->add_option("--in-process", args->in_process,
+                  "Plugins whose code runs in the worker's own process, or none (trusted plugins only: "
+                  "a crash in one ends the worker; default: the group's in-process, Quern's own plugins; "
+                  "the others run in a slot process per slot)")
       ->delimiter(',');
   cmd->add_option("--shutdown-grace", args->shutdown_grace_s,
                   "Seconds running jobs may go on after SIGTERM before they are handed back")

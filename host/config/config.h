@@ -29,6 +29,12 @@ namespace quern::config {
 
 // <workers><group name slots tags plugins pass-env dedicated/></workers>: what
 // one kind of worker serves (docs/ROUTING.md, "Worker groups").
+// The executor plugins built and shipped with Quern (plugins/): bash, python,
+// sql, http, gpu, noop. They are tested, fuzzed and sanitized with the host
+// and run user code only in child processes, so by default they run in the
+// worker's process; any other plugin runs in slot processes.
+std::vector<std::string> first_party_plugins();
+
 struct WorkerGroup {
   std::string name = "default";
   int slots = 4;
@@ -42,10 +48,12 @@ struct WorkerGroup {
   // Scripts this group keeps warm (dedicated workers): <group dedicated="f/a/b,f/c/d">.
   std::vector<std::string> dedicated;
   // Plugins whose code runs inside the worker's own process instead of a
-  // slot process per slot: <group in-process="sql,http">. Faster per job,
-  // but a crash in such a plugin takes the worker (and, in `quern up`,
-  // everything) down: for trusted plugins only. docs/ARCHITECTURE.md §7.
-  std::vector<std::string> in_process;
+  // slot process per slot: <group in-process="sql,http">, or "none". Faster
+  // per job, but a crash in such a plugin takes the worker (and, in `quern
+  // up`, everything) down: for trusted plugins only. Default: Quern's own
+  // plugins (first_party_plugins()); every other plugin is contained.
+  // docs/ARCHITECTURE.md §7.
+  std::vector<std::string> in_process = first_party_plugins();
 
   bool operator==(const WorkerGroup&) const = default;
 };

@@ -68,9 +68,12 @@ StatusOr<WorkerGroup> parse_group(const XmlReader& r, pugi::xml_node node) {
       !s) {
     return s;
   }
-  if (Status s = r.read_list(node, "in-process", "plugin name", is_plugin_name,
-                             "[A-Za-z0-9_.-]+, the NAME of libquern_NAME.so", group.in_process);
-      !s) {
+  if (trim(node.attribute("in-process").value()) == "none") {
+    group.in_process.clear();
+  } else if (Status s =
+                 r.read_list(node, "in-process", "plugin name", is_plugin_name,
+                             "[A-Za-z0-9_.-]+, the NAME of libquern_NAME.so, or none", group.in_process);
+             !s) {
     return s;
   }
   if (Status s = r.read_list(node, "pass-env", "variable name", is_env_name, "[A-Za-z_][A-Za-z0-9_]*",
@@ -89,6 +92,8 @@ StatusOr<WorkerGroup> parse_group(const XmlReader& r, pugi::xml_node node) {
 }
 
 }  // namespace
+
+std::vector<std::string> first_party_plugins() { return {"bash", "python", "sql", "http", "gpu", "noop"}; }
 
 std::vector<WorkerGroup> default_groups() {
   WorkerGroup standard;

@@ -17,6 +17,9 @@
 //   enqueue-batch  one push_batch of JOBS jobs
 // Every measurement recreates the database `quern_bench` first. One worker
 // (in this process, like the peers' node process) with CONCURRENCY slots.
+// --executor slot-process runs the plugin in a slot process per slot (as
+// Quern runs third-party plugins) instead of in the worker (the default, as
+// Quern runs its own): docs/BENCHMARKS.md, "Crash containment".
 // Prints one JSON line per measurement (and appends it to --results).
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -53,6 +56,9 @@ struct Args {
   int concurrency = 50;
   int window_s = 10;
   int duration_s = 0;
+  // Where the plugins run: in-process (the default for Quern's own plugins)
+  // or slot-process (the default for every other plugin).
+  std::string executor = "in-process";
 };
 
 std::string url(const Args& a, const std::string& db) {
@@ -99,6 +105,7 @@ quern::worker::WorkerOptions worker_options(const Args& a, const std::string& ta
   o.poll_interval = 1s;
   o.heartbeat_interval = 10s;
   o.lease_timeout = 30s;
+  if (a.executor == "in-process") o.in_process_plugins = {tag};
   return o;
 }
 
@@ -247,6 +254,8 @@ int main(int argc, char** argv) {
   app.add_option("--results", a.results, "Append the JSON line to this file");
   app.add_option("--window", a.window_s, "Seconds per throughput window (decay check)");
   app.add_option("--duration", a.duration_s, "noop/sleep: keep feeding JOBS-deep for this many seconds");
+  app.add_option("--executor", a.executor, "in-process (default, as for Quern's own plugins) or slot-process")
+      ->check(CLI::IsMember({"in-process", "slot-process"}));
   app.add_option("test", a.test)->required();
   app.add_option("jobs", a.jobs);
   app.add_option("concurrency", a.concurrency);
@@ -268,6 +277,7 @@ int main(int argc, char** argv) {
     r["test"] = a.test;
     r["jobs"] = a.jobs;
     r["concurrency"] = a.concurrency;
+    r["executor"] = a.executor;
     nlohmann::ordered_json m;
     if (a.test == "latency" || a.test == "bash-latency")
       m = latency(a, plugins);

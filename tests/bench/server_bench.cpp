@@ -11,6 +11,10 @@
 //       time from the cancel request to the job's is_cancelled() turning
 //       non-zero on its worker (heartbeats 10 s apart, so only the NOTIFY
 //       path counts): p50/p99.
+//   quern_server_bench --host /tmp/peers/sock --port 55433 overhead 200
+//       submit → result round trips of trivial scripts per executor.
+// --executor slot-process runs the plugins in slot processes (as Quern runs
+// third-party plugins) instead of in the worker (the default).
 // The server, the worker and the agent run in this process, on loopback;
 // the database `quern_server_bench` is recreated first.
 #include <CLI/CLI.hpp>
@@ -41,6 +45,9 @@ struct Args {
   std::string test = "wait-result";
   int jobs = 500;
   int slots = 8;
+  // Where the plugins run: in-process (the default for Quern's own plugins)
+  // or slot-process (the default for every other plugin).
+  std::string executor = "in-process";
 };
 
 std::string url(const Args& a, const std::string& db) {
@@ -68,6 +75,8 @@ int main(int argc, char** argv) {
   CLI::App app{"Quern API benchmark"};
   app.add_option("--host", a.host);
   app.add_option("--port", a.port);
+  app.add_option("--executor", a.executor, "in-process (default, as for Quern's own plugins) or slot-process")
+      ->check(CLI::IsMember({"in-process", "slot-process"}));
   app.add_option("test", a.test)->required();
   app.add_option("jobs", a.jobs);
   app.add_option("slots", a.slots);
@@ -88,10 +97,17 @@ int main(int argc, char** argv) {
     const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
     quern::plugin::PluginRegistry plugins;
     if (auto s = plugins.load_directory(QUERN_PLUGIN_DIR); !s) throw std::runtime_error(s.message());
-    Json out{{"system", "quern"}, {"test", a.test}, {"jobs", a.jobs}};
+    Json out{{"system", "quern"}, {"test", a.test}, {"jobs", a.jobs}, {"executor", a.executor}};
+    // Every worker below: its plugins in its own process, or each in slot processes.
+    auto worker_options = [&] {
+      quern::worker::WorkerOptions wo;
+      if (a.executor == "in-process")
+        for (const auto& p : plugins.plugins()) wo.in_process_plugins.push_back(p->info().name);
+      return wo;
+    };
 
     if (a.test == "wait-result") {
-      quern::worker::WorkerOptions wo;
+      quern::worker::WorkerOptions wo = worker_options();
       wo.database_url = db_url;
       wo.tags = {"bash"};
       wo.slots = 4;
@@ -135,7 +151,7 @@ int main(int argc, char** argv) {
           {"sql select 1", "sql", "f/bench/sql", "select 1", false},
           {"http GET local", "http", "f/bench/http", "", false},
       };
-      quern::worker::WorkerOptions wo;
+      quern::worker::WorkerOptions wo = worker_options();
       wo.database_url = db_url;
       wo.tags = {"bash", "python3", "sql", "http"};
       wo.slots = 2;
@@ -173,7 +189,7 @@ int main(int argc, char** argv) {
       std::mutex mu;
       std::condition_variable cv;
       std::map<int64_t, steady_clock::time_point> started, stopped;  // guarded by mu
-      quern::worker::WorkerOptions wo;
+      quern::worker::WorkerOptions wo = worker_options();
       wo.database_url = db_url;
       wo.tags = {"noop"};
       wo.slots = 2;
@@ -225,7 +241,7 @@ int main(int argc, char** argv) {
       }
       q->push_batch(jobs).value();
       const std::string agent_token = token(db_url, quern::auth::Role::agent, {"noop"});
-      quern::worker::WorkerOptions wo;
+      quern::worker::WorkerOptions wo = worker_options();
       wo.worker_id = "bench-agent";
       wo.kind = "agent";
       wo.tags = {"noop"};

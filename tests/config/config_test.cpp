@@ -187,6 +187,16 @@ TEST(configParse, GroupPluginsPassEnvAndDedicated) {
   EXPECT_EQ(g.in_process, (std::vector<std::string>{"python"}));
 }
 
+TEST(configParse, InProcessDefaultsToQuernsOwnPluginsAndNoneContainsAll) {
+  StatusOr<Config> config = parse_config(
+      "<quern><workers><group name='a'/><group name='b' in-process=' none '/></workers></quern>", "t.xml");
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  EXPECT_EQ(config->groups[0].in_process,
+            (std::vector<std::string>{"bash", "python", "sql", "http", "gpu", "noop"}));
+  EXPECT_TRUE(config->groups[1].in_process.empty());
+  for (const WorkerGroup& g : default_groups()) EXPECT_EQ(g.in_process, first_party_plugins());
+}
+
 TEST(configErrors, GroupPluginsAndPassEnv) {
   EXPECT_EQ(error_of("<quern><workers>\n<group plugins='bash,lib quern'/></workers></quern>"),
             "test.xml:2: <group plugins=\"bash,lib quern\">: bad plugin name \"lib quern\" (expected "
@@ -197,7 +207,7 @@ TEST(configErrors, GroupPluginsAndPassEnv) {
               HasSubstr("duplicate plugin name \"bash\""));
   EXPECT_EQ(error_of("<quern><workers>\n<group in-process='sql,../x'/></workers></quern>"),
             "test.xml:2: <group in-process=\"sql,../x\">: bad plugin name \"../x\" (expected "
-            "[A-Za-z0-9_.-]+, the NAME of libquern_NAME.so)");
+            "[A-Za-z0-9_.-]+, the NAME of libquern_NAME.so, or none)");
   EXPECT_EQ(error_of("<quern><workers>\n\n<group pass-env='AWS_REGION,1X'/></workers></quern>"),
             "test.xml:3: <group pass-env=\"AWS_REGION,1X\">: bad variable name \"1X\" (expected "
             "[A-Za-z_][A-Za-z0-9_]*)");
