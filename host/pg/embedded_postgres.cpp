@@ -22,6 +22,7 @@
 
 #include <pqxx/pqxx>
 
+#include "host/pg/embedded_auth.h"
 #include "host/pg/pg_process.h"
 
 namespace fs = std::filesystem;
@@ -149,6 +150,7 @@ struct EmbeddedPostgres::State {
   fs::path socket_dir;
   int port = 5432;
   RunAs as;
+  ClusterSecrets secrets;
   bool started_by_us = false;
   bool stopped = false;
 };
@@ -209,6 +211,19 @@ StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Embedd
   // Data directory: created if missing, owned by the server's user, 0700.
   std::error_code ec;
   const bool initialized = fs::exists(data_dir / "PG_VERSION");
+
+  // Passwords: a cluster that asks for them cannot be reached without its file.
+  const fs::path passfile =
+      options.passfile.empty() ? fs::path(data_dir.string() + ".pgpass") : fs::absolute(options.passfile);
+  if (initialized && !fs::exists(passfile) && !hba_trusts(data_dir))
+    return Status::error(ctx + ": the cluster requires passwords but its password file " + passfile.string() +
+                         " is missing (restore it, or move the data directory away to start afresh)");
+  auto secrets = load_or_create_secrets(passfile);
+  if (!secrets) return secrets.status().with_context(ctx);
+  state->secrets = *secrets;
+  // What a new cluster, or one an older Quern left trusting everyone, needs
+  // once it runs: roles, passwords, pg_hba.conf (embedded_auth.h).
+  const bool needs_securing = !initialized || hba_trusts(data_dir);
   if (!initialized) {
     fs::create_directories(data_dir, ec);
     if (ec) return Status::error(ctx + ": cannot create the data directory: " + ec.message());
@@ -241,6 +256,12 @@ StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Embedd
       state->socket_dir = sockdir.empty() ? data_dir : fs::path(sockdir);
       std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
       pg->state_ = std::move(state);
+      if (needs_securing) {
+        if (Status s = secure_cluster(pg->superuser_url_for("postgres"), data_dir, pg->state_->secrets,
+                                      pg->state_->as);
+            !s)
+          return s.with_context(ctx);
+      }
       if (Status s = pg->create_database(options.database); !s) return s.with_context(ctx);
       return pg;
     }
@@ -259,12 +280,16 @@ StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Embedd
   }
 
   if (!initialized) {
+    auto pwfile = write_initdb_pwfile(state->secrets, state->as);
+    if (!pwfile) return pwfile.status().with_context(ctx);
     std::vector<std::string> args = {(state->bindir / "initdb").string(),
                                      "-D",
                                      data_dir.string(),
                                      "-U",
-                                     "postgres",
-                                     "--auth=trust",
+                                     kSuperuser,
+                                     "--pwfile=" + pwfile->string(),
+                                     "--auth-local=scram-sha-256",
+                                     "--auth-host=scram-sha-256",
                                      "-E",
                                      "UTF8",
                                      "--locale=C.UTF-8",
@@ -272,6 +297,7 @@ StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Embedd
     // Syncing the new cluster is pointless when the server will not fsync either.
     if (settings_disable_fsync(options.settings)) args.push_back("--no-sync");
     CommandResult r = run_command(args, state->as);
+    fs::remove(*pwfile, ec);
     if (r.exit_code != 0) return Status::error(ctx + ": initdb failed: " + describe(r));
   }
 
@@ -288,6 +314,12 @@ StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Embedd
 
   std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
   pg->state_ = std::move(state);
+  if (needs_securing) {
+    if (Status s =
+            secure_cluster(pg->superuser_url_for("postgres"), data_dir, pg->state_->secrets, pg->state_->as);
+        !s)
+      return s.with_context(ctx);
+  }
   if (Status s = pg->create_database(options.database); !s) return s.with_context(ctx);
   return pg;
 }
@@ -298,9 +330,20 @@ EmbeddedPostgres::~EmbeddedPostgres() {
 
 std::string EmbeddedPostgres::url() const { return url_for(state_->options.database); }
 
+namespace {
+std::string url_as(const std::string& role, const std::string& database, const fs::path& socket_dir, int port,
+                   const fs::path& passfile) {
+  return "postgresql:///" + url_encode(database) + "?host=" + url_encode(socket_dir.string()) +
+         "&port=" + std::to_string(port) + "&user=" + role + "&passfile=" + url_encode(passfile.string());
+}
+}  // namespace
+
 std::string EmbeddedPostgres::url_for(const std::string& database) const {
-  return "postgresql:///" + url_encode(database) + "?host=" + url_encode(state_->socket_dir.string()) +
-         "&port=" + std::to_string(state_->port) + "&user=postgres";
+  return url_as(kQuernRole, database, state_->socket_dir, state_->port, state_->secrets.passfile);
+}
+
+std::string EmbeddedPostgres::superuser_url_for(const std::string& database) const {
+  return url_as(kSuperuser, database, state_->socket_dir, state_->port, state_->secrets.passfile);
 }
 
 const fs::path& EmbeddedPostgres::data_dir() const { return state_->options.data_dir; }
@@ -309,19 +352,7 @@ bool EmbeddedPostgres::adopted() const { return !state_->started_by_us; }
 
 Status EmbeddedPostgres::create_database(const std::string& name) {
   if (name.empty() || name == "postgres") return Status::ok();
-  try {
-    pqxx::connection c(url_for("postgres"));
-    pqxx::nontransaction tx(c);
-    if (!tx.exec_params("SELECT 1 FROM pg_database WHERE datname = $1", name).empty()) return Status::ok();
-    try {
-      tx.exec("CREATE DATABASE " + c.quote_name(name));
-    } catch (const pqxx::sql_error& e) {
-      if (e.sqlstate() != "42P04") throw;  // duplicate_database: created concurrently
-    }
-    return Status::ok();
-  } catch (const std::exception& e) {
-    return Status::error("create database " + name + ": " + e.what());
-  }
+  return give_database_to_quern(superuser_url_for("postgres"), superuser_url_for(name), name);
 }
 
 Status EmbeddedPostgres::stop() {

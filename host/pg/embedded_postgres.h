@@ -3,7 +3,10 @@
 // test harness: the same code path as production.
 //
 // The cluster lives in data_dir (created with initdb on first use, reused
-// afterwards), listens only on a Unix socket inside data_dir, and is stopped
+// afterwards), listens only on a Unix socket inside data_dir, accepts only
+// password (SCRAM) connections, gives Quern a non-superuser role (`quern`,
+// owner of the database) and keeps both passwords in a 0600 libpq password
+// file next to data_dir (embedded_auth.h), and is stopped
 // (pg_ctl stop -m fast) by stop() or the destructor. When the current user is
 // root, initdb/pg_ctl run as an unprivileged OS user (default "postgres",
 // else "nobody") because PostgreSQL refuses to run as root.
@@ -23,6 +26,9 @@ struct EmbeddedOptions {
   std::string database = "quern";  // created if missing
   int port = 5432;                 // only names the socket file (.s.PGSQL.<port>)
   std::string os_user;             // run as this user when root; empty = auto
+  // The libpq password file with the cluster's passwords; created with new
+  // random ones for a new cluster. Empty = <data_dir>.pgpass.
+  std::filesystem::path passfile;
   // Extra postgresql.conf lines (e.g. "fsync = off" for tests). Written to
   // <data_dir>/quern.conf (included by postgresql.conf) at every start.
   std::vector<std::string> settings;
@@ -41,10 +47,15 @@ class EmbeddedPostgres {
   // when start() was called: whoever started it stops it).
   ~EmbeddedPostgres();
 
-  // libpq connection URL for the database (socket in data_dir).
+  // libpq connection URL for the database (socket in data_dir), as the quern
+  // role; the password comes from the password file the URL names.
   std::string url() const;
   std::string url_for(const std::string& database) const;
-  Status create_database(const std::string& name);  // ok if it exists
+  // The same as the superuser: creating databases and roles (the test harness).
+  std::string superuser_url_for(const std::string& database) const;
+  // Creates the database owned by the quern role, or hands an existing one
+  // (and its quern schema) to it. OK if it exists.
+  Status create_database(const std::string& name);
   // pg_ctl stop -m fast -w. Idempotent; also stops an adopted cluster.
   Status stop();
   // pg_ctl restart -m <mode> -w (fast, immediate: a crash-like stop).

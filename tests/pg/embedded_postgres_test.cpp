@@ -31,6 +31,7 @@ class EmbeddedPostgresTest : public ::testing::Test {
     ASSERT_TRUE(quern::pg::stop_cluster(dir_).is_ok());
     std::error_code ec;
     fs::remove_all(dir_, ec);
+    fs::remove(dir_.string() + ".pgpass", ec);
   }
   EmbeddedOptions options(const fs::path& dir) {
     EmbeddedOptions o;
@@ -123,6 +124,85 @@ TEST_F(EmbeddedPostgresTest, LongDataDirUsesShortSocketDir) {
   EXPECT_EQ((*pg)->socket_dir().string().rfind("/tmp/quern-pg-", 0), 0u) << (*pg)->socket_dir();
   EXPECT_EQ(query((*pg)->url(), "SELECT current_database()"), "quern");
   ASSERT_TRUE((*pg)->stop().is_ok());
+}
+
+// The URL without its password file: what a job that read database.url but
+// not the 0600 password file could try.
+std::string without_passfile(const std::string& url) { return url.substr(0, url.find("&passfile=")); }
+
+TEST_F(EmbeddedPostgresTest, EveryConnectionNeedsAPasswordAndQuernIsNoSuperuser) {
+  auto pg = EmbeddedPostgres::start(options(dir_));
+  ASSERT_TRUE(pg.is_ok()) << pg.message();
+  const std::string url = (*pg)->url();
+  EXPECT_EQ(url.find("password"), std::string::npos) << url;  // a file name, not a secret
+  EXPECT_EQ(query(url,
+                  "SELECT current_user || ' ' || rolsuper || rolcreaterole || rolcreatedb FROM pg_roles "
+                  "WHERE rolname = current_user"),
+            "quern falsefalsefalse");
+  EXPECT_EQ(query(url, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"),
+            "quern");
+  // The superuser, and COPY ... TO PROGRAM, are out of the quern role's reach.
+  try {
+    pqxx::connection c(url);
+    pqxx::nontransaction tx(c);
+    tx.exec("COPY (SELECT 1) TO PROGRAM 'true'");
+    ADD_FAILURE() << "COPY TO PROGRAM ran as the quern role";
+  } catch (const pqxx::sql_error& e) {
+    EXPECT_NE(std::string(e.what()).find("must be superuser"), std::string::npos) << e.what();
+  }
+  // Without the password file nobody gets in over the socket, the superuser neither.
+  EXPECT_FALSE(can_connect(without_passfile(url)));
+  EXPECT_FALSE(can_connect(without_passfile((*pg)->superuser_url_for("postgres"))));
+  EXPECT_TRUE(can_connect((*pg)->superuser_url_for("postgres")));
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_.string() + ".pgpass").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_TRUE((*pg)->stop().is_ok());
+}
+
+TEST_F(EmbeddedPostgresTest, ConvertsATrustClusterAnOlderQuernLeft) {
+  {
+    auto pg = EmbeddedPostgres::start(options(dir_));
+    ASSERT_TRUE(pg.is_ok()) << pg.message();
+    // What an older Quern left: everything owned by the superuser.
+    {
+      pqxx::connection c((*pg)->superuser_url_for("quern"));
+      pqxx::nontransaction tx(c);
+      tx.exec("ALTER DATABASE quern OWNER TO postgres");
+      tx.exec("CREATE SCHEMA quern");
+      tx.exec("ALTER SCHEMA quern OWNER TO postgres");
+      tx.exec("CREATE TABLE quern.jobs (id bigserial PRIMARY KEY, note text)");
+      tx.exec("CREATE FUNCTION quern.f() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+      tx.exec("INSERT INTO quern.jobs (note) VALUES ('kept')");
+    }
+    ASSERT_TRUE((*pg)->stop().is_ok());
+  }
+  std::ofstream(dir_ / "pg_hba.conf") << "local all all trust\n";
+  fs::remove(dir_.string() + ".pgpass");
+  auto pg = EmbeddedPostgres::start(options(dir_));
+  ASSERT_TRUE(pg.is_ok()) << pg.message();
+  const std::string url = (*pg)->url();
+  EXPECT_EQ(query(url, "SELECT note FROM quern.jobs"), "kept");
+  EXPECT_EQ(query(url, "INSERT INTO quern.jobs (note) VALUES ('new') RETURNING id::text"), "2");
+  EXPECT_EQ(query(url, "SELECT quern.f()::text"), "1");
+  EXPECT_EQ(query(url, "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'quern'"), "quern");
+  EXPECT_FALSE(can_connect(without_passfile(url)));  // pg_hba.conf asks for passwords again
+  ASSERT_TRUE((*pg)->stop().is_ok());
+}
+
+TEST_F(EmbeddedPostgresTest, ALostPasswordFileIsAClearError) {
+  {
+    auto pg = EmbeddedPostgres::start(options(dir_));
+    ASSERT_TRUE(pg.is_ok()) << pg.message();
+    ASSERT_TRUE((*pg)->stop().is_ok());
+  }
+  fs::remove(dir_.string() + ".pgpass");
+  auto pg = EmbeddedPostgres::start(options(dir_));
+  ASSERT_FALSE(pg.is_ok());
+  EXPECT_NE(
+      pg.message().find("requires passwords but its password file " + dir_.string() + ".pgpass is missing"),
+      std::string::npos)
+      << pg.message();
 }
 
 TEST_F(EmbeddedPostgresTest, FailureSaysWhatAndWhere) {

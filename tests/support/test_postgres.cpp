@@ -82,7 +82,7 @@ StatusOr<pg::EmbeddedPostgres*> cluster() {
   if (!pg) return pg.status();
   if (!(*pg)->adopted()) {
     // We started it, so no test is using it: remove what earlier runs left.
-    if (Status s = drop_test_databases((*pg)->url_for("postgres")); !s) return s;
+    if (Status s = drop_test_databases((*pg)->superuser_url_for("postgres")); !s) return s;
   }
   g_cluster = std::move(*pg);
   return g_cluster.get();
@@ -104,11 +104,12 @@ std::string create_database(const std::string& hint) {
   }
   name += "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
   try {
-    pqxx::connection c((*pg)->url_for("postgres"));
+    pqxx::connection c((*pg)->superuser_url_for("postgres"));
     pqxx::nontransaction tx(c);
     // A leftover of an earlier run with the same pid would not be fresh.
     tx.exec("DROP DATABASE IF EXISTS " + c.quote_name(name) + " WITH (FORCE)");
-    tx.exec("CREATE DATABASE " + c.quote_name(name));
+    // Owned by the role Quern connects as, as `quern up` makes its database.
+    tx.exec("CREATE DATABASE " + c.quote_name(name) + " OWNER quern");
   } catch (const std::exception& e) {
     fail("test PostgreSQL: creating database " + name + ": " + e.what());
   }
@@ -131,7 +132,7 @@ std::string fresh_database_url(const std::string& hint) {
 std::string admin_database_url() {
   auto pg = cluster();
   if (!pg) fail("test PostgreSQL: " + pg.message());
-  return (*pg)->url_for("postgres");
+  return (*pg)->superuser_url_for("postgres");
 }
 
 Status start_shared_cluster() {
@@ -144,7 +145,7 @@ Status stop_shared_cluster() {
   if (::access((std::string(kDataDir) + "/postmaster.pid").c_str(), F_OK) != 0) return Status::ok();
   auto pg = pg::EmbeddedPostgres::start(cluster_options());  // adopts the running cluster
   if (pg) {
-    (void)drop_test_databases((*pg)->url_for("postgres"));  // best effort: keeps the disk small
+    (void)drop_test_databases((*pg)->superuser_url_for("postgres"));  // best effort: keeps the disk small
     return (*pg)->stop();
   }
   return pg::stop_cluster(kDataDir);

@@ -21,7 +21,7 @@ std::string fresh_database_url(const std::string& hint);
 // Like fresh_database_url but without the queue schema (migration tests).
 std::string empty_database_url(const std::string& hint);
 
-// URL of the shared cluster's "postgres" database.
+// URL of the shared cluster's "postgres" database as the superuser (roles, databases).
 std::string admin_database_url();
 
 // The ctest fixture's halves (tests/support/postgres_cluster_ctl.cpp).

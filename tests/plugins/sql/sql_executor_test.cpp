@@ -212,20 +212,20 @@ TEST_F(SqlExecutor, InterruptStopsARunningQuery) {
   stopper.join();
 }
 
-// A role with a password, dropped at the end.
+// A role with a password (created by the superuser), dropped at the end.
 class PasswordRole {
  public:
   explicit PasswordRole(const std::string& url) : url_(url) {
     name_ = "quern_pw_" + std::to_string(::getpid());
     password_ = "Sup3r-S3cret-" + std::to_string(::getpid());
-    pqxx::connection c(url_);
+    pqxx::connection c(quern::testing::admin_database_url());
     pqxx::nontransaction tx(c);
     tx.exec("drop role if exists " + name_);
     tx.exec("create role " + name_ + " login password " + tx.quote(password_));
   }
   ~PasswordRole() {
     try {
-      pqxx::connection c(url_);
+      pqxx::connection c(quern::testing::admin_database_url());
       pqxx::nontransaction tx(c);
       tx.exec("drop role if exists " + name_);
     } catch (...) {
@@ -234,8 +234,10 @@ class PasswordRole {
   // The test URL with this role as the user.
   std::string url() const {
     std::string u = url_;
-    auto pos = u.find("user=postgres");
-    return u.replace(pos, 13, "user=" + name_);
+    // Without the harness's password file: this role's password comes from the plugin's settings.
+    u = u.substr(0, u.find("&passfile="));
+    auto pos = u.find("user=quern");
+    return u.replace(pos, 10, "user=" + name_);
   }
   const std::string& name() const { return name_; }
   const std::string& password() const { return password_; }
