@@ -35,6 +35,8 @@ worker::WorkerOptions worker_options_for(const config::Config& cfg, const config
   w.dedicated_scripts = group.dedicated;
   w.pass_env = group.pass_env;
   w.in_process_plugins = group.in_process;
+  w.sandbox.mode = group.sandbox == "none" ? sandbox::Mode::none : sandbox::Mode::bwrap;
+  w.sandbox.network = group.network == "none" ? sandbox::Network::none : sandbox::Network::host;
   return w;
 }
 

@@ -53,6 +53,7 @@ config::WorkerGroup apply_group_change(worker::Worker& w, const config::WorkerGr
   needs_restart(after.pass_env, before.pass_env, "pass-env");
   needs_restart(after.in_process, before.in_process, "in-process plugins");
   needs_restart(after.dedicated, before.dedicated, "dedicated scripts");
+  needs_restart({after.sandbox, after.network}, {before.sandbox, before.network}, "sandbox, network");
   return now;
 }
 

@@ -54,6 +54,12 @@ struct WorkerGroup {
   // plugins (first_party_plugins()); every other plugin is contained.
   // docs/ARCHITECTURE.md §7.
   std::vector<std::string> in_process = first_party_plugins();
+  // How the group's job processes are confined: <group sandbox="bwrap"
+  // network="host">. "bwrap" (the default): bubblewrap around every job
+  // process (host/sandbox/sandbox.h); "none": jobs run unsandboxed as the
+  // worker's user. network="none" gives jobs an empty network namespace.
+  std::string sandbox = "bwrap";
+  std::string network = "host";
 
   bool operator==(const WorkerGroup&) const = default;
 };

@@ -51,8 +51,8 @@ Status parse_dedicated(const XmlReader& r, pugi::xml_node node, pugi::xml_attrib
 }
 
 StatusOr<WorkerGroup> parse_group(const XmlReader& r, pugi::xml_node node) {
-  if (Status s = r.check_attributes(
-          node, {"name", "slots", "tags", "plugins", "pass-env", "dedicated", "in-process"});
+  if (Status s = r.check_attributes(node, {"name", "slots", "tags", "plugins", "pass-env", "dedicated",
+                                           "in-process", "sandbox", "network"});
       !s)
     return s;
   if (Status s = r.check_children(node, {}); !s) return s;
@@ -85,6 +85,23 @@ StatusOr<WorkerGroup> parse_group(const XmlReader& r, pugi::xml_node node) {
     if (std::string why = env_refusal(name); !why.empty())
       return r.attr_error(node, node.attribute("pass-env"), name + " cannot be passed on: " + why);
   }
+  // One word out of a fixed set.
+  auto read_choice = [&](const char* name, std::initializer_list<const char*> allowed, std::string& out) {
+    pugi::xml_attribute attr = node.attribute(name);
+    if (!attr) return Status::ok();
+    const std::string value(trim(attr.value()));
+    std::string list;
+    for (const char* a : allowed) {
+      if (value == a) {
+        out = value;
+        return Status::ok();
+      }
+      list += list.empty() ? std::string(a) : std::string(" or ") + a;
+    }
+    return r.attr_error(node, attr, "expected " + list);
+  };
+  if (Status s = read_choice("sandbox", {"bwrap", "none"}, group.sandbox); !s) return s;
+  if (Status s = read_choice("network", {"host", "none"}, group.network); !s) return s;
   if (pugi::xml_attribute attr = node.attribute("dedicated")) {
     if (Status s = parse_dedicated(r, node, attr, group.dedicated); !s) return s;
   }

@@ -24,6 +24,7 @@
 #include "host/worker/delivery.h"
 #include "host/worker/job_run.h"
 #include "host/worker/worker_state.h"
+#include "quern/sandbox.h"
 
 namespace quern::worker {
 namespace {
@@ -317,6 +318,9 @@ void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::Loaded
                                 {"language", job.language},
                                 {"hash", hash},
                                 {"script_path", job.script_path}};
+  // The warm process is sandboxed like a job's (quern/sandbox.h).
+  if (auto it = st.passed_env.find(QUERN_SANDBOX_ENV); it != st.passed_env.end())
+    script["env"] = {{QUERN_SANDBOX_ENV, it->second}};
   if (Status s = executor.prepare(script.dump()); !s) {
     // Not fatal: the job runs the ordinary way, and the next one tries again.
     log_error(opt.worker_id, "warming " + job.script_path + " failed: " + s.message());
@@ -669,6 +673,7 @@ Status Worker::start() {
     if (Status st = validation::check_tag(tag, "tags"); !st)
       return st.with_context("worker " + options_.worker_id);
   if (options_.slots < 1) return Status::error("worker " + options_.worker_id + ": slots must be at least 1");
+  if (Status s = sandbox::probe(options_.sandbox); !s) return s.with_context("worker " + options_.worker_id);
   std::error_code ec;
   std::filesystem::create_directories(options_.jobs_dir, ec);
   if (ec)
@@ -713,6 +718,8 @@ Status Worker::start() {
   state_->slot_limit = state_->slot_threads = options_.slots;
   for (const auto& name : options_.pass_env)
     if (const char* value = std::getenv(name.c_str())) state_->passed_env[name] = value;
+  if (options_.sandbox.mode != sandbox::Mode::none)  // the SDK's spawn applies it (quern/sandbox.h)
+    state_->passed_env[QUERN_SANDBOX_ENV] = sandbox::encode(sandbox::wrapper(options_.sandbox));
 
   auto loops = std::make_shared<Loops>(options_, plugins_, *state_);
   state_->start_slot = [loops, st = state_.get()] { st->threads.emplace_back([loops] { loops->slot(); }); };

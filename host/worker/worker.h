@@ -29,6 +29,7 @@
 #include "host/common/status.h"
 #include "host/plugin/plugin_registry.h"
 #include "host/queue/queue.h"
+#include "host/sandbox/sandbox.h"
 #include "host/worker/job_source.h"
 
 namespace quern::worker {
@@ -69,6 +70,9 @@ struct WorkerOptions {
   std::vector<std::string> in_process_plugins;
   // The quern-slot program; empty = next to this process's executable.
   std::filesystem::path slot_program;
+  // How job processes are confined (host/sandbox/sandbox.h). A worker asked
+  // for a sandbox it cannot build refuses to start, saying why.
+  sandbox::Policy sandbox;
   // Where jobs come from; empty = PostgreSQL at database_url. The agent
   // passes a factory of HTTP sources. Called three times (claimer, writer,
   // cancel listener).

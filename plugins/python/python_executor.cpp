@@ -158,6 +158,11 @@ class PythonExecutor {
     std::string code = script.value("code", std::string());
     std::string hash = script.contains("hash") ? env_text(script["hash"]) : std::string();
     if (prepared_ && same_script(code, hash) && warm_ && !warm_->exited()) return;
+    // The host's sandbox for the warm interpreter, applied by the SDK's spawn.
+    warm_sandbox_.clear();
+    if (auto env = script.find("env"); env != script.end() && env->is_object())
+      if (auto s = env->find(QUERN_SANDBOX_ENV); s != env->end() && s->is_string())
+        warm_sandbox_ = std::string(QUERN_SANDBOX_ENV "=") + s->get<std::string>();
 
     warm_.reset();  // redeploy: the old code never runs again
     prepared_.reset();
@@ -264,6 +269,7 @@ class PythonExecutor {
     warm_.reset();
     std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8",
                                     "HOME=" + instance_dir_, "TMPDIR=" + instance_dir_};
+    if (!warm_sandbox_.empty()) env.push_back(warm_sandbox_);
     warm_ = std::make_unique<WarmProcess>(runner_argv({"warm", instance_dir_ + "/main.py"}), env,
                                           instance_dir_, kKillGrace);
     ctx.set_process_group(warm_->pid());
@@ -357,6 +363,7 @@ class PythonExecutor {
   std::optional<Prepared> prepared_;
   std::string instance_dir_;  // created by the first prepare, removed in the destructor
   std::unique_ptr<WarmProcess> warm_;
+  std::string warm_sandbox_;  // "QUERN_SANDBOX=..." from the prepare document, or empty
 };
 
 }  // namespace

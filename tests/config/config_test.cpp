@@ -197,6 +197,21 @@ TEST(configParse, InProcessDefaultsToQuernsOwnPluginsAndNoneContainsAll) {
   for (const WorkerGroup& g : default_groups()) EXPECT_EQ(g.in_process, first_party_plugins());
 }
 
+TEST(configParse, SandboxDefaultsToBwrapWithTheHostsNetwork) {
+  StatusOr<Config> config = parse_config(
+      "<quern><workers><group name='a'/><group name='b' sandbox='none' network=' none '/></workers></quern>",
+      "t.xml");
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  EXPECT_EQ(config->groups[0].sandbox, "bwrap");
+  EXPECT_EQ(config->groups[0].network, "host");
+  EXPECT_EQ(config->groups[1].sandbox, "none");
+  EXPECT_EQ(config->groups[1].network, "none");
+  EXPECT_EQ(error_of("<quern><workers>\n<group sandbox='docker'/></workers></quern>"),
+            "test.xml:2: <group sandbox=\"docker\">: expected bwrap or none");
+  EXPECT_EQ(error_of("<quern><workers>\n<group network='bridge'/></workers></quern>"),
+            "test.xml:2: <group network=\"bridge\">: expected host or none");
+}
+
 TEST(configErrors, GroupPluginsAndPassEnv) {
   EXPECT_EQ(error_of("<quern><workers>\n<group plugins='bash,lib quern'/></workers></quern>"),
             "test.xml:2: <group plugins=\"bash,lib quern\">: bad plugin name \"lib quern\" (expected "
@@ -218,7 +233,7 @@ TEST(configErrors, GroupPluginsAndPassEnv) {
               HasSubstr("HOME cannot be passed on: Quern sets it to each job's own working directory"));
   EXPECT_THAT(error_of("<quern><workers><group env='X'/></workers></quern>"),
               HasSubstr("unknown attribute \"env\" (allowed: name, slots, tags, plugins, pass-env, "
-                        "dedicated, in-process)"));
+                        "dedicated, in-process, sandbox, network)"));
 }
 
 TEST(configParse, GroupAttributesDefault) {

@@ -61,6 +61,7 @@
 #include <unistd.h>
 
 #include "quern/job.h"
+#include "quern/sandbox.h"
 
 #ifdef __cplusplus
 extern "C" {

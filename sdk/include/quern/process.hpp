@@ -53,8 +53,10 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -63,6 +65,7 @@
 #include <vector>
 
 #include "quern/executor.hpp"
+#include "quern/sandbox.h"
 
 namespace quern::sdk {
 
@@ -316,12 +319,31 @@ inline pid_t spawn(const SpawnSpec& spec, std::string_view what = "child process
   using detail::Fd;
   using detail::sys_error;
   if (spec.argv.empty()) throw std::invalid_argument("spawn: empty argv");
-  const std::string program = detail::resolve_program(spec.argv[0], spec.env);
+  std::string program = detail::resolve_program(spec.argv[0], spec.env);
   std::vector<char*> argv, envp;
   for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+  // The host's sandbox (quern/sandbox.h): out of the child's environment,
+  // around its command line.
+  std::string sandbox;
+  for (const auto& e : spec.env) {
+    if (e.rfind(QUERN_SANDBOX_ENV "=", 0) == 0)
+      sandbox = e.substr(sizeof(QUERN_SANDBOX_ENV));
+    else
+      envp.push_back(const_cast<char*>(e.c_str()));
+  }
   envp.push_back(nullptr);
+  std::unique_ptr<char*, decltype(&std::free)> wrapped(nullptr, &std::free);
+  if (!sandbox.empty()) {
+    wrapped.reset(quern_sandbox_argv(sandbox.c_str(), spec.workdir.c_str(), program.c_str(), argv.data()));
+    if (!wrapped)
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                              "starting " + std::string(what) + ": the sandbox needs a working directory");
+    argv.clear();
+    for (char** a = wrapped.get(); *a != nullptr; ++a) argv.push_back(*a);
+    argv.push_back(nullptr);
+    program = argv[0];
+  }
   const char* workdir = spec.workdir.empty() ? nullptr : spec.workdir.c_str();
   sigset_t empty_mask;
   sigemptyset(&empty_mask);

@@ -127,8 +127,8 @@ static inline void quern_proc_close_from_(int from, int keep) {
  * process group (= its pid), reported through the job as soon as it
  * exists. Returns the pid, or -1 with result->error set (the child, if any,
  * reaped; the group withdrawn). */
-static inline pid_t quern_proc_spawn_(const quern_job* job, const quern_process_spec* spec,
-                                      const char* program, const int fds[3], quern_process_result* result) {
+static inline pid_t quern_proc_spawn_raw_(const quern_job* job, const quern_process_spec* spec,
+                                          const char* program, const int fds[3], quern_process_result* result) {
   static const char* const kNoEnv[] = {NULL};
   char* const* argv = (char* const*)spec->argv;
   char* const* envp = (char* const*)(spec->env != NULL ? spec->env : kNoEnv);
@@ -232,6 +232,42 @@ fail_fds:
   quern_proc_close_(&status_pipe[0]);
   quern_proc_close_(&status_pipe[1]);
   return -1;
+}
+
+/* quern_proc_spawn_raw_ inside the host's sandbox when the child's
+ * environment names one (quern/sandbox.h): QUERN_SANDBOX leaves the
+ * environment and its wrapper goes in front of the command line. */
+static inline pid_t quern_proc_spawn_(const quern_job* job, const quern_process_spec* spec,
+                                      const char* program, const int fds[3], quern_process_result* result) {
+  const char* sandbox = quern_sandbox_find(spec->env);
+  quern_process_spec wrapped;
+  const char** env;
+  char** argv;
+  size_t n = 0, k = 0;
+  pid_t pid;
+  if (sandbox == NULL) return quern_proc_spawn_raw_(job, spec, program, fds, result);
+  argv = quern_sandbox_argv(sandbox, spec->workdir, program, spec->argv);
+  if (argv == NULL) {
+    quern_proc_fail_(result, "starting child process: the sandbox needs a working directory", EINVAL);
+    return -1;
+  }
+  while (spec->env[n] != NULL) ++n;
+  env = (const char**)malloc((n + 1) * sizeof *env);
+  if (env == NULL) {
+    free(argv);
+    quern_proc_fail_(result, "starting child process: out of memory", ENOMEM);
+    return -1;
+  }
+  for (n = 0; spec->env[n] != NULL; ++n)
+    if (strncmp(spec->env[n], QUERN_SANDBOX_ENV "=", sizeof(QUERN_SANDBOX_ENV)) != 0) env[k++] = spec->env[n];
+  env[k] = NULL;
+  wrapped = *spec;
+  wrapped.argv = (const char* const*)argv;
+  wrapped.env = env;
+  pid = quern_proc_spawn_raw_(job, &wrapped, argv[0], fds, result);
+  free((void*)env);
+  free(argv);
+  return pid;
 }
 
 /* One output stream of the child, split into lines for the log. */

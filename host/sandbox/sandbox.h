@@ -1,0 +1,58 @@
+// The sandbox every job process runs in (docs/ARCHITECTURE.md §8): a
+// bubblewrap wrapper the host decides and the SDK's spawn applies.
+//
+// The worker turns a group's policy into a wrapper — bwrap's arguments,
+// with the token {workdir} where the job's directory goes — and hands it to
+// the plugin in the job's environment as QUERN_SANDBOX (quern/sandbox.h has
+// the encoding). quern::sdk::spawn() and the C runner take it out of the
+// child's environment and start the child through it, so a plugin that
+// spawns through the SDK with the job's environment gets the sandbox with
+// no code of its own. In the sandbox a job has:
+//   - new user, pid, ipc, uts and cgroup namespaces (the job is uid/gid
+//     65534 inside; its pid namespace dies with it, so nothing it started
+//     outlives it, setsid'd or not), and a new network namespace when the
+//     group says network="none";
+//   - the system read-only (/usr, /etc and the merged-/usr links), its
+//     working directory as the only writable place, a private /tmp, its own
+//     /proc and a minimal /dev; nothing else of the machine: not the
+//     worker's data directory, config, plugins, the embedded cluster's
+//     socket or other jobs;
+//   - --die-with-parent: the sandbox ends with the process that spawned it.
+//
+// Thread-safety: pure functions; probe() runs a child process.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "host/common/status.h"
+
+namespace quern::sandbox {
+
+enum class Mode { none, bwrap };
+enum class Network { host, none };
+
+struct Policy {
+  Mode mode = Mode::none;
+  Network network = Network::host;
+  std::filesystem::path bwrap = "/usr/bin/bwrap";
+};
+
+// bwrap's arguments for policy, up to and including "--"; the job's
+// directory appears as the token {workdir}. Empty for Mode::none.
+std::vector<std::string> wrapper(const Policy& policy);
+
+// The wrapper encoded for QUERN_SANDBOX (quern/sandbox.h): the arguments
+// joined by the unit separator '\x1f'. Empty for Mode::none.
+std::string encode(const std::vector<std::string>& wrapper);
+
+// Builds a sandbox once, around /bin/true in a scratch directory, exactly as
+// jobs will get it. OK, or why not and how to fix it (bwrap missing, user
+// namespaces disabled, ...). Always OK for Mode::none.
+Status probe(const Policy& policy);
+
+// "none", "bwrap (network host)", ...: for logs, the workers API, job records.
+std::string describe(const Policy& policy);
+
+}  // namespace quern::sandbox

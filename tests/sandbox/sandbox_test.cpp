@@ -1,0 +1,258 @@
+// The job sandbox (host/sandbox/sandbox.h) as a job meets it: a real worker,
+// the real bash and python plugins, real bubblewrap. Each escape is tried by
+// a job in the sandbox, where it must fail, and by the same job with
+// sandbox none, where it must succeed — so no check passes vacuously. And a
+// worker asked for a sandbox it cannot build refuses to start, saying why.
+#include "host/sandbox/sandbox.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "host/worker/worker.h"
+#include "tests/support/child_process.h"
+#include "tests/support/test_postgres.h"
+
+namespace quern {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using testing::wait_until;
+
+TEST(SandboxWrapper, BindsTheSystemReadOnlyAndTheWorkdirLast) {
+  sandbox::Policy p;
+  EXPECT_TRUE(sandbox::wrapper(p).empty());  // none
+  EXPECT_EQ(sandbox::describe(p), "none");
+  p.mode = sandbox::Mode::bwrap;
+  const auto w = sandbox::wrapper(p);
+  ASSERT_GE(w.size(), 8u);
+  EXPECT_EQ(w.front(), "/usr/bin/bwrap");
+  EXPECT_EQ(w.back(), "--");
+  const std::string joined = sandbox::encode(w);
+  EXPECT_NE(joined.find("--ro-bind\x1f/usr\x1f/usr"), std::string::npos);
+  EXPECT_NE(joined.find("--bind\x1f{workdir}\x1f{workdir}\x1f--chdir\x1f{workdir}\x1f--"), std::string::npos);
+  EXPECT_EQ(joined.find("--unshare-net"), std::string::npos);
+  p.network = sandbox::Network::none;
+  EXPECT_NE(sandbox::encode(sandbox::wrapper(p)).find("--unshare-net"), std::string::npos);
+  EXPECT_EQ(sandbox::describe(p), "bwrap (network none)");
+}
+
+TEST(SandboxProbe, SaysWhatIsMissingAndHowToFixIt) {
+  sandbox::Policy p;
+  p.mode = sandbox::Mode::bwrap;
+  EXPECT_TRUE(sandbox::probe(p)) << sandbox::probe(p).message();
+  p.bwrap = "/nonexistent/bwrap";
+  const Status s = sandbox::probe(p);
+  ASSERT_FALSE(s);
+  EXPECT_NE(
+      s.message().find("the job sandbox needs bubblewrap, but /nonexistent/bwrap is not an executable file"),
+      std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("apt-get install bubblewrap"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("sandbox=\"none\""), std::string::npos) << s.message();
+}
+
+// A TCP listener on 127.0.0.1 (for the network check); closed at the end.
+class Listener {
+ public:
+  Listener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      throw std::runtime_error("listener");
+    port_ = ntohs(a.sin_port);
+  }
+  ~Listener() { ::close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+class SandboxedJobs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = testing::fresh_database_url("sandbox");
+    q_ = std::move(queue::Queue::connect(url_)).value();
+    ASSERT_TRUE(registry_.load_file(fs::path(testing::plugin_dir()) / "libquern_bash.so"));
+    ASSERT_TRUE(registry_.load_file(fs::path(testing::plugin_dir()) / "libquern_python.so"));
+    // Things of the worker's machine a job must not reach.
+    dir_ = fs::path(QUERN_BUILD_DIR) / ("test-sandbox-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    secret_ = dir_ / "quern.xml";
+    std::ofstream(secret_) << "<quern><database url='postgresql://secret'/></quern>\n";
+  }
+  void TearDown() override {
+    for (pid_t pid : testing::processes_with_marker(marker_)) ::kill(pid, SIGKILL);
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::unique_ptr<worker::Worker> start_worker(sandbox::Mode mode, sandbox::Network network) {
+    worker::WorkerOptions o;
+    o.database_url = url_;
+    o.tags = {"bash", "python3"};
+    o.slots = 2;
+    o.poll_interval = 100ms;
+    o.kill_grace = 500ms;
+    o.in_process_plugins = {"bash", "python"};
+    o.sandbox.mode = mode;
+    o.sandbox.network = network;
+    auto w = std::make_unique<worker::Worker>(o, registry_);
+    EXPECT_TRUE(w->start());
+    return w;
+  }
+
+  // Runs code to its end; returns its record.
+  queue::JobRecord run(const std::string& language, const std::string& code) {
+    queue::NewJob j;
+    j.tag = language;
+    j.language = language == "python3" ? "python3" : "bash";
+    j.payload["code"] = code;
+    const int64_t id = q_->push(j).value();
+    std::optional<queue::JobRecord> rec;
+    EXPECT_TRUE(wait_until(
+        [&] {
+          auto r = q_->get_job(id);
+          if (r && *r && (*r)->state != "queued" && (*r)->state != "running") rec = **r;
+          return rec.has_value();
+        },
+        30s));
+    return rec.value_or(queue::JobRecord{});
+  }
+
+  // What the escape script managed, as words.
+  std::string escapes(const std::string& socket, int port) {
+    const std::string script =
+        "did=''\n"
+        "cat '" +
+        secret_.string() +
+        "' >/dev/null 2>&1 && did=\"$did read-config\"\n"
+        "cat /proc/" +
+        std::to_string(::getpid()) +
+        "/environ >/dev/null 2>&1 && did=\"$did read-environ\"\n"
+        "kill -0 " +
+        std::to_string(::getpid()) +
+        " 2>/dev/null && did=\"$did signal-worker\"\n"
+        "touch '" +
+        (dir_ / "written").string() +
+        "' 2>/dev/null && did=\"$did write-outside\"\n"
+        "test -S '" +
+        socket +
+        "' && did=\"$did see-database\"\n"
+        "(exec 3<>/dev/tcp/127.0.0.1/" +
+        std::to_string(port) +
+        ") 2>/dev/null && did=\"$did connect\"\n"
+        "setsid bash -c 'exec -a " +
+        marker_ +
+        " sleep 1000' </dev/null >/dev/null 2>&1 &\n"
+        // It must have left the job's process group before the job ends.
+        "for i in $(seq 100); do pgrep -f " +
+        marker_ +
+        " >/dev/null && break; sleep 0.05; done\n"
+        "echo \"{\\\"did\\\": \\\"${did# }\\\"}\"\n";
+    const queue::JobRecord rec = run("bash", script);
+    EXPECT_EQ(rec.state, "success") << rec.error;
+    return (rec.result.is_object() ? rec.result : nlohmann::json::object()).value("did", "?");
+  }
+
+  std::string url_;
+  std::unique_ptr<queue::Queue> q_;
+  plugin::PluginRegistry registry_;
+  fs::path dir_, secret_;
+  const std::string marker_ = "quern_sandbox_escapee_" + std::to_string(::getpid());
+};
+
+// The embedded cluster's socket, as the URL names it.
+std::string database_socket(const std::string& url) {
+  const size_t h = url.find("host=") + 5;
+  std::string dir = url.substr(h, url.find('&', h) - h);
+  const size_t p = url.find("port=") + 5;
+  return dir + "/.s.PGSQL." + url.substr(p, url.find('&', p) - p);
+}
+
+TEST_F(SandboxedJobs, UnsandboxedJobsReachEverythingTheTestTries) {
+  Listener listener;
+  auto w = start_worker(sandbox::Mode::none, sandbox::Network::host);
+  EXPECT_EQ(escapes(database_socket(url_), listener.port()),
+            "read-config read-environ signal-worker write-outside see-database connect");
+  EXPECT_TRUE(fs::exists(dir_ / "written"));
+  // The setsid'd sleep outlives its job: what the sandbox is for.
+  EXPECT_TRUE(wait_until([&] { return !testing::processes_with_marker(marker_).empty(); }, 5s));
+  w->stop();
+  w->wait();
+}
+
+TEST_F(SandboxedJobs, SandboxedJobsReachNoneOfIt) {
+  Listener listener;
+  auto w = start_worker(sandbox::Mode::bwrap, sandbox::Network::host);
+  EXPECT_EQ(escapes(database_socket(url_), listener.port()), "connect");  // network host: only the network
+  EXPECT_FALSE(fs::exists(dir_ / "written"));
+  // Nothing the job started outlives it, setsid'd or not.
+  EXPECT_TRUE(wait_until([&] { return testing::processes_with_marker(marker_).empty(); }, 10s));
+  // The job writes in its own directory and private /tmp, as uid 65534.
+  const queue::JobRecord rec =
+      run("bash",
+          "echo hi > out.txt && echo x > /tmp/t && echo \"{\\\"uid\\\": $(id -u), \\\"pwd\\\": "
+          "\\\"$(cat out.txt)\\\"}\"");
+  EXPECT_EQ(rec.state, "success") << rec.error;
+  const auto result = (rec.result.is_object() ? rec.result : nlohmann::json::object());
+  EXPECT_EQ(result.value("uid", -1), 65534);
+  EXPECT_EQ(result.value("pwd", ""), "hi");
+  w->stop();
+  w->wait();
+}
+
+TEST_F(SandboxedJobs, NetworkNoneBlocksLoopback) {
+  Listener listener;
+  auto w = start_worker(sandbox::Mode::bwrap, sandbox::Network::none);
+  EXPECT_EQ(escapes(database_socket(url_), listener.port()), "");
+  w->stop();
+  w->wait();
+}
+
+TEST_F(SandboxedJobs, PythonJobsRunSandboxed) {
+  auto w = start_worker(sandbox::Mode::bwrap, sandbox::Network::host);
+  const std::string probe =
+      "import os\ndef main():\n    return {'uid': os.getuid(), 'config': os.path.exists('" +
+      secret_.string() + "')}\n";
+  const queue::JobRecord rec = run("python3", probe);
+  EXPECT_EQ(rec.state, "success") << rec.error;
+  const auto result = (rec.result.is_object() ? rec.result : nlohmann::json::object());
+  EXPECT_EQ(result.value("uid", -1), 65534);
+  EXPECT_EQ(result.value("config", true), false);
+  w->stop();
+  w->wait();
+}
+
+TEST(SandboxedWorker, RefusesToStartWithoutTheSandboxItWasAskedFor) {
+  plugin::PluginRegistry registry;
+  worker::WorkerOptions o;
+  o.database_url = testing::fresh_database_url("sandbox_refuse");
+  o.tags = {"bash"};
+  o.sandbox.mode = sandbox::Mode::bwrap;
+  o.sandbox.bwrap = "/nonexistent/bwrap";
+  worker::Worker w(o, registry);
+  const Status s = w.start();
+  ASSERT_FALSE(s);
+  EXPECT_NE(
+      s.message().find("the job sandbox needs bubblewrap, but /nonexistent/bwrap is not an executable file"),
+      std::string::npos)
+      << s.message();
+}
+
+}  // namespace
+}  // namespace quern
