@@ -134,6 +134,36 @@ Status write_settings(const fs::path& data_dir, const fs::path& socket_dir, int 
   return Status::ok();
 }
 
+// As root the cluster runs as another user, who must be able to traverse
+// every existing directory above data_dir (initdb would fail later with a
+// bare "Permission denied", e.g. for a checkout under /root).
+Status check_reachable(const fs::path& data_dir, const RunAs& as) {
+  if (!as.switch_user) return Status::ok();
+  for (fs::path dir = data_dir.parent_path(); !dir.empty(); dir = dir.parent_path()) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) == 0) {
+      const bool ok =
+          st.st_uid == as.uid ? (st.st_mode & S_IXUSR) != 0
+          : std::find(as.groups.begin(), as.groups.end(), st.st_gid) != as.groups.end() || st.st_gid == as.gid
+              ? (st.st_mode & S_IXGRP) != 0
+              : (st.st_mode & S_IXOTH) != 0;
+      if (!ok) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        return Status::error(
+            "the embedded PostgreSQL runs as the OS user " + as.user +
+            " (PostgreSQL refuses root), which cannot reach " + data_dir.string() + ": " + dir.string() +
+            " is mode " + mode +
+            ". Put the data directory where that user can reach it (<database data-dir=\"/var/"
+            "lib/quern\">, or quern up --data-dir), or let it through: chmod o+x " +
+            dir.string());
+      }
+    }
+    if (dir == dir.root_path()) break;
+  }
+  return Status::ok();
+}
+
 bool settings_disable_fsync(const std::vector<std::string>& settings) {
   for (std::string s : settings) {
     s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t'; }), s.end());
@@ -207,6 +237,7 @@ StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Embedd
   auto as = resolve_run_as(options.os_user);
   if (!as) return as.status().with_context(ctx);
   state->as = *as;
+  if (Status s = check_reachable(data_dir, state->as); !s) return s.with_context(ctx);
 
   // Data directory: created if missing, owned by the server's user, 0700.
   std::error_code ec;

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -44,6 +45,14 @@ std::vector<std::string> wrapper(const Policy& policy) {
   // /etc/resolv.conf may point there (systemd-resolved).
   w.insert(w.end(), {"--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"});
   w.insert(w.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"});
+  // NVIDIA's device nodes, for GPU jobs (which devices a job may use is
+  // CUDA_VISIBLE_DEVICES, set by the gpu plugin).
+  std::error_code ec;
+  std::vector<std::string> gpus;
+  for (const auto& e : fs::directory_iterator("/dev", ec))
+    if (e.path().filename().string().rfind("nvidia", 0) == 0) gpus.push_back(e.path().string());
+  std::sort(gpus.begin(), gpus.end());
+  for (const std::string& node : gpus) w.insert(w.end(), {"--dev-bind", node, node});
   // The job's directory last: it may lie under /tmp.
   w.insert(w.end(),
            {"--bind", QUERN_SANDBOX_WORKDIR, QUERN_SANDBOX_WORKDIR, "--chdir", QUERN_SANDBOX_WORKDIR, "--"});

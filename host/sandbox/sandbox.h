@@ -14,7 +14,8 @@
 //     group says network="none";
 //   - the system read-only (/usr, /etc and the merged-/usr links), its
 //     working directory as the only writable place, a private /tmp, its own
-//     /proc and a minimal /dev; nothing else of the machine: not the
+//     /proc and a minimal /dev (with NVIDIA's device nodes, for GPU jobs);
+//     nothing else of the machine: not the
 //     worker's data directory, config, plugins, the embedded cluster's
 //     socket or other jobs;
 //   - --die-with-parent: the sandbox ends with the process that spawned it.

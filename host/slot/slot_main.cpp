@@ -68,6 +68,13 @@ class RemoteSink final : public quern::plugin::JobSink {
 
 }  // namespace
 
+// Under AddressSanitizer (CI's sanitizer build) a plugin's segfault must
+// still end this process by its signal, as in production: the signal is
+// how the worker names the crash. Unused in other builds.
+extern "C" __attribute__((visibility("default"), used)) const char* __asan_default_options() {
+  return "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0";
+}
+
 int main() {
   void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, kStopFd, 0);
   if (page == MAP_FAILED) return 2;

@@ -14,7 +14,8 @@
 //   quern_server_bench --host /tmp/peers/sock --port 55433 overhead 200
 //       submit → result round trips of trivial scripts per executor.
 // --executor slot-process runs the plugins in slot processes (as Quern runs
-// third-party plugins) instead of in the worker (the default).
+// third-party plugins) instead of in the worker (the default); --sandbox
+// bwrap runs every job process in the job sandbox (host/sandbox/sandbox.h).
 // The server, the worker and the agent run in this process, on loopback;
 // the database `quern_server_bench` is recreated first.
 #include <CLI/CLI.hpp>
@@ -48,6 +49,7 @@ struct Args {
   // Where the plugins run: in-process (the default for Quern's own plugins)
   // or slot-process (the default for every other plugin).
   std::string executor = "in-process";
+  std::string sandbox = "none";  // bwrap: every job process in the sandbox (host/sandbox)
 };
 
 std::string url(const Args& a, const std::string& db) {
@@ -77,6 +79,8 @@ int main(int argc, char** argv) {
   app.add_option("--port", a.port);
   app.add_option("--executor", a.executor, "in-process (default, as for Quern's own plugins) or slot-process")
       ->check(CLI::IsMember({"in-process", "slot-process"}));
+  app.add_option("--sandbox", a.sandbox, "none (default) or bwrap: job processes in the sandbox")
+      ->check(CLI::IsMember({"none", "bwrap"}));
   app.add_option("test", a.test)->required();
   app.add_option("jobs", a.jobs);
   app.add_option("slots", a.slots);
@@ -97,10 +101,15 @@ int main(int argc, char** argv) {
     const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
     quern::plugin::PluginRegistry plugins;
     if (auto s = plugins.load_directory(QUERN_PLUGIN_DIR); !s) throw std::runtime_error(s.message());
-    Json out{{"system", "quern"}, {"test", a.test}, {"jobs", a.jobs}, {"executor", a.executor}};
+    Json out{{"system", "quern"},
+             {"test", a.test},
+             {"jobs", a.jobs},
+             {"executor", a.executor},
+             {"sandbox", a.sandbox}};
     // Every worker below: its plugins in its own process, or each in slot processes.
     auto worker_options = [&] {
       quern::worker::WorkerOptions wo;
+      if (a.sandbox == "bwrap") wo.sandbox.mode = quern::sandbox::Mode::bwrap;
       if (a.executor == "in-process")
         for (const auto& p : plugins.plugins()) wo.in_process_plugins.push_back(p->info().name);
       return wo;

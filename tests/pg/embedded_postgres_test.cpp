@@ -205,6 +205,21 @@ TEST_F(EmbeddedPostgresTest, ALostPasswordFileIsAClearError) {
       << pg.message();
 }
 
+TEST_F(EmbeddedPostgresTest, AsRootADataDirThePostgresUserCannotReachIsRefusedWithTheFix) {
+  if (::geteuid() != 0) GTEST_SKIP() << "only root runs the cluster as another user";
+  const fs::path locked = dir_ / "locked";
+  fs::create_directories(locked);
+  ::chmod(locked.c_str(), 0700);  // like /root
+  auto pg = EmbeddedPostgres::start(options(locked / "data"));
+  ASSERT_FALSE(pg.is_ok());
+  EXPECT_NE(pg.message().find("which cannot reach " + (locked / "data").string() + ": " + locked.string() +
+                              " is mode 0700"),
+            std::string::npos)
+      << pg.message();
+  EXPECT_NE(pg.message().find("chmod o+x " + locked.string()), std::string::npos) << pg.message();
+  EXPECT_FALSE(fs::exists(locked / "data"));  // refused before anything was made
+}
+
 TEST_F(EmbeddedPostgresTest, FailureSaysWhatAndWhere) {
   fs::create_directories(dir_);
   const fs::path file = dir_ / "not-a-directory";

@@ -17,6 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "host/worker/worker.h"
+#include "quern/process.hpp"
+#include "quern/sandbox.h"
 #include "tests/support/child_process.h"
 #include "tests/support/test_postgres.h"
 
@@ -43,6 +45,34 @@ TEST(SandboxWrapper, BindsTheSystemReadOnlyAndTheWorkdirLast) {
   p.network = sandbox::Network::none;
   EXPECT_NE(sandbox::encode(sandbox::wrapper(p)).find("--unshare-net"), std::string::npos);
   EXPECT_EQ(sandbox::describe(p), "bwrap (network none)");
+}
+
+TEST(SandboxSdk, TheWrapperGoesInFrontWithTheWorkdirFilledIn) {
+  const char* env[] = {"PATH=/usr/bin", QUERN_SANDBOX_ENV "=w\x1f--bind\x1f{workdir}\x1f{workdir}/x\x1f--",
+                       nullptr};
+  const char* sandbox = quern_sandbox_find(env);
+  ASSERT_NE(sandbox, nullptr);
+  const char* argv[] = {"prog", "one", "", nullptr};
+  char** out = quern_sandbox_argv(sandbox, "/jobs/7-1", "/usr/bin/prog", argv);
+  ASSERT_NE(out, nullptr);
+  std::vector<std::string> got;
+  for (char** a = out; *a != nullptr; ++a) got.emplace_back(*a);
+  std::free(out);
+  EXPECT_EQ(got, (std::vector<std::string>{"w", "--bind", "/jobs/7-1", "/jobs/7-1/x", "--", "/usr/bin/prog",
+                                           "one", ""}));
+  EXPECT_EQ(quern_sandbox_argv(sandbox, "", "/usr/bin/prog", argv), nullptr);  // {workdir} needs one
+  const char* none[] = {"PATH=/usr/bin", QUERN_SANDBOX_ENV "=", nullptr};
+  EXPECT_EQ(quern_sandbox_find(none), nullptr);
+  // The C++ spawn refuses to start a sandboxed child without a working directory.
+  sdk::SpawnSpec spec{
+      {"true"}, {"PATH=/usr/bin", std::string(QUERN_SANDBOX_ENV "=") + sandbox}, "", {}, false, {}};
+  try {
+    sdk::spawn(spec, "a sandboxed child");
+    ADD_FAILURE() << "spawned without a working directory";
+  } catch (const std::system_error& e) {
+    EXPECT_NE(std::string(e.what()).find("the sandbox needs a working directory"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(SandboxProbe, SaysWhatIsMissingAndHowToFixIt) {
@@ -236,6 +266,37 @@ TEST_F(SandboxedJobs, PythonJobsRunSandboxed) {
   EXPECT_EQ(result.value("config", true), false);
   w->stop();
   w->wait();
+}
+
+// A `quern worker` process (group sandbox as given) running a job that
+// left a setsid'd sleep behind, then killed with SIGKILL: is the sleep alive?
+bool escapee_outlives_killed_worker(const std::string& sandbox, const std::string& url, const fs::path& dir,
+                                    queue::Queue& q, const std::string& marker) {
+  const fs::path config = dir / ("worker-" + sandbox + ".xml");
+  std::ofstream(config) << "<quern>\n  <plugins dir='" << testing::plugin_dir() << "'/>\n"
+                        << "  <queue poll-interval='100ms'/>\n"
+                        << "  <workers><group name='g' slots='1' tags='bash' plugins='bash' sandbox='"
+                        << sandbox << "'/></workers>\n</quern>\n";
+  testing::ChildProcess worker(
+      {testing::quern_binary(), "worker", "--config", config.string(), "--database-url", url, "--group", "g"},
+      (dir / ("worker-" + sandbox + ".log")).string());
+  queue::NewJob j;
+  j.tag = j.language = "bash";
+  j.payload["code"] = "setsid bash -c 'exec -a " + marker +
+                      " sleep 1000' </dev/null >/dev/null 2>&1 &\nexec -a " + marker + "_main sleep 1000\n";
+  EXPECT_TRUE(q.push(j));
+  EXPECT_TRUE(wait_until([&] { return !testing::processes_with_marker(marker).empty(); }, 20s))
+      << worker.output();
+  worker.signal(SIGKILL);
+  worker.wait_exit(10s);
+  // Gone within a moment, or still there after it.
+  return !wait_until([&] { return testing::processes_with_marker(marker).empty(); }, 5s);
+}
+
+TEST_F(SandboxedJobs, NothingOfAJobOutlivesItsWorkerKilledWithSigkill) {
+  EXPECT_TRUE(escapee_outlives_killed_worker("none", url_, dir_, *q_, marker_));  // what the sandbox prevents
+  for (pid_t pid : testing::processes_with_marker(marker_)) ::kill(pid, SIGKILL);
+  EXPECT_FALSE(escapee_outlives_killed_worker("bwrap", url_, dir_, *q_, marker_));
 }
 
 TEST(SandboxedWorker, RefusesToStartWithoutTheSandboxItWasAskedFor) {
