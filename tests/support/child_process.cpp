@@ -81,12 +81,17 @@ std::vector<pid_t> processes_with_marker(const std::string& marker) {
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     const std::string name = e.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream cmd(e.path() / "cmdline");
-    std::string text((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-    if (text.find(marker) == std::string::npos) continue;
-    std::ifstream stat(e.path() / "stat");
-    std::string statline;
-    std::getline(stat, statline);
+    // A process may end while we read it (the read then fails with ESRCH): skip it.
+    std::string text, statline;
+    try {
+      std::ifstream cmd(e.path() / "cmdline");
+      text.assign(std::istreambuf_iterator<char>(cmd), std::istreambuf_iterator<char>());
+      if (text.find(marker) == std::string::npos) continue;
+      std::ifstream stat(e.path() / "stat");
+      std::getline(stat, statline);
+    } catch (const std::exception&) {
+      continue;
+    }
     auto close_paren = statline.rfind(')');
     if (close_paren != std::string::npos && close_paren + 2 < statline.size() &&
         statline[close_paren + 2] == 'Z')
