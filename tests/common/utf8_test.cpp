@@ -19,7 +19,7 @@ TEST(Utf8, ValidTextIsValid) {
 }
 
 TEST(Utf8, InvalidSequencesAreRefused) {
-  for (const std::string bad :
+  for (const std::string& bad :
        {"caf\xE9"s, "\x80"s, "\xC0\xAF"s /* overlong '/' */, "\xE0\x80\xAF"s, "\xED\xA0\x80"s /* surrogate */,
         "\xF4\x90\x80\x80"s /* > U+10FFFF */, "\xF5\x80\x80\x80"s, "\xFF"s, "\xE2\x82"s /* truncated */})
     EXPECT_FALSE(is_valid_utf8(bad)) << ::testing::PrintToString(bad);

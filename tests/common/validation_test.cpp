@@ -13,7 +13,7 @@ TEST(Validation, Tags) {
   EXPECT_TRUE(check_tag("bash", "tag"));
   EXPECT_TRUE(check_tag("dedicated:f/team/hello-world_2.x", "tag"));
   EXPECT_TRUE(check_tag(std::string(kMaxTagBytes, 'a'), "tag"));
-  for (const std::string bad :
+  for (const std::string& bad :
        {""s, "a b"s, "a\0b"s, "caf\xC3\xA9"s, "a,b"s, std::string(kMaxTagBytes + 1, 'a')}) {
     Status s = check_tag(bad, "tag");
     EXPECT_FALSE(s) << ::testing::PrintToString(bad);
@@ -25,7 +25,7 @@ TEST(Validation, Tags) {
 TEST(Validation, StrictIntegersAndIds) {
   EXPECT_EQ(*parse_id("42", "job id"), 42);
   EXPECT_EQ(*parse_integer("-5", "n", -10, 10), -5);
-  for (const std::string bad :
+  for (const std::string& bad :
        {""s, " 1"s, "1 "s, "+1"s, "0x10"s, "1e3"s, "9223372036854775808"s, "0"s, "-1"s, "1\0"s})
     EXPECT_FALSE(parse_id(bad, "job id")) << ::testing::PrintToString(bad);
   EXPECT_EQ(parse_id(" 1", "job id").message(),
@@ -35,7 +35,7 @@ TEST(Validation, StrictIntegersAndIds) {
 TEST(Validation, JsonIntegersAreRangeCheckedNotWrapped) {
   using J = nlohmann::json;
   EXPECT_EQ(*json_integer(J(50), "priority", 1, 100), 50);
-  for (const J bad : {J(4294967346ULL), J(18446744073709551615ULL), J(-1), J(5.0), J("5"), J(nullptr)}) {
+  for (const J& bad : {J(4294967346ULL), J(18446744073709551615ULL), J(-1), J(5.0), J("5"), J(nullptr)}) {
     auto r = json_integer(bad, "priority", 1, 100);
     EXPECT_FALSE(r) << bad.dump();
     EXPECT_EQ(r.message(), "priority: expected an integer from 1 to 100");
