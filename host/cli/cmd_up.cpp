@@ -206,7 +206,7 @@ int up(const UpArgs& a) {
       return 1;
     }
     std::cerr << "quern up: worker group " << g.name << " (" << g.slots << " slots, tags "
-              << join(g.tags, ",") << ")" << std::endl;
+              << join(g.tags, ",") << ", sandbox " << sandbox::describe(options.sandbox) << ")" << std::endl;
     workers.push_back(std::move(w));
   }
   std::cerr << "quern up: ready. Submit with: quern run FILE   (Ctrl-C stops everything)" << std::endl;

@@ -150,7 +150,8 @@ int run_worker(const WorkerArgs& a) {
     if (int sig = wait_for_signal(delay); sig == SIGINT || sig == SIGTERM) return 1;
   }
   std::cerr << "quern worker " << w.id() << ": group " << group->name << ", " << group->slots
-            << " slots, tags " << join(group->tags, ",") << std::endl;
+            << " slots, tags " << join(group->tags, ",") << ", sandbox " << sandbox::describe(options.sandbox)
+            << std::endl;
   config::WorkerGroup current = *group;
   while (wait_for_signal() == SIGHUP) current = reload(w, a, current, has_gpus);
   std::cerr << "quern worker " << w.id() << ": stopping (running jobs may finish)" << std::endl;

@@ -96,6 +96,11 @@ class QuernUp : public ::testing::Test {
 TEST_F(QuernUp, ASegfaultingPluginFailsOnlyItsJobWhileTheApiServes) {
   const std::string base = start_up("up.log");
   ASSERT_FALSE(base.empty());
+  // Each group says how its jobs are confined (the default: the sandbox).
+  EXPECT_NE(up_->output().find(
+                "quern up: worker group w (2 slots, tags bash,broken, sandbox bwrap (network host))"),
+            std::string::npos)
+      << up_->output();
   std::string out;
   EXPECT_NE(run("broken", "segv", out), 0) << out;
   EXPECT_NE(out.find("plugin 'broken' crashed with SIGSEGV while running job 1 (attempt 1)"),
