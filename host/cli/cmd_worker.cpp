@@ -37,6 +37,7 @@ worker::WorkerOptions worker_options_for(const config::Config& cfg, const config
   w.in_process_plugins = group.in_process;
   w.sandbox.mode = group.sandbox == "none" ? sandbox::Mode::none : sandbox::Mode::bwrap;
   w.sandbox.network = group.network == "none" ? sandbox::Network::none : sandbox::Network::host;
+  w.sandbox.announce_none = group.sandbox == "none";
   return w;
 }
 

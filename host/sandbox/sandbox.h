@@ -38,6 +38,10 @@ struct Policy {
   Mode mode = Mode::none;
   Network network = Network::host;
   std::filesystem::path bwrap = "/usr/bin/bwrap";
+  // Mode::none chosen by the operator (sandbox="none" in the config): each
+  // job that starts processes gets a log line saying it ran unsandboxed.
+  // False for embedders and tests that just leave the default.
+  bool announce_none = false;
 };
 
 // bwrap's arguments for policy, up to and including "--"; the job's

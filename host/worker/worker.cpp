@@ -387,6 +387,10 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
     doc["workdir"] = workdir.string();
     doc["env"] = minimal_job_environment(workdir, job.id, job.attempt);
     for (const auto& [name, value] : st.passed_env) doc["env"][name] = value;  // the group's pass-env
+    // Never silently weaker: the record says so when the config turned the sandbox off.
+    if (opt.sandbox.mode == sandbox::Mode::none && opt.sandbox.announce_none)
+      run->log_line(QUERN_STREAM_SYSTEM,
+                    "this job runs unsandboxed: worker group " + opt.group + " has sandbox=\"none\"");
   }
   const std::string job_json = doc.dump();
 

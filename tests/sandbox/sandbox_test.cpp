@@ -131,7 +131,8 @@ class SandboxedJobs : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
 
-  std::unique_ptr<worker::Worker> start_worker(sandbox::Mode mode, sandbox::Network network) {
+  std::unique_ptr<worker::Worker> start_worker(sandbox::Mode mode, sandbox::Network network,
+                                               bool announce_none = false) {
     worker::WorkerOptions o;
     o.database_url = url_;
     o.tags = {"bash", "python3"};
@@ -141,6 +142,7 @@ class SandboxedJobs : public ::testing::Test {
     o.in_process_plugins = {"bash", "python"};
     o.sandbox.mode = mode;
     o.sandbox.network = network;
+    o.sandbox.announce_none = announce_none;
     auto w = std::make_unique<worker::Worker>(o, registry_);
     EXPECT_TRUE(w->start());
     return w;
@@ -297,6 +299,19 @@ TEST_F(SandboxedJobs, NothingOfAJobOutlivesItsWorkerKilledWithSigkill) {
   EXPECT_TRUE(escapee_outlives_killed_worker("none", url_, dir_, *q_, marker_));  // what the sandbox prevents
   for (pid_t pid : testing::processes_with_marker(marker_)) ::kill(pid, SIGKILL);
   EXPECT_FALSE(escapee_outlives_killed_worker("bwrap", url_, dir_, *q_, marker_));
+}
+
+TEST_F(SandboxedJobs, AJobTheConfigLeftUnsandboxedSaysSoInItsLog) {
+  auto w = start_worker(sandbox::Mode::none, sandbox::Network::host, /*announce_none=*/true);
+  queue::NewJob j;
+  j.tag = j.language = "bash";
+  j.payload["code"] = "echo hi";
+  const int64_t id = q_->push(j).value();
+  ASSERT_TRUE(wait_until([&] { return q_->get_job(id).value()->state == "success"; }, 30s));
+  EXPECT_EQ(q_->read_logs(id).value(),
+            "[quern] this job runs unsandboxed: worker group default has sandbox=\"none\"\nhi\n");
+  w->stop();
+  w->wait();
 }
 
 TEST(SandboxedWorker, RefusesToStartWithoutTheSandboxItWasAskedFor) {
