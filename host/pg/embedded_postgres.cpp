@@ -136,32 +136,39 @@ Status write_settings(const fs::path& data_dir, const fs::path& socket_dir, int 
 
 // As root the cluster runs as another user, who must be able to traverse
 // every existing directory above data_dir (initdb would fail later with a
-// bare "Permission denied", e.g. for a checkout under /root).
+// bare "Permission denied", e.g. for a checkout under /root). The kernel
+// decides (ACLs and groups included): `test -x` runs as that user, on the
+// nearest existing directory, then, only when that fails, on each one from
+// the root down to name the one in the way.
 Status check_reachable(const fs::path& data_dir, const RunAs& as) {
   if (!as.switch_user) return Status::ok();
+  std::vector<fs::path> chain;  // existing ancestors, nearest first
   for (fs::path dir = data_dir.parent_path(); !dir.empty(); dir = dir.parent_path()) {
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) == 0) {
-      const bool ok =
-          st.st_uid == as.uid ? (st.st_mode & S_IXUSR) != 0
-          : std::find(as.groups.begin(), as.groups.end(), st.st_gid) != as.groups.end() || st.st_gid == as.gid
-              ? (st.st_mode & S_IXGRP) != 0
-              : (st.st_mode & S_IXOTH) != 0;
-      if (!ok) {
-        char mode[8];
-        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-        return Status::error(
-            "the embedded PostgreSQL runs as the OS user " + as.user +
-            " (PostgreSQL refuses root), which cannot reach " + data_dir.string() + ": " + dir.string() +
-            " is mode " + mode +
-            ". Put the data directory where that user can reach it (<database data-dir=\"/var/"
-            "lib/quern\">, or quern up --data-dir), or let it through: chmod o+x " +
-            dir.string());
-      }
-    }
+    std::error_code ec;
+    if (fs::is_directory(dir, ec)) chain.push_back(dir);
     if (dir == dir.root_path()) break;
   }
-  return Status::ok();
+  auto passes = [&](const fs::path& dir) {
+    return run_command({"test", "-x", dir.string()}, as).exit_code == 0;
+  };
+  if (chain.empty() || passes(chain.front())) return Status::ok();
+  fs::path blocker = chain.front();
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    if (!passes(*it)) {
+      blocker = *it;
+      break;
+    }
+  }
+  struct stat st {};
+  char mode[8] = "?";
+  if (::stat(blocker.c_str(), &st) == 0)
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return Status::error("the embedded PostgreSQL runs as the OS user " + as.user +
+                       " (PostgreSQL refuses root), which cannot reach " + data_dir.string() + ": " +
+                       blocker.string() + " is mode " + mode +
+                       ". Put the data directory where that user can reach it (<database data-dir=\"/var/"
+                       "lib/quern\">, or quern up --data-dir), or let it through: chmod o+x " +
+                       blocker.string());
 }
 
 bool settings_disable_fsync(const std::vector<std::string>& settings) {
