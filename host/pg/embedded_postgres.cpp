@@ -271,6 +271,21 @@ StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Embedd
     ::chmod(data_dir.c_str(), 0700);
   }
 
+  // The cluster runs (started or adopted): roles and passwords where needed,
+  // then the database.
+  auto running = [&](std::unique_ptr<State> st) -> StatusOr<std::unique_ptr<EmbeddedPostgres>> {
+    std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
+    pg->state_ = std::move(st);
+    if (needs_securing) {
+      if (Status s = secure_cluster(pg->superuser_url_for("postgres"), data_dir, pg->state_->secrets,
+                                    pg->state_->as);
+          !s)
+        return s.with_context(ctx);
+    }
+    if (Status s = pg->create_database(options.database); !s) return s.with_context(ctx);
+    return pg;
+  };
+
   // Adopt a cluster that is already running on this data directory.
   const fs::path pg_ctl = state->bindir / "pg_ctl";
   if (initialized) {
@@ -292,16 +307,7 @@ StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Embedd
       state->port = std::stoi(pid[3]);
       std::string sockdir = pid[4];
       state->socket_dir = sockdir.empty() ? data_dir : fs::path(sockdir);
-      std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
-      pg->state_ = std::move(state);
-      if (needs_securing) {
-        if (Status s = secure_cluster(pg->superuser_url_for("postgres"), data_dir, pg->state_->secrets,
-                                      pg->state_->as);
-            !s)
-          return s.with_context(ctx);
-      }
-      if (Status s = pg->create_database(options.database); !s) return s.with_context(ctx);
-      return pg;
+      return running(std::move(state));
     }
   }
 
@@ -350,16 +356,7 @@ StatusOr<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const Embedd
                          tail_of_file(log));
   state->started_by_us = true;
 
-  std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
-  pg->state_ = std::move(state);
-  if (needs_securing) {
-    if (Status s =
-            secure_cluster(pg->superuser_url_for("postgres"), data_dir, pg->state_->secrets, pg->state_->as);
-        !s)
-      return s.with_context(ctx);
-  }
-  if (Status s = pg->create_database(options.database); !s) return s.with_context(ctx);
-  return pg;
+  return running(std::move(state));
 }
 
 EmbeddedPostgres::~EmbeddedPostgres() {

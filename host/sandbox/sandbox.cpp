@@ -83,9 +83,7 @@ Status probe(const Policy& policy) {
   const std::string log = std::string(dir) + ".log";
   std::string why;
   try {
-    std::ofstream touch(log);
-    touch.close();
-    const int out = ::open(log.c_str(), O_WRONLY | O_CLOEXEC);
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     sdk::SpawnSpec spec{
         {"true"}, {"PATH=/usr/bin:/bin", std::string(QUERN_SANDBOX_ENV "=") + encode(wrapper(policy))},
         dir,      {::open("/dev/null", O_RDONLY | O_CLOEXEC), out, out},
