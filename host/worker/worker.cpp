@@ -115,10 +115,7 @@ void Worker::wait() {
   for (auto& t : state_->threads)
     if (t.joinable()) t.join();
   state_->threads.clear();
-  if (owns_jobs_dir_) {
-    std::error_code ec;
-    std::filesystem::remove_all(options_.jobs_dir, ec);
-  }
+  state_->jobs_dir.release(/*remove=*/owns_jobs_dir_);
 }
 
 namespace {
@@ -678,11 +675,7 @@ Status Worker::start() {
       return st.with_context("worker " + options_.worker_id);
   if (options_.slots < 1) return Status::error("worker " + options_.worker_id + ": slots must be at least 1");
   if (Status s = sandbox::probe(options_.sandbox); !s) return s.with_context("worker " + options_.worker_id);
-  std::error_code ec;
-  std::filesystem::create_directories(options_.jobs_dir, ec);
-  if (ec)
-    return Status::error("cannot create the jobs directory " + options_.jobs_dir.string() + ": " +
-                         ec.message());
+  if (Status s = state_->jobs_dir.acquire(options_.jobs_dir, options_.worker_id); !s) return s;
   queue::QueueOptions qo;
   qo.default_max_restarts = options_.max_restarts;
   qo.application_name = "quern " + options_.kind + " " + options_.group;

@@ -19,6 +19,7 @@
 
 #include "host/worker/job_run.h"
 #include "host/worker/job_source.h"
+#include "host/worker/jobs_dir.h"
 #include "host/worker/worker.h"
 
 namespace quern::worker {
@@ -58,6 +59,7 @@ struct Worker::State {
   std::optional<queue::WorkerInfo> registry_update;
 
   // --- set by start(), read-only afterwards ---
+  JobsDir jobs_dir;                               // locked from start() until wait()
   std::map<std::string, std::string> passed_env;  // pass_env names → values on this host
   std::function<void()> start_slot;               // starts one more slot thread
 

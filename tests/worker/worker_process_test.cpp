@@ -52,6 +52,16 @@ class WorkerProcessTest : public ::testing::Test {
     return v ? *v : "";
   }
 
+  int64_t push_bash(const std::string& code) {
+    queue::NewJob j;
+    j.language = "bash";
+    j.tag = "bash";
+    j.payload["code"] = code;
+    auto id = q_->push(j);
+    EXPECT_TRUE(id) << id.message();
+    return id ? *id : 0;
+  }
+
   queue::JobRecord record(int64_t id) {
     auto r = q_->get_job(id);
     EXPECT_TRUE(r && *r);
@@ -96,14 +106,10 @@ TEST_F(WorkerProcessTest, TenThousandJobsOverFourWorkerProcessesCompleteExactlyO
 TEST_F(WorkerProcessTest, WorkerKilledMidJobIsRecoveredByAnotherAndCompletedOnce) {
   const std::string marker = "quern_sigkill_marker_" + std::to_string(getpid());
   auto a = start_worker("killed", "bash", 1);
-  queue::NewJob j;
-  j.language = "bash";
-  j.tag = "bash";
-  j.payload["code"] = "if [ \"$QUERN_ATTEMPT\" = 1 ]; then exec -a " + marker +
-                      " sleep 300; fi; echo \"{\\\"attempt\\\": $QUERN_ATTEMPT}\"";
-  auto id = q_->push(j);
-  ASSERT_TRUE(id);
-  ASSERT_TRUE(wait_until([&] { return record(*id).state == "running"; }, 30s)) << a->output();
+  const int64_t id = push_bash("if [ \"$QUERN_ATTEMPT\" = 1 ]; then exec -a " + marker +
+                               " sleep 300; fi; echo \"{\\\"attempt\\\": $QUERN_ATTEMPT}\"");
+  ASSERT_NE(id, 0);
+  ASSERT_TRUE(wait_until([&] { return record(id).state == "running"; }, 30s)) << a->output();
   a->signal(SIGKILL);
   ASSERT_EQ(a->wait_exit(10s), 128 + SIGKILL);
   // The orphaned child of the killed worker is not our concern here; don't let it linger.
@@ -112,36 +118,32 @@ TEST_F(WorkerProcessTest, WorkerKilledMidJobIsRecoveredByAnotherAndCompletedOnce
   auto b = start_worker("rescuer", "bash", 1);
   ASSERT_TRUE(wait_until(
       [&] {
-        auto s = record(*id).state;
+        auto s = record(id).state;
         return s != "queued" && s != "running";
       },
       30s))
       << b->output();
-  auto rec = record(*id);
+  auto rec = record(id);
   EXPECT_EQ(rec.state, "success") << rec.error;
   EXPECT_EQ(rec.attempt, 2);
   EXPECT_EQ(rec.worker_id, "rescuer");
   EXPECT_EQ(rec.result, nlohmann::json({{"attempt", 2}}));
-  EXPECT_EQ(scalar("select count(*) from quern.completed_jobs where id = " + std::to_string(*id)), "1");
+  EXPECT_EQ(scalar("select count(*) from quern.completed_jobs where id = " + std::to_string(id)), "1");
 }
 
 TEST_F(WorkerProcessTest, PausedWorkersLateCompletionChangesNothing) {
   auto a = start_worker("paused", "bash", 1);
-  queue::NewJob j;
-  j.language = "bash";
-  j.tag = "bash";
   // The first attempt takes a while (long enough to be paused); the second is immediate.
-  j.payload["code"] =
+  const int64_t id = push_bash(
       "if [ \"$QUERN_ATTEMPT\" = 1 ]; then sleep 3; echo '{\"by\": \"first\"}'; "
-      "else echo '{\"by\": \"second\"}'; fi";
-  auto id = q_->push(j);
-  ASSERT_TRUE(id);
-  ASSERT_TRUE(wait_until([&] { return record(*id).state == "running"; }, 30s)) << a->output();
+      "else echo '{\"by\": \"second\"}'; fi");
+  ASSERT_NE(id, 0);
+  ASSERT_TRUE(wait_until([&] { return record(id).state == "running"; }, 30s)) << a->output();
   a->signal(SIGSTOP);  // partitioned / paused: no heartbeats, but its job's process goes on
 
   auto b = start_worker("fresh", "bash", 1);
-  ASSERT_TRUE(wait_until([&] { return record(*id).state == "success"; }, 30s)) << b->output();
-  EXPECT_EQ(record(*id).result, nlohmann::json({{"by", "second"}}));
+  ASSERT_TRUE(wait_until([&] { return record(id).state == "success"; }, 30s)) << b->output();
+  EXPECT_EQ(record(id).result, nlohmann::json({{"by", "second"}}));
 
   a->signal(SIGCONT);
   // The stale worker notices it lost the lease (or has its completion refused) and says so.
@@ -152,13 +154,62 @@ TEST_F(WorkerProcessTest, PausedWorkersLateCompletionChangesNothing) {
       },
       30s))
       << a->output();
-  auto rec = record(*id);
+  auto rec = record(id);
   EXPECT_EQ(rec.result, nlohmann::json({{"by", "second"}}));
   EXPECT_EQ(rec.worker_id, "fresh");
   EXPECT_EQ(rec.attempt, 2);
-  EXPECT_EQ(scalar("select count(*) from quern.completed_jobs where id = " + std::to_string(*id)), "1");
+  EXPECT_EQ(scalar("select count(*) from quern.completed_jobs where id = " + std::to_string(id)), "1");
   a->signal(SIGTERM);
   EXPECT_EQ(a->wait_exit(30s), 0) << a->output();
+}
+
+// Job ids repeat across databases, so a worker's job directories live under
+// its id; a second live worker with that id would delete the first one's.
+TEST_F(WorkerProcessTest, ASecondWorkerWithTheSameIdIsRefusedAndTheFirstsJobKeepsItsDirectory) {
+  const std::string id = "twin-" + std::to_string(getpid());
+  auto a = start_worker(id, "bash", 1);
+  const int64_t job =
+      push_bash("touch started; while [ ! -e go ]; do sleep 0.02; done; echo '{\"went\": true}'");
+  ASSERT_NE(job, 0);
+  auto dir = std::filesystem::temp_directory_path() / "quern-jobs" / id / (std::to_string(job) + "-1");
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(dir / "started"); }, 30s)) << a->output();
+
+  auto b = start_worker(id, "bash", 1);
+  EXPECT_NE(b->wait_exit(30s), 0) << b->output();
+  EXPECT_NE(b->output().find("worker id '" + id + "' is in use by another running worker"), std::string::npos)
+      << b->output();
+
+  std::ofstream(dir / "go").close();
+  ASSERT_TRUE(wait_until([&] { return record(job).state == "success"; }, 30s)) << record(job).error;
+  EXPECT_EQ(record(job).result, nlohmann::json({{"went", true}}));
+  a->signal(SIGTERM);
+  EXPECT_EQ(a->wait_exit(30s), 0) << a->output();
+}
+
+// The lock dies with its process: a SIGKILLed worker's successor takes its id
+// and clears the job directories it left.
+TEST_F(WorkerProcessTest, AKilledWorkersIdIsReusableAndItsLeftDirectoriesAreCleared) {
+  const std::string id = "phoenix-" + std::to_string(getpid());
+  const std::string marker = "quern_phoenix_marker_" + std::to_string(getpid());
+  auto a = start_worker(id, "bash", 1);
+  const int64_t job = push_bash("touch started; if [ \"$QUERN_ATTEMPT\" = 1 ]; then exec -a " + marker +
+                                " sleep 300; fi; echo '{}'");
+  ASSERT_NE(job, 0);
+  auto root = std::filesystem::temp_directory_path() / "quern-jobs" / id;
+  auto first = root / (std::to_string(job) + "-1");
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(first / "started"); }, 30s)) << a->output();
+  a->signal(SIGKILL);
+  ASSERT_EQ(a->wait_exit(10s), 128 + SIGKILL);
+  for (pid_t p : testing::processes_with_marker(marker)) kill(p, SIGKILL);
+  ASSERT_TRUE(std::filesystem::exists(first));
+
+  auto b = start_worker(id, "bash", 1);
+  ASSERT_TRUE(wait_until([&] { return record(job).state == "success"; }, 30s)) << b->output();
+  EXPECT_EQ(record(job).attempt, 2);
+  EXPECT_FALSE(std::filesystem::exists(first));
+  b->signal(SIGTERM);
+  EXPECT_EQ(b->wait_exit(30s), 0) << b->output();
+  EXPECT_FALSE(std::filesystem::exists(root)) << "a worker that stops removes its jobs directory";
 }
 
 TEST_F(WorkerProcessTest, QuernRunPrintsResultAndExitStatusReflectsTheJob) {

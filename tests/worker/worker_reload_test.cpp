@@ -48,7 +48,7 @@ class WorkerReloadTest : public ::testing::Test {
   std::unique_ptr<ChildProcess> start_worker() {
     return std::make_unique<ChildProcess>(
         std::vector<std::string>{testing::quern_binary(), "worker", "--config", config_.string(), "--group",
-                                 "g", "--database-url", url_, "--worker-id", "reload-w"},
+                                 "g", "--database-url", url_, "--worker-id", "reload-" + name_},
         std::filesystem::temp_directory_path() / (name_ + ".log"));
   }
 
@@ -69,7 +69,7 @@ class WorkerReloadTest : public ::testing::Test {
   }
 
   std::string registry(const std::string& column) {
-    auto v = q_->exec_scalar("select " + column + " from quern.workers where id = 'reload-w'");
+    auto v = q_->exec_scalar("select " + column + " from quern.workers where id = 'reload-" + name_ + "'");
     return v ? *v : "";
   }
 
