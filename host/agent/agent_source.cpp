@@ -111,7 +111,8 @@ StatusOr<std::vector<int64_t>> AgentJobSource::complete(const std::string& worke
                         {"attempt", c.attempt},
                         {"status", queue::to_string(c.status)},
                         {"result", Json(c.result)},
-                        {"error", c.error}});
+                        {"error", c.error},
+                        {"resources", Json(c.resources)}});
   auto r = client_.call("POST", "/api/agent/complete", Json{{"worker_id", worker_id}, {"completions", list}});
   if (!r) return r.status();
   std::vector<int64_t> accepted;
@@ -140,6 +141,7 @@ Status AgentJobSource::register_worker(const queue::WorkerInfo& info) {
                  {"slots", info.slots},
                  {"version", info.version},
                  {"hostname", info.hostname},
+                 {"isolation", info.isolation},
                  {"pid", info.pid}})
       .status();
 }

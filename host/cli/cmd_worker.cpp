@@ -38,6 +38,10 @@ worker::WorkerOptions worker_options_for(const config::Config& cfg, const config
   w.sandbox.mode = group.sandbox == "none" ? sandbox::Mode::none : sandbox::Mode::bwrap;
   w.sandbox.network = group.network == "none" ? sandbox::Network::none : sandbox::Network::host;
   w.sandbox.announce_none = group.sandbox == "none";
+  w.sandbox.limits = {group.memory_max, group.pids_max, group.cpu_max_milli};
+  w.sandbox.tmp_size = group.tmp_size;
+  w.sandbox.nofile = group.nofile;
+  w.sandbox.job_user = group.job_user;
   return w;
 }
 

@@ -54,6 +54,12 @@ config::WorkerGroup apply_group_change(worker::Worker& w, const config::WorkerGr
   needs_restart(after.in_process, before.in_process, "in-process plugins");
   needs_restart(after.dedicated, before.dedicated, "dedicated scripts");
   needs_restart({after.sandbox, after.network}, {before.sandbox, before.network}, "sandbox, network");
+  auto limits = [](const config::WorkerGroup& g) {
+    return std::vector<std::string>{std::to_string(g.memory_max),    std::to_string(g.pids_max),
+                                    std::to_string(g.cpu_max_milli), std::to_string(g.tmp_size),
+                                    std::to_string(g.nofile),        g.job_user};
+  };
+  needs_restart(limits(after), limits(before), "memory-max, pids-max, cpu-max, tmp-size, nofile, job-user");
   return now;
 }
 

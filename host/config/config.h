@@ -60,6 +60,18 @@ struct WorkerGroup {
   // worker's user. network="none" gives jobs an empty network namespace.
   std::string sandbox = "bwrap";
   std::string network = "host";
+  // Per-job resource limits, 0 = none (docs/CONFIG.md): memory-max (bytes),
+  // pids-max, cpu-max (thousandths of a CPU), enforced with cgroups
+  // (host/cgroup/cgroup.h); tmp-size (bytes of the sandbox's private /tmp)
+  // and nofile (RLIMIT_NOFILE). A job may ask for less, never for more.
+  int64_t memory_max = 0;
+  int64_t pids_max = 0;
+  int64_t cpu_max_milli = 0;
+  int64_t tmp_size = 0;
+  int64_t nofile = 0;
+  // The user jobs run as when the worker runs as root (a name or a uid;
+  // its primary group with it). Ignored when the worker is not root.
+  std::string job_user = "nobody";
 
   bool operator==(const WorkerGroup&) const = default;
 };

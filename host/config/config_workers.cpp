@@ -1,6 +1,8 @@
 // <workers>: the worker groups, and the built-in groups of a config without
 // that element. Contract in config.h; reference in docs/CONFIG.md.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <string_view>
 
@@ -50,9 +52,72 @@ Status parse_dedicated(const XmlReader& r, pugi::xml_node node, pugi::xml_attrib
   return Status::ok();
 }
 
+// "256M", "1.5G", "512K", "1048576": bytes (K, M, G, T are powers of 1024;
+// an "iB" or "B" after them is allowed). Whole bytes in [lo, 2^50].
+Status read_size(const XmlReader& r, pugi::xml_node node, const char* name, int64_t lo, int64_t& out) {
+  pugi::xml_attribute attr = node.attribute(name);
+  if (!attr) return Status::ok();
+  std::string v(trim(attr.value()));
+  size_t end = 0;
+  while (end < v.size() && ((v[end] >= '0' && v[end] <= '9') || v[end] == '.')) ++end;
+  std::string unit = v.substr(end);
+  for (const char* tail : {"iB", "B"})
+    if (unit.size() > std::strlen(tail) && unit.substr(unit.size() - std::strlen(tail)) == tail) {
+      unit.resize(unit.size() - std::strlen(tail));
+      break;
+    }
+  static const std::map<std::string, double> kUnits = {
+      {"", 1}, {"B", 1}, {"K", 1024.0}, {"M", 1048576.0}, {"G", 1073741824.0}, {"T", 1099511627776.0}};
+  const auto u = kUnits.find(unit);
+  char* num_end = nullptr;
+  const std::string number = v.substr(0, end);
+  const double value = number.empty() ? -1 : std::strtod(number.c_str(), &num_end);
+  const double bytes = u == kUnits.end() ? -1 : value * u->second;
+  if (u == kUnits.end() || number.empty() || num_end != number.c_str() + number.size() || bytes < lo ||
+      bytes > 1125899906842624.0)
+    return r.attr_error(node, attr,
+                        "expected a size like 256M, 1.5G or 512K (K, M, G, T: powers of 1024), at least " +
+                            std::to_string(lo) + " bytes");
+  out = static_cast<int64_t>(bytes);
+  return Status::ok();
+}
+
+// "0.5", "2": CPUs, in thousandths; 0.01 to 1024.
+Status read_cpus(const XmlReader& r, pugi::xml_node node, const char* name, int64_t& out) {
+  pugi::xml_attribute attr = node.attribute(name);
+  if (!attr) return Status::ok();
+  const std::string v(trim(attr.value()));
+  char* end = nullptr;
+  const double cpus = v.empty() || !(v[0] >= '0' && v[0] <= '9') ? -1 : std::strtod(v.c_str(), &end);
+  if (cpus < 0.01 || cpus > 1024 || end != v.c_str() + v.size())
+    return r.attr_error(node, attr, "expected a number of CPUs from 0.01 to 1024, like 0.5 or 2");
+  out = static_cast<int64_t>(cpus * 1000 + 0.5);
+  return Status::ok();
+}
+
+Status parse_limits(const XmlReader& r, pugi::xml_node node, WorkerGroup& group) {
+  int pids = 0, nofile = 0;
+  if (Status s = read_size(r, node, "memory-max", 4 << 20, group.memory_max); !s) return s;
+  if (Status s = r.read_int(node, "pids-max", 1, 4194304, pids); !s) return s;
+  if (Status s = read_cpus(r, node, "cpu-max", group.cpu_max_milli); !s) return s;
+  if (Status s = read_size(r, node, "tmp-size", 1 << 20, group.tmp_size); !s) return s;
+  if (Status s = r.read_int(node, "nofile", 16, 1048576, nofile); !s) return s;
+  group.pids_max = pids;
+  group.nofile = nofile;
+  if (pugi::xml_attribute attr = node.attribute("job-user")) {
+    group.job_user = std::string(trim(attr.value()));
+    if (group.job_user.empty() || group.job_user == "root" || group.job_user == "0" ||
+        !std::all_of(group.job_user.begin(), group.job_user.end(),
+                     [](char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; }))
+      return r.attr_error(node, attr, "expected a user name or uid other than root");
+  }
+  return Status::ok();
+}
+
 StatusOr<WorkerGroup> parse_group(const XmlReader& r, pugi::xml_node node) {
-  if (Status s = r.check_attributes(node, {"name", "slots", "tags", "plugins", "pass-env", "dedicated",
-                                           "in-process", "sandbox", "network"});
+  if (Status s = r.check_attributes(
+          node, {"name", "slots", "tags", "plugins", "pass-env", "dedicated", "in-process", "sandbox",
+                 "network", "memory-max", "pids-max", "cpu-max", "tmp-size", "nofile", "job-user"});
       !s)
     return s;
   if (Status s = r.check_children(node, {}); !s) return s;
@@ -102,6 +167,7 @@ StatusOr<WorkerGroup> parse_group(const XmlReader& r, pugi::xml_node node) {
   };
   if (Status s = read_choice("sandbox", {"bwrap", "none"}, group.sandbox); !s) return s;
   if (Status s = read_choice("network", {"host", "none"}, group.network); !s) return s;
+  if (Status s = parse_limits(r, node, group); !s) return s;
   if (pugi::xml_attribute attr = node.attribute("dedicated")) {
     if (Status s = parse_dedicated(r, node, attr, group.dedicated); !s) return s;
   }

@@ -15,6 +15,7 @@ extern const char kMigration2[];
 extern const char kMigration3[];
 extern const char kMigration4[];
 extern const char kMigration5[];
+extern const char kMigration6[];
 }  // namespace migration_sql
 
 namespace {
@@ -25,6 +26,7 @@ constexpr Migration kMigrations[] = {
     {3, "concurrency and rate limits, retries, gpu requests", migration_sql::kMigration3},
     {4, "schedules", migration_sql::kMigration4},
     {5, "completed jobs keep cancel_requested", migration_sql::kMigration5},
+    {6, "job resources and worker isolation", migration_sql::kMigration6},
 };
 
 constexpr const char* kBootstrap = R"SQL(

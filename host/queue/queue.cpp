@@ -223,7 +223,8 @@ StatusOr<std::vector<int64_t>> Queue::complete(const std::string& worker_id,
                      {"attempt", k.attempt},
                      {"status", to_string(k.status)},
                      {"result", k.result},
-                     {"error", k.error}});
+                     {"error", k.error},
+                     {"resources", k.resources}});
     }
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared(sql::kComplete.name, worker_id, arr.dump());

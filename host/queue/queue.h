@@ -107,6 +107,9 @@ struct Completion {
   JobStatus status = JobStatus::success;
   nlohmann::json result;  // null when none
   std::string error;      // empty on success
+  // What the job used, counted by its cgroup: {"peak_memory_bytes", "cpu_ms",
+  // "oom_kills"}, each only when known; null when nothing was counted.
+  nlohmann::json resources = nullptr;
 };
 
 struct Lease {
@@ -154,6 +157,7 @@ struct JobRecord {
   std::optional<Clock::time_point> completed_at;
   bool cancel_requested = false;
   std::string concurrency_key;          // empty when none
+  nlohmann::json resources;             // Completion::resources of the last attempt; null when none
   std::vector<AttemptRecord> attempts;  // earlier attempts (get_job only), oldest first
 };
 
@@ -219,6 +223,7 @@ struct WorkerInfo {
   int slots = 0;
   std::string version;
   std::string hostname;
+  std::string isolation;  // sandbox::describe() of its jobs' confinement; empty for agents that say nothing
   int pid = 0;
   int running = 0;
   std::vector<int64_t> current_jobs;  // ids of the jobs it runs now (list_workers only)

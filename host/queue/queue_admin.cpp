@@ -94,7 +94,7 @@ Status Queue::register_worker(const WorkerInfo& w) {
             [&](pqxx::connection& c) {
               pqxx::nontransaction tx(c);
               tx.exec_prepared(sql::kRegisterWorker.name, w.id, w.kind, w.group, to_text_array(w.tags),
-                               w.slots, w.version, w.hostname, w.pid);
+                               w.slots, w.version, w.hostname, w.pid, w.isolation);
               return true;
             })
       .status();
@@ -137,6 +137,7 @@ StatusOr<std::vector<WorkerInfo>> Queue::list_workers() {
       w.version = row["version"].as<std::string>();
       w.hostname = row["hostname"].as<std::string>();
       w.pid = row["pid"].as<int>();
+      w.isolation = row["isolation"].as<std::string>();
       w.running = row["running"].as<int>();
       w.started_at = from_epoch_us(row["started_us"].as<int64_t>());
       w.last_seen_at = from_epoch_us(row["last_seen_us"].as<int64_t>());

@@ -111,6 +111,7 @@ JobRecord job_record_from_row(const pqxx::row& row) {
     j.completed_at = from_epoch_us(f.as<int64_t>());
   j.cancel_requested = row["cancel_requested"].as<bool>();
   j.concurrency_key = row["concurrency_key"].as<std::string>();
+  if (const pqxx::field f = row["resources"]; !f.is_null()) j.resources = nlohmann::json::parse(f.c_str());
   return j;
 }
 

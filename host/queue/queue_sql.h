@@ -105,14 +105,15 @@ RETURNING q.id, q.cancel_requested
   "started_at, completed_at, status, result, error, worker_id, attempt, restarts, " \
   "timeout_s, max_restarts, concurrency_key, retries, cancel_requested"
 
-// $1 worker_id, $2 json array of {id, attempt, status, result, error}.
+// $1 worker_id, $2 json array of {id, attempt, status, result, error, resources}.
 // One statement (one transaction): a lease still held is either retried
 // (its retry policy covers the outcome and attempts remain: back in the
 // queue after a backoff, the attempt kept in job_attempts) or moved to
 // completed_jobs — exactly one record. Returns the ids accepted either way.
 inline constexpr Statement kComplete{"quern_complete", R"SQL(
 WITH c AS (
-  SELECT * FROM json_to_recordset($2::json) AS c(id bigint, attempt int, status text, result jsonb, error text)
+  SELECT * FROM json_to_recordset($2::json) AS c(id bigint, attempt int, status text, result jsonb, error text,
+                                                    resources jsonb)
 ), held AS (
   SELECT q.id, c.attempt, c.status, c.result, c.error,
          NOT q.cancel_requested AND quern.should_retry(q.retry, q.retries, c.status) AS retry
@@ -134,16 +135,17 @@ WITH c AS (
   DELETE FROM quern.queue q USING c
    WHERE q.id = c.id AND q.attempt = c.attempt AND q.worker_id = $1 AND q.running
      AND q.id NOT IN (SELECT id FROM held WHERE retry)
-  RETURNING q.*, c.status AS c_status, c.result AS c_result, c.error AS c_error,
+  RETURNING q.*, c.status AS c_status, c.result AS c_result, c.error AS c_error, c.resources AS c_resources,
             )SQL" QUERN_NOTIFY_RESULT("q", "c.status", "c.result", "c.error") R"SQL(
 ), ins AS (
-  INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL()
+  INSERT INTO quern.completed_jobs ()SQL" QUERN_COMPLETED_COLUMNS R"SQL(, resources)
   SELECT id, tag, language, script_path, payload, priority, scheduled_for, created_at,
          started_at, clock_timestamp(), c_status, c_result,
          -- a cancel the host delivered: the canceler's reason, not the plugin's words
          CASE WHEN c_status = 'canceled' AND cancel_reason IS NOT NULL THEN cancel_reason
               ELSE coalesce(c_error, '') END,
-         worker_id, attempt, restarts, timeout_s, max_restarts, concurrency_key, retries, cancel_requested
+         worker_id, attempt, restarts, timeout_s, max_restarts, concurrency_key, retries, cancel_requested,
+         c_resources
     FROM d
   ON CONFLICT (id) DO NOTHING
   RETURNING id
@@ -309,13 +311,14 @@ inline constexpr Statement kGetJob{"quern_get_job", R"SQL(
 SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END AS state, tag, language, script_path,
        payload::text AS payload, priority, attempt, coalesce(worker_id, '') AS worker_id, NULL::text AS result,
        '' AS error, )SQL" QUERN_PG_US("created_at") " AS created_us, " QUERN_PG_US("started_at") R"SQL( AS started_us,
-       NULL::bigint AS completed_us, cancel_requested, coalesce(concurrency_key, '') AS concurrency_key
+       NULL::bigint AS completed_us, cancel_requested, coalesce(concurrency_key, '') AS concurrency_key,
+       NULL::text AS resources
   FROM quern.queue WHERE id = $1
 UNION ALL
 SELECT id, status, tag, language, script_path,
        payload::text, priority, attempt, coalesce(worker_id, ''), result::text, error,
        )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") ", " QUERN_PG_US("completed_at") R"SQL(, cancel_requested,
-       coalesce(concurrency_key, '')
+       coalesce(concurrency_key, ''), resources::text
   FROM quern.completed_jobs WHERE id = $1
 )SQL"};
 
@@ -345,7 +348,8 @@ SELECT * FROM (
   SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END AS state, tag, language, script_path,
          payload::text AS payload, priority, attempt, coalesce(worker_id, '') AS worker_id, NULL::text AS result,
          '' AS error, )SQL" QUERN_PG_US("created_at") " AS created_us, " QUERN_PG_US("started_at") R"SQL( AS started_us,
-         NULL::bigint AS completed_us, cancel_requested, coalesce(concurrency_key, '') AS concurrency_key
+         NULL::bigint AS completed_us, cancel_requested, coalesce(concurrency_key, '') AS concurrency_key,
+       NULL::text AS resources
     FROM quern.queue
    WHERE ($2 = '' OR tag = $2) AND ($3 = '' OR script_path = $3)
      AND ($4::bigint IS NULL OR created_at >= 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')
@@ -356,7 +360,7 @@ SELECT * FROM (
   SELECT id, status, tag, language, script_path,
          payload::text, priority, attempt, coalesce(worker_id, ''), result::text, error,
          )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") ", " QUERN_PG_US("completed_at") R"SQL(, cancel_requested,
-         coalesce(concurrency_key, '')
+         coalesce(concurrency_key, ''), resources::text
     FROM quern.completed_jobs
    WHERE ($2 = '' OR tag = $2) AND ($3 = '' OR script_path = $3)
      AND ($4::bigint IS NULL OR created_at >= 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')
@@ -403,14 +407,14 @@ SELECT l.key, l.max_running, l.rate_max, l.rate_window_ms,
 )SQL"};
 
 // $1 id, $2 kind, $3 worker_group, $4 tags (text[]), $5 slots, $6 version,
-// $7 hostname, $8 pid. Registers a worker or agent, or refreshes its row.
+// $7 hostname, $8 pid, $9 isolation. Registers a worker or agent, or refreshes its row.
 inline constexpr Statement kRegisterWorker{"quern_register_worker", R"SQL(
-INSERT INTO quern.workers (id, kind, worker_group, tags, slots, version, hostname, pid, started_at,
+INSERT INTO quern.workers (id, kind, worker_group, tags, slots, version, hostname, pid, isolation, started_at,
                            last_seen_at, running)
-VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8, now(), now(), 0)
+VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8, $9, now(), now(), 0)
 ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, worker_group = EXCLUDED.worker_group,
   tags = EXCLUDED.tags, slots = EXCLUDED.slots, version = EXCLUDED.version, hostname = EXCLUDED.hostname,
-  pid = EXCLUDED.pid, last_seen_at = now()
+  pid = EXCLUDED.pid, isolation = EXCLUDED.isolation, last_seen_at = now()
 )SQL"};
 
 // $1 id, $2 running jobs.
@@ -425,7 +429,7 @@ inline constexpr Statement kUnregisterWorker{"quern_unregister_worker", "DELETE 
 inline constexpr Statement kListWorkers{"quern_list_workers", R"SQL(
 SELECT id, kind, coalesce(worker_group, '') AS worker_group, coalesce(array_to_json(tags)::text, '[]') AS tags,
        slots, coalesce(version, '') AS version, coalesce(hostname, '') AS hostname, coalesce(pid, 0) AS pid,
-       running, )SQL" QUERN_PG_US("started_at") " AS started_us, " QUERN_PG_US("last_seen_at") R"SQL( AS last_seen_us,
+       isolation, running, )SQL" QUERN_PG_US("started_at") " AS started_us, " QUERN_PG_US("last_seen_at") R"SQL( AS last_seen_us,
        (SELECT coalesce(json_agg(q.id ORDER BY q.id), '[]')::text FROM quern.queue q
          WHERE q.running AND q.worker_id = w.id) AS current_jobs
   FROM quern.workers w ORDER BY w.worker_group, w.id

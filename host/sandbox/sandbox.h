@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "host/cgroup/cgroup.h"
 #include "host/common/status.h"
 
 namespace quern::sandbox {
@@ -42,7 +43,25 @@ struct Policy {
   // job that starts processes gets a log line saying it ran unsandboxed.
   // False for embedders and tests that just leave the default.
   bool announce_none = false;
+
+  // Per-job limits. cgroup ones are applied by the worker (host/cgroup);
+  // the rest by the job's process itself through QUERN_SETUP.
+  cgroup::Limits limits;
+  int64_t tmp_size = 0;  // bytes of the sandbox's private /tmp; 0 = the tmpfs default
+  int64_t nofile = 0;    // RLIMIT_NOFILE; 0 = the worker's own
+  // Who jobs run as when the worker is root (Mode::bwrap only): a user name
+  // or uid; resolve_job_user() sets uid/gid, -1 = jobs keep the worker's user.
+  std::string job_user = "nobody";
+  int64_t uid = -1, gid = -1;
 };
+
+// Sets policy.uid/gid from job_user when the worker runs as root with a
+// sandbox; leaves them -1 otherwise. Fails when the user does not exist.
+Status resolve_job_user(Policy& policy);
+
+// The part of QUERN_SETUP (quern/sandbox.h) that is the same for every job
+// of the policy: nofile, core=0, user. The worker adds each job's cgroups.
+std::string setup_items(const Policy& policy);
 
 // bwrap's arguments for policy, up to and including "--"; the job's
 // directory appears as the token {workdir}. Empty for Mode::none.
@@ -57,7 +76,8 @@ std::string encode(const std::vector<std::string>& wrapper);
 // namespaces disabled, ...). Always OK for Mode::none.
 Status probe(const Policy& policy);
 
-// "none", "bwrap (network host)", ...: for logs, the workers API, job records.
+// "none", "bwrap (network host)", "bwrap (network none), memory-max 256 MiB,
+// pids-max 100, jobs as uid 65534": for logs and the workers API.
 std::string describe(const Policy& policy);
 
 }  // namespace quern::sandbox

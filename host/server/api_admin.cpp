@@ -125,6 +125,7 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
                                    {"version", w.version},
                                    {"hostname", w.hostname},
                                    {"pid", w.pid},
+                                   {"isolation", w.isolation},
                                    {"started_at", iso_time(w.started_at)},
                                    {"last_heartbeat", iso_time(w.last_seen_at)},
                                    {"live", now - w.last_seen_at < ctx.options.live_within}});

@@ -86,6 +86,7 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
         w.slots = reg->slots;
         w.version = reg->version;
         w.hostname = reg->hostname;
+        w.isolation = reg->isolation;
         w.pid = reg->pid;
         if (Status s = db.queue().register_worker(w); !s) return error_response(s);
         return json_ok(Json{{"lease_owner", owner}, {"group", who.group}, {"tags", who.tags}});

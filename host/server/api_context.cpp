@@ -176,6 +176,7 @@ nlohmann::ordered_json job_json(const queue::JobRecord& j, bool with_code) {
     o["duration_ms"] = std::chrono::duration<double, std::milli>(*j.completed_at - *j.started_at).count();
   o["cancel_requested"] = j.cancel_requested;
   if (!j.concurrency_key.empty()) o["concurrency_key"] = j.concurrency_key;
+  if (!j.resources.is_null()) o["resources"] = j.resources;
   if (!j.attempts.empty()) {
     nlohmann::ordered_json attempts = nlohmann::ordered_json::array();
     for (const queue::AttemptRecord& a : j.attempts) {

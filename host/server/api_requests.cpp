@@ -346,8 +346,9 @@ StatusOr<AgentRegistration> parse_agent_registration(const Json& body) {
   Status st;
   if (auto it = body.find("slots"); it != body.end()) st = int_field(*it, "slots", 0, 1024, r.slots);
   if (auto it = body.find("pid"); st && it != body.end()) st = int_field(*it, "pid", 0, kInt32Max, r.pid);
-  for (auto [name, out] :
-       {std::pair<const char*, std::string*>{"version", &r.version}, {"hostname", &r.hostname}}) {
+  for (auto [name, out] : {std::pair<const char*, std::string*>{"version", &r.version},
+                           {"hostname", &r.hostname},
+                           {"isolation", &r.isolation}}) {
     auto it = body.find(name);
     if (!st || it == body.end()) continue;
     st = string_field(*it, name, *out);
@@ -469,6 +470,18 @@ StatusOr<std::vector<queue::Completion>> parse_completions(const Json& body) {
     if (c.contains("error") && !c["error"].is_null()) {
       if (Status e = string_field(c["error"], where + ".error", done.error); !e) return e;
       if (Status e = validation::check_text(done.error, where + ".error", kMaxChunkBytes); !e) return e;
+    }
+    if (c.contains("resources") && !c["resources"].is_null()) {
+      const Json& r = c["resources"];
+      if (!r.is_object()) return Status::invalid(where + ".resources must be an object");
+      for (const auto& [key, value] : r.items()) {
+        if (key != "peak_memory_bytes" && key != "cpu_ms" && key != "oom_kills")
+          return Status::invalid(where + ".resources." + key +
+                                 " is not known (peak_memory_bytes, cpu_ms, oom_kills)");
+        if (!value.is_number_unsigned())
+          return Status::invalid(where + ".resources." + key + " must be a non-negative integer");
+        done.resources[key] = value.get<uint64_t>();
+      }
     }
     completions.push_back(std::move(done));
   }

@@ -66,6 +66,7 @@ StatusOr<std::string> parse_agent_owner(const Json& body, const std::string& tok
 struct AgentRegistration {
   int slots = 0;
   std::string version, hostname;
+  std::string isolation;  // how the agent confines its jobs (sandbox::describe)
   int pid = 0;
 };
 StatusOr<AgentRegistration> parse_agent_registration(const Json& body);

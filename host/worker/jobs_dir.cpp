@@ -26,6 +26,12 @@ Status JobsDir::acquire(const std::filesystem::path& dir, const std::string& wor
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::error("cannot create the jobs directory " + dir.string() + ": " + ec.message());
+  // Jobs that run as another user (sandbox.h's job user) pass through it to
+  // their own directories; none may list it.
+  std::filesystem::permissions(dir,
+                               std::filesystem::perms::owner_all | std::filesystem::perms::group_exec |
+                                   std::filesystem::perms::others_exec,
+                               ec);
   std::filesystem::path lock = dir / ".lock";
   int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Status::error("cannot open " + lock.string() + ": " + std::strerror(errno));

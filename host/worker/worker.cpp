@@ -22,6 +22,7 @@
 #include "host/common/validation.h"
 #include "host/slot/slot_process.h"
 #include "host/worker/delivery.h"
+#include "host/worker/job_confinement.h"
 #include "host/worker/job_run.h"
 #include "host/worker/worker_state.h"
 #include "quern/sandbox.h"
@@ -318,6 +319,7 @@ void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::Loaded
   // The warm process is sandboxed like a job's (quern/sandbox.h).
   if (auto it = st.passed_env.find(QUERN_SANDBOX_ENV); it != st.passed_env.end())
     script["env"] = {{QUERN_SANDBOX_ENV, it->second}};
+  script["env"][QUERN_SETUP_ENV] = st.setup_items;  // its user and rlimits (no job cgroup: it outlives jobs)
   if (Status s = executor.prepare(script.dump()); !s) {
     // Not fatal: the job runs the ordinary way, and the next one tries again.
     log_error(opt.worker_id, "warming " + job.script_path + " failed: " + s.message());
@@ -380,10 +382,22 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   doc["language"] = job.language;
   doc["script_path"] = job.script_path;
   doc["timeout_s"] = timeout_s;
+  JobConfinement confinement;
   if (needs_workdir) {
     doc["workdir"] = workdir.string();
     doc["env"] = minimal_job_environment(workdir, job.id, job.attempt);
     for (const auto& [name, value] : st.passed_env) doc["env"][name] = value;  // the group's pass-env
+    auto began = JobConfinement::begin(st.cgroups.get(), opt.sandbox, st.setup_items,
+                                       std::to_string(job.id) + "-" + std::to_string(job.attempt), workdir,
+                                       doc["env"]);
+    if (!began) {
+      std::filesystem::remove_all(workdir, ec);
+      queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
+                          "cannot confine the job: " + began.message()};
+      finish(run, c, false);
+      return;
+    }
+    confinement = std::move(began).value();
     // Never silently weaker: the record says so when the config turned the sandbox off.
     if (opt.sandbox.mode == sandbox::Mode::none && opt.sandbox.announce_none)
       run->log_line(QUERN_STREAM_SYSTEM,
@@ -414,6 +428,7 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   }
   // Whatever the plugin did, nothing of the job may outlive it.
   if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGKILL);
+  const cgroup::Usage usage = confinement.end();  // and all its cgroup held: setsid'd, double-forked
   if (needs_workdir) std::filesystem::remove_all(workdir, ec);
 
   if (run->lost()) {
@@ -422,7 +437,9 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
     // The host stopped it: handed back to the queue, whatever the plugin returned.
     finish(run, std::nullopt, true);
   } else {
-    finish(run, run->outcome(rc, timeout_s), false);
+    queue::Completion c = run->outcome(rc, timeout_s);
+    JobConfinement::account(usage, opt.sandbox.limits, c);
+    finish(run, std::move(c), false);
   }
 }
 
@@ -674,8 +691,18 @@ Status Worker::start() {
     if (Status st = validation::check_tag(tag, "tags"); !st)
       return st.with_context("worker " + options_.worker_id);
   if (options_.slots < 1) return Status::error("worker " + options_.worker_id + ": slots must be at least 1");
+  if (Status s = sandbox::resolve_job_user(options_.sandbox); !s)
+    return s.with_context("worker " + options_.worker_id);
   if (Status s = sandbox::probe(options_.sandbox); !s) return s.with_context("worker " + options_.worker_id);
   if (Status s = state_->jobs_dir.acquire(options_.jobs_dir, options_.worker_id); !s) return s;
+  state_->cgroups.reset();  // start() again after a failed one: the old tree's directories are these
+  auto cgroups = cgroup::Tree::open(options_.worker_id, options_.sandbox.limits);
+  if (!cgroups) return cgroups.status().with_context("worker " + options_.worker_id);
+  if ((*cgroups)->describe() != "none") state_->cgroups = std::move(cgroups).value();
+  // What a killed predecessor of this id left running is ended now.
+  if (int n = state_->cgroups ? state_->cgroups->reap() : 0; n > 0)
+    log_error(options_.worker_id, "ended " + std::to_string(n) + " job cgroup(s) a previous worker left");
+  state_->setup_items = sandbox::setup_items(options_.sandbox);
   queue::QueueOptions qo;
   qo.default_max_restarts = options_.max_restarts;
   qo.application_name = "quern " + options_.kind + " " + options_.group;
@@ -701,6 +728,8 @@ Status Worker::start() {
   info.tags = options_.tags;
   info.slots = options_.slots;
   info.version = options_.version;
+  info.isolation = sandbox::describe(options_.sandbox) +
+                   (state_->cgroups ? ", " + state_->cgroups->describe() : std::string(", no cgroups"));
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   info.hostname = host;

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "host/cgroup/cgroup.h"
 #include "host/worker/job_run.h"
 #include "host/worker/job_source.h"
 #include "host/worker/jobs_dir.h"
@@ -60,6 +61,8 @@ struct Worker::State {
 
   // --- set by start(), read-only afterwards ---
   JobsDir jobs_dir;                               // locked from start() until wait()
+  std::unique_ptr<cgroup::Tree> cgroups;          // null: no cgroups on this machine
+  std::string setup_items;                        // QUERN_SETUP's part common to every job
   std::map<std::string, std::string> passed_env;  // pass_env names → values on this host
   std::function<void()> start_slot;               // starts one more slot thread
 

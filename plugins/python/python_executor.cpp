@@ -160,9 +160,14 @@ class PythonExecutor {
     if (prepared_ && same_script(code, hash) && warm_ && !warm_->exited()) return;
     // The host's sandbox for the warm interpreter, applied by the SDK's spawn.
     warm_sandbox_.clear();
-    if (auto env = script.find("env"); env != script.end() && env->is_object())
-      if (auto s = env->find(QUERN_SANDBOX_ENV); s != env->end() && s->is_string())
-        warm_sandbox_ = std::string(QUERN_SANDBOX_ENV "=") + s->get<std::string>();
+    std::string setup;
+    if (auto env = script.find("env"); env != script.end() && env->is_object()) {
+      for (const char* name : {QUERN_SANDBOX_ENV, QUERN_SETUP_ENV})
+        if (auto s = env->find(name); s != env->end() && s->is_string())
+          warm_sandbox_.push_back(std::string(name) + "=" + s->get<std::string>());
+      if (auto s = env->find(QUERN_SETUP_ENV); s != env->end() && s->is_string())
+        setup = s->get<std::string>();
+    }
 
     warm_.reset();  // redeploy: the old code never runs again
     prepared_.reset();
@@ -172,6 +177,11 @@ class PythonExecutor {
         throw std::system_error(errno, std::generic_category(), "python: mkdtemp " + tmpl);
       instance_dir_ = tmpl;
     }
+    // The warm process may run as another user (QUERN_SETUP's user=): its directory is that user's.
+    quern_setup parsed;
+    if (quern_setup_parse(setup.data(), &parsed) == 0 && parsed.uid >= 0 &&
+        ::chown(instance_dir_.c_str(), static_cast<uid_t>(parsed.uid), static_cast<gid_t>(parsed.gid)) != 0)
+      throw std::system_error(errno, std::generic_category(), "python: chown " + instance_dir_);
     write_file(instance_dir_ + "/main.py", code);
     prepared_ = Prepared{std::move(code), std::move(hash)};
 
@@ -269,7 +279,7 @@ class PythonExecutor {
     warm_.reset();
     std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8",
                                     "HOME=" + instance_dir_, "TMPDIR=" + instance_dir_};
-    if (!warm_sandbox_.empty()) env.push_back(warm_sandbox_);
+    env.insert(env.end(), warm_sandbox_.begin(), warm_sandbox_.end());
     warm_ = std::make_unique<WarmProcess>(runner_argv({"warm", instance_dir_ + "/main.py"}), env,
                                           instance_dir_, kKillGrace);
     ctx.set_process_group(warm_->pid());
@@ -363,7 +373,7 @@ class PythonExecutor {
   std::optional<Prepared> prepared_;
   std::string instance_dir_;  // created by the first prepare, removed in the destructor
   std::unique_ptr<WarmProcess> warm_;
-  std::string warm_sandbox_;  // "QUERN_SANDBOX=..." from the prepare document, or empty
+  std::vector<std::string> warm_sandbox_;  // QUERN_SANDBOX=... and QUERN_SETUP=... from the prepare document
 };
 
 }  // namespace

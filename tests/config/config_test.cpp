@@ -212,6 +212,46 @@ TEST(configParse, SandboxDefaultsToBwrapWithTheHostsNetwork) {
             "test.xml:2: <group network=\"bridge\">: expected host or none");
 }
 
+TEST(configParse, GroupLimits) {
+  StatusOr<Config> config = parse_config(
+      "<quern><workers><group name='a'/><group name='b' memory-max='256M' pids-max='100' cpu-max='1.5' "
+      "tmp-size='64MiB' nofile='1024' job-user='quern-jobs'/><group name='c' memory-max='1.5G' "
+      "cpu-max='0.25'/></workers></quern>",
+      "t.xml");
+  ASSERT_TRUE(config.is_ok()) << config.message();
+  const WorkerGroup& a = config->groups[0];
+  EXPECT_EQ(a.memory_max + a.pids_max + a.cpu_max_milli + a.tmp_size + a.nofile, 0);  // none by default
+  EXPECT_EQ(a.job_user, "nobody");
+  const WorkerGroup& b = config->groups[1];
+  EXPECT_EQ(b.memory_max, 256 << 20);
+  EXPECT_EQ(b.pids_max, 100);
+  EXPECT_EQ(b.cpu_max_milli, 1500);
+  EXPECT_EQ(b.tmp_size, 64 << 20);
+  EXPECT_EQ(b.nofile, 1024);
+  EXPECT_EQ(b.job_user, "quern-jobs");
+  EXPECT_EQ(config->groups[2].memory_max, 1536LL << 20);
+  EXPECT_EQ(config->groups[2].cpu_max_milli, 250);
+  EXPECT_EQ(error_of("<quern><workers>\n<group memory-max='lots'/></workers></quern>"),
+            "test.xml:2: <group memory-max=\"lots\">: expected a size like 256M, 1.5G or 512K (K, M, G, T: "
+            "powers of 1024), at least 4194304 bytes");
+  EXPECT_THAT(error_of("<quern><workers><group memory-max='1M'/></workers></quern>"),
+              HasSubstr("at least 4194304 bytes"));
+  EXPECT_THAT(error_of("<quern><workers><group memory-max='-5G'/></workers></quern>"),
+              HasSubstr("expected a size"));
+  EXPECT_THAT(error_of("<quern><workers><group memory-max='99999999T'/></workers></quern>"),
+              HasSubstr("expected a size"));
+  EXPECT_THAT(error_of("<quern><workers><group cpu-max='0'/></workers></quern>"),
+              HasSubstr("expected a number of CPUs from 0.01 to 1024"));
+  EXPECT_THAT(error_of("<quern><workers><group cpu-max='2 cores'/></workers></quern>"),
+              HasSubstr("expected a number of CPUs"));
+  EXPECT_THAT(error_of("<quern><workers><group pids-max='0'/></workers></quern>"), HasSubstr("pids-max"));
+  EXPECT_THAT(error_of("<quern><workers><group nofile='3'/></workers></quern>"), HasSubstr("nofile"));
+  EXPECT_THAT(error_of("<quern><workers><group job-user='root'/></workers></quern>"),
+              HasSubstr("expected a user name or uid other than root"));
+  EXPECT_THAT(error_of("<quern><workers><group job-user='a b'/></workers></quern>"),
+              HasSubstr("expected a user name or uid other than root"));
+}
+
 TEST(configErrors, GroupPluginsAndPassEnv) {
   EXPECT_EQ(error_of("<quern><workers>\n<group plugins='bash,lib quern'/></workers></quern>"),
             "test.xml:2: <group plugins=\"bash,lib quern\">: bad plugin name \"lib quern\" (expected "
@@ -233,7 +273,8 @@ TEST(configErrors, GroupPluginsAndPassEnv) {
               HasSubstr("HOME cannot be passed on: Quern sets it to each job's own working directory"));
   EXPECT_THAT(error_of("<quern><workers><group env='X'/></workers></quern>"),
               HasSubstr("unknown attribute \"env\" (allowed: name, slots, tags, plugins, pass-env, "
-                        "dedicated, in-process, sandbox, network)"));
+                        "dedicated, in-process, sandbox, network, memory-max, pids-max, cpu-max, tmp-size, "
+                        "nofile, job-user)"));
 }
 
 TEST(configParse, GroupAttributesDefault) {

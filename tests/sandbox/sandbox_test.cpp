@@ -19,6 +19,7 @@
 #include "host/worker/worker.h"
 #include "quern/process.hpp"
 #include "quern/sandbox.h"
+#include "tests/sandbox/run_job.h"
 #include "tests/support/child_process.h"
 #include "tests/support/test_postgres.h"
 
@@ -133,37 +134,15 @@ class SandboxedJobs : public ::testing::Test {
 
   std::unique_ptr<worker::Worker> start_worker(sandbox::Mode mode, sandbox::Network network,
                                                bool announce_none = false) {
-    worker::WorkerOptions o;
-    o.database_url = url_;
-    o.tags = {"bash", "python3"};
-    o.slots = 2;
-    o.poll_interval = 100ms;
-    o.kill_grace = 500ms;
-    o.in_process_plugins = {"bash", "python"};
-    o.sandbox.mode = mode;
-    o.sandbox.network = network;
-    o.sandbox.announce_none = announce_none;
-    auto w = std::make_unique<worker::Worker>(o, registry_);
-    EXPECT_TRUE(w->start());
-    return w;
+    sandbox::Policy p;
+    p.mode = mode;
+    p.network = network;
+    p.announce_none = announce_none;
+    return testing::start_confined_worker(url_, registry_, p, 2);
   }
 
-  // Runs code to its end; returns its record.
   queue::JobRecord run(const std::string& language, const std::string& code) {
-    queue::NewJob j;
-    j.tag = language;
-    j.language = language == "python3" ? "python3" : "bash";
-    j.payload["code"] = code;
-    const int64_t id = q_->push(j).value();
-    std::optional<queue::JobRecord> rec;
-    EXPECT_TRUE(wait_until(
-        [&] {
-          auto r = q_->get_job(id);
-          if (r && *r && (*r)->state != "queued" && (*r)->state != "running") rec = **r;
-          return rec.has_value();
-        },
-        30s));
-    return rec.value_or(queue::JobRecord{});
+    return testing::run_job(*q_, language, code);
   }
 
   // What the escape script managed, as words.
@@ -222,8 +201,10 @@ TEST_F(SandboxedJobs, UnsandboxedJobsReachEverythingTheTestTries) {
   EXPECT_EQ(escapes(database_socket(url_), listener.port()),
             "read-config read-environ signal-worker write-outside see-database connect");
   EXPECT_TRUE(fs::exists(dir_ / "written"));
-  // The setsid'd sleep outlives its job: what the sandbox is for.
-  EXPECT_TRUE(wait_until([&] { return !testing::processes_with_marker(marker_).empty(); }, 5s));
+  // The setsid'd sleep left the job's process group; the job's cgroup (there
+  // with or without the sandbox) ends it with the job. Without that cgroup it
+  // would outlive its worker: NothingOfAJobOutlivesItsWorkerKilledWithSigkill.
+  EXPECT_TRUE(wait_until([&] { return testing::processes_with_marker(marker_).empty(); }, 10s));
   w->stop();
   w->wait();
 }

@@ -164,7 +164,10 @@ TEST_F(DbOutageTest, AWorkerStartedBeforeItsDatabaseWaitsForIt) {
         return r && *r && (*r)->state == "success";
       },
       30s))
-      << worker.output();
+      << worker.output() << [&] {
+           auto r = (*q)->get_job(*id);
+           return r && *r ? (*r)->state + ": " + (*r)->error : std::string("?");
+         }();
   worker.signal(SIGTERM);
   EXPECT_EQ(worker.wait_exit(20s), 0) << worker.output();
 }

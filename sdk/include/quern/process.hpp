@@ -311,8 +311,10 @@ struct SpawnSpec {
 // in the child and in the parent, so it exists before spawn returns), with
 // default signal dispositions and an empty signal mask. Throws
 // std::system_error "starting <what>: <step>" (setpgid,
-// prctl(PR_SET_PDEATHSIG), redirecting stdio, chdir to '<dir>', exec
-// '<program>') when the child cannot be set up; the child is reaped first.
+// prctl(PR_SET_PDEATHSIG), joining the job's cgroup, ..., redirecting stdio,
+// chdir to '<dir>', exec '<program>') when the child cannot be set up; the
+// child is reaped first. QUERN_SANDBOX and QUERN_SETUP in spec.env are the
+// host's confinement (quern/sandbox.h): applied, and not passed on.
 // Between fork and exec the child makes only async-signal-safe calls on data
 // prepared before fork, as a multithreaded parent requires.
 inline pid_t spawn(const SpawnSpec& spec, std::string_view what = "child process") {
@@ -326,13 +328,21 @@ inline pid_t spawn(const SpawnSpec& spec, std::string_view what = "child process
   // The host's sandbox (quern/sandbox.h): out of the child's environment,
   // around its command line.
   std::string sandbox;
+  std::string setup_text;  // QUERN_SETUP, parsed in place below: setup points into it
   for (const auto& e : spec.env) {
     if (e.rfind(QUERN_SANDBOX_ENV "=", 0) == 0)
       sandbox = e.substr(sizeof(QUERN_SANDBOX_ENV));
+    else if (e.rfind(QUERN_SETUP_ENV "=", 0) == 0)
+      setup_text = e.substr(sizeof(QUERN_SETUP_ENV));
     else
       envp.push_back(const_cast<char*>(e.c_str()));
   }
   envp.push_back(nullptr);
+  quern_setup setup;
+  if (quern_setup_parse(setup_text.data(), &setup) != 0)
+    throw std::system_error(
+        std::make_error_code(std::errc::invalid_argument),
+        "starting " + std::string(what) + ": the host's " QUERN_SETUP_ENV " is not understood");
   std::unique_ptr<char*, decltype(&std::free)> wrapped(nullptr, &std::free);
   if (!sandbox.empty()) {
     wrapped.reset(quern_sandbox_argv(sandbox.c_str(), spec.workdir.c_str(), program.c_str(), argv.data()));
@@ -396,6 +406,7 @@ inline pid_t spawn(const SpawnSpec& spec, std::string_view what = "child process
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
     ::sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
+    if (int step = quern_setup_apply(&setup); step != 0) fail(10 + step);
     for (int i = 0; i < nfds; ++i)
       if (::dup2(high_raw[static_cast<std::size_t>(i)], i) < 0) fail(2);
     if (workdir != nullptr && ::chdir(workdir) != 0) fail(3);
@@ -431,6 +442,11 @@ inline pid_t spawn(const SpawnSpec& spec, std::string_view what = "child process
         break;
       case 3:
         step = "chdir to '" + spec.workdir + "'";
+        break;
+      case 11:
+      case 12:
+      case 13:
+        step = quern_setup_step_(report[0] - 10);
         break;
       default:
         step = "exec '" + program + "'";

@@ -128,7 +128,8 @@ static inline void quern_proc_close_from_(int from, int keep) {
  * exists. Returns the pid, or -1 with result->error set (the child, if any,
  * reaped; the group withdrawn). */
 static inline pid_t quern_proc_spawn_raw_(const quern_job* job, const quern_process_spec* spec,
-                                          const char* program, const int fds[3], quern_process_result* result) {
+                                          const char* program, const quern_setup* setup, const int fds[3],
+                                          quern_process_result* result) {
   static const char* const kNoEnv[] = {NULL};
   char* const* argv = (char* const*)spec->argv;
   char* const* envp = (char* const*)(spec->env != NULL ? spec->env : kNoEnv);
@@ -178,6 +179,11 @@ static inline pid_t quern_proc_spawn_raw_(const quern_job* job, const quern_proc
     dfl.sa_handler = SIG_DFL;
     for (i = 1; i < NSIG; ++i) sigaction(i, &dfl, NULL);
     sigprocmask(SIG_SETMASK, &empty_mask, NULL);
+    step = quern_setup_apply(setup);
+    if (step != 0) {
+      step += 10;
+      goto child_fail;
+    }
     step = 2;
     for (i = 0; i < 3; ++i)
       if (dup2(high[i], i) < 0) goto child_fail;
@@ -218,6 +224,11 @@ static inline pid_t quern_proc_spawn_raw_(const quern_job* job, const quern_proc
       case 3:
         snprintf(what, sizeof what, "starting child process: chdir to '%.300s'", workdir);
         break;
+      case 11:
+      case 12:
+      case 13:
+        snprintf(what, sizeof what, "starting child process: %s", quern_setup_step_(report[0] - 10));
+        break;
       default:
         snprintf(what, sizeof what, "starting child process: exec '%.300s'", program);
         break;
@@ -234,39 +245,56 @@ fail_fds:
   return -1;
 }
 
-/* quern_proc_spawn_raw_ inside the host's sandbox when the child's
- * environment names one (quern/sandbox.h): QUERN_SANDBOX leaves the
- * environment and its wrapper goes in front of the command line. */
+/* quern_proc_spawn_raw_ with the host's confinement (quern/sandbox.h):
+ * QUERN_SANDBOX and QUERN_SETUP leave the environment; the sandbox's wrapper
+ * goes in front of the command line and the setup is applied in the child. */
 static inline pid_t quern_proc_spawn_(const quern_job* job, const quern_process_spec* spec,
                                       const char* program, const int fds[3], quern_process_result* result) {
   const char* sandbox = quern_sandbox_find(spec->env);
-  quern_process_spec wrapped;
-  const char** env;
-  char** argv;
+  const char* setup_value = quern_env_find(spec->env, QUERN_SETUP_ENV);
+  char* setup_text = strdup(setup_value != NULL ? setup_value : "");
+  quern_setup setup;
+  quern_process_spec wrapped = *spec;
+  const char** env = NULL;
+  char** argv = NULL;
   size_t n = 0, k = 0;
-  pid_t pid;
-  if (sandbox == NULL) return quern_proc_spawn_raw_(job, spec, program, fds, result);
-  argv = quern_sandbox_argv(sandbox, spec->workdir, program, spec->argv);
-  if (argv == NULL) {
-    quern_proc_fail_(result, "starting child process: the sandbox needs a working directory", EINVAL);
-    return -1;
-  }
-  while (spec->env[n] != NULL) ++n;
-  env = (const char**)malloc((n + 1) * sizeof *env);
-  if (env == NULL) {
-    free(argv);
+  pid_t pid = -1;
+  if (setup_text == NULL) {
     quern_proc_fail_(result, "starting child process: out of memory", ENOMEM);
     return -1;
   }
-  for (n = 0; spec->env[n] != NULL; ++n)
-    if (strncmp(spec->env[n], QUERN_SANDBOX_ENV "=", sizeof(QUERN_SANDBOX_ENV)) != 0) env[k++] = spec->env[n];
-  env[k] = NULL;
-  wrapped = *spec;
-  wrapped.argv = (const char* const*)argv;
-  wrapped.env = env;
-  pid = quern_proc_spawn_raw_(job, &wrapped, argv[0], fds, result);
+  if (quern_setup_parse(setup_text, &setup) != 0) {
+    quern_proc_fail_(result, "starting child process: the host's " QUERN_SETUP_ENV " is not understood", EINVAL);
+    goto done;
+  }
+  if (sandbox != NULL) {
+    argv = quern_sandbox_argv(sandbox, spec->workdir, program, spec->argv);
+    if (argv == NULL) {
+      quern_proc_fail_(result, "starting child process: the sandbox needs a working directory", EINVAL);
+      goto done;
+    }
+    wrapped.argv = (const char* const*)argv;
+    program = argv[0];
+  }
+  if (spec->env != NULL) {
+    while (spec->env[n] != NULL) ++n;
+    env = (const char**)malloc((n + 1) * sizeof *env);
+    if (env == NULL) {
+      quern_proc_fail_(result, "starting child process: out of memory", ENOMEM);
+      goto done;
+    }
+    for (n = 0; spec->env[n] != NULL; ++n)
+      if (strncmp(spec->env[n], QUERN_SANDBOX_ENV "=", sizeof(QUERN_SANDBOX_ENV)) != 0 &&
+          strncmp(spec->env[n], QUERN_SETUP_ENV "=", sizeof(QUERN_SETUP_ENV)) != 0)
+        env[k++] = spec->env[n];
+    env[k] = NULL;
+    wrapped.env = env;
+  }
+  pid = quern_proc_spawn_raw_(job, &wrapped, program, &setup, fds, result);
+done:
   free((void*)env);
   free(argv);
+  free(setup_text);
   return pid;
 }
 
