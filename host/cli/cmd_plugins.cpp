@@ -72,6 +72,19 @@ void print_resources(const plugin::PluginRegistry& registry, const config::Confi
   }
 }
 
+// Each worker group of the config: the plugins it runs in its own process
+// and how its jobs are confined, as its workers would say it at start.
+void print_groups(const config::Config& cfg) {
+  std::printf("\nGROUPS\n");
+  for (const auto& g : cfg.groups) {
+    worker::WorkerOptions o = worker_options_for(cfg, g, "");
+    (void)sandbox::resolve_job_user(o.sandbox);  // a missing user is the worker's error to give
+    std::printf("%-12s in-process %s; jobs: %s\n", g.name.c_str(),
+                g.in_process.empty() ? "none" : join(g.in_process).c_str(),
+                sandbox::describe(o.sandbox).c_str());
+  }
+}
+
 int list_plugins(const CommonOptions& common) {
   auto cfg = load_effective_config(common);
   if (!cfg) {
@@ -88,6 +101,7 @@ int list_plugins(const CommonOptions& common) {
                 join(i.languages).c_str(), join(i.tags).c_str(), i.file.c_str());
   }
   print_resources(registry, *cfg);
+  print_groups(*cfg);
   if (!report.ignored.empty()) {
     std::printf("\nNOT PLUGINS (a plugin directory loads only libquern_*.so)\n");
     for (const auto& f : report.ignored) std::printf("%s\n", f.c_str());

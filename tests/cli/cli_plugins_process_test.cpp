@@ -5,6 +5,7 @@
 // refuses to start when its group lists that plugin.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -138,6 +139,22 @@ TEST_F(PluginsCommand, ListingNamesFilesThatAreNoPlugins) {
   EXPECT_NE(out_.find("NOT PLUGINS (a plugin directory loads only libquern_*.so)\n" +
                       (dir_ / "fixture_good.so").string() + "\n"),
             std::string::npos)
+      << out_;
+}
+
+TEST_F(PluginsCommand, ListingSaysHowEachGroupConfinesItsJobs) {
+  const fs::path config = write_config(
+      "<workers><group name='safe' tags='bash' plugins='bash' memory-max='256M' pids-max='100' "
+      "network='none'/><group name='open' tags='sql' plugins='sql' sandbox='none' in-process='none'/>"
+      "</workers>");
+  ASSERT_EQ(quern({"plugins", "--config", config.string()}), 0) << out_;
+  const std::string as_user = ::geteuid() == 0 ? ", jobs as uid 65534" : "";
+  EXPECT_NE(
+      out_.find(
+          "\nGROUPS\nsafe         in-process bash,python,sql,http,gpu,noop; jobs: bwrap (network none), "
+          "memory-max 256 MiB, pids-max 100" +
+          as_user + "\nopen         in-process none; jobs: none\n"),
+      std::string::npos)
       << out_;
 }
 
