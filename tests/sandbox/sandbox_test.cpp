@@ -145,18 +145,20 @@ class SandboxedJobs : public ::testing::Test {
     return testing::run_job(*q_, language, code);
   }
 
-  // What the escape script managed, as words.
-  std::string escapes(const std::string& socket, int port) {
-    const std::string script =
+  // What the escape script managed, as words; the same attempts in bash and
+  // in Python.
+  std::string escapes(const std::string& socket, int port, const std::string& language = "bash") {
+    const std::string pid = std::to_string(::getpid());
+    const std::string bash =
         "did=''\n"
         "cat '" +
         secret_.string() +
         "' >/dev/null 2>&1 && did=\"$did read-config\"\n"
         "cat /proc/" +
-        std::to_string(::getpid()) +
+        pid +
         "/environ >/dev/null 2>&1 && did=\"$did read-environ\"\n"
         "kill -0 " +
-        std::to_string(::getpid()) +
+        pid +
         " 2>/dev/null && did=\"$did signal-worker\"\n"
         "touch '" +
         (dir_ / "written").string() +
@@ -175,7 +177,48 @@ class SandboxedJobs : public ::testing::Test {
         marker_ +
         " >/dev/null && break; sleep 0.05; done\n"
         "echo \"{\\\"did\\\": \\\"${did# }\\\"}\"\n";
-    const queue::JobRecord rec = run("bash", script);
+    const std::string python =
+        "import os, socket, stat, subprocess, time\n"
+        "def attempt(did, name, action):\n"
+        "    try:\n"
+        "        action()\n"
+        "        did.append(name)\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "def main():\n"
+        "    did = []\n"
+        "    attempt(did, 'read-config', lambda: open('" +
+        secret_.string() +
+        "').read())\n"
+        "    attempt(did, 'read-environ', lambda: open('/proc/" +
+        pid +
+        "/environ', 'rb').read())\n"
+        "    attempt(did, 'signal-worker', lambda: os.kill(" +
+        pid +
+        ", 0))\n"
+        "    attempt(did, 'write-outside', lambda: open('" +
+        (dir_ / "written").string() +
+        "', 'w').write('x'))\n"
+        "    if os.path.exists('" +
+        socket +
+        "'):\n"
+        "        did.append('see-database')\n"
+        "    attempt(did, 'connect', lambda: socket.create_connection(('127.0.0.1', " +
+        std::to_string(port) +
+        "), 2).close())\n"
+        "    subprocess.Popen(['setsid', 'bash', '-c', 'exec -a " +
+        marker_ +
+        " sleep 1000'],\n"
+        "                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
+        "stderr=subprocess.DEVNULL)\n"
+        "    for _ in range(100):\n"
+        "        if subprocess.run(['pgrep', '-f', '" +
+        marker_ +
+        "'], stdout=subprocess.DEVNULL).returncode == 0:\n"
+        "            break\n"
+        "        time.sleep(0.05)\n"
+        "    return {'did': ' '.join(did)}\n";
+    const queue::JobRecord rec = run(language, language == "bash" ? bash : python);
     EXPECT_EQ(rec.state, "success") << rec.error;
     return (rec.result.is_object() ? rec.result : nlohmann::json::object()).value("did", "?");
   }
@@ -198,9 +241,13 @@ std::string database_socket(const std::string& url) {
 TEST_F(SandboxedJobs, UnsandboxedJobsReachEverythingTheTestTries) {
   Listener listener;
   auto w = start_worker(sandbox::Mode::none, sandbox::Network::host);
-  EXPECT_EQ(escapes(database_socket(url_), listener.port()),
-            "read-config read-environ signal-worker write-outside see-database connect");
-  EXPECT_TRUE(fs::exists(dir_ / "written"));
+  for (const char* language : {"bash", "python3"}) {
+    fs::remove(dir_ / "written");
+    EXPECT_EQ(escapes(database_socket(url_), listener.port(), language),
+              "read-config read-environ signal-worker write-outside see-database connect")
+        << language;
+    EXPECT_TRUE(fs::exists(dir_ / "written")) << language;
+  }
   // The setsid'd sleep left the job's process group; the job's cgroup (there
   // with or without the sandbox) ends it with the job. Without that cgroup it
   // would outlive its worker: NothingOfAJobOutlivesItsWorkerKilledWithSigkill.
@@ -212,8 +259,11 @@ TEST_F(SandboxedJobs, UnsandboxedJobsReachEverythingTheTestTries) {
 TEST_F(SandboxedJobs, SandboxedJobsReachNoneOfIt) {
   Listener listener;
   auto w = start_worker(sandbox::Mode::bwrap, sandbox::Network::host);
-  EXPECT_EQ(escapes(database_socket(url_), listener.port()), "connect");  // network host: only the network
-  EXPECT_FALSE(fs::exists(dir_ / "written"));
+  for (const char* language : {"bash", "python3"}) {
+    // network host: only the network
+    EXPECT_EQ(escapes(database_socket(url_), listener.port(), language), "connect") << language;
+    EXPECT_FALSE(fs::exists(dir_ / "written")) << language;
+  }
   // Nothing the job started outlives it, setsid'd or not.
   EXPECT_TRUE(wait_until([&] { return testing::processes_with_marker(marker_).empty(); }, 10s));
   // The job writes in its own directory and private /tmp, as uid 65534.
@@ -233,6 +283,7 @@ TEST_F(SandboxedJobs, NetworkNoneBlocksLoopback) {
   Listener listener;
   auto w = start_worker(sandbox::Mode::bwrap, sandbox::Network::none);
   EXPECT_EQ(escapes(database_socket(url_), listener.port()), "");
+  EXPECT_EQ(escapes(database_socket(url_), listener.port(), "python3"), "");
   w->stop();
   w->wait();
 }
