@@ -221,6 +221,16 @@ void Job::kill() {
   for (const fs::path& d : dirs_) kill_listed(d);
 }
 
+void Job::signal(int sig, const std::string& except) const {
+  if (dirs_.empty()) return;
+  std::istringstream in(read_text(dirs_.front() / "cgroup.procs"));
+  for (pid_t pid; in >> pid;) {
+    std::string comm = read_text("/proc/" + std::to_string(pid) + "/comm");
+    while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    if (comm != except) ::kill(pid, sig);
+  }
+}
+
 Usage Job::usage() const {
   Usage u;
   if (!v2_.empty()) {

@@ -33,6 +33,9 @@ class JobConfinement {
   // When the kernel killed the job's processes for memory, a failed
   // completion says so: "out of memory (limit 256 MiB, peak 256 MiB)".
   // Records the usage on the completion either way.
+  // The job's cgroup; empty() when it has none.
+  const cgroup::Job& cgroup() const { return cgroup_; }
+
   static void account(const cgroup::Usage& usage, const cgroup::Limits& limits,
                       queue::Completion& completion);
 

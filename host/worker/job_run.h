@@ -18,6 +18,7 @@
 #include <mutex>
 #include <string>
 
+#include "host/cgroup/cgroup.h"
 #include "host/plugin/plugin_registry.h"
 #include "host/queue/queue.h"
 #include "host/slot/job_executor.h"
@@ -75,6 +76,10 @@ class JobRun final : public plugin::JobSink {
   bool kill_sent = false;
   SteadyClock::time_point term_at{};
   slot::JobExecutor* executor = nullptr;  // for stop()/kill(); set by the slot while executing
+  // The job's cgroup while it executes, when it is sandboxed: SIGTERM goes to
+  // its processes but not to bubblewrap, which would die of it and take the
+  // sandbox along before the job had its grace.
+  const cgroup::Job* sandboxed_cgroup = nullptr;
 
  private:
   const queue::ClaimedJob job_;

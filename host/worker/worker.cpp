@@ -408,6 +408,8 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   {
     std::lock_guard lock(st.mu);
     run->executor = executor.get();
+    if (opt.sandbox.mode != sandbox::Mode::none && !confinement.cgroup().empty())
+      run->sandboxed_cgroup = &confinement.cgroup();
   }
   if (opt.on_job_start) opt.on_job_start(job);
   const auto exec_start = SteadyClock::now();
@@ -419,6 +421,7 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   {
     std::lock_guard lock(st.mu);
     run->executor = nullptr;
+    run->sandboxed_cgroup = nullptr;
   }
   // A slot process that died (a crash, or killed after ignoring a stop) is
   // replaced at this slot's next job of the plugin, prepared afresh.
@@ -629,7 +632,10 @@ void Loops::watchdog() {
       if (run->stop_reason() != QUERN_RUNNING && !run->term_sent) {
         run->term_sent = true;
         run->term_at = now;
-        if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGTERM);
+        if (run->sandboxed_cgroup != nullptr)
+          run->sandboxed_cgroup->signal(SIGTERM, "bwrap");
+        else if (int64_t pgid = run->process_group(); pgid > 0)
+          kill(static_cast<pid_t>(-pgid), SIGTERM);
         if (run->executor) run->executor->stop(run->stop_reason());
       } else if (run->term_sent && !run->kill_sent && now - run->term_at >= opt.kill_grace) {
         run->kill_sent = true;

@@ -130,6 +130,20 @@ TEST_F(JobLimits, AForkBombStopsAtPidsMaxAndEndsWithItsJob) {
   w->wait();
 }
 
+// SIGTERM reaches the job's processes, not bubblewrap around them (which
+// would die of it and end the sandbox at once): a job that traps it cleans up.
+TEST_F(JobLimits, ASandboxedJobThatTrapsTermGetsItsGraceAtTimeout) {
+  auto w = start_worker(sandbox::Mode::bwrap, {});
+  const queue::JobRecord rec =
+      run("bash", "trap 'echo cleaned up; exit 0' TERM\necho started\nsleep 100 &\nwait\n", 1);
+  EXPECT_EQ(rec.state, "timeout") << rec.error;
+  auto logs = q_->read_logs(rec.id);
+  ASSERT_TRUE(logs) << logs.message();
+  EXPECT_NE(logs->find("started\ncleaned up\n"), std::string::npos) << *logs;
+  w->stop();
+  w->wait();
+}
+
 // A `quern worker` with a fixed id whose job left a setsid'd sleep behind,
 // killed with SIGKILL; then the same id started again: is the sleep alive?
 TEST_F(JobLimits, AWorkerRestartedAfterSigkillEndsWhatItsPredecessorsJobsLeft) {
