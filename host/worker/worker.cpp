@@ -24,23 +24,12 @@
 #include "host/worker/delivery.h"
 #include "host/worker/job_confinement.h"
 #include "host/worker/job_run.h"
+#include "host/worker/worker_loops.h"
 #include "host/worker/worker_state.h"
 #include "quern/sandbox.h"
 
 namespace quern::worker {
 namespace {
-
-using std::chrono::milliseconds;
-
-// Log text is flushed at least this often while a job runs, and at once when
-// a job's pending text passes kLogFlushBytes.
-constexpr milliseconds kLogFlushInterval{100};
-constexpr size_t kLogFlushBytes = 64 * 1024;
-constexpr milliseconds kWatchdogTick{20};
-constexpr milliseconds kDatabaseRetry{250};
-constexpr milliseconds kMaxRetryDelay{5000};
-constexpr milliseconds kBacklogBatchWait{2};
-constexpr int64_t kShortJobUs = 10000;  // jobs shorter than this benefit from batched claims
 
 std::string default_worker_id() {
   char host[256] = {0};
@@ -49,10 +38,6 @@ std::string default_worker_id() {
   char suffix[9];
   snprintf(suffix, sizeof(suffix), "%08x", rd());
   return std::string(host) + "-" + std::to_string(getpid()) + "-" + suffix;
-}
-
-void log_error(const std::string& worker_id, const std::string& what) {
-  std::cerr << "quern worker " << worker_id << ": " << what << std::endl;
 }
 
 }  // namespace
@@ -119,43 +104,7 @@ void Worker::wait() {
   state_->jobs_dir.release(/*remove=*/owns_jobs_dir_);
 }
 
-namespace {
-
-// What one slot owns: its executor instances (by plugin name) and, for
-// dedicated scripts, the script version each instance was prepared for.
-struct SlotExecutors {
-  std::map<std::string, std::unique_ptr<slot::JobExecutor>> instances;
-  std::map<std::string, std::string> prepared_hash;  // plugin name → script hash
-};
-
-// Everything a thread of one worker needs; the loops below are its methods.
-class Loops {
- public:
-  Loops(const WorkerOptions& o, const plugin::PluginRegistry& p, Worker::State& s)
-      : opt(o), plugins(p), st(s) {}
-
-  void claimer();
-  void slot();
-  void writer();
-  void watchdog();
-  void cancels();
-
- private:
-  // Raises a running job's stop flag (st.mu held); true if this call did.
-  bool stop_job(JobRun& run, int32_t reason);
-  void run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& executors);
-  void prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
-                         slot::JobExecutor& executor, SlotExecutors& slot);
-  // A new instance of p for one slot: in a slot process of its own, or in
-  // this process for the plugins the options name.
-  StatusOr<std::unique_ptr<slot::JobExecutor>> make_executor(const plugin::LoadedPlugin& p);
-  void finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion, bool release);
-  void heartbeat(JobSource& q);
-
-  const WorkerOptions& opt;
-  const plugin::PluginRegistry& plugins;
-  Worker::State& st;
-};
+namespace detail {
 
 void Loops::claimer() {
   JobSource& q = *st.claim_source;
@@ -263,187 +212,6 @@ void Loops::claimer() {
   st.claimer_done = true;
   st.slots_cv.notify_all();
   st.writer_cv.notify_all();
-}
-
-void Loops::slot() {
-  // One executor instance per plugin per slot: plugins never see concurrent
-  // execute() calls on one instance.
-  SlotExecutors executors;
-  while (true) {
-    std::shared_ptr<JobRun> run;
-    {
-      std::unique_lock lock(st.mu);
-      st.slots_cv.wait(lock, [&] { return !st.dispatch.empty() || st.claimer_done; });
-      if (st.dispatch.empty()) break;
-      run = std::move(st.dispatch.front());
-      st.dispatch.pop_front();
-    }
-    run_job(run, executors);
-  }
-  executors.instances.clear();
-  std::lock_guard lock(st.mu);
-  st.slots_alive--;
-  st.writer_cv.notify_all();
-}
-
-StatusOr<std::unique_ptr<slot::JobExecutor>> Loops::make_executor(const plugin::LoadedPlugin& p) {
-  auto cfg = opt.plugin_configs.find(p.info().name);
-  const std::string config = cfg == opt.plugin_configs.end() ? "{}" : cfg->second;
-  if (std::find(opt.in_process_plugins.begin(), opt.in_process_plugins.end(), p.info().name) !=
-      opt.in_process_plugins.end()) {
-    auto created = p.create(config);
-    if (!created) return created.status();
-    return std::unique_ptr<slot::JobExecutor>(new slot::InProcessExecutor(std::move(created).value()));
-  }
-  auto started = slot::SlotProcess::start(
-      opt.slot_program.empty() ? slot::default_slot_program() : opt.slot_program, p, config);
-  if (!started) return started.status();
-  return std::unique_ptr<slot::JobExecutor>(std::move(started).value());
-}
-
-// A dedicated worker keeps the plugin warm for the script's version the job
-// carries: the first job of a version (after start or a redeploy) prepares
-// it, on this slot's own thread; later jobs of that version reuse it.
-void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
-                              slot::JobExecutor& executor, SlotExecutors& slot) {
-  if ((p.info().capabilities & QUERN_CAP_DEDICATED) == 0) return;
-  if (std::find(opt.dedicated_scripts.begin(), opt.dedicated_scripts.end(), job.script_path) ==
-      opt.dedicated_scripts.end())
-    return;
-  const std::string hash = job.payload.value("script_hash", "");
-  if (hash.empty() || slot.prepared_hash[p.info().name] == hash) return;
-  nlohmann::ordered_json script{{"code", job.payload.value("code", "")},
-                                {"language", job.language},
-                                {"hash", hash},
-                                {"script_path", job.script_path}};
-  // The warm process is sandboxed like a job's (quern/sandbox.h).
-  if (auto it = st.passed_env.find(QUERN_SANDBOX_ENV); it != st.passed_env.end())
-    script["env"] = {{QUERN_SANDBOX_ENV, it->second}};
-  script["env"][QUERN_SETUP_ENV] = st.setup_items;  // its user and rlimits (no job cgroup: it outlives jobs)
-  if (Status s = executor.prepare(script.dump()); !s) {
-    // Not fatal: the job runs the ordinary way, and the next one tries again.
-    log_error(opt.worker_id, "warming " + job.script_path + " failed: " + s.message());
-    slot.prepared_hash.erase(p.info().name);
-    return;
-  }
-  slot.prepared_hash[p.info().name] = hash;
-}
-
-void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
-  const queue::ClaimedJob& job = run->job();
-  const int timeout_s = job.timeout_s > 0 ? job.timeout_s : opt.default_timeout_s;
-
-  const plugin::LoadedPlugin* p = plugins.for_language(job.language);
-  if (p == nullptr) {
-    queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
-                        "no executor plugin for language '" + job.language + "' on worker " + opt.worker_id};
-    finish(run, c, false);
-    return;
-  }
-  auto& executor = slot.instances[p->info().name];
-  if (!executor) {
-    auto created = make_executor(*p);
-    if (!created) {
-      queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
-                          "executor plugin '" + p->info().name + "' failed to start: " + created.message()};
-      finish(run, c, false);
-      return;
-    }
-    executor = std::move(created).value();
-  }
-
-  prepare_dedicated(job, *p, *executor, slot);
-
-  // A fresh working directory per attempt, removed afterwards — for plugins
-  // that run processes; in-process executors don't pay for it.
-  const bool needs_workdir = (p->info().capabilities & QUERN_CAP_SPAWNS_PROCESSES) != 0;
-  std::filesystem::path workdir;
-  std::error_code ec;
-  if (needs_workdir) {
-    workdir = opt.jobs_dir / (std::to_string(job.id) + "-" + std::to_string(job.attempt));
-    if (!std::filesystem::create_directory(workdir, ec) && !ec) {  // a leftover of a crashed run
-      std::filesystem::remove_all(workdir, ec);
-      std::filesystem::create_directory(workdir, ec);
-    }
-  }
-  if (ec) {
-    queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
-                        "cannot create working directory " + workdir.string() + ": " + ec.message()};
-    finish(run, c, false);
-    return;
-  }
-  if (needs_workdir) std::filesystem::permissions(workdir, std::filesystem::perms::owner_all, ec);
-
-  nlohmann::ordered_json doc = job.payload.is_object() ? job.payload : nlohmann::ordered_json::object();
-  if (!doc.contains("code")) doc["code"] = "";
-  if (!doc.contains("args") || !doc["args"].is_object()) doc["args"] = nlohmann::ordered_json::object();
-  doc["id"] = job.id;
-  doc["attempt"] = job.attempt;
-  doc["language"] = job.language;
-  doc["script_path"] = job.script_path;
-  doc["timeout_s"] = timeout_s;
-  JobConfinement confinement;
-  if (needs_workdir) {
-    doc["workdir"] = workdir.string();
-    doc["env"] = minimal_job_environment(workdir, job.id, job.attempt);
-    for (const auto& [name, value] : st.passed_env) doc["env"][name] = value;  // the group's pass-env
-    auto began = JobConfinement::begin(st.cgroups.get(), opt.sandbox, st.setup_items,
-                                       std::to_string(job.id) + "-" + std::to_string(job.attempt), workdir,
-                                       doc["env"]);
-    if (!began) {
-      std::filesystem::remove_all(workdir, ec);
-      queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
-                          "cannot confine the job: " + began.message()};
-      finish(run, c, false);
-      return;
-    }
-    confinement = std::move(began).value();
-    // Never silently weaker: the record says so when the config turned the sandbox off.
-    if (opt.sandbox.mode == sandbox::Mode::none && opt.sandbox.announce_none)
-      run->log_line(QUERN_STREAM_SYSTEM,
-                    "this job runs unsandboxed: worker group " + opt.group + " has sandbox=\"none\"");
-  }
-  const std::string job_json = doc.dump();
-
-  {
-    std::lock_guard lock(st.mu);
-    run->executor = executor.get();
-    if (opt.sandbox.mode != sandbox::Mode::none && !confinement.cgroup().empty())
-      run->sandboxed_cgroup = &confinement.cgroup();
-  }
-  if (opt.on_job_start) opt.on_job_start(job);
-  const auto exec_start = SteadyClock::now();
-  quern_status rc = executor->execute(job_json, *run);
-  const int64_t exec_us =
-      std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - exec_start).count();
-  const int64_t ewma = st.exec_ewma_us.load(std::memory_order_relaxed);
-  st.exec_ewma_us.store(ewma + (exec_us - ewma) / 8, std::memory_order_relaxed);  // racy by design: a hint
-  {
-    std::lock_guard lock(st.mu);
-    run->executor = nullptr;
-    run->sandboxed_cgroup = nullptr;
-  }
-  // A slot process that died (a crash, or killed after ignoring a stop) is
-  // replaced at this slot's next job of the plugin, prepared afresh.
-  if (!executor->alive()) {
-    slot.instances.erase(p->info().name);
-    slot.prepared_hash.erase(p->info().name);
-  }
-  // Whatever the plugin did, nothing of the job may outlive it.
-  if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGKILL);
-  const cgroup::Usage usage = confinement.end();  // and all its cgroup held: setsid'd, double-forked
-  if (needs_workdir) std::filesystem::remove_all(workdir, ec);
-
-  if (run->lost()) {
-    finish(run, std::nullopt, false);
-  } else if (run->stop_reason() == QUERN_SHUTDOWN) {
-    // The host stopped it: handed back to the queue, whatever the plugin returned.
-    finish(run, std::nullopt, true);
-  } else {
-    queue::Completion c = run->outcome(rc, timeout_s);
-    JobConfinement::account(usage, opt.sandbox.limits, c);
-    finish(run, std::move(c), false);
-  }
 }
 
 void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion,
@@ -688,7 +456,10 @@ void Loops::cancels() {
   }
 }
 
-}  // namespace
+}  // namespace detail
+
+using detail::log_error;
+using detail::Loops;
 
 Status Worker::start() {
   add_dedicated_tags(options_.tags, options_.dedicated_scripts);

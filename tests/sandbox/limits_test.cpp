@@ -71,6 +71,35 @@ TEST_F(JobLimits, OverItsMemoryLimitAJobFailsWithOutOfMemoryAndTheWorkerGoesOn) 
   w->wait();
 }
 
+// A dedicated script's warm interpreter outlives jobs, so it has a cgroup of
+// its own with the group's limits; an OOM kill there is the running job's.
+TEST_F(JobLimits, ADedicatedScriptsWarmProcessIsHeldToTheLimitsToo) {
+  sandbox::Policy p;
+  p.mode = sandbox::Mode::bwrap;
+  p.limits = {256 << 20, 0, 0};
+  auto w = testing::start_confined_worker(url_, registry_, p, 1, {"f/t/greedy"});
+  queue::NewJob j;
+  j.language = "python3";
+  j.tag = "dedicated:f/t/greedy";
+  j.script_path = "f/t/greedy";
+  j.payload["code"] = kGreedy;
+  j.payload["script_hash"] = "h1";
+  const int64_t id = q_->push(j).value();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = q_->get_job(id);
+        return r && *r && (*r)->state != "queued" && (*r)->state != "running";
+      },
+      60s));
+  const queue::JobRecord rec = q_->get_job(id).value().value();
+  EXPECT_EQ(rec.state, "failure");
+  EXPECT_EQ(rec.error.rfind("out of memory (limit 256 MiB", 0), 0u) << rec.error;
+  const queue::JobRecord next = run("bash", "echo '{\"ok\": true}'");
+  EXPECT_EQ(next.state, "success") << next.error;
+  w->stop();
+  w->wait();
+}
+
 TEST_F(JobLimits, WithoutALimitTheSameJobSucceedsAndItsPeakAndCpuAreOnTheRecord) {
   auto w = start_worker(sandbox::Mode::bwrap, {});
   const queue::JobRecord rec = run("python3", kGreedy);

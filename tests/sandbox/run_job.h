@@ -15,10 +15,11 @@
 namespace quern::testing {
 
 // A started in-process worker for tags bash and python3 (slots slots) whose
-// jobs are confined by policy.
+// jobs are confined by policy, keeping the dedicated scripts warm.
 inline std::unique_ptr<worker::Worker> start_confined_worker(const std::string& url,
                                                              const plugin::PluginRegistry& registry,
-                                                             const sandbox::Policy& policy, int slots) {
+                                                             const sandbox::Policy& policy, int slots,
+                                                             const std::vector<std::string>& dedicated = {}) {
   worker::WorkerOptions o;
   o.database_url = url;
   o.tags = {"bash", "python3"};
@@ -27,6 +28,7 @@ inline std::unique_ptr<worker::Worker> start_confined_worker(const std::string& 
   o.kill_grace = std::chrono::milliseconds(500);
   o.in_process_plugins = {"bash", "python"};
   o.sandbox = policy;
+  o.dedicated_scripts = dedicated;
   auto w = std::make_unique<worker::Worker>(o, registry);
   const Status s = w->start();
   EXPECT_TRUE(s) << s.message();

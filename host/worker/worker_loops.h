@@ -1,0 +1,81 @@
+// The worker's threads (host/worker/worker.h): the state they share is
+// Worker::State (worker_state.h); Loops holds what each of them needs and
+// its methods are the threads' bodies. worker.cpp has the claimer, writer,
+// watchdog and cancel listener; worker_slots.cpp the slots, which run jobs.
+// Internal to host/worker.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "host/cgroup/cgroup.h"
+#include "host/worker/job_run.h"
+#include "host/worker/worker.h"
+#include "host/worker/worker_state.h"
+
+namespace quern::worker::detail {
+
+using std::chrono::milliseconds;
+
+// Log text is flushed at least this often while a job runs, and at once when
+// a job's pending text passes kLogFlushBytes.
+inline constexpr milliseconds kLogFlushInterval{100};
+inline constexpr size_t kLogFlushBytes = 64 * 1024;
+inline constexpr milliseconds kWatchdogTick{20};
+inline constexpr milliseconds kDatabaseRetry{250};
+inline constexpr milliseconds kMaxRetryDelay{5000};
+inline constexpr milliseconds kBacklogBatchWait{2};
+inline constexpr int64_t kShortJobUs = 10000;  // jobs shorter than this benefit from batched claims
+
+inline void log_error(const std::string& worker_id, const std::string& what) {
+  std::cerr << "quern worker " << worker_id << ": " << what << std::endl;
+}
+
+// What one slot owns: its executor instances (by plugin name) and, for
+// dedicated scripts, the script version each instance was prepared for.
+struct SlotExecutors {
+  int id = 0;  // unique within the worker: names the slot's cgroups
+  // A warm process's cgroup per plugin (dedicated scripts): declared before
+  // instances so that it is killed and removed after them.
+  std::map<std::string, cgroup::Job> warm_cgroups;
+  std::map<std::string, int64_t> warm_oom_seen;  // plugin name → its warm cgroup's OOM kills so far
+  std::map<std::string, std::unique_ptr<slot::JobExecutor>> instances;
+  std::map<std::string, std::string> prepared_hash;  // plugin name → script hash
+};
+
+// Everything a thread of one worker needs; the loops below are its methods.
+class Loops {
+ public:
+  Loops(const WorkerOptions& o, const plugin::PluginRegistry& p, Worker::State& s)
+      : opt(o), plugins(p), st(s) {}
+
+  void claimer();
+  void slot();
+  void writer();
+  void watchdog();
+  void cancels();
+
+ private:
+  // Raises a running job's stop flag (st.mu held); true if this call did.
+  bool stop_job(JobRun& run, int32_t reason);
+  void run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& executors);
+  void prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
+                         slot::JobExecutor& executor, SlotExecutors& slot);
+  // A new instance of p for one slot: in a slot process of its own, or in
+  // this process for the plugins the options name.
+  StatusOr<std::unique_ptr<slot::JobExecutor>> make_executor(const plugin::LoadedPlugin& p);
+  void finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion, bool release);
+  void heartbeat(JobSource& q);
+
+  const WorkerOptions& opt;
+  const plugin::PluginRegistry& plugins;
+  Worker::State& st;
+  std::atomic<int> slot_ids{0};  // SlotExecutors::id
+};
+
+}  // namespace quern::worker::detail
