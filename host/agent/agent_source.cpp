@@ -39,6 +39,9 @@ StatusOr<queue::ClaimedJob> claimed_job_from_json(const Json& j) {
     c.script_path = j.value("script_path", "");
     c.created_at = queue::Clock::time_point(std::chrono::microseconds(j.value("created_at_us", int64_t{0})));
     c.started_at = queue::Clock::time_point(std::chrono::microseconds(j.value("started_at_us", int64_t{0})));
+    // A server older than the agent sends no due time: the wait then counts from creation.
+    c.due_at = queue::Clock::time_point(
+        std::chrono::microseconds(j.value("due_at_us", j.value("created_at_us", int64_t{0}))));
     c.gpus = j.value("gpus", 0);
     return c;
   } catch (const std::exception& e) {
@@ -104,7 +107,8 @@ StatusOr<queue::HeartbeatReply> AgentJobSource::heartbeat(const std::string& wor
 }
 
 StatusOr<std::vector<int64_t>> AgentJobSource::complete(const std::string& worker_id,
-                                                        const std::vector<queue::Completion>& completions) {
+                                                        const std::vector<queue::Completion>& completions,
+                                                        std::vector<int64_t>* retried) {
   Json list = Json::array();
   for (const auto& c : completions)
     list.push_back(Json{{"id", c.id},
@@ -118,6 +122,8 @@ StatusOr<std::vector<int64_t>> AgentJobSource::complete(const std::string& worke
   std::vector<int64_t> accepted;
   if (!ids_from(*r, "accepted", accepted))
     return Status::unavailable("complete: malformed answer from the server");
+  // "retried" is absent from servers older than the agent: nothing counted.
+  if (retried && r->contains("retried")) ids_from(*r, "retried", *retried);
   return accepted;
 }
 

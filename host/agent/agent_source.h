@@ -30,7 +30,8 @@ class AgentJobSource final : public worker::JobSource {
   StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,
                                             const std::vector<queue::Lease>& leases) override;
   StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
-                                          const std::vector<queue::Completion>& completions) override;
+                                          const std::vector<queue::Completion>& completions,
+                                          std::vector<int64_t>* retried = nullptr) override;
   Status append_logs(const std::string& worker_id, const std::vector<queue::LogChunk>& chunks) override;
   Status release(const std::string& worker_id, const std::vector<queue::Lease>& leases) override;
   // The server sweeps expired leases; an agent has nothing to do.

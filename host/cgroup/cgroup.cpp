@@ -323,7 +323,8 @@ StatusOr<std::unique_ptr<Tree>> Tree::open(const std::string& worker_id, const L
   // memory is used even without a limit: it gives the peak on the record.
   pick_v1("memory", t->v2_memory_, needs_memory, memory_base);
   pick_v1("pids", t->v2_pids_, needs_pids, pids_base);
-  if (needs_cpu) pick_v1("cpu", t->v2_cpu_, true, cpu_base);
+  // cpu too when available: a script may ask for a cpu limit of its own.
+  pick_v1("cpu", t->v2_cpu_, needs_cpu, cpu_base);
   if (v2_base.empty()) pick_v1("cpuacct", false, false, cpuacct_base);
   if (!missing.empty()) {
     std::string list;
@@ -363,6 +364,19 @@ StatusOr<std::unique_ptr<Tree>> Tree::open(const std::string& worker_id, const L
   else
     t->description_ = "none";
   return t;
+}
+
+Status Tree::check(const Limits& limits) const {
+  std::string missing;
+  auto need = [&](bool asked, bool have, const char* what) {
+    if (asked && !have) missing += std::string(missing.empty() ? "" : ", ") + what;
+  };
+  need(limits.memory_max > 0, v2_memory_ || !memory_v1_.empty(), "memory");
+  need(limits.pids_max > 0, v2_pids_ || !pids_v1_.empty(), "pids");
+  need(limits.cpu_max_milli > 0, v2_cpu_ || !cpu_v1_.empty(), "cpu");
+  if (missing.empty()) return Status::ok();
+  return Status::error("its limits need the cgroup controller(s) " + missing +
+                       ", which this worker's machine does not give it (" + description_ + ")");
 }
 
 Tree::~Tree() {

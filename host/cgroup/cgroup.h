@@ -90,6 +90,10 @@ class Tree {
   int reap();
   // A cgroup for one job; an empty Job when the machine has none to give.
   StatusOr<Job> create(const std::string& name, const Limits& limits) const;
+  // Whether create() can enforce each of these limits (a script's own may
+  // need a controller the group's limits did not); the error names what is
+  // missing.
+  Status check(const Limits& limits) const;
   // "cgroup v2", "cgroup v1 memory,pids + v2", or "none".
   std::string describe() const { return description_; }
 

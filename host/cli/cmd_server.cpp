@@ -2,11 +2,13 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "host/agent/agent_source.h"
 #include "host/auth/tokens.h"
 #include "host/cli/commands.h"
+#include "host/cli/process_metrics.h"
 #include "host/server/server.h"
 
 namespace quern::cli {
@@ -26,6 +28,7 @@ server::ServerOptions server_options_for(const config::Config& cfg, const std::s
   o.api.max_timeout_s = cfg.max_timeout_s;
   o.limits.handler_threads = cfg.server_handler_threads;
   o.lease_timeout = cfg.lease_timeout;
+  o.retention = retention_policy_for(cfg);
   return o;
 }
 
@@ -34,6 +37,7 @@ namespace {
 struct ServerArgs {
   CommonOptions common;
   std::string listen;
+  std::string metrics_listen;
 };
 
 int run_server(const ServerArgs& a) {
@@ -57,15 +61,23 @@ int run_server(const ServerArgs& a) {
     return 2;
   }
   block_shutdown_signals();
-  server::Server s(server_options_for(*cfg, *url));
+  ProcessMetrics pm(a.metrics_listen);
+  auto so = server_options_for(*cfg, *url);
+  if (pm.wanted()) so.metrics = &pm.registry();
+  server::Server s(so);
   if (Status st = s.start(); !st) {
     std::cerr << "quern server: " << st.message() << "\n";
     return 1;
   }
   std::cerr << "quern server: listening on http://" << cfg->server_address << ":" << s.port() << std::endl;
+  if (Status st = pm.serve([&s] { return s.ready(); }, "quern server"); !st) {
+    std::cerr << "quern server: " << st.message() << "\n";
+    return 1;
+  }
   while (wait_for_signal() == SIGHUP) {
   }
   std::cerr << "quern server: stopping" << std::endl;
+  pm.stop();
   s.stop();
   return 0;
 }
@@ -78,6 +90,7 @@ struct AgentArgs {
   std::string plugin_dir;
   std::string config_file;
   double shutdown_grace_s = 30;
+  std::string metrics_listen;
 };
 
 int run_agent(const AgentArgs& a) {
@@ -135,8 +148,15 @@ int run_agent(const AgentArgs& a) {
     return std::unique_ptr<worker::JobSource>(new agent::AgentJobSource(server, token));
   };
   block_shutdown_signals();
+  ProcessMetrics pm(a.metrics_listen);
+  std::optional<metrics::WorkerMetrics> wm;
+  if (pm.wanted()) options.metrics = &wm.emplace(pm.registry(), group.name);
   worker::Worker w(options, registry);
   if (Status s = w.start(); !s) {
+    std::cerr << "quern agent: " << s.message() << "\n";
+    return 1;
+  }
+  if (Status s = pm.serve([&w] { return w.ready(); }, "quern agent"); !s) {
     std::cerr << "quern agent: " << s.message() << "\n";
     return 1;
   }
@@ -146,6 +166,7 @@ int run_agent(const AgentArgs& a) {
   }
   w.stop();
   w.wait();
+  pm.stop();
   return 0;
 }
 
@@ -232,6 +253,7 @@ void register_server(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand("server", "Run the HTTP API (never runs user code)");
   add_common_options(*cmd, a->common);
   cmd->add_option("--listen", a->listen, "ADDRESS:PORT (default from <server listen>, 127.0.0.1:8420)");
+  add_metrics_option(*cmd, a->metrics_listen);
   cmd->callback([a, exit_code] { *exit_code = run_server(*a); });
 
   auto g = std::make_shared<AgentArgs>();
@@ -243,6 +265,7 @@ void register_server(CLI::App& app, int* exit_code) {
   agent->add_option("--plugin-dir", g->plugin_dir, "Directory of executor plugins");
   agent->add_option("--config", g->config_file, "XML config (plugins, timeouts)");
   agent->add_option("--shutdown-grace", g->shutdown_grace_s, "Seconds running jobs may go on after SIGTERM");
+  add_metrics_option(*agent, g->metrics_listen);
   agent->callback([g, exit_code] { *exit_code = run_agent(*g); });
 
   auto t = std::make_shared<TokenArgs>();

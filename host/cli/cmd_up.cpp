@@ -10,6 +10,7 @@
 #include "host/auth/tokens.h"
 #include "host/cli/commands.h"
 #include "host/cli/job_follow.h"
+#include "host/cli/process_metrics.h"
 #include "host/cli/worker_groups.h"
 #include "host/pg/embedded_postgres.h"
 
@@ -21,6 +22,7 @@ struct UpArgs {
   std::string examples_dir;
   bool exit_when_done = false;
   bool no_server = false;
+  std::string metrics_listen;
 };
 
 // On a database without tokens, creates the first admin token and prints it
@@ -167,9 +169,14 @@ int up(const UpArgs& a) {
     std::cerr << "quern up: database ready (schema version " << *version << ")" << std::endl;
   }
 
+  // One registry for the server and every group's worker, served at one address.
+  ProcessMetrics pm(a.metrics_listen);
+  std::vector<std::unique_ptr<metrics::WorkerMetrics>> worker_metrics;
+  std::vector<metrics::ReadyCheck> ready;
   std::unique_ptr<server::Server> api;
   if (!a.no_server) {
     auto so = server_options_for(*cfg, url);
+    if (pm.wanted()) so.metrics = &pm.registry();
     so.colocated_connections = 3 * static_cast<int>(cfg->groups.size());  // claimer, writer, cancels
     api = std::make_unique<server::Server>(so);
     if (Status s = api->start(); !s) {
@@ -177,6 +184,7 @@ int up(const UpArgs& a) {
       return 1;
     }
     std::cerr << "quern up: API on http://" << cfg->server_address << ":" << api->port() << std::endl;
+    ready.push_back([s = api.get()] { return s->ready(); });
     print_first_admin_token(url);
   }
 
@@ -199,6 +207,10 @@ int up(const UpArgs& a) {
     }
     g.tags = options.tags;
     has_gpus.push_back(!options.gpu_devices_mb.empty());
+    if (pm.wanted()) {
+      worker_metrics.push_back(std::make_unique<metrics::WorkerMetrics>(pm.registry(), g.name));
+      options.metrics = worker_metrics.back().get();
+    }
     auto w = std::make_unique<worker::Worker>(options, *registries[i]);
     if (Status s = w->start(); !s) {
       std::cerr << "quern up: " << s.message() << "\n";
@@ -207,7 +219,13 @@ int up(const UpArgs& a) {
     }
     std::cerr << "quern up: worker group " << g.name << " (" << g.slots << " slots, tags "
               << join(g.tags, ",") << ", sandbox " << sandbox::describe(options.sandbox) << ")" << std::endl;
+    ready.push_back([w = w.get()] { return w->ready(); });
     workers.push_back(std::move(w));
+  }
+  if (Status s = pm.serve(all_ready(std::move(ready)), "quern up"); !s) {
+    std::cerr << "quern up: " << s.message() << "\n";
+    for (auto& w : workers) w->stop();
+    return 1;
   }
   std::cerr << "quern up: ready. Submit with: quern run FILE   (Ctrl-C stops everything)" << std::endl;
 
@@ -217,6 +235,7 @@ int up(const UpArgs& a) {
     while (wait_for_signal() == SIGHUP) reload_groups(a, workers, groups, has_gpus);
   }
   std::cerr << "quern up: stopping" << std::endl;
+  pm.stop();  // before the workers and server its checks read
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->wait();
   // Close every connection before the embedded cluster goes: a worker's queue
@@ -242,6 +261,7 @@ void register_up(CLI::App& app, int* exit_code) {
   cmd->add_option("--examples", a->examples_dir, "Run the scripts in this folder and print their results");
   cmd->add_flag("--exit-when-done", a->exit_when_done, "Stop after the examples instead of serving");
   cmd->add_flag("--no-server", a->no_server, "Don't start the HTTP API");
+  add_metrics_option(*cmd, a->metrics_listen);
   cmd->callback([a, exit_code] { *exit_code = up(*a); });
 }
 

@@ -5,8 +5,10 @@
 #include <chrono>
 #include <csignal>
 #include <iostream>
+#include <optional>
 
 #include "host/cli/commands.h"
+#include "host/cli/process_metrics.h"
 #include "host/cli/worker_groups.h"
 
 namespace quern::cli {
@@ -56,6 +58,7 @@ struct WorkerArgs {
   double shutdown_grace_s = 30;
   std::vector<std::string> dedicated;
   std::vector<std::string> in_process;
+  std::string metrics_listen;
 };
 
 // The group the worker runs as: the config's (--group, else the first) with
@@ -139,6 +142,9 @@ int run_worker(const WorkerArgs& a) {
   group->tags = options.tags;
   const bool has_gpus = !options.gpu_devices_mb.empty();
   block_shutdown_signals();
+  ProcessMetrics pm(a.metrics_listen);
+  std::optional<metrics::WorkerMetrics> wm;
+  if (pm.wanted()) options.metrics = &wm.emplace(pm.registry(), group->name);
   worker::Worker w(options, registry);
   // A database that is away (restarting, out of connections) is waited for,
   // with backoff, until it answers or the worker is told to stop.
@@ -154,6 +160,12 @@ int run_worker(const WorkerArgs& a) {
               << " ms: " << s.message() << std::endl;
     if (int sig = wait_for_signal(delay); sig == SIGINT || sig == SIGTERM) return 1;
   }
+  if (Status s = pm.serve([&w] { return w.ready(); }, "quern worker " + w.id()); !s) {
+    std::cerr << "quern worker: " << s.message() << "\n";
+    w.stop();
+    w.wait();
+    return 1;
+  }
   std::cerr << "quern worker " << w.id() << ": group " << group->name << ", " << group->slots
             << " slots, tags " << join(group->tags, ",") << ", sandbox " << sandbox::describe(options.sandbox)
             << std::endl;
@@ -162,6 +174,7 @@ int run_worker(const WorkerArgs& a) {
   std::cerr << "quern worker " << w.id() << ": stopping (running jobs may finish)" << std::endl;
   w.stop();
   w.wait();
+  pm.stop();
   return 0;
 }
 
@@ -190,6 +203,7 @@ void register_worker(CLI::App& app, int* exit_code) {
   cmd->add_option("--shutdown-grace", args->shutdown_grace_s,
                   "Seconds running jobs may go on after SIGTERM before they are handed back")
       ->check(CLI::NonNegativeNumber);
+  add_metrics_option(*cmd, args->metrics_listen);
   cmd->callback([args, exit_code] { *exit_code = run_worker(*args); });
 }
 

@@ -30,11 +30,14 @@ void register_server(CLI::App& app, int* exit_code);  // server, agent, token
 void register_client(CLI::App& app, int* exit_code);  // script, job, queue, workers
 void register_route(CLI::App& app, int* exit_code);   // route test
 void register_schedule(CLI::App& app, int* exit_code);
+void register_prune(CLI::App& app, int* exit_code);  // cmd_prune.cpp
 
 // --config/--database-url/--plugin-dir/--data-dir on a subcommand.
 void add_common_options(CLI::App& cmd, CommonOptions& options);
 
 server::ServerOptions server_options_for(const config::Config& cfg, const std::string& database_url);
+// The config's <retention> as the pruning's policy (cmd_prune.cpp).
+retention::RetentionPolicy retention_policy_for(const config::Config& cfg);
 
 struct JobRequest;
 int run_through_server(const std::string& server, const std::string& token, const JobRequest& req);

@@ -90,7 +90,9 @@ StatusOr<queue::JobRecord> follow_job(queue::Queue& q, int64_t id, std::ostream*
     }
     auto rec = q.get_job(id);
     if (!rec) return rec.status();
-    if (!*rec) return Status::error("job " + std::to_string(id) + " disappeared");
+    if (!*rec)  // finished and pruned (<retention>) between two polls
+      return Status::not_found("job " + std::to_string(id) +
+                               " is gone: finished and pruned before it was read");
     const bool finished = (*rec)->state != "queued" && (*rec)->state != "running";
     if (logs) {
       auto text = q.read_logs(id, offset);

@@ -75,4 +75,48 @@ StatusOr<double> parse_number(std::string_view t, std::string_view field, double
   return d;
 }
 
+std::string size_expectation(int64_t lo) {
+  return "expected a size like 256M, 1.5G or 512K (K, M, G, T: powers of 1024), at least " +
+         std::to_string(lo) + " bytes";
+}
+
+StatusOr<int64_t> parse_size(std::string_view t, std::string_view field, int64_t lo) {
+  size_t end = 0;
+  while (end < t.size() && ((t[end] >= '0' && t[end] <= '9') || t[end] == '.')) ++end;
+  std::string_view unit = t.substr(end);
+  for (std::string_view tail : {"iB", "B"})
+    if (unit.size() > tail.size() && unit.substr(unit.size() - tail.size()) == tail) {
+      unit.remove_suffix(tail.size());
+      break;
+    }
+  double scale = -1;
+  if (unit.empty() || unit == "B")
+    scale = 1;
+  else if (unit == "K")
+    scale = 1024.0;
+  else if (unit == "M")
+    scale = 1048576.0;
+  else if (unit == "G")
+    scale = 1073741824.0;
+  else if (unit == "T")
+    scale = 1099511627776.0;
+  double value = -1;
+  const std::string_view number = t.substr(0, end);
+  auto [ptr, ec] =
+      std::from_chars(number.data(), number.data() + number.size(), value, std::chars_format::fixed);
+  const double bytes = value * scale;
+  if (scale < 0 || number.empty() || ec != std::errc() || ptr != number.data() + number.size() ||
+      !std::isfinite(bytes) || bytes < static_cast<double>(lo) || bytes > 1125899906842624.0)
+    return Status::invalid(std::string(field) + ": " + size_expectation(lo));
+  return static_cast<int64_t>(bytes);
+}
+
+StatusOr<int64_t> parse_cpus(std::string_view t, std::string_view field) {
+  double cpus = -1;
+  auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), cpus, std::chars_format::fixed);
+  if (t.empty() || ec != std::errc() || ptr != t.data() + t.size() || !(cpus >= 0.01 && cpus <= 1024))
+    return Status::invalid(std::string(field) + ": " + kCpusExpectation);
+  return static_cast<int64_t>(cpus * 1000 + 0.5);
+}
+
 }  // namespace quern::validation

@@ -42,6 +42,16 @@ StatusOr<double> parse_number(std::string_view text, std::string_view field, dou
 
 std::string range_message(std::string_view field, int64_t lo, int64_t hi);
 
+// A size: "256M", "1.5G", "512K", "1048576" (K, M, G, T are powers of 1024;
+// "B" or "iB" may follow), in whole bytes within [lo, 2^50]. The message is
+// size_expectation(lo) after "field: ".
+StatusOr<int64_t> parse_size(std::string_view text, std::string_view field, int64_t lo);
+std::string size_expectation(int64_t lo);
+// CPUs: "0.5", "2", from 0.01 to 1024, in thousandths of a CPU. The message
+// is kCpusExpectation after "field: ".
+StatusOr<int64_t> parse_cpus(std::string_view text, std::string_view field);
+inline constexpr const char* kCpusExpectation = "expected a number of CPUs from 0.01 to 1024, like 0.5 or 2";
+
 // A JSON integer within [lo, hi]. Floats ("5.0"), strings and numbers
 // beyond 64 bits are refused, never wrapped or truncated.
 template <typename Json>

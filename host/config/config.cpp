@@ -159,8 +159,8 @@ StatusOr<Config> parse_document(const std::string& source, const std::string& te
   Config config;
   config.source = source;
   if (Status s = r.check_attributes(root, {}); !s) return s;
-  if (Status s =
-          r.check_children(root, {"database", "plugins", "queue", "workers", "server", "routing", "limits"});
+  if (Status s = r.check_children(
+          root, {"database", "plugins", "queue", "workers", "server", "routing", "limits", "retention"});
       !s)
     return s;
   if (Status s = r.check_unique_children(root); !s) return s;
@@ -185,6 +185,9 @@ StatusOr<Config> parse_document(const std::string& source, const std::string& te
   }
   if (pugi::xml_node n = root.child("limits")) {
     if (Status s = parse_limits(r, n, config); !s) return s;
+  }
+  if (pugi::xml_node n = root.child("retention")) {
+    if (Status s = parse_retention(r, n, config); !s) return s;
   }
   return config;
 }
@@ -217,6 +220,8 @@ StatusOr<std::chrono::milliseconds> parse_duration(const std::string& text) {
     scale_ms = 60 * 1000;
   } else if (unit == "h") {
     scale_ms = 3600 * 1000;
+  } else if (unit == "d") {
+    scale_ms = 24 * 3600 * 1000;
   } else {
     return Status::error(kDurationHint);
   }

@@ -4,7 +4,7 @@
 //   config/quern.xml:12: <group slots="abc">: expected a positive integer (1..1024)
 // The line is that of the offending attribute (or element, or text).
 // Unknown elements and attributes are errors (typos must not pass silently).
-// Durations accept "250ms", "30s", "5m", "1h" or a plain number of seconds.
+// Durations accept "250ms", "30s", "5m", "1h", "30d" or a plain number of seconds.
 // The full reference (every element, attribute and default) is docs/CONFIG.md.
 //
 // Paths: load_config() resolves every relative path in the result (data_dir,
@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -120,6 +121,13 @@ struct Config {
   // concurrency keys, replacing what jobs carry (docs/LIMITS.md).
   std::vector<queue::ConcurrencyLimit> limits;
 
+  // <retention completed-jobs="30d" logs="14d"/>: how long finished jobs, and
+  // the logs of finished jobs, are kept before `quern server` (or `quern
+  // prune`) deletes them (host/retention, docs/OPERATIONS.md). nullopt =
+  // "off": kept forever. A pruned job's logs go with it whatever `logs` says.
+  std::optional<std::chrono::milliseconds> retention_completed_jobs = std::chrono::hours(24 * 30);
+  std::optional<std::chrono::milliseconds> retention_logs = std::chrono::hours(24 * 14);
+
   // <server listen="127.0.0.1:8420" handler-threads="16" db-connections="16"
   //         db-idle-timeout="60s" max-wait="60s"/>: the HTTP API.
   // db-connections is the API's connection budget (requests share it; the
@@ -155,7 +163,7 @@ void resolve_paths(Config& config, const std::filesystem::path& base_dir);
 //   an empty value is ignored, it does not force the embedded database).
 void apply_environment(Config& config);
 
-// "250ms" / "30s" / "5m" / "1h" / "2.5" (seconds).
+// "250ms" / "30s" / "5m" / "1h" / "30d" / "2.5" (seconds).
 StatusOr<std::chrono::milliseconds> parse_duration(const std::string& text);
 
 }  // namespace quern::config

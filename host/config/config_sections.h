@@ -16,5 +16,7 @@ Status parse_workers(const XmlReader& r, pugi::xml_node node, Config& config);
 Status parse_routing(const XmlReader& r, pugi::xml_node node, Config& config);
 // <limits><limit .../></limits> (config_limits.cpp).
 Status parse_limits(const XmlReader& r, pugi::xml_node node, Config& config);
+// <retention completed-jobs logs/> (config_retention.cpp).
+Status parse_retention(const XmlReader& r, pugi::xml_node node, Config& config);
 
 }  // namespace quern::config

@@ -6,6 +6,7 @@
 #include <map>
 #include <string_view>
 
+#include "host/common/validation.h"
 #include "host/config/config_sections.h"
 
 namespace quern::config {
@@ -52,46 +53,22 @@ Status parse_dedicated(const XmlReader& r, pugi::xml_node node, pugi::xml_attrib
   return Status::ok();
 }
 
-// "256M", "1.5G", "512K", "1048576": bytes (K, M, G, T are powers of 1024;
-// an "iB" or "B" after them is allowed). Whole bytes in [lo, 2^50].
+// validation::parse_size / parse_cpus, as attributes.
 Status read_size(const XmlReader& r, pugi::xml_node node, const char* name, int64_t lo, int64_t& out) {
   pugi::xml_attribute attr = node.attribute(name);
   if (!attr) return Status::ok();
-  std::string v(trim(attr.value()));
-  size_t end = 0;
-  while (end < v.size() && ((v[end] >= '0' && v[end] <= '9') || v[end] == '.')) ++end;
-  std::string unit = v.substr(end);
-  for (const char* tail : {"iB", "B"})
-    if (unit.size() > std::strlen(tail) && unit.substr(unit.size() - std::strlen(tail)) == tail) {
-      unit.resize(unit.size() - std::strlen(tail));
-      break;
-    }
-  static const std::map<std::string, double> kUnits = {
-      {"", 1}, {"B", 1}, {"K", 1024.0}, {"M", 1048576.0}, {"G", 1073741824.0}, {"T", 1099511627776.0}};
-  const auto u = kUnits.find(unit);
-  char* num_end = nullptr;
-  const std::string number = v.substr(0, end);
-  const double value = number.empty() ? -1 : std::strtod(number.c_str(), &num_end);
-  const double bytes = u == kUnits.end() ? -1 : value * u->second;
-  if (u == kUnits.end() || number.empty() || num_end != number.c_str() + number.size() || bytes < lo ||
-      bytes > 1125899906842624.0)
-    return r.attr_error(node, attr,
-                        "expected a size like 256M, 1.5G or 512K (K, M, G, T: powers of 1024), at least " +
-                            std::to_string(lo) + " bytes");
-  out = static_cast<int64_t>(bytes);
+  auto v = validation::parse_size(trim(attr.value()), name, lo);
+  if (!v) return r.attr_error(node, attr, validation::size_expectation(lo));
+  out = *v;
   return Status::ok();
 }
 
-// "0.5", "2": CPUs, in thousandths; 0.01 to 1024.
 Status read_cpus(const XmlReader& r, pugi::xml_node node, const char* name, int64_t& out) {
   pugi::xml_attribute attr = node.attribute(name);
   if (!attr) return Status::ok();
-  const std::string v(trim(attr.value()));
-  char* end = nullptr;
-  const double cpus = v.empty() || !(v[0] >= '0' && v[0] <= '9') ? -1 : std::strtod(v.c_str(), &end);
-  if (cpus < 0.01 || cpus > 1024 || end != v.c_str() + v.size())
-    return r.attr_error(node, attr, "expected a number of CPUs from 0.01 to 1024, like 0.5 or 2");
-  out = static_cast<int64_t>(cpus * 1000 + 0.5);
+  auto v = validation::parse_cpus(trim(attr.value()), name);
+  if (!v) return r.attr_error(node, attr, validation::kCpusExpectation);
+  out = *v;
   return Status::ok();
 }
 

@@ -28,7 +28,8 @@ constexpr std::chrono::milliseconds kAcceptRetry{50};
 }  // namespace
 
 struct HttpServer::Impl {
-  Impl(const Router& router, ServerLimits limits) : shared(std::make_shared<ServerShared>(router, limits)) {}
+  Impl(const Router& router, ServerLimits limits, RequestObserver* observer)
+      : shared(std::make_shared<ServerShared>(router, limits, observer)) {}
 
   void do_accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
@@ -82,8 +83,8 @@ void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
   do_accept();
 }
 
-HttpServer::HttpServer(const Router& router, ServerLimits limits)
-    : impl_(std::make_unique<Impl>(router, limits)) {}
+HttpServer::HttpServer(const Router& router, ServerLimits limits, RequestObserver* observer)
+    : impl_(std::make_unique<Impl>(router, limits, observer)) {}
 
 HttpServer::~HttpServer() { stop(); }
 

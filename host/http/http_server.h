@@ -132,9 +132,26 @@ struct ServerLimits {
   std::chrono::milliseconds write_timeout{30000};
 };
 
+// Told of every answered request, for metrics. Called on the server's I/O
+// and handler threads, concurrently: implementations are thread-safe and
+// quick, and never throw.
+class RequestObserver {
+ public:
+  virtual ~RequestObserver() = default;
+  // Once per response written (a stream: once it ended). `route` is the
+  // matched route's pattern, "" when none matched (404, 405) or the request
+  // was refused before routing (400, 408, 413, 431, overload 503); `method`
+  // is the route's method, "" with no route.
+  virtual void request_done(const std::string& method, const std::string& route, int status,
+                            std::chrono::duration<double> elapsed) = 0;
+  // An SSE stream's function starts (+1) or returns (-1).
+  virtual void streams_changed(int delta) = 0;
+};
+
 class HttpServer {
  public:
-  HttpServer(const Router& router, ServerLimits limits);
+  // observer: may be null; must outlive the server.
+  HttpServer(const Router& router, ServerLimits limits, RequestObserver* observer = nullptr);
   ~HttpServer();  // stop()
   // Binds and starts serving. port 0 = any free port (see port()).
   Status start(const std::string& address, uint16_t port);

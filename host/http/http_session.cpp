@@ -185,6 +185,7 @@ void Session::begin_read() {
   bytes_sent_ = 0;
   head_only_ = false;
   log_method_ = log_path_ = "-";
+  route_ = nullptr;
   arm_timer(shared_->limits.read_timeout);
   parser_.emplace();
   parser_->header_limit(static_cast<std::uint32_t>(
@@ -310,6 +311,7 @@ void Session::dispatch(http::request<http::string_body> msg) {
     r.headers.emplace_back("Allow", allow);
     return write_response(std::move(r), false);
   }
+  route_ = route;
   auto self = shared_from_this();
   if (!shared_->pool.try_submit([self, route, req] { self->run_handler(route, req); })) {
     write_response(json_error(503, "overloaded", "the server is busy; retry later"), false);
@@ -396,6 +398,11 @@ void Session::log_request(int status) {
   // Never the query string (it may hold secrets) nor any header.
   BOOST_LOG_TRIVIAL(info) << "http " << remote_ << " " << log_method_ << " " << log_path_ << " " << status
                           << " " << bytes_sent_ << "B " << static_cast<long long>(ms * 10) / 10.0 << "ms";
+  if (shared_->observer) {
+    static const std::string kNone;
+    shared_->observer->request_done(route_ ? route_->method : kNone, route_ ? route_->pattern : kNone, status,
+                                    std::chrono::duration<double>(ms / 1000));
+  }
 }
 
 // ---- SSE ----------------------------------------------------------------
@@ -426,6 +433,7 @@ void Session::run_stream(Response& resp) {
    private:
     Session& s_;
   } sink(*this);
+  if (shared_->observer) shared_->observer->streams_changed(+1);
   try {
     resp.stream(sink);
   } catch (const std::exception& e) {
@@ -433,6 +441,7 @@ void Session::run_stream(Response& resp) {
   } catch (...) {
     BOOST_LOG_TRIVIAL(error) << "http stream for " << log_path_ << " threw";
   }
+  if (shared_->observer) shared_->observer->streams_changed(-1);
   net::post(socket_.get_executor(), [self = shared_from_this()] { self->end_stream(); });
 }
 

@@ -38,9 +38,10 @@ class Session;
 // What the server and its sessions share. Owned jointly (shared_ptr), so a
 // session destroyed late (by the io_context's destructor) finds it alive.
 struct ServerShared {
-  ServerShared(const Router& r, ServerLimits l) : router(r), limits(l) {}
+  ServerShared(const Router& r, ServerLimits l, RequestObserver* o) : router(r), limits(l), observer(o) {}
   const Router& router;  // immutable while serving
   const ServerLimits limits;
+  RequestObserver* const observer;  // may be null
   HandlerPool pool;
   std::atomic<bool> stopping{false};
   std::atomic<size_t> active_connections{0};  // sessions counted against max_connections
@@ -125,6 +126,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Request log of the request in progress.
   bool request_active_ = false;
   std::string log_method_ = "-", log_path_ = "-";
+  const Route* route_ = nullptr;  // the request's route once matched (for the observer)
   std::chrono::steady_clock::time_point request_start_;
   size_t bytes_sent_ = 0;
   // SSE writes, in order; `counted` entries are events a writer waits for.

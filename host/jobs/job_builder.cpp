@@ -30,6 +30,7 @@ queue::NewJob job_from_script(const scripts::ScriptVersion& s, const RunRequest&
     if (job.concurrency.key.empty()) job.concurrency.key = "script:" + (s.path.empty() ? s.hash : s.path);
   }
   if (auto p = r.retry ? r.retry : s.settings.retry) job.retry = *p;
+  if (auto l = r.limits ? r.limits : s.settings.limits) job.payload["limits"] = queue::to_json(*l);
   return job;
 }
 

@@ -6,7 +6,8 @@
 //
 // The steps, in order:
 //   1. the script's settings, overridden by the request (tag, priority,
-//      timeout, concurrency, retry);
+//      timeout, concurrency, retry, resource limits: the job document's
+//      "limits", which the worker applies within its group's);
 //   2. the config's routing rules (docs/ROUTING.md) for the tag and the
 //      priority, as the submitter's token role/group see them ("" for the
 //      CLI and for ticks: role and group rules never match);
@@ -46,6 +47,7 @@ struct RunRequest {
   std::optional<queue::Clock::time_point> scheduled_for;
   std::optional<queue::ConcurrencyLimit> concurrency;  // replaces the script's
   std::optional<queue::RetryPolicy> retry;             // replaces the script's
+  std::optional<queue::JobLimits> limits;              // replaces the script's
 };
 
 struct Submission {

@@ -133,18 +133,28 @@ Status Session::failure(const char* what) noexcept {
     drop();
     return Status::unavailable(prefix + "connection lost, outcome unknown: " + trim(e.what()));
   } catch (const pqxx::sql_error& e) {
-    if (is_connection_sqlstate(e.sqlstate()) || !conn_ || !conn_->is_open()) drop();
+    // A statement cut off by the server going away may carry no SQLSTATE
+    // (libpq saw only the closed socket): a closed connection makes it an
+    // outage whatever the error says, never an internal error.
+    const bool lost = is_connection_sqlstate(e.sqlstate()) || !conn_ || !conn_->is_open();
+    if (lost) drop();
     return Status::with_code(
-        code_for_sqlstate(e.sqlstate()),
+        lost ? StatusCode::unavailable : code_for_sqlstate(e.sqlstate()),
         prefix + trim(e.what()) + (e.sqlstate().empty() ? "" : " [SQLSTATE " + e.sqlstate() + "]"));
   } catch (const nlohmann::json::type_error& e) {
     // Encoding a value failed (e.g. type_error.316, invalid UTF-8 in a string).
     return Status::invalid(prefix + e.what());
   } catch (const std::exception& e) {
-    if (conn_ && !conn_->is_open()) drop();
+    if (conn_ && !conn_->is_open()) {
+      drop();
+      return Status::unavailable(prefix + "connection lost: " + trim(e.what()));
+    }
     return Status::error(prefix + trim(e.what()));
   } catch (...) {
-    if (conn_ && !conn_->is_open()) drop();
+    if (conn_ && !conn_->is_open()) {
+      drop();
+      return Status::unavailable(prefix + "connection lost: unknown error");
+    }
     return Status::error(prefix + "unknown error");
   }
 }

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "host/common/utf8.h"
+#include "host/common/validation.h"
 
 namespace quern::queue {
 namespace {
@@ -145,6 +146,41 @@ StatusOr<RetryPolicy> retry_from_json(const Json& j, std::string_view where) {
   return p;
 }
 
+StatusOr<JobLimits> limits_from_json(const Json& j, std::string_view where) {
+  JobLimits l;
+  FieldReader r(j, where, {"memory_max", "pids_max", "cpu_max"});
+  if (const Json* m = r.get("memory_max")) {
+    const std::string field = r.field("memory_max");
+    auto v = m->is_string() ? validation::parse_size(m->get<std::string>(), field, 4 << 20)
+                            : validation::json_integer(*m, field, 4 << 20, int64_t{1} << 50);
+    if (!v)
+      r.fail(field + ": " + validation::size_expectation(4 << 20));
+    else
+      l.memory_max = *v;
+  }
+  if (const Json* p = r.get("pids_max")) {
+    auto v = validation::json_integer(*p, r.field("pids_max"), 1, 4194304);
+    if (!v)
+      r.fail(v.message());
+    else
+      l.pids_max = *v;
+  }
+  if (const Json* c = r.get("cpu_max")) {
+    const std::string field = r.field("cpu_max");
+    auto v = c->is_string() ? validation::parse_cpus(c->get<std::string>(), field)
+             : c->is_number() && c->get<double>() >= 0.01 && c->get<double>() <= 1024
+                 ? StatusOr<int64_t>(static_cast<int64_t>(c->get<double>() * 1000 + 0.5))
+                 : StatusOr<int64_t>(Status::invalid(field + ": " + validation::kCpusExpectation));
+    if (!v)
+      r.fail(v.message());
+    else
+      l.cpu_max_milli = *v;
+  }
+  if (r.status().is_ok() && l.empty()) r.fail(std::string(where) + ": set memory_max, pids_max or cpu_max");
+  if (!r.status().is_ok()) return r.status();
+  return l;
+}
+
 Status validate(const ConcurrencyLimit& c) {
   if (!c.enabled()) return Status::ok();
   if (c.key.size() > 256) return Status::invalid("concurrency key is longer than 256 bytes");
@@ -192,6 +228,14 @@ Json to_json(const RetryPolicy& r) {
           {"multiplier", r.multiplier},
           {"jitter", r.jitter},
           {"on", outcomes(r)}};
+}
+
+Json to_json(const JobLimits& l) {
+  Json j = Json::object();
+  if (l.memory_max > 0) j["memory_max"] = l.memory_max;
+  if (l.pids_max > 0) j["pids_max"] = l.pids_max;
+  if (l.cpu_max_milli > 0) j["cpu_max"] = l.cpu_max_milli / 1000.0;
+  return j;
 }
 
 Json retry_to_db_json(const RetryPolicy& r) {

@@ -16,6 +16,8 @@ extern const char kMigration3[];
 extern const char kMigration4[];
 extern const char kMigration5[];
 extern const char kMigration6[];
+extern const char kMigration7[];
+extern const char kMigration8[];
 }  // namespace migration_sql
 
 namespace {
@@ -27,6 +29,8 @@ constexpr Migration kMigrations[] = {
     {4, "schedules", migration_sql::kMigration4},
     {5, "completed jobs keep cancel_requested", migration_sql::kMigration5},
     {6, "job resources and worker isolation", migration_sql::kMigration6},
+    {7, "job_logs created_at index (retention)", migration_sql::kMigration7},
+    {8, "claim returns the due time", migration_sql::kMigration8},
 };
 
 constexpr const char* kBootstrap = R"SQL(

@@ -18,6 +18,7 @@ namespace quern::queue {
 // other applications sharing the database). Exposed for tests.
 constexpr int64_t kMigrationLockKey = 0x717565726E000001;
 constexpr int64_t kRecoveryLockKey = 0x717565726E000002;
+constexpr int64_t kRetentionLockKey = 0x717565726E000003;  // host/retention
 
 struct Migration {
   int version;

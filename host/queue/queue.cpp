@@ -54,6 +54,7 @@ Status validate(const NewJob& job) {
 
 Queue::Queue(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Queue::~Queue() = default;
+pg::Session& Queue::session() { return *impl_->session; }
 
 StatusOr<std::unique_ptr<Queue>> Queue::connect(const std::string& database_url, QueueOptions options) {
   pg::SessionOptions so;
@@ -164,7 +165,8 @@ StatusOr<std::vector<ClaimedJob>> Queue::claim(const std::string& worker_id,
                language = r.column_number("language"), payload = r.column_number("payload"),
                priority = r.column_number("priority"), timeout_s = r.column_number("timeout_s"),
                script_path = r.column_number("script_path"), created_us = r.column_number("created_us"),
-               started_us = r.column_number("started_us"), gpus = r.column_number("gpus");
+               started_us = r.column_number("started_us"), gpus = r.column_number("gpus"),
+               due_us = r.column_number("due_us");
     std::vector<ClaimedJob> jobs;
     jobs.reserve(r.size());
     for (const auto& row : r) {
@@ -180,6 +182,7 @@ StatusOr<std::vector<ClaimedJob>> Queue::claim(const std::string& worker_id,
       j.created_at = from_epoch_us(row[created_us].as<int64_t>());
       j.started_at = from_epoch_us(row[started_us].as<int64_t>());
       j.gpus = row[gpus].as<int>();
+      j.due_at = from_epoch_us(row[due_us].as<int64_t>());
       jobs.push_back(std::move(j));
     }
     return jobs;
@@ -214,7 +217,8 @@ StatusOr<HeartbeatReply> Queue::heartbeat(const std::string& worker_id, const st
 }
 
 StatusOr<std::vector<int64_t>> Queue::complete(const std::string& worker_id,
-                                               const std::vector<Completion>& completions) {
+                                               const std::vector<Completion>& completions,
+                                               std::vector<int64_t>* retried) {
   if (completions.empty()) return std::vector<int64_t>{};
   return impl_->run("complete", [&](pqxx::connection& c) {
     nlohmann::json arr = nlohmann::json::array();
@@ -230,7 +234,10 @@ StatusOr<std::vector<int64_t>> Queue::complete(const std::string& worker_id,
     auto r = tx.exec_prepared(sql::kComplete.name, worker_id, arr.dump());
     std::vector<int64_t> ids;
     ids.reserve(r.size());
-    for (const auto& row : r) ids.push_back(row["id"].as<int64_t>());
+    for (const auto& row : r) {
+      ids.push_back(row["id"].as<int64_t>());
+      if (retried && row["retried"].as<bool>()) retried->push_back(ids.back());
+    }
     std::sort(ids.begin(), ids.end());
     return ids;
   });

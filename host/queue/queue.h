@@ -93,7 +93,8 @@ struct ClaimedJob {
   std::string script_path;
   Clock::time_point created_at;
   Clock::time_point started_at;
-  int gpus = 0;  // devices the job asked for (the claimer's accounting)
+  Clock::time_point due_at;  // when it became due (scheduled_for): started_at - due_at is its queue wait
+  int gpus = 0;              // devices the job asked for (the claimer's accounting)
 };
 
 // Final status of a job, as stored in completed_jobs.status.
@@ -203,6 +204,27 @@ struct TagStats {
   std::vector<Priority> by_priority;
 };
 
+// What /metrics reports of the queue (queue_metrics()): per tag, and live
+// workers per group and kind.
+struct QueueMetrics {
+  struct Tag {
+    std::string tag;
+    int64_t waiting = 0;  // not running (due or not)
+    int64_t due = 0;      // waiting and due
+    int64_t blocked = 0;  // due, but its concurrency key is at its limit
+    int64_t running = 0;
+    double oldest_due_s = 0;  // age of the oldest due waiting job
+  };
+  struct Group {
+    std::string group;
+    std::string kind;  // worker | agent
+    int64_t live = 0, slots = 0, busy = 0;
+    double heartbeat_age_s = 0;  // of the least recently seen live one
+  };
+  std::vector<Tag> tags;
+  std::vector<Group> groups;
+};
+
 // A concurrency key's state (limit_stats()).
 struct LimitStats {
   std::string key;
@@ -284,8 +306,11 @@ class Queue {
   // Completes jobs whose lease is still held (same id, attempt, worker):
   // moves each from queue to completed_jobs in one transaction. Returns the
   // ids accepted; a stale completion is silently ignored (not an error).
+  // An accepted completion whose job's retry policy re-queues it is among
+  // the ids, and also appended to *retried when given.
   StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
-                                          const std::vector<Completion>& completions);
+                                          const std::vector<Completion>& completions,
+                                          std::vector<int64_t>* retried = nullptr);
 
   // Appends log chunks (one statement for the batch).
   Status append_logs(const std::vector<LogChunk>& chunks);
@@ -316,6 +341,9 @@ class Queue {
   // One row per tag with waiting, scheduled or running jobs, plus tags served
   // by live workers. A worker is live if seen within `live_within`.
   StatusOr<std::vector<TagStats>> queue_stats(std::chrono::milliseconds live_within);
+  // Queue depth per tag and live workers per group, in two statements (one
+  // scan of quern.queue, none of completed jobs): for /metrics.
+  StatusOr<QueueMetrics> queue_metrics(std::chrono::milliseconds live_within);
   // Every concurrency key with its limits and current use, by key.
   StatusOr<std::vector<LimitStats>> limit_stats();
 
@@ -350,6 +378,11 @@ class Queue {
   // Runs arbitrary SQL (tests, admin). Returns the first column of the first
   // row as text, or empty.
   StatusOr<std::string> exec_scalar(const std::string& sql);
+
+  // The session the queue runs over, for work that shares its connection
+  // (the server's duties thread prunes old jobs on it, host/retention).
+  // Same thread-safety as the queue's.
+  pg::Session& session();
 
  private:
   struct Impl;

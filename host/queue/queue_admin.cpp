@@ -69,6 +69,35 @@ StatusOr<std::vector<TagStats>> Queue::queue_stats(std::chrono::milliseconds liv
   });
 }
 
+StatusOr<QueueMetrics> Queue::queue_metrics(std::chrono::milliseconds live_within) {
+  return impl_->run("queue_metrics", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    QueueMetrics m;
+    for (const auto& row : tx.exec_prepared(sql::kQueueMetrics.name)) {
+      QueueMetrics::Tag t;
+      t.tag = row["tag"].as<std::string>();
+      t.waiting = row["waiting"].as<int64_t>();
+      t.due = row["due"].as<int64_t>();
+      t.blocked = row["blocked"].as<int64_t>();
+      t.running = row["running"].as<int64_t>();
+      t.oldest_due_s = row["oldest_due"].as<double>();
+      m.tags.push_back(std::move(t));
+    }
+    for (const auto& row :
+         tx.exec_prepared(sql::kWorkerMetrics.name, static_cast<int64_t>(live_within.count()))) {
+      QueueMetrics::Group g;
+      g.group = row["worker_group"].as<std::string>();
+      g.kind = row["kind"].as<std::string>();
+      g.live = row["live"].as<int64_t>();
+      g.slots = row["slots"].as<int64_t>();
+      g.busy = row["busy"].as<int64_t>();
+      g.heartbeat_age_s = row["heartbeat_age"].as<double>();
+      m.groups.push_back(std::move(g));
+    }
+    return m;
+  });
+}
+
 StatusOr<std::vector<LimitStats>> Queue::limit_stats() {
   return impl_->run("limit_stats", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);

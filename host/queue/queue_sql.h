@@ -83,10 +83,11 @@ RETURNING id
 )SQL"};
 
 // $1 worker_id, $2 tags (text[]), $3 limit, $4 free GPUs, $5 device memory
-// (int[]). quern.claim() (migration 3): the claim in one call, with
-// concurrency keys and GPU fit (docs/ARCHITECTURE.md §3).
+// (int[]). quern.claim() (migration 3, due_us since migration 8): the claim
+// in one call, with concurrency keys and GPU fit (docs/ARCHITECTURE.md §3).
 inline constexpr Statement kClaim{"quern_claim", R"SQL(
-SELECT id, attempt, tag, language, payload, priority, timeout_s, script_path, created_us, started_us, gpus
+SELECT id, attempt, tag, language, payload, priority, timeout_s, script_path, created_us, started_us, gpus,
+       due_us
   FROM quern.claim($1, $2::text[], $3::int, $4::int, $5::int[])
 )SQL"};
 
@@ -150,7 +151,7 @@ WITH c AS (
   ON CONFLICT (id) DO NOTHING
   RETURNING id
 )
-SELECT id FROM ins UNION ALL SELECT id FROM r
+SELECT id, false AS retried FROM ins UNION ALL SELECT id, true FROM r
 )SQL"};
 
 // $1 json array of {job_id, chunk}. Each chunk's start offset = the end of the
@@ -396,6 +397,37 @@ SELECT coalesce(q.tag, live.tag) AS tag, q.priority, coalesce(q.waiting, 0) AS w
  ORDER BY 1, 2 DESC
 )SQL"};
 
+// For /metrics: one scan of the queue grouped by tag. "blocked": due waiting
+// jobs whose concurrency key is at its limit now (running at max_running, or
+// rate_max starts within the window): more workers would not start them.
+inline constexpr Statement kQueueMetrics{"quern_queue_metrics", R"SQL(
+WITH at_limit AS (
+  SELECT l.key FROM quern.concurrency_limits l
+   WHERE (l.max_running > 0 AND (SELECT count(*) FROM quern.queue r
+                                  WHERE r.concurrency_key = l.key AND r.running) >= l.max_running)
+      OR (l.rate_max > 0 AND (SELECT count(*) FROM unnest(l.recent_starts) t
+                               WHERE t > now() - l.rate_window_ms * interval '1 millisecond') >= l.rate_max)
+)
+SELECT tag,
+       count(*) FILTER (WHERE NOT running) AS waiting,
+       count(*) FILTER (WHERE NOT running AND scheduled_for <= now()) AS due,
+       count(*) FILTER (WHERE NOT running AND scheduled_for <= now()
+                          AND concurrency_key IN (SELECT key FROM at_limit)) AS blocked,
+       count(*) FILTER (WHERE running) AS running,
+       coalesce(extract(epoch FROM now() - min(scheduled_for) FILTER (WHERE NOT running AND scheduled_for <= now())),
+                0)::float8 AS oldest_due
+  FROM quern.queue GROUP BY tag ORDER BY tag
+)SQL"};
+
+// For /metrics: live workers (seen within $1 ms) per group and kind.
+inline constexpr Statement kWorkerMetrics{"quern_worker_metrics", R"SQL(
+SELECT coalesce(worker_group, '') AS worker_group, kind, count(*) AS live, sum(slots) AS slots,
+       sum(least(running, slots)) AS busy, max(extract(epoch FROM now() - last_seen_at))::float8 AS heartbeat_age
+  FROM quern.workers
+ WHERE last_seen_at > now() - $1::bigint * interval '1 millisecond'
+ GROUP BY 1, 2 ORDER BY 1, 2
+)SQL"};
+
 inline constexpr Statement kLimitStats{"quern_limit_stats", R"SQL(
 SELECT l.key, l.max_running, l.rate_max, l.rate_window_ms,
        (SELECT count(*) FROM quern.queue q WHERE q.concurrency_key = l.key AND q.running) AS running,
@@ -452,7 +484,7 @@ inline constexpr Statement kAll[] = {
     kPushOne, kPushBatch, kClaim, kHeartbeat, kComplete, kRelease, kAppendLogs, kReadLogs, kCancel,
     kCancelProbe, kTryRecoveryLock, kRecover, kGetJob, kGetAttempts, kCountWaiting, kCountRunning,
     // Listings, statistics and the worker registry.
-    kListJobs, kQueueStats, kLimitStats, kRegisterWorker, kTouchWorker, kUnregisterWorker, kListWorkers,
+    kListJobs, kQueueStats, kQueueMetrics, kWorkerMetrics, kLimitStats, kRegisterWorker, kTouchWorker, kUnregisterWorker, kListWorkers,
     kPruneWorkers, kTagIsServed};
 
 #undef QUERN_COMPLETED_COLUMNS

@@ -41,10 +41,11 @@ struct ScriptSettings {
   // per-script limit). The key may use $path, $language and $args[name].
   std::optional<queue::ConcurrencyLimit> concurrency;
   std::optional<queue::RetryPolicy> retry;
+  std::optional<queue::JobLimits> limits;  // tightens the worker group's limits
   bool operator==(const ScriptSettings&) const = default;
 };
-// {"dedicated":..,"priority":..,"tag":..,"timeout_s":..} plus "concurrency"
-// and "retry" only when set, so that hashes of versions deployed before those
+// {"dedicated":..,"priority":..,"tag":..,"timeout_s":..} plus "concurrency",
+// "retry" and "limits" only when set, so that hashes of versions deployed before those
 // existed do not change. from_json accepts missing keys (defaults), so rows
 // written before a field existed still read.
 void to_json(nlohmann::json& j, const ScriptSettings& s);

@@ -29,6 +29,7 @@ void to_json(nlohmann::json& j, const ScriptSettings& s) {
       {"tag", s.tag}, {"priority", s.priority}, {"timeout_s", s.timeout_s}, {"dedicated", s.dedicated}};
   if (s.concurrency) j["concurrency"] = queue::to_json(*s.concurrency);
   if (s.retry) j["retry"] = queue::to_json(*s.retry);
+  if (s.limits) j["limits"] = queue::to_json(*s.limits);
 }
 
 void from_json(const nlohmann::json& j, ScriptSettings& s) {
@@ -44,6 +45,9 @@ void from_json(const nlohmann::json& j, ScriptSettings& s) {
   }
   if (j.contains("retry")) {
     if (auto r = queue::retry_from_json(j["retry"], "retry"); r.is_ok()) s.retry = *r;
+  }
+  if (j.contains("limits")) {
+    if (auto l = queue::limits_from_json(j["limits"], "limits"); l.is_ok()) s.limits = *l;
   }
 }
 

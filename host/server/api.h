@@ -46,6 +46,11 @@ class Api {
   explicit Api(ApiOptions options);
   ~Api();
   void register_routes(http::Router& router);
+  // Readiness (/readyz): OK when a pooled connection answers and the schema
+  // is at the version this binary expects; else unavailable, saying which.
+  Status ready();
+  // The queue's depth and live workers, over a pooled connection (/metrics).
+  StatusOr<queue::QueueMetrics> queue_metrics();
   // Builds the jobs of schedules' ticks (the server's scheduler fires them);
   // valid while this Api lives.
   schedule::JobBuilder schedule_job_builder();

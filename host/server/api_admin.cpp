@@ -1,4 +1,5 @@
 // Health, tokens, queue statistics, workers and the OpenAPI document.
+#include "host/queue/migrations.h"
 #include "host/server/api_context.h"
 #include "host/server/api_requests.h"
 
@@ -21,17 +22,30 @@ Json token_json(const auth::TokenInfo& t) {
 
 }  // namespace
 
+Status ready(ApiContext& ctx) {
+  auto db = ctx.acquire();
+  if (!db) return db.status();
+  // Any failure here means "not ready" (503), never a server error: a
+  // missing table is a database that was reset under us.
+  auto v = db->queue().exec_scalar("SELECT coalesce(max(version), 0) FROM quern.schema_migrations");
+  if (!v) return Status::unavailable(v.message());
+  const int expected = queue::migrations().back().version;
+  if (*v != std::to_string(expected))
+    return Status::unavailable("the database schema is at version " + *v + ", this server needs " +
+                               std::to_string(expected) +
+                               " (a `quern server` of this version migrates it at start)");
+  return Status::ok();
+}
+
 void add_admin_routes(ApiContext& ctx, http::Router& router) {
   router.add({"GET", "/healthz", "", "Liveness (anonymous)",
               [](const http::Request&) { return http::json_response(200, R"({"status":"ok"})"); }});
-  router.add(
-      {"GET", "/readyz", "", "Readiness: the database answers (anonymous)", [&ctx](const http::Request&) {
-         auto db = ctx.acquire();
-         if (!db) return error_response(db.status());
-         auto v = db->queue().exec_scalar("SELECT 1");
-         if (!v) return error_response(v.status());
-         return http::json_response(200, R"({"status":"ready"})");
-       }});
+  router.add({"GET", "/readyz", "", "Readiness: the database answers at the expected schema (anonymous)",
+              [&ctx](const http::Request&) {
+                Status s = ready(ctx);
+                if (!s) return error_response(s);
+                return http::json_response(200, R"({"status":"ready"})");
+              }});
   add_route(ctx, router, "GET", "/api/openapi.yaml", "docs.read", "This API’s OpenAPI document",
             [](const http::Request&, const auth::Principal&, DbLease&) {
               http::Response r;

@@ -26,6 +26,8 @@ Json claimed_json(const queue::ClaimedJob& j) {
        std::chrono::duration_cast<std::chrono::microseconds>(j.created_at.time_since_epoch()).count()},
       {"started_at_us",
        std::chrono::duration_cast<std::chrono::microseconds>(j.started_at.time_since_epoch()).count()},
+      {"due_at_us",
+       std::chrono::duration_cast<std::chrono::microseconds>(j.due_at.time_since_epoch()).count()},
       {"gpus", j.gpus}};
 }
 
@@ -134,12 +136,13 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
       agent_handler([](const Json& body, const std::string& owner, const auth::Principal&, DbLease& db) {
         auto completions = parse_completions(body);
         if (!completions) return error_response(completions.status());
-        auto accepted = db.queue().complete(owner, *completions);
+        std::vector<int64_t> retried;
+        auto accepted = db.queue().complete(owner, *completions, &retried);
         if (!accepted) return error_response(accepted.status());
         Json refused = Json::array();
         for (const auto& c : *completions)
           if (std::find(accepted->begin(), accepted->end(), c.id) == accepted->end()) refused.push_back(c.id);
-        return json_ok(Json{{"accepted", *accepted}, {"refused", refused}});
+        return json_ok(Json{{"accepted", *accepted}, {"refused", refused}, {"retried", retried}});
       }));
   add_route(
       ctx, router, "POST", "/api/agent/release", "agent", "Hand held jobs back to the queue",

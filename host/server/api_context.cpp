@@ -81,6 +81,12 @@ void Api::register_routes(http::Router& router) {
 }
 
 schedule::JobBuilder Api::schedule_job_builder() { return server::schedule_job_builder(*ctx_); }
+Status Api::ready() { return server::ready(*ctx_); }
+StatusOr<queue::QueueMetrics> Api::queue_metrics() {
+  auto db = ctx_->acquire();
+  if (!db) return db.status();
+  return db->queue().queue_metrics(ctx_->options.live_within);
+}
 
 void add_route(ApiContext& ctx, http::Router& router, const std::string& method, const std::string& pattern,
                const std::string& permission, const std::string& summary, AuthedHandler handler) {

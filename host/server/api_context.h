@@ -114,6 +114,8 @@ nlohmann::ordered_json job_json(const queue::JobRecord& j, bool with_code = fals
 void add_job_routes(ApiContext& ctx, http::Router& router);
 void add_script_routes(ApiContext& ctx, http::Router& router);
 void add_admin_routes(ApiContext& ctx, http::Router& router);
+// The readiness check of /readyz (Api::ready).
+Status ready(ApiContext& ctx);
 void add_agent_routes(ApiContext& ctx, http::Router& router);
 void add_schedule_routes(ApiContext& ctx, http::Router& router);
 

@@ -73,6 +73,12 @@ http::Response run_route(ApiContext& ctx, const http::Request& req, const auth::
 
 bool finished(const std::string& state) { return state != "queued" && state != "running"; }
 
+// A job id that reads as nothing: never issued, or its job finished longer ago
+// than <retention completed-jobs> and was pruned (host/retention).
+std::string no_job(int64_t id) {
+  return "no job " + std::to_string(id) + " (never created, or pruned after the retention period)";
+}
+
 // The answer of run_wait_result for a finished job: its result (200), or the
 // error in the one shape (422; 504 for a timeout).
 http::Response outcome_response(int64_t id, const std::string& state, const nlohmann::json& result,
@@ -116,6 +122,9 @@ http::Response wait_result_route(ApiContext& ctx, const http::Request& req, cons
       if (!rec) return error_response(rec.status());
       if (*rec && finished((*rec)->state))
         return outcome_response(*id, (*rec)->state, (*rec)->result, (*rec)->error);
+      if (!*rec)  // finished, and pruned before we read it (a retention shorter than the wait)
+        return not_found("job " + std::to_string(*id) +
+                         " finished and was pruned before its result was read");
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       auto resp = http::json_error(
@@ -157,7 +166,7 @@ std::variant<queue::JobRecord, http::Response> find_job(DbLease& db, const http:
   auto& q = db.queue();
   auto rec = q.get_job(*id);
   if (!rec) return error_response(rec.status());
-  if (!*rec) return not_found("no job " + std::to_string(*id));
+  if (!*rec) return not_found(no_job(*id));
   return std::move(**rec);
 }
 
@@ -185,7 +194,7 @@ http::Response cancel_job(DbLease& db, const http::Request& req) {
   if (!outcome) return error_response(outcome.status());
   switch (*outcome) {
     case queue::CancelOutcome::not_found:
-      return not_found("no job " + std::to_string(*id));
+      return not_found(no_job(*id));
     case queue::CancelOutcome::canceled:
       return json_ok(Json{{"id", *id}, {"outcome", "canceled"}});
     case queue::CancelOutcome::requested:
@@ -232,7 +241,7 @@ http::Response stream_logs(ApiContext& ctx, DbLease& db, const http::Request& re
       auto text = db->queue().read_logs(job_id, offset);
       db->release();
       if (!rec || !text || !*rec) {
-        sink.send("error", !rec ? rec.message() : !text ? text.message() : "job disappeared");
+        sink.send("error", !rec ? rec.message() : !text ? text.message() : no_job(job_id));
         return;
       }
       if (!text->empty()) {

@@ -139,8 +139,13 @@ StatusOr<RunRequest> parse_run_request(const Json& body) {
       auto p = queue::retry_from_json(value, "retry");
       if (!p) return Status::invalid(p.message());
       r.retry = *p;
+    } else if (key == "limits") {
+      auto l = queue::limits_from_json(value, "limits");
+      if (!l) return Status::invalid(l.message());
+      r.limits = *l;
     } else if (key != "language" && key != "content") {
-      return unknown_field(key, "args, tag, priority, timeout_s, scheduled_for, delay_s, concurrency, retry");
+      return unknown_field(
+          key, "args, tag, priority, timeout_s, scheduled_for, delay_s, concurrency, retry, limits");
     }
     if (!st) return st;
   }
@@ -244,10 +249,14 @@ StatusOr<scripts::NewScript> parse_deploy(const Json& body) {
       auto r = queue::retry_from_json(value, "retry");
       if (!r) return Status::invalid(r.message());
       s.settings.retry = *r;
+    } else if (key == "limits") {
+      auto l = queue::limits_from_json(value, "limits");
+      if (!l) return Status::invalid(l.message());
+      s.settings.limits = *l;
     } else {
       return unknown_field(key,
                            "path, language, content, summary, tag, priority, timeout_s, dedicated, "
-                           "concurrency, retry");
+                           "concurrency, retry, limits");
     }
     if (!st) return st;
   }

@@ -18,6 +18,7 @@ Json script_json(const scripts::ScriptVersion& s, bool with_content) {
                    {"dedicated", s.settings.dedicated}};
   if (s.settings.concurrency) o["settings"]["concurrency"] = queue::to_json(*s.settings.concurrency);
   if (s.settings.retry) o["settings"]["retry"] = queue::to_json(*s.settings.retry);
+  if (s.settings.limits) o["settings"]["limits"] = queue::to_json(*s.settings.limits);
   o["deployed_by"] = s.deployed_by;
   o["created_at"] = iso_time(s.created_at);
   o["archived"] = s.archived;

@@ -1,5 +1,7 @@
 #include "host/server/server.h"
 
+#include "host/server/server_metrics.h"
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
@@ -15,6 +17,7 @@ struct Server::Impl {
   ServerOptions options;
   Api api;
   http::Router router;
+  std::unique_ptr<ServerMetrics> metrics;  // when options.metrics is set
   std::unique_ptr<http::HttpServer> http;
   std::unique_ptr<schedule::Scheduler> scheduler;  // uses api's pools: declared after api
 
@@ -23,12 +26,14 @@ struct Server::Impl {
   bool stopping = false;  // guarded by mu
   std::thread duties;
 
-  // Lease recovery and registry pruning, until stop().
+  // Lease recovery, registry pruning and data retention, until stop().
   void run_duties() {
     queue::QueueOptions qo = options.api.queue_options;
     qo.application_name = "quern server (recovery)";
     auto q = queue::Queue::connect(options.api.database_url, qo);
     const auto interval = std::max(std::chrono::milliseconds(200), options.lease_timeout / 4);
+    retention::PeriodicPruner pruner(options.retention, options.prune_interval, options.on_pruned,
+                                     "quern server");
     std::unique_lock lock(mu);
     while (!stopping) {
       lock.unlock();
@@ -38,10 +43,12 @@ struct Server::Impl {
         if (options.recover_expired_leases) {
           auto report = (*q)->recover_expired(options.lease_timeout);
           if (!report) std::cerr << "quern server: lease recovery failed: " << report.message() << std::endl;
+          if (report && metrics) metrics->recovered(*report);
         }
         // A registry row unseen for 10 lease timeouts belongs to a worker that is gone.
         auto pruned = (*q)->prune_workers(options.lease_timeout * 10);
         if (!pruned) std::cerr << "quern server: pruning workers failed: " << pruned.message() << std::endl;
+        pruner.run_if_due((*q)->session());
       }
       lock.lock();
       cv.wait_for(lock, interval, [&] { return stopping; });
@@ -100,7 +107,16 @@ Status Server::start() {
             << ") of max_connections " << checked->max_connections << " (" << checked->reserved
             << " reserved for superusers, " << checked->in_use << " in use now)" << std::endl;
   if (!warning.empty()) std::cerr << "quern server: warning: " << warning << std::endl;
-  impl_->http = std::make_unique<http::HttpServer>(impl_->router, impl_->options.limits);
+  if (impl_->options.metrics) {
+    impl_->metrics = std::make_unique<ServerMetrics>(*impl_->options.metrics, impl_->api);
+    impl_->options.on_pruned = [m = impl_->metrics.get(), then = impl_->options.on_pruned](
+                                   const retention::PruneReport& r) {
+      m->pruned(r);
+      if (then) then(r);
+    };
+  }
+  impl_->http = std::make_unique<http::HttpServer>(impl_->router, impl_->options.limits,
+                                                   impl_->metrics ? impl_->metrics->http_observer() : nullptr);
   if (Status s = impl_->http->start(impl_->options.address, impl_->options.port); !s) return s;
   impl_->duties = std::thread([this] { impl_->run_duties(); });
   if (impl_->options.run_scheduler) {
@@ -114,6 +130,7 @@ Status Server::start() {
 
 uint16_t Server::port() const { return impl_->http ? impl_->http->port() : 0; }
 const http::Router& Server::router() const { return impl_->router; }
+Status Server::ready() { return impl_->api.ready(); }
 
 void Server::stop() {
   {

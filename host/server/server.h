@@ -1,6 +1,7 @@
 // `quern server`: the HTTP API plus the duties that must run somewhere in the
 // cluster: lease recovery (under an advisory lock, so several servers and
-// workers may all try), pruning workers that stopped reporting, and firing
+// workers may all try), pruning workers that stopped reporting, pruning old
+// jobs and logs (host/retention, under an advisory lock too), and firing
 // cron schedules (host/schedule: exactly once per tick across servers).
 // It never runs user code.
 //
@@ -14,11 +15,14 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "host/common/status.h"
 #include "host/http/http_server.h"
+#include "host/metrics/metrics.h"
+#include "host/retention/retention.h"
 #include "host/server/api.h"
 
 namespace quern::server {
@@ -36,6 +40,19 @@ struct ServerOptions {
   // Connections of workers in the same process (`quern up`), counted in the
   // budget check.
   int colocated_connections = 0;
+  // Where the server's metrics go (host/server/server_metrics.h); null: none.
+  // Must outlive the server; scrapes read the queue through the API's pool.
+  metrics::Metrics* metrics = nullptr;
+  // Data retention (host/retention/retention.h): the duties thread prunes old
+  // jobs and logs on its own connection every prune_interval, at its first
+  // round after that (rounds run every max(200ms, lease_timeout / 4)). The
+  // default policy keeps everything; `quern server` passes the config's
+  // <retention>.
+  // on_pruned is called on the duties thread after each round that ran,
+  // with what it deleted (e.g. for a metric); it must not block.
+  retention::RetentionPolicy retention;
+  std::chrono::milliseconds prune_interval{60000};
+  std::function<void(const retention::PruneReport&)> on_pruned;
 };
 
 inline constexpr int kFixedConnections = 3;
@@ -61,6 +78,9 @@ class Server {
   Status start();
   uint16_t port() const;
   const http::Router& router() const;
+  // Readiness for probes (/readyz): the database answers at the schema
+  // version this binary expects. Thread-safe; needs start().
+  Status ready();
   void stop();
 
  private:

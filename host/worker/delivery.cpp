@@ -53,9 +53,9 @@ Status deliver_logs(JobSource& source, const std::string& worker_id, std::vector
 
 Status deliver_completions(JobSource& source, const std::string& worker_id,
                            std::vector<queue::Completion>& batch, std::vector<int64_t>& accepted,
-                           const OnIsolated& on_isolated) {
+                           std::vector<int64_t>& retried, const OnIsolated& on_isolated) {
   auto send = [&](const std::vector<queue::Completion>& b) -> Status {
-    auto ids = source.complete(worker_id, b);
+    auto ids = source.complete(worker_id, b, &retried);
     if (!ids) return ids.status();
     accepted.insert(accepted.end(), ids->begin(), ids->end());
     return Status::ok();

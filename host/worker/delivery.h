@@ -40,10 +40,11 @@ Status deliver_logs(JobSource& source, const std::string& worker_id, std::vector
                     const OnIsolated& on_isolated);
 
 // Removes from `batch` every completion accepted, refused as stale, or
-// isolated; appends the ids the source accepted to `accepted`. Returns OK,
-// or the error that stopped delivery with the rest still in `batch`.
+// isolated; appends the ids the source accepted to `accepted` (and those
+// of them that a retry policy re-queued to `retried`). Returns OK, or the
+// error that stopped delivery with the rest still in `batch`.
 Status deliver_completions(JobSource& source, const std::string& worker_id,
                            std::vector<queue::Completion>& batch, std::vector<int64_t>& accepted,
-                           const OnIsolated& on_isolated);
+                           std::vector<int64_t>& retried, const OnIsolated& on_isolated);
 
 }  // namespace quern::worker

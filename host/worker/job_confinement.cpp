@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -9,14 +10,31 @@
 
 namespace quern::worker {
 
-StatusOr<JobConfinement> JobConfinement::begin(const cgroup::Tree* tree, const sandbox::Policy& policy,
-                                               const std::string& setup_items, const std::string& name,
-                                               const std::filesystem::path& workdir,
+StatusOr<cgroup::Limits> JobConfinement::limits_for(const cgroup::Limits& group,
+                                                    const nlohmann::ordered_json& job,
+                                                    const cgroup::Tree* tree) {
+  if (!job.is_object() || !job.contains("limits")) return group;
+  auto asked = queue::limits_from_json(nlohmann::json(job["limits"]), "limits");
+  if (!asked) return asked.status();
+  auto tighter = [](int64_t a, int64_t b) { return a > 0 && b > 0 ? std::min(a, b) : std::max(a, b); };
+  const cgroup::Limits l{tighter(group.memory_max, asked->memory_max),
+                         tighter(group.pids_max, asked->pids_max),
+                         tighter(group.cpu_max_milli, asked->cpu_max_milli)};
+  if (l == group) return l;
+  if (tree == nullptr)
+    return Status::error("its limits need cgroups, which this worker's machine does not give it");
+  if (Status s = tree->check(l); !s) return s;
+  return l;
+}
+
+StatusOr<JobConfinement> JobConfinement::begin(const cgroup::Tree* tree, const cgroup::Limits& limits,
+                                               const sandbox::Policy& policy, const std::string& setup_items,
+                                               const std::string& name, const std::filesystem::path& workdir,
                                                nlohmann::ordered_json& env) {
   JobConfinement c;
   std::string setup = setup_items;
   if (tree != nullptr) {
-    auto made = tree->create(name, policy.limits);
+    auto made = tree->create(name, limits);
     if (!made) return made.status().with_context("the job's cgroup");
     c.cgroup_ = std::move(made).value();
     for (const std::string& procs : c.cgroup_.procs_files())

@@ -20,11 +20,19 @@ namespace quern::worker {
 
 class JobConfinement {
  public:
-  // Creates the job's cgroup `name` under tree (none when tree is null),
-  // hands workdir to the policy's job user, and sets QUERN_SETUP in env.
-  static StatusOr<JobConfinement> begin(const cgroup::Tree* tree, const sandbox::Policy& policy,
-                                        const std::string& setup_items, const std::string& name,
-                                        const std::filesystem::path& workdir, nlohmann::ordered_json& env);
+  // The limits a job runs under: its document's "limits" (a script's or a
+  // run request's, queue::JobLimits) within the group's, the smaller of
+  // each. An error when the job's limits do not parse or need a controller
+  // this worker's cgroups (tree; null = none) lack: never silently weaker.
+  static StatusOr<cgroup::Limits> limits_for(const cgroup::Limits& group, const nlohmann::ordered_json& job,
+                                             const cgroup::Tree* tree);
+
+  // Creates the job's cgroup `name` under tree (none when tree is null) with
+  // limits, hands workdir to the policy's job user, and sets QUERN_SETUP in env.
+  static StatusOr<JobConfinement> begin(const cgroup::Tree* tree, const cgroup::Limits& limits,
+                                        const sandbox::Policy& policy, const std::string& setup_items,
+                                        const std::string& name, const std::filesystem::path& workdir,
+                                        nlohmann::ordered_json& env);
 
   // Kills whatever of the job is still running, reads what it used, and
   // removes its cgroup. Call once.

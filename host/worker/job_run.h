@@ -71,6 +71,8 @@ class JobRun final : public plugin::JobSink {
   // host raised (timeout, cancel) decides the status, whatever rc says.
   queue::Completion outcome(quern_status rc, int timeout_s) const;
 
+  const SteadyClock::time_point claimed_at = SteadyClock::now();  // its run time counts from here
+
   // Watchdog bookkeeping (guarded by the Worker's mutex).
   bool term_sent = false;
   bool kill_sent = false;

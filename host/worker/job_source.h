@@ -38,8 +38,11 @@ class JobSource {
   // --- writer side ---
   virtual StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,
                                                     const std::vector<queue::Lease>& leases) = 0;
+  // As queue::Queue::complete: the accepted ids; those re-queued by a retry
+  // policy also go to *retried (when given).
   virtual StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
-                                                  const std::vector<queue::Completion>& completions) = 0;
+                                                  const std::vector<queue::Completion>& completions,
+                                                  std::vector<int64_t>* retried = nullptr) = 0;
   virtual Status append_logs(const std::string& worker_id, const std::vector<queue::LogChunk>& chunks) = 0;
   virtual Status release(const std::string& worker_id, const std::vector<queue::Lease>& leases) = 0;
   virtual StatusOr<queue::RecoveryReport> recover_expired(std::chrono::milliseconds lease_timeout) = 0;
@@ -87,8 +90,9 @@ class PgJobSource final : public JobSource {
     return q_->heartbeat(worker_id, leases);
   }
   StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
-                                          const std::vector<queue::Completion>& completions) override {
-    return q_->complete(worker_id, completions);
+                                          const std::vector<queue::Completion>& completions,
+                                          std::vector<int64_t>* retried = nullptr) override {
+    return q_->complete(worker_id, completions, retried);
   }
   Status append_logs(const std::string&, const std::vector<queue::LogChunk>& chunks) override {
     return q_->append_logs(chunks);

@@ -86,6 +86,14 @@ WorkerStats Worker::stats() const {
   return s;
 }
 
+Status Worker::ready() const {
+  if (!state_->started.load()) return Status::unavailable("the worker has not started");
+  if (!state_->source_ok.load()) return Status::unavailable(state_->source_error());
+  std::lock_guard lock(state_->mu);
+  if (state_->stopping) return Status::unavailable("the worker is stopping");
+  return Status::ok();
+}
+
 void Worker::stop() {
   std::lock_guard lock(state_->mu);
   if (state_->stopping) return;
@@ -169,6 +177,8 @@ void Loops::claimer() {
     last_claim = SteadyClock::now();
     st.claim_queries++;
     auto claimed = q.claim(opt.worker_id, tags, free_slots, capacity);
+    if (opt.metrics)
+      opt.metrics->claimed(claimed ? static_cast<int>(claimed->size()) : 0, SteadyClock::now() - last_claim);
     if (!claimed) {
       // Exponential backoff while the database (or the server, for agents) is away.
       log_error(opt.worker_id, "claim failed (retrying in " + std::to_string(retry_delay.count()) +
@@ -194,10 +204,12 @@ void Loops::claimer() {
           std::make_shared<JobRun>(std::move(job), SteadyClock::now() + std::chrono::seconds(timeout_s));
       st.running.emplace(run->job().id, run);
       st.gpus_in_use += run->job().gpus;
+      if (opt.metrics) opt.metrics->job_started(run->job().tag, run->job().started_at - run->job().due_at);
       st.dispatch.push_back(std::move(run));
       st.busy++;
       st.slots_cv.notify_one();  // one slot per job: no thundering herd of idle slots
     }
+    if (opt.metrics) opt.metrics->slots(st.busy, st.slot_limit);
   }
   // Claimed jobs that no slot started go straight back to the queue.
   std::lock_guard lock(st.mu);
@@ -208,6 +220,7 @@ void Loops::claimer() {
     st.running.erase(run->job().id);
     st.gpus_in_use -= run->job().gpus;
     st.busy--;
+    if (opt.metrics) opt.metrics->handed_back(1);
   }
   st.claimer_done = true;
   st.slots_cv.notify_all();
@@ -219,13 +232,39 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
   std::string logs = run->take_logs();
   std::lock_guard lock(st.mu);
   if (!logs.empty()) st.pending_logs.push_back({run->job().id, run->job().attempt, std::move(logs)});
+  if (opt.metrics) {
+    if (completion)
+      st.finished[run->job().id] = {run->job().tag, completion->status, SteadyClock::now() - run->claimed_at};
+    if (release) opt.metrics->handed_back(1);
+  }
   if (completion) st.pending_completions.push_back(std::move(*completion));
   if (release) st.pending_releases.push_back({run->job().id, run->job().attempt});
   st.running.erase(run->job().id);
   st.gpus_in_use -= run->job().gpus;
   st.busy--;
+  if (opt.metrics) opt.metrics->slots(st.busy, st.slot_limit);
   st.writer_cv.notify_one();   // the writer is one thread
   st.claimer_cv.notify_one();  // so is the claimer
+}
+
+void Loops::count_completions(const std::vector<int64_t>& sent, const std::vector<queue::Completion>& left,
+                              const std::vector<int64_t>& accepted, const std::vector<int64_t>& retried) {
+  const auto in = [](const std::vector<int64_t>& v, int64_t id) {
+    return std::find(v.begin(), v.end(), id) != v.end();
+  };
+  std::lock_guard lock(st.mu);
+  for (int64_t id : sent) {
+    if (std::any_of(left.begin(), left.end(), [&](const queue::Completion& c) { return c.id == id; }))
+      continue;  // to be sent again
+    auto it = st.finished.find(id);
+    if (it == st.finished.end()) continue;
+    if (in(retried, id)) {
+      opt.metrics->retried(1);
+    } else if (in(accepted, id)) {
+      opt.metrics->job_finished(it->second.tag, queue::to_string(it->second.status), it->second.took);
+    }  // else refused as stale or dropped: not this worker's completion
+    st.finished.erase(it);
+  }
 }
 
 void Loops::heartbeat(JobSource& q) {
@@ -235,8 +274,12 @@ void Loops::heartbeat(JobSource& q) {
     for (auto& [id, run] : st.running) leases.push_back({id, run->job().attempt});
   }
   // The registry row says the worker is alive (GET /api/workers, "served" tags).
-  if (Status s = q.touch_worker(opt.worker_id, static_cast<int>(leases.size())); !s)
-    log_error(opt.worker_id, "updating the worker registry failed: " + s.message());
+  Status touched = q.touch_worker(opt.worker_id, static_cast<int>(leases.size()));
+  st.set_source_status(touched);
+  if (!touched)
+    log_error(opt.worker_id, "updating the worker registry failed: " + touched.message());
+  else if (opt.metrics)
+    opt.metrics->heartbeat_ok();
   if (leases.empty()) return;
   auto reply = q.heartbeat(opt.worker_id, leases);
   if (!reply) {
@@ -338,9 +381,12 @@ void Loops::writer() {
         poisoned.erase(it);
       }
       const size_t sent = completions.size();
-      std::vector<int64_t> accepted;
+      std::vector<int64_t> accepted, retried;
       dropped = 0;
-      Status s = deliver_completions(q, opt.worker_id, completions, accepted, isolated);
+      std::vector<int64_t> sent_ids;
+      for (const auto& c : completions) sent_ids.push_back(c.id);
+      Status s = deliver_completions(q, opt.worker_id, completions, accepted, retried, isolated);
+      if (opt.metrics) count_completions(sent_ids, completions, accepted, retried);
       st.completed += static_cast<int64_t>(accepted.size());
       const size_t handled = sent - completions.size();
       if (size_t stale = handled - std::min(handled, accepted.size() + dropped); stale > 0) {
@@ -370,6 +416,7 @@ void Loops::writer() {
     if (opt.recover_expired_leases && now >= next_recovery) {
       auto report = q.recover_expired(opt.lease_timeout);
       if (!report) log_error(opt.worker_id, "lease recovery failed: " + report.message());
+      if (report && opt.metrics) opt.metrics->recovered(report->requeued, report->failed, report->canceled);
       next_recovery = now + recovery_interval;
     }
     if (all_done && logs.empty() && completions.empty() && releases.empty()) break;
@@ -532,6 +579,8 @@ Status Worker::start() {
   if (state_->cancel_source) state_->threads.emplace_back([loops] { loops->cancels(); });
   for (int i = 0; i < options_.slots; ++i) state_->start_slot();
   state_->threads.emplace_back([loops] { loops->claimer(); });
+  if (options_.metrics) options_.metrics->slots(0, options_.slots);
+  state_->started.store(true);
   return Status::ok();
 }
 

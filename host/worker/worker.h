@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "host/common/status.h"
+#include "host/metrics/job_metrics.h"
 #include "host/plugin/plugin_registry.h"
 #include "host/queue/queue.h"
 #include "host/sandbox/sandbox.h"
@@ -77,6 +78,9 @@ struct WorkerOptions {
   // passes a factory of HTTP sources. Called three times (claimer, writer,
   // cancel listener).
   std::function<StatusOr<std::unique_ptr<JobSource>>()> source_factory;
+  // Where this worker's metrics go (host/metrics/job_metrics.h); null: none.
+  // Must outlive the worker.
+  metrics::WorkerMetrics* metrics = nullptr;
   // Test and benchmark hook: called on the slot thread right before execute().
   std::function<void(const queue::ClaimedJob&)> on_job_start;
   // Test and benchmark hook: called (under the worker's lock, keep it short)
@@ -117,6 +121,11 @@ class Worker {
 
   const std::string& id() const { return options_.worker_id; }
   WorkerStats stats() const;
+  // Readiness for probes (/readyz): started, not stopping, and its last
+  // heartbeat round (every heartbeat_interval) reached the queue — the
+  // database, or the server for an agent. Plugins are loaded before start().
+  // Thread-safe.
+  Status ready() const;
 
   // Reconfiguration while running (config reload, docs/ROUTING.md). Both
   // are thread-safe against the worker's own threads; call them after

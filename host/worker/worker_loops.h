@@ -43,7 +43,8 @@ struct SlotExecutors {
   // A warm process's cgroup per plugin (dedicated scripts): declared before
   // instances so that it is killed and removed after them.
   std::map<std::string, cgroup::Job> warm_cgroups;
-  std::map<std::string, int64_t> warm_oom_seen;  // plugin name → its warm cgroup's OOM kills so far
+  std::map<std::string, int64_t> warm_oom_seen;       // plugin name → its warm cgroup's OOM kills so far
+  std::map<std::string, cgroup::Limits> warm_limits;  // plugin name → its warm cgroup's limits
   std::map<std::string, std::unique_ptr<slot::JobExecutor>> instances;
   std::map<std::string, std::string> prepared_hash;  // plugin name → script hash
 };
@@ -71,6 +72,11 @@ class Loops {
   StatusOr<std::unique_ptr<slot::JobExecutor>> make_executor(const plugin::LoadedPlugin& p);
   void finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion, bool release);
   void heartbeat(JobSource& q);
+  // Counts, for metrics, the completions of `sent` that delivery is done
+  // with (not in `left`): accepted ones by tag and outcome, re-queued ones
+  // as retries.
+  void count_completions(const std::vector<int64_t>& sent, const std::vector<queue::Completion>& left,
+                         const std::vector<int64_t>& accepted, const std::vector<int64_t>& retried);
 
   const WorkerOptions& opt;
   const plugin::PluginRegistry& plugins;

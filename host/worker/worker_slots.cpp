@@ -71,17 +71,31 @@ void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::Loaded
   // The warm process is sandboxed like a job's (quern/sandbox.h).
   if (auto it = st.passed_env.find(QUERN_SANDBOX_ENV); it != st.passed_env.end())
     script["env"] = {{QUERN_SANDBOX_ENV, it->second}};
-  // Its user, rlimits, and a cgroup of its own with the group's limits: it
-  // outlives jobs, so it is in no job's cgroup.
+  // Its user, rlimits, and a cgroup of its own with the script's limits
+  // within the group's: it outlives jobs, so it is in no job's cgroup. A
+  // version with other limits gets a new cgroup (the old process ends).
   std::string setup = st.setup_items;
+  auto limits = JobConfinement::limits_for(opt.sandbox.limits, job.payload, st.cgroups.get());
+  if (!limits) {
+    log_error(opt.worker_id, "warming " + job.script_path + ": " + limits.message());
+    return;  // the job itself fails for the same reason
+  }
   cgroup::Job& warm = slot.warm_cgroups[p.info().name];
+  cgroup::Limits& warm_limits = slot.warm_limits[p.info().name];
+  if (!warm.empty() && warm_limits != *limits) {
+    warm.kill();
+    warm.remove();
+    warm = cgroup::Job();
+    slot.warm_oom_seen.erase(p.info().name);
+  }
   if (st.cgroups && warm.empty()) {
-    auto made =
-        st.cgroups->create("warm-" + std::to_string(slot.id) + "-" + p.info().name, opt.sandbox.limits);
-    if (made)
+    auto made = st.cgroups->create("warm-" + std::to_string(slot.id) + "-" + p.info().name, *limits);
+    if (made) {
       warm = std::move(made).value();
-    else
+      warm_limits = *limits;
+    } else {
       log_error(opt.worker_id, "warming " + job.script_path + ": " + made.message());
+    }
   }
   for (const std::string& procs : warm.procs_files())
     setup += std::string(1, QUERN_SANDBOX_SEPARATOR) + "cgroup=" + procs;
@@ -123,6 +137,15 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   // A fresh working directory per attempt, removed afterwards — for plugins
   // that run processes; in-process executors don't pay for it.
   const bool needs_workdir = (p->info().capabilities & QUERN_CAP_SPAWNS_PROCESSES) != 0;
+  // Limits confine processes: a job without any (SQL, HTTP) needs none.
+  auto limits = needs_workdir ? JobConfinement::limits_for(opt.sandbox.limits, job.payload, st.cgroups.get())
+                              : StatusOr<cgroup::Limits>(opt.sandbox.limits);
+  if (!limits) {
+    queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
+                        "cannot confine the job: " + limits.message()};
+    finish(run, c, false);
+    return;
+  }
   std::filesystem::path workdir;
   std::error_code ec;
   if (needs_workdir) {
@@ -153,7 +176,7 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
     doc["workdir"] = workdir.string();
     doc["env"] = minimal_job_environment(workdir, job.id, job.attempt);
     for (const auto& [name, value] : st.passed_env) doc["env"][name] = value;  // the group's pass-env
-    auto began = JobConfinement::begin(st.cgroups.get(), opt.sandbox, st.setup_items,
+    auto began = JobConfinement::begin(st.cgroups.get(), *limits, opt.sandbox, st.setup_items,
                                        std::to_string(job.id) + "-" + std::to_string(job.attempt), workdir,
                                        doc["env"]);
     if (!began) {
@@ -218,7 +241,7 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
     finish(run, std::nullopt, true);
   } else {
     queue::Completion c = run->outcome(rc, timeout_s);
-    JobConfinement::account(usage, opt.sandbox.limits, c);
+    JobConfinement::account(usage, *limits, c);
     finish(run, std::move(c), false);
   }
 }

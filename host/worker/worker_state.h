@@ -44,6 +44,14 @@ struct Worker::State {
   std::vector<queue::Completion> pending_completions;
   std::vector<queue::LogChunk> pending_logs;  // final chunks of finished jobs
   std::vector<queue::Lease> pending_releases;
+  // Completions the queue has not answered yet, for metrics (only with
+  // WorkerOptions::metrics): counted by tag and outcome once accepted.
+  struct Finished {
+    std::string tag;
+    queue::JobStatus status;
+    std::chrono::duration<double> took;
+  };
+  std::unordered_map<int64_t, Finished> finished;
   bool log_flush_wanted = false;
   bool stopping = false;
   SteadyClock::time_point stop_requested_at{};
@@ -69,6 +77,24 @@ struct Worker::State {
   // --- stats (atomics: read without the lock) ---
   std::atomic<int64_t> claimed{0}, completed{0}, refused{0}, claim_queries{0};
   std::atomic<int64_t> exec_ewma_us{0};  // moving average of execute() time (1/8 weight per job)
+
+  // Readiness (Worker::ready): whether the last heartbeat round reached the
+  // source (the database, or the server for an agent), and if not, why.
+  std::atomic<bool> started{false};  // start() succeeded
+  std::atomic<bool> source_ok{true};
+  void set_source_status(const Status& s) {
+    if (!s) {
+      std::lock_guard lock(source_mu);
+      source_message = s.message();
+    }
+    source_ok.store(s.is_ok());
+  }
+  std::string source_error() const {
+    std::lock_guard lock(source_mu);
+    return "the last heartbeat did not reach the queue: " + source_message;
+  }
+  mutable std::mutex source_mu;
+  std::string source_message;  // guarded by source_mu
 
   std::vector<std::thread> threads;
 };

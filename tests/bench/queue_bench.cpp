@@ -15,6 +15,13 @@
 //   latency     JOBS single no-op jobs submitted to an idle worker: submit → executor start
 //   bash-latency  the same with bash jobs (submit → bash executor start)
 //   enqueue-batch  one push_batch of JOBS jobs
+//   scrape      JOBS waiting jobs (of 10 tags), then 21 scrapes of the server's
+//               /metrics text (the queue read included): their median duration
+// Metrics (issue 13): --metrics gives the worker its Prometheus metrics and,
+// with --scrape-every MS, a thread renders the server's /metrics (queue
+// depth per tag read from the database, as a scrape does) that often while
+// the jobs drain; --completed N first fills quern.completed_jobs with N
+// finished jobs, to show that history costs the claim nothing.
 // Every measurement recreates the database `quern_bench` first. One worker
 // (in this process, like the peers' node process) with CONCURRENCY slots.
 // --executor slot-process runs the plugin in a slot process per slot (as
@@ -29,13 +36,16 @@
 #include <iostream>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include <pqxx/pqxx>
 
+#include "host/metrics/job_metrics.h"
 #include "host/plugin/plugin_registry.h"
 #include "host/queue/queue.h"
+#include "host/server/server_metrics.h"
 #include "host/worker/worker.h"
 
 using namespace std::chrono;
@@ -59,6 +69,9 @@ struct Args {
   // Where the plugins run: in-process (the default for Quern's own plugins)
   // or slot-process (the default for every other plugin).
   std::string executor = "in-process";
+  bool metrics = false;
+  int scrape_every_ms = 0;
+  int64_t completed = 0;
 };
 
 std::string url(const Args& a, const std::string& db) {
@@ -109,6 +122,101 @@ quern::worker::WorkerOptions worker_options(const Args& a, const std::string& ta
   return o;
 }
 
+// The server's metrics over the benchmark database, rendered every
+// --scrape-every ms on a thread of its own (as Prometheus would scrape).
+class Scraper {
+ public:
+  Scraper(const Args& a, quern::metrics::Metrics& worker_registry)
+      : a_(a), worker_registry_(worker_registry) {}
+  ~Scraper() { stop(); }
+  void start() {
+    if (a_.scrape_every_ms <= 0) return;
+    quern::server::ApiOptions o;
+    o.database_url = url(a_, a_.db);
+    o.db_connections = 2;
+    api_ = std::make_unique<quern::server::Api>(o);
+    server_metrics_ = std::make_unique<quern::server::ServerMetrics>(server_registry_, *api_);
+    thread_ = std::thread([this] {
+      std::unique_lock lock(mu_);
+      while (!stopping_) {
+        lock.unlock();
+        if (server_registry_.scrape().empty() || (a_.metrics && worker_registry_.scrape().empty()))
+          throw std::runtime_error("empty scrape");
+        ++scrapes_;
+        lock.lock();
+        cv_.wait_for(lock, milliseconds(a_.scrape_every_ms), [&] { return stopping_; });
+      }
+    });
+  }
+  int stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    return scrapes_;
+  }
+
+ private:
+  const Args& a_;
+  quern::metrics::Metrics& worker_registry_;
+  quern::metrics::Metrics server_registry_;
+  std::unique_ptr<quern::server::Api> api_;
+  std::unique_ptr<quern::server::ServerMetrics> server_metrics_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  int scrapes_ = 0;
+};
+
+// --completed N: N finished jobs in quern.completed_jobs, then ANALYZE.
+void fill_completed(const Args& a) {
+  if (a.completed <= 0) return;
+  pqxx::connection c(url(a, a.db));
+  pqxx::nontransaction tx(c);
+  tx.exec(
+      "INSERT INTO quern.completed_jobs (id, tag, language, payload, priority, scheduled_for, created_at, "
+      "started_at, completed_at, status, result, attempt) "
+      "SELECT -g, 'noop', 'noop', '{\"args\":{}}', 50, now(), now(), now(), now() - (g % 1000) * interval "
+      "'1 minute', CASE WHEN g % 10 = 0 THEN 'failure' ELSE 'success' END, '{\"ok\":true}', 1 "
+      "FROM generate_series(1, " +
+      std::to_string(a.completed) + ") g");
+  tx.exec("VACUUM ANALYZE quern.completed_jobs");
+}
+
+// JOBS waiting jobs over 10 tags, then the median of 21 scrapes.
+nlohmann::ordered_json scrape(const Args& a) {
+  auto q = Queue::connect(url(a, a.db)).value();
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < a.jobs; ++i) {
+    jobs.push_back(make_job("noop", i));
+    jobs.back().tag = "t" + std::to_string(i % 10);
+  }
+  for (size_t off = 0; off < jobs.size(); off += 50000) {
+    std::vector<NewJob> chunk(jobs.begin() + off, jobs.begin() + std::min(jobs.size(), off + 50000));
+    if (auto r = q->push_batch(chunk); !r) throw std::runtime_error(r.message());
+  }
+  if (auto r = q->exec_scalar("VACUUM ANALYZE quern.queue"); !r) throw std::runtime_error(r.message());
+  quern::server::ApiOptions o;
+  o.database_url = url(a, a.db);
+  quern::server::Api api(o);
+  quern::metrics::Metrics registry;
+  quern::server::ServerMetrics sm(registry, api);
+  std::vector<double> samples;
+  size_t bytes = 0;
+  for (int i = 0; i < 21; ++i) {
+    const auto t0 = steady_clock::now();
+    bytes = registry.scrape().size();
+    samples.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
+    std::this_thread::sleep_for(1100ms);  // past the collector's one-second cache: every scrape reads
+  }
+  return {{"scrape_p50_ms", percentile(samples, 0.5)},
+          {"scrape_max_ms", *std::max_element(samples.begin(), samples.end())},
+          {"bytes", bytes}};
+}
+
 nlohmann::ordered_json drain(const Args& a, const quern::plugin::PluginRegistry& plugins) {
   auto q = Queue::connect(url(a, a.db)).value();
   std::vector<NewJob> jobs;
@@ -134,9 +242,15 @@ nlohmann::ordered_json drain(const Args& a, const quern::plugin::PluginRegistry&
     if (auto r = q->exec_scalar("VACUUM ANALYZE quern.queue"); !r) throw std::runtime_error(r.message());
   }
   const std::string tag = jobs.front().tag;
-  quern::worker::Worker w(worker_options(a, tag), plugins);
+  auto options = worker_options(a, tag);
+  quern::metrics::Metrics registry;
+  std::optional<quern::metrics::WorkerMetrics> worker_metrics;
+  if (a.metrics) options.metrics = &worker_metrics.emplace(registry, "bench");
+  Scraper scraper(a, registry);
+  quern::worker::Worker w(options, plugins);
   auto t0 = steady_clock::now();
   if (auto s = w.start(); !s) throw std::runtime_error(s.message());
+  scraper.start();
   // --duration: keep the queue fed (JOBS waiting at most) for that long, to
   // see whether the claim rate decays as dead index entries pile up.
   std::atomic<int64_t> pushed{a.jobs};
@@ -174,6 +288,7 @@ nlohmann::ordered_json drain(const Args& a, const quern::plugin::PluginRegistry&
   }
   auto t1 = steady_clock::now();
   if (feeder.joinable()) feeder.join();
+  const int scrapes = scraper.stop();
   w.stop();
   w.wait();
   double ms = duration<double, std::milli>(t1 - t0).count();
@@ -185,6 +300,8 @@ nlohmann::ordered_json drain(const Args& a, const quern::plugin::PluginRegistry&
   if (a.test == "sleep" || a.test == "bash-sleep")
     out["efficiency"] = (done / (ms / 1000.0)) / (a.concurrency / 0.1);
   out["claim_queries"] = w.stats().claim_queries;
+  if (a.scrape_every_ms > 0) out["scrapes"] = scrapes;
+  if (a.completed > 0) out["completed_jobs_in_table"] = a.completed;
   if (!windows.empty()) out["window_jobs_per_s"] = windows;
   return out;
 }
@@ -256,6 +373,9 @@ int main(int argc, char** argv) {
   app.add_option("--duration", a.duration_s, "noop/sleep: keep feeding JOBS-deep for this many seconds");
   app.add_option("--executor", a.executor, "in-process (default, as for Quern's own plugins) or slot-process")
       ->check(CLI::IsMember({"in-process", "slot-process"}));
+  app.add_flag("--metrics", a.metrics, "Give the worker its Prometheus metrics (issue 13)");
+  app.add_option("--scrape-every", a.scrape_every_ms, "Render the server's /metrics every MS while draining");
+  app.add_option("--completed", a.completed, "Fill quern.completed_jobs with this many finished jobs first");
   app.add_option("test", a.test)->required();
   app.add_option("jobs", a.jobs);
   app.add_option("concurrency", a.concurrency);
@@ -271,6 +391,7 @@ int main(int argc, char** argv) {
     auto q = Queue::connect(url(a, a.db));
     if (!q) throw std::runtime_error(q.message());
     if (auto v = (*q)->migrate(); !v) throw std::runtime_error(v.message());
+    fill_completed(a);
     nlohmann::ordered_json r;
     r["system"] = "quern";
     r["version"] = QUERN_VERSION;
@@ -283,6 +404,8 @@ int main(int argc, char** argv) {
       m = latency(a, plugins);
     else if (a.test == "enqueue-batch")
       m = enqueue_batch(a);
+    else if (a.test == "scrape")
+      m = scrape(a);
     else if (a.test == "noop" || a.test == "noop-keyed" || a.test == "sleep" || a.test == "bash-noop" ||
              a.test == "bash-sleep")
       m = drain(a, plugins);

@@ -294,7 +294,7 @@ TEST(configDuration, Units) {
   EXPECT_EQ(*parse_duration("2.5"), milliseconds(2500));
   EXPECT_EQ(*parse_duration("0"), milliseconds(0));
   EXPECT_EQ(*parse_duration(" 1.5m "), milliseconds(90000));
-  for (const char* bad : {"", "abc", "-1s", "1d", "1 s", ".5", "5.", "1e3", "inf", "30S", "1h30m", "+1"}) {
+  for (const char* bad : {"", "abc", "-1s", "1w", "1 s", ".5", "5.", "1e3", "inf", "30S", "1h30m", "+1"}) {
     StatusOr<milliseconds> d = parse_duration(bad);
     EXPECT_FALSE(d.is_ok()) << '"' << bad << '"';
     EXPECT_THAT(d.message(), HasSubstr("expected a duration")) << bad;
@@ -344,7 +344,7 @@ TEST(configErrors, HeartbeatMustBeBelowLease) {
 TEST(configErrors, UnknownElement) {
   EXPECT_EQ(error_of("<quern>\n  <queu/>\n</quern>"),
             "test.xml:2: unknown element <queu> inside <quern> (allowed: <database>, <plugins>, <queue>, "
-            "<workers>, <server>, <routing>, <limits>)");
+            "<workers>, <server>, <routing>, <limits>, <retention>)");
   EXPECT_THAT(error_of("<quern><workers>\n<grop/></workers></quern>"),
               HasSubstr("test.xml:2: unknown element <grop> inside <workers> (allowed: <group>)"));
   EXPECT_THAT(error_of("<quern><queue><x/></queue></quern>"), HasSubstr("it takes no child elements"));

@@ -67,6 +67,13 @@ TEST(BuildJob, EachStep) {
   EXPECT_EQ(job->concurrency.key, "api:eu-west");  // $args substituted
   EXPECT_EQ(job->concurrency.max_running, 2);      // <limits> replaces the script's 9
   EXPECT_EQ(job->payload["script_hash"], "abc");
+  EXPECT_FALSE(job->payload.contains("limits"));
+  // A script's resource limits go into the job document; a request's replace them.
+  Submission limited = sub;
+  limited.script.settings.limits = queue::JobLimits{256 << 20, 0, 0};
+  EXPECT_EQ(build_job(rules, limited)->payload["limits"], Json({{"memory_max", 256 << 20}}));
+  limited.request.limits = queue::JobLimits{0, 10, 0};
+  EXPECT_EQ(build_job(rules, limited)->payload["limits"], Json({{"pids_max", 10}}));
   // The request's tag wins over a rule that does not force.
   sub.request.tag = "mine";
   EXPECT_EQ(build_job(rules, sub)->tag, "mine");

@@ -279,5 +279,31 @@ TEST_F(QueueLimitsTest, BadPoliciesAreRejectedBeforeWriting) {
   EXPECT_NE(u.message().find("unknown field 'bakoff_s'"), std::string::npos);
 }
 
+TEST(JobLimitsJson, SizesCpusAndCountsParseStrictlyAndRoundTrip) {
+  auto l = limits_from_json({{"memory_max", "1.5G"}, {"pids_max", 64}, {"cpu_max", "0.5"}}, "limits");
+  ASSERT_TRUE(l.is_ok()) << l.message();
+  EXPECT_EQ(*l, (JobLimits{int64_t{3} << 29, 64, 500}));
+  EXPECT_EQ(*limits_from_json(to_json(*l), "limits"), *l);  // bytes and a number of CPUs
+  EXPECT_EQ(limits_from_json({{"memory_max", 268435456}, {"cpu_max", 2}}, "limits")->cpu_max_milli, 2000);
+  const std::vector<std::pair<nlohmann::json, std::string>> bad = {
+      {{{"memory_max", "1M"}}, "limits.memory_max: expected a size like 256M"},
+      {{{"memory_max", "12Q"}}, "limits.memory_max: expected a size like 256M"},
+      {{{"memory_max", "-5G"}}, "limits.memory_max: expected a size like 256M"},
+      {{{"memory_max", 1e300}}, "limits.memory_max: expected a size like 256M"},
+      {{{"pids_max", 0}}, "limits.pids_max"},
+      {{{"pids_max", 18446744073709551615ULL}}, "limits.pids_max"},
+      {{{"cpu_max", 0.001}}, "limits.cpu_max: expected a number of CPUs"},
+      {{{"cpu_max", "fast"}}, "limits.cpu_max: expected a number of CPUs"},
+      {{{"memory"}}, "limits: expected an object"},
+      {nlohmann::json::object(), "limits: set memory_max, pids_max or cpu_max"},
+      {{{"memory", "1G"}}, "limits: unknown field 'memory'"},
+  };
+  for (const auto& [j, want] : bad) {
+    auto r = limits_from_json(j, "limits");
+    ASSERT_FALSE(r.is_ok()) << j;
+    EXPECT_EQ(r.message().rfind(want, 0), 0u) << j << " → " << r.message();
+  }
+}
+
 }  // namespace
 }  // namespace quern::queue::test

@@ -43,8 +43,9 @@ class JobLimits : public ::testing::Test {
     return testing::start_confined_worker(url_, registry_, p, 1);
   }
 
-  queue::JobRecord run(const std::string& language, const std::string& code, int timeout_s = 0) {
-    return testing::run_job(*q_, language, code, timeout_s);
+  queue::JobRecord run(const std::string& language, const std::string& code, int timeout_s = 0,
+                       const nlohmann::json& limits = nullptr) {
+    return testing::run_job(*q_, language, code, timeout_s, limits);
   }
 
   std::string url_;
@@ -144,6 +145,31 @@ TEST_F(JobLimits, PidsMaxCapsTheProcessesOfAJob) {
   EXPECT_EQ(rec.state, "success") << rec.error;
   EXPECT_GT(rec.result.value("forked", -1), 0);
   EXPECT_LT(rec.result.value("forked", 200), 50);
+  w->stop();
+  w->wait();
+}
+
+// A job's own limits (a script's settings or a run request: the document's
+// "limits") tighten its group's and never loosen them. The same jobs without
+// them fork 200 and allocate 1 GiB (the two tests above).
+TEST_F(JobLimits, AScriptsOwnLimitsTightenTheGroupsAndNeverLoosenThem) {
+  auto w = start_worker(sandbox::Mode::bwrap, {0, 50, 0});
+  const queue::JobRecord oom = run("python3", kGreedy, 0, {{"memory_max", "256M"}});
+  EXPECT_EQ(oom.state, "failure");
+  EXPECT_EQ(oom.error.rfind("out of memory (limit 256 MiB, peak ", 0), 0u) << oom.error;
+  const queue::JobRecord tighter = run("python3", kForker, 0, {{"pids_max", 20}});
+  EXPECT_EQ(tighter.state, "success") << tighter.error;
+  EXPECT_GT(tighter.result.value("forked", -1), 0);
+  EXPECT_LT(tighter.result.value("forked", 200), 20);
+  const queue::JobRecord looser = run("python3", kForker, 0, {{"pids_max", 500}});
+  EXPECT_EQ(looser.state, "success") << looser.error;
+  EXPECT_GE(looser.result.value("forked", -1), 20);
+  EXPECT_LT(looser.result.value("forked", 200), 50);
+  // A document whose limits do not parse (not through the API, which checks
+  // them) fails its job, naming the field.
+  const queue::JobRecord bad = run("bash", "echo '{}'", 0, {{"memory_max", "lots"}});
+  EXPECT_EQ(bad.state, "failure");
+  EXPECT_NE(bad.error.find("limits.memory_max: expected a size"), std::string::npos) << bad.error;
   w->stop();
   w->wait();
 }

@@ -35,13 +35,15 @@ inline std::unique_ptr<worker::Worker> start_confined_worker(const std::string& 
   return w;
 }
 
-// language "bash" or "python3"; timeout_s 0 = the worker's default.
+// language "bash" or "python3"; timeout_s 0 = the worker's default;
+// limits: the job document's "limits" (queue::JobLimits), null = none.
 inline queue::JobRecord run_job(queue::Queue& q, const std::string& language, const std::string& code,
-                                int timeout_s = 0) {
+                                int timeout_s = 0, const nlohmann::json& limits = nullptr) {
   queue::NewJob j;
   j.tag = language;
   j.language = language == "python3" ? "python3" : "bash";
   j.payload["code"] = code;
+  if (!limits.is_null()) j.payload["limits"] = limits;
   j.timeout_s = timeout_s;
   const int64_t id = q.push(j).value();
   std::optional<queue::JobRecord> rec;

@@ -142,13 +142,13 @@ TEST(ScriptHash, CoversLanguageSettingsAndContentOnly) {
 }
 
 TEST(ScriptSettingsJson, RoundTripAndDefaults) {
-  ScriptSettings s{"gpu", 80, 30, true, {}, {}};
+  ScriptSettings s{"gpu", 80, 30, true, {}, {}, {}};
   nlohmann::json j = s;
   // Policies absent: the canonical JSON (and so every hash) is what it was before they existed.
   EXPECT_EQ(j.dump(), R"({"dedicated":true,"priority":80,"tag":"gpu","timeout_s":30})");
   EXPECT_EQ(j.get<ScriptSettings>(), s);
   EXPECT_EQ(nlohmann::json::parse(R"({"tag":"x"})").get<ScriptSettings>(),
-            (ScriptSettings{"x", 0, 0, false, {}, {}}));
+            (ScriptSettings{"x", 0, 0, false, {}, {}, {}}));
 
   s.concurrency = queue::ConcurrencyLimit{"api:$args[region]", 3, 10, std::chrono::seconds(60)};
   s.retry = queue::RetryPolicy{};
@@ -215,7 +215,7 @@ TEST_F(ScriptStoreTest, SettingsChangeMakesANewVersionAndRoundTrip) {
   NewScript s = script("u/ada/train", "python train.py");
   s.language = "python";
   ScriptVersion v1 = must(store_->deploy(s));
-  s.settings = ScriptSettings{"gpu:a100", 90, 3600, true, {}, {}};
+  s.settings = ScriptSettings{"gpu:a100", 90, 3600, true, {}, {}, {}};
   ScriptVersion v2 = must(store_->deploy(s));
   EXPECT_NE(v1.hash, v2.hash);
   EXPECT_EQ(v2.settings, s.settings);

@@ -18,21 +18,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::ChildProcess;
+using testing::free_port;
 using testing::wait_until;
-
-// A port that was free a moment ago (the server binds it right after).
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 class AgentProcessTest : public ::testing::Test {
  protected:

@@ -129,6 +129,11 @@ TEST_F(ApiLimitsTest, OverflowsAndBadTagsAnswer400NamingTheField) {
       {R"({"concurrency": {"key": "k\u0000", "max_running": 1}})", "concurrency.key"},
       {R"({"concurrency": {"key": "k", "max_running": 4294967297}})", "concurrency.max_running"},
       {R"({"retry": {"max_attempts": 4294967298}})", "retry.max_attempts"},
+      {R"({"limits": {"memory_max": 1e400}})", "the request body is not valid JSON"},
+      {R"({"limits": {"memory_max": "99999999999999999999T"}})", "limits.memory_max: expected a size"},
+      {R"({"limits": {"pids_max": 4294967297}})", "limits.pids_max"},
+      {R"({"limits": {"cpu_max": "NaN"}})", "limits.cpu_max: expected a number of CPUs"},
+      {R"({"limits": {}})", "limits: set memory_max, pids_max or cpu_max"},
       {"{\"args\": {\"a\": \"caf\xE9\"}}", "the request body is not valid JSON"},
   };
   for (const auto& [body, expected] : cases) {

@@ -152,9 +152,22 @@ TEST_F(ServerTest, ScriptLimitsRetriesAndTimeoutMaximum) {
             {"language", "bash"},
             {"content", "if [ -e \"$1\" ]; then echo '{\"ok\": true}'; else touch \"$1\"; exit 3; fi"},
             {"concurrency", {{"max_running", 1}}},
-            {"retry", {{"max_attempts", 3}, {"backoff_s", 0.05}, {"on", {"failure"}}}}});
+            {"retry", {{"max_attempts", 3}, {"backoff_s", 0.05}, {"on", {"failure"}}}},
+            {"limits", {{"memory_max", "512M"}, {"cpu_max", 1.5}}}});
   ASSERT_EQ(deployed.status, 201) << deployed.body;
   EXPECT_EQ(deployed.json()["settings"]["retry"]["max_attempts"], 3);
+  EXPECT_EQ(deployed.json()["settings"]["limits"]["memory_max"], 512 << 20);
+  EXPECT_EQ(deployed.json()["settings"]["limits"]["cpu_max"], 1.5);
+  auto unlimited = call(developer_, "POST", "/api/scripts",
+                        {{"path", "f/test/flaky2"},
+                         {"language", "bash"},
+                         {"content", "true"},
+                         {"limits", {{"memory_max", "lots"}}}});
+  EXPECT_EQ(unlimited.status, 400);
+  EXPECT_EQ(
+      unlimited.error_message(),
+      "limits.memory_max: expected a size like 256M, 1.5G or 512K (K, M, G, T: powers of 1024), at least "
+      "4194304 bytes");
 
   auto result = call(operator_, "POST", "/api/jobs/run_wait_result/p/f/test/flaky",
                      {{"args", {{"marker", marker.string()}}}});

@@ -38,6 +38,10 @@ class ChildProcess {
 // Polls cond every few milliseconds until it is true or timeout passes.
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
 
+// A loopback TCP port that was free a moment ago (for a child process's
+// --listen; the child binds it right after).
+int free_port();
+
 // Live (non-zombie) processes whose command line contains marker.
 std::vector<pid_t> processes_with_marker(const std::string& marker);
 

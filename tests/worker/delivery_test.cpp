@@ -50,12 +50,12 @@ TEST_F(DeliveryTest, APoisonCompletionDoesNotHoldBackTheOthersOfItsBatch) {
   const int64_t poison = jobs[4].id;
   batch[4].result = nlohmann::json{{"bad", std::string("x\0y", 3)}};
 
-  std::vector<int64_t> accepted;
+  std::vector<int64_t> accepted, retried;
   std::vector<std::pair<int64_t, Isolated>> isolated;
-  Status s =
-      deliver_completions(*source_, "w", batch, accepted, [&](int64_t id, Isolated what, const std::string&) {
-        isolated.push_back({id, what});
-      });
+  Status s = deliver_completions(*source_, "w", batch, accepted, retried,
+                                 [&](int64_t id, Isolated what, const std::string&) {
+                                   isolated.push_back({id, what});
+                                 });
   ASSERT_TRUE(s) << s.message();
   EXPECT_TRUE(batch.empty());       // everything handled in this one delivery
   EXPECT_EQ(accepted.size(), 10u);  // nine successes and the poison one stored as a failure
@@ -107,16 +107,16 @@ TEST_F(DeliveryTest, ALostConnectionKeepsTheWholeBatchForARetry) {
                       "WHERE application_name = 'quern delivery test' AND datname = current_database()"));
   std::vector<queue::Completion> batch = {{jobs[0].id, 1, queue::JobStatus::success, nullptr, ""},
                                           {jobs[1].id, 1, queue::JobStatus::success, nullptr, ""}};
-  std::vector<int64_t> accepted;
+  std::vector<int64_t> accepted, retried;
   bool isolated = false;
-  Status st = deliver_completions(doomed, "w", batch, accepted,
+  Status st = deliver_completions(doomed, "w", batch, accepted, retried,
                                   [&](int64_t, Isolated, const std::string&) { isolated = true; });
   ASSERT_FALSE(st);
   EXPECT_EQ(st.code(), StatusCode::unavailable) << st.message();
   EXPECT_FALSE(isolated);
   EXPECT_EQ(batch.size(), 2u);  // nothing dropped: the writer retries it whole
   // The retry (the source reconnects) delivers both.
-  ASSERT_TRUE(deliver_completions(doomed, "w", batch, accepted,
+  ASSERT_TRUE(deliver_completions(doomed, "w", batch, accepted, retried,
                                   [&](int64_t, Isolated, const std::string&) { isolated = true; }));
   EXPECT_EQ(accepted.size(), 2u);
   EXPECT_TRUE(batch.empty());
