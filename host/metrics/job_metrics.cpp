@@ -7,6 +7,10 @@ namespace {
 
 constexpr int64_t kKeepSeconds = 30 * 60;  // the longest window
 
+prometheus::Family<prometheus::Gauge>& slot_family(Metrics& m) {
+  return m.gauge("quern_worker_slots", "Slots of this process's workers, by group and state (busy, idle).");
+}
+
 }  // namespace
 
 Occupancy::Occupancy(Clock::time_point now) : start_(now), last_(now) {}
@@ -73,14 +77,12 @@ WorkerMetrics::WorkerMetrics(Metrics& m, std::string group)
           m.counter("quern_jobs_handed_back_total",
                     "Running jobs handed back to the queue when their worker stopped, by worker group.")
               .Add({{"group", group_}})),
-      busy_(m.gauge("quern_worker_slots", "Slots of this process's workers, by group and state (busy, idle).")
-                .Add({{"group", group_}, {"state", "busy"}})),
-      idle_(m.gauge("quern_worker_slots", "Slots of this process's workers, by group and state (busy, idle).")
-                .Add({{"group", group_}, {"state", "idle"}})),
+      busy_(slot_family(m).Add({{"group", group_}, {"state", "busy"}})),
+      idle_(slot_family(m).Add({{"group", group_}, {"state", "idle"}})),
       completed_(
           m.counter("quern_jobs_completed_total", "Jobs completed, by worker group, tag and outcome.")),
       durations_(m.histogram("quern_job_duration_seconds",
-                             "Execution time of completed jobs, by worker group and tag.")),
+                             "Time from claim to completion of completed jobs, by worker group and tag.")),
       waits_(m.histogram("quern_job_queue_wait_seconds",
                          "Time from a job being due to its start, by worker group and tag.")) {
   count_recoveries(m, 0, 0, 0);  // the series exist from the start

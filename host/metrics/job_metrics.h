@@ -3,7 +3,7 @@
 //
 //   quern_jobs_completed_total{group,tag,outcome}  completions the queue accepted
 //                                                  (outcome: success, failure, timeout, canceled)
-//   quern_job_duration_seconds{group,tag}          execution time of those jobs
+//   quern_job_duration_seconds{group,tag}          claim to completion of those jobs
 //   quern_job_queue_wait_seconds{group,tag}        due → started, per claimed job
 //   quern_job_retries_total{group}                 completions that re-queued the job (retry policy)
 //   quern_jobs_handed_back_total{group}            running jobs given back to the queue at shutdown

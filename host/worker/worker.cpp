@@ -249,18 +249,27 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
 
 void Loops::count_completions(const std::vector<int64_t>& sent, const std::vector<queue::Completion>& left,
                               const std::vector<int64_t>& accepted, const std::vector<int64_t>& retried) {
+  // Sorted copies: a batch holds up to hundreds of completions, and this
+  // runs on the writer thread between deliveries.
+  const auto sorted = [](std::vector<int64_t> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  std::vector<int64_t> pending;
+  for (const auto& c : left) pending.push_back(c.id);
+  pending = sorted(std::move(pending));
+  const std::vector<int64_t> ok = sorted(accepted), again = sorted(retried);
   const auto in = [](const std::vector<int64_t>& v, int64_t id) {
-    return std::find(v.begin(), v.end(), id) != v.end();
+    return std::binary_search(v.begin(), v.end(), id);
   };
   std::lock_guard lock(st.mu);
   for (int64_t id : sent) {
-    if (std::any_of(left.begin(), left.end(), [&](const queue::Completion& c) { return c.id == id; }))
-      continue;  // to be sent again
+    if (in(pending, id)) continue;  // to be sent again
     auto it = st.finished.find(id);
     if (it == st.finished.end()) continue;
-    if (in(retried, id)) {
+    if (in(again, id)) {
       opt.metrics->retried(1);
-    } else if (in(accepted, id)) {
+    } else if (in(ok, id)) {
       opt.metrics->job_finished(it->second.tag, queue::to_string(it->second.status), it->second.took);
     }  // else refused as stale or dropped: not this worker's completion
     st.finished.erase(it);
@@ -383,8 +392,9 @@ void Loops::writer() {
       const size_t sent = completions.size();
       std::vector<int64_t> accepted, retried;
       dropped = 0;
-      std::vector<int64_t> sent_ids;
-      for (const auto& c : completions) sent_ids.push_back(c.id);
+      std::vector<int64_t> sent_ids;  // only for metrics
+      if (opt.metrics)
+        for (const auto& c : completions) sent_ids.push_back(c.id);
       Status s = deliver_completions(q, opt.worker_id, completions, accepted, retried, isolated);
       if (opt.metrics) count_completions(sent_ids, completions, accepted, retried);
       st.completed += static_cast<int64_t>(accepted.size());
