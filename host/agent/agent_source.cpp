@@ -152,10 +152,12 @@ Status AgentJobSource::register_worker(const queue::WorkerInfo& info) {
       .status();
 }
 
-Status AgentJobSource::touch_worker(const std::string& worker_id, int) {
+Status AgentJobSource::touch_worker(const std::string& worker_id, int,
+                                    const queue::WorkerTelemetry& telemetry) {
   // The heartbeat endpoint refreshes the registry row as well.
   return client_
-      .call("POST", "/api/agent/heartbeat", Json{{"worker_id", worker_id}, {"leases", Json::array()}})
+      .call("POST", "/api/agent/heartbeat",
+            Json{{"worker_id", worker_id}, {"leases", Json::array()}, {"telemetry", telemetry.to_json()}})
       .status();
 }
 

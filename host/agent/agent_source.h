@@ -39,7 +39,8 @@ class AgentJobSource final : public worker::JobSource {
     return queue::RecoveryReport{};
   }
   Status register_worker(const queue::WorkerInfo& info) override;
-  Status touch_worker(const std::string& worker_id, int running) override;
+  Status touch_worker(const std::string& worker_id, int running,
+                      const queue::WorkerTelemetry& telemetry) override;
   Status unregister_worker(const std::string& worker_id) override;
 
  private:

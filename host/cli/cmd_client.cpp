@@ -1,11 +1,14 @@
 // Client commands that go through the HTTP API: `quern script deploy`,
-// `quern job get|logs|cancel`, `quern queue`, `quern workers`.
+// `quern job get|logs|cancel`, `quern queue`, `quern workers` (a table, or
+// the API's JSON with --json).
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <sstream>
 #include <thread>
 
 #include "host/agent/api_client.h"
+#include "host/cgroup/cgroup.h"
 #include "host/cli/commands.h"
 #include "host/cli/job_follow.h"
 
@@ -22,6 +25,7 @@ struct ClientArgs : ServerConnection {
   int priority = 0;
   int timeout_s = 0;
   std::string id;
+  bool json = false;
 };
 
 int deploy(const ClientArgs& a) {
@@ -72,6 +76,70 @@ int job_cancel(const ClientArgs& a) {
 int show(const ClientArgs& a, const std::string& path, const char* what) {
   agent::ApiClient client(a.server, a.token);
   return print_or_fail(what, client.call("GET", path));
+}
+
+std::string fixed(double v, int decimals) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(decimals) << v;
+  return out.str();
+}
+
+// One line per worker: what an operator scans for (late heartbeats, busy
+// slots, memory, unhealthy plugins); `--json` gives the whole document.
+void print_workers(const Json& doc, std::ostream& out) {
+  const Json& list = doc.contains("workers") ? doc["workers"] : Json::array();
+  std::vector<std::vector<std::string>> rows{{"ID", "KIND", "GROUP", "SLOTS", "RUNNING", "OCC 15s/5m/30m",
+                                              "RSS", "CPU s", "HEARTBEAT", "VERSION", "PLUGINS",
+                                              "ISOLATION"}};
+  for (const Json& w : list) {
+    const Json t = w.value("telemetry", Json::object());
+    const Json occ = t.value("occupancy", Json::object());
+    std::string occupancy = "-", rss = "-", cpu = "-", plugins = "-";
+    if (!occ.empty())
+      occupancy = fixed(occ.value("15s", 0.0), 2) + "/" + fixed(occ.value("5m", 0.0), 2) + "/" +
+                  fixed(occ.value("30m", 0.0), 2);
+    if (t.contains("rss_bytes")) rss = cgroup::format_bytes(t.value("rss_bytes", int64_t{0}));
+    if (t.contains("cpu_seconds")) cpu = fixed(t.value("cpu_seconds", 0.0), 1);
+    if (t.contains("plugins")) {
+      std::string bad;
+      int ok = 0, unchecked = 0;
+      for (const auto& [name, health] : t["plugins"].items()) {
+        if (health == "ok")
+          ++ok;
+        else if (health == "unchecked")
+          ++unchecked;
+        else
+          bad += (bad.empty() ? "" : "; ") + name + ": " + health.get<std::string>();
+      }
+      plugins = bad.empty() ? std::to_string(ok) + " ok, " + std::to_string(unchecked) + " unchecked" : bad;
+    }
+    std::string beat = fixed(w.value("heartbeat_age_s", 0.0), 1) + "s ago";
+    if (w.value("late", false)) beat += " LATE";
+    rows.push_back({w.value("id", ""), w.value("kind", ""), w.value("group", ""),
+                    std::to_string(w.value("slots", 0)), std::to_string(w.value("running", 0)), occupancy,
+                    rss, cpu, beat, w.value("version", ""), plugins, w.value("isolation", "")});
+  }
+  std::vector<size_t> width(rows.front().size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i)
+      line += r[i] + (i + 1 < r.size() ? std::string(width[i] - r[i].size() + 2, ' ') : "");
+    out << line << "\n";
+  }
+}
+
+int workers(const ClientArgs& a) {
+  if (a.json) return show(a, "/api/workers", "workers");
+  agent::ApiClient client(a.server, a.token);
+  auto r = client.call("GET", "/api/workers");
+  if (!r) {
+    std::cerr << "quern workers: " << r.message() << "\n";
+    return 1;
+  }
+  print_workers(*r, std::cout);
+  return 0;
 }
 
 }  // namespace
@@ -164,7 +232,8 @@ void register_client(CLI::App& app, int* exit_code) {
   q->callback([a, exit_code] { *exit_code = show(*a, "/api/queue", "queue"); });
   auto* w = app.add_subcommand("workers", "Workers and agents");
   add_server_options(*w, *a);
-  w->callback([a, exit_code] { *exit_code = show(*a, "/api/workers", "workers"); });
+  w->add_flag("--json", a->json, "Print the API's whole JSON document instead of the table");
+  w->callback([a, exit_code] { *exit_code = workers(*a); });
 }
 
 }  // namespace quern::cli

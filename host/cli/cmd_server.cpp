@@ -9,6 +9,7 @@
 #include "host/auth/tokens.h"
 #include "host/cli/commands.h"
 #include "host/cli/process_metrics.h"
+#include "host/log/log.h"
 #include "host/server/server.h"
 
 namespace quern::cli {
@@ -43,7 +44,7 @@ struct ServerArgs {
 int run_server(const ServerArgs& a) {
   auto cfg = load_effective_config(a.common);
   if (!cfg) {
-    std::cerr << "quern server: " << cfg.message() << "\n";
+    log::error("server", cfg.message());
     return 2;
   }
   if (!a.listen.empty()) {
@@ -57,26 +58,26 @@ int run_server(const ServerArgs& a) {
   }
   auto url = resolve_database_url(*cfg);
   if (!url) {
-    std::cerr << "quern server: " << url.message() << "\n";
+    log::error("server", url.message());
     return 2;
   }
   block_shutdown_signals();
-  ProcessMetrics pm(a.metrics_listen);
+  ProcessMetrics pm(a.metrics_listen.empty() ? cfg->server_metrics_listen : a.metrics_listen);
   auto so = server_options_for(*cfg, *url);
   if (pm.wanted()) so.metrics = &pm.registry();
   server::Server s(so);
   if (Status st = s.start(); !st) {
-    std::cerr << "quern server: " << st.message() << "\n";
+    log::error("server", st.message());
     return 1;
   }
-  std::cerr << "quern server: listening on http://" << cfg->server_address << ":" << s.port() << std::endl;
-  if (Status st = pm.serve([&s] { return s.ready(); }, "quern server"); !st) {
-    std::cerr << "quern server: " << st.message() << "\n";
+  log::info("server", "listening on http://" + cfg->server_address + ":" + std::to_string(s.port()));
+  if (Status st = pm.serve([&s] { return s.ready(); }); !st) {
+    log::error("server", st.message());
     return 1;
   }
   while (wait_for_signal() == SIGHUP) {
   }
-  std::cerr << "quern server: stopping" << std::endl;
+  log::info("server", "stopping");
   pm.stop();
   s.stop();
   return 0;
@@ -99,7 +100,7 @@ int run_agent(const AgentArgs& a) {
   common.plugin_dir = a.plugin_dir;
   auto cfg = load_effective_config(common);
   if (!cfg) {
-    std::cerr << "quern agent: " << cfg.message() << "\n";
+    log::error("agent", cfg.message());
     return 2;
   }
   if (a.token.empty()) {
@@ -108,14 +109,18 @@ int run_agent(const AgentArgs& a) {
     return 2;
   }
   plugin::PluginRegistry registry;
-  if (Status s = apply_load_policy(load_plugins(*cfg, registry), std::cerr, "quern agent"); !s) {
-    std::cerr << "quern agent: " << s.message() << "\n";
+  std::vector<std::string> warnings;
+  Status loaded = apply_load_policy(load_plugins(*cfg, registry), warnings);
+  for (const std::string& w : warnings) log::warning("agent", w);
+  if (!loaded) {
+    log::error("agent", loaded.message());
     return 2;
   }
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   const std::string id =
       a.worker_id.empty() ? std::string(host) + "-" + std::to_string(getpid()) : a.worker_id;
+  const log::Fields fields{.worker = id};
   // Ask the server which group and tags this token serves (retrying while it is away).
   nlohmann::ordered_json reg;
   for (auto delay = std::chrono::milliseconds(250);;
@@ -127,10 +132,10 @@ int run_agent(const AgentArgs& a) {
       break;
     }
     if (r.code() != StatusCode::unavailable) {  // refused (a bad token): retrying cannot help
-      std::cerr << "quern agent: " << r.message() << "\n";
+      log::error("agent", r.message(), fields);
       return 2;
     }
-    std::cerr << "quern agent: server unreachable (" << r.message() << "), retrying" << std::endl;
+    log::warning("agent", "server unreachable (" + r.message() + "), retrying", fields);
     std::this_thread::sleep_for(delay);  // backoff between connection attempts
   }
   config::WorkerGroup group;
@@ -153,15 +158,15 @@ int run_agent(const AgentArgs& a) {
   if (pm.wanted()) options.metrics = &wm.emplace(pm.registry(), group.name);
   worker::Worker w(options, registry);
   if (Status s = w.start(); !s) {
-    std::cerr << "quern agent: " << s.message() << "\n";
+    log::error("agent", s.message(), fields);
     return 1;
   }
-  if (Status s = pm.serve([&w] { return w.ready(); }, "quern agent"); !s) {
-    std::cerr << "quern agent: " << s.message() << "\n";
+  if (Status s = pm.serve([&w] { return w.ready(); }); !s) {
+    log::error("agent", s.message(), fields);
     return 1;
   }
-  std::cerr << "quern agent " << id << ": group " << group.name << ", " << a.slots << " slots, server "
-            << a.server << std::endl;
+  log::info("agent", "group " + group.name + ", " + std::to_string(a.slots) + " slots, server " + a.server,
+            fields);
   while (wait_for_signal() == SIGHUP) {
   }
   w.stop();

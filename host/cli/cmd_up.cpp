@@ -12,6 +12,7 @@
 #include "host/cli/job_follow.h"
 #include "host/cli/process_metrics.h"
 #include "host/cli/worker_groups.h"
+#include "host/log/log.h"
 #include "host/pg/embedded_postgres.h"
 
 namespace quern::cli {
@@ -26,11 +27,12 @@ struct UpArgs {
 };
 
 // On a database without tokens, creates the first admin token and prints it
-// (once: later starts find tokens and print nothing).
+// (once: later starts find tokens and print nothing). Printed plainly, not
+// logged: a secret has no place in a log pipeline.
 void print_first_admin_token(const std::string& url) {
   auto store = auth::TokenStore::connect(url);
   if (!store) {
-    std::cerr << "quern up: " << store.message() << "\n";
+    log::error("up", store.message());
     return;
   }
   auto existing = (*store)->list();
@@ -40,7 +42,7 @@ void print_first_admin_token(const std::string& url) {
   t.label = "first admin (quern up)";
   auto issued = (*store)->create(t);
   if (!issued) {
-    std::cerr << "quern up: creating the first admin token failed: " << issued.message() << "\n";
+    log::error("up", "creating the first admin token failed: " + issued.message());
     return;
   }
   std::cerr << "quern up: first admin token (shown once; create more with `quern token create`):\n  "
@@ -52,7 +54,7 @@ void print_first_admin_token(const std::string& url) {
 int run_examples(const config::Config& cfg, const std::string& url, const std::filesystem::path& dir) {
   auto q = queue::Queue::connect(url);
   if (!q) {
-    std::cerr << "examples: " << q.message() << "\n";
+    log::error("up", "examples: " + q.message());
     return 1;
   }
   std::vector<std::filesystem::path> files;
@@ -96,33 +98,30 @@ void reload_groups(const UpArgs& a, std::vector<std::unique_ptr<worker::Worker>>
                    std::vector<config::WorkerGroup>& groups, const std::vector<bool>& has_gpus) {
   auto cfg = load_effective_config(a.common);
   if (!cfg) {
-    std::cerr << "quern up: reloading the config failed, keeping the old settings: " << cfg.message()
-              << std::endl;
+    log::error("up", "reloading the config failed, keeping the old settings: " + cfg.message());
     return;
   }
-  std::cerr << "quern up: config reloaded from " << cfg->source.string() << std::endl;
+  log::info("up", "config reloaded from " + cfg->source.string());
   for (size_t i = 0; i < groups.size(); ++i) {
     auto now = find_group(*cfg, groups[i].name);
     if (!now) {
-      std::cerr << "quern up: worker group " << groups[i].name << " was removed: needs a restart"
-                << std::endl;
+      log::warning("up", "worker group " + groups[i].name + " was removed: needs a restart");
       continue;
     }
     now->tags = servable_tags(std::move(now->tags), has_gpus[i]);
-    groups[i] = apply_group_change(*workers[i], groups[i], *now, "quern up: worker group " + groups[i].name,
-                                   std::cerr);
+    groups[i] = apply_group_change(*workers[i], groups[i], *now);
   }
   for (const auto& g : cfg->groups) {
     if (std::none_of(groups.begin(), groups.end(),
                      [&](const config::WorkerGroup& r) { return r.name == g.name; }))
-      std::cerr << "quern up: worker group " << g.name << " was added: needs a restart" << std::endl;
+      log::warning("up", "worker group " + g.name + " was added: needs a restart");
   }
 }
 
 int up(const UpArgs& a) {
   auto cfg = load_effective_config(a.common);
   if (!cfg) {
-    std::cerr << "quern up: " << cfg.message() << "\n";
+    log::error("up", cfg.message());
     return 2;
   }
   // One registry per group: a group loads only the plugins it enables. A
@@ -134,8 +133,11 @@ int up(const UpArgs& a) {
     registries.push_back(std::make_unique<plugin::PluginRegistry>());
     merge_reports(loaded, load_group_plugins(*cfg, g, *registries.back()));
   }
-  if (Status s = apply_load_policy(loaded, std::cerr, "quern up"); !s) {
-    std::cerr << "quern up: " << s.message() << "\n";
+  std::vector<std::string> warnings;
+  Status policy = apply_load_policy(loaded, warnings);
+  for (const std::string& w : warnings) log::warning("up", w);
+  if (!policy) {
+    log::error("up", policy.message());
     return 2;
   }
   block_shutdown_signals();
@@ -145,10 +147,10 @@ int up(const UpArgs& a) {
   if (url.empty()) {
     pg::EmbeddedOptions eo;
     eo.data_dir = std::filesystem::absolute(cfg->data_dir / "postgres");
-    std::cerr << "quern up: starting the embedded PostgreSQL in " << eo.data_dir.string() << std::endl;
+    log::info("up", "starting the embedded PostgreSQL in " + eo.data_dir.string());
     auto started = pg::EmbeddedPostgres::start(eo);
     if (!started) {
-      std::cerr << "quern up: " << started.message() << "\n";
+      log::error("up", started.message());
       return 1;
     }
     embedded = std::move(started).value();
@@ -158,19 +160,19 @@ int up(const UpArgs& a) {
   {
     auto q = queue::Queue::connect(url);
     if (!q) {
-      std::cerr << "quern up: " << q.message() << "\n";
+      log::error("up", q.message());
       return 1;
     }
     auto version = (*q)->migrate();
     if (!version) {
-      std::cerr << "quern up: migrating the schema failed: " << version.message() << "\n";
+      log::error("up", "migrating the schema failed: " + version.message());
       return 1;
     }
-    std::cerr << "quern up: database ready (schema version " << *version << ")" << std::endl;
+    log::info("up", "database ready (schema version " + std::to_string(*version) + ")");
   }
 
   // One registry for the server and every group's worker, served at one address.
-  ProcessMetrics pm(a.metrics_listen);
+  ProcessMetrics pm(a.metrics_listen.empty() ? cfg->server_metrics_listen : a.metrics_listen);
   std::vector<std::unique_ptr<metrics::WorkerMetrics>> worker_metrics;
   std::vector<metrics::ReadyCheck> ready;
   std::unique_ptr<server::Server> api;
@@ -180,10 +182,10 @@ int up(const UpArgs& a) {
     so.colocated_connections = 3 * static_cast<int>(cfg->groups.size());  // claimer, writer, cancels
     api = std::make_unique<server::Server>(so);
     if (Status s = api->start(); !s) {
-      std::cerr << "quern up: " << s.message() << " (use --no-server to run without the API)\n";
+      log::error("up", s.message() + " (use --no-server to run without the API)");
       return 1;
     }
-    std::cerr << "quern up: API on http://" << cfg->server_address << ":" << api->port() << std::endl;
+    log::info("up", "API on http://" + cfg->server_address + ":" + std::to_string(api->port()));
     ready.push_back([s = api.get()] { return s->ready(); });
     print_first_admin_token(url);
   }
@@ -196,10 +198,9 @@ int up(const UpArgs& a) {
     auto options = worker_options_for(*cfg, g, url);
     options.plugin_configs = plugin_configs(*cfg, *registries[i]);
     if (std::string note = apply_gpu_capacity(*registries[i], options); !note.empty())
-      std::cerr << "quern up: worker group " << g.name << ": " << note << std::endl;
+      log::info("up", "worker group " + g.name + ": " + note);
     if (options.tags.empty()) {  // e.g. the gpu group on a machine without GPUs
-      std::cerr << "quern up: worker group " << g.name << " not started: no tag this machine can serve"
-                << std::endl;
+      log::warning("up", "worker group " + g.name + " not started: no tag this machine can serve");
       groups.erase(groups.begin() + static_cast<std::ptrdiff_t>(i));
       registries.erase(registries.begin() + static_cast<std::ptrdiff_t>(i));
       --i;
@@ -213,28 +214,30 @@ int up(const UpArgs& a) {
     }
     auto w = std::make_unique<worker::Worker>(options, *registries[i]);
     if (Status s = w->start(); !s) {
-      std::cerr << "quern up: " << s.message() << "\n";
+      log::error("up", s.message());
       for (auto& started : workers) started->stop();
       return 1;
     }
-    std::cerr << "quern up: worker group " << g.name << " (" << g.slots << " slots, tags "
-              << join(g.tags, ",") << ", sandbox " << sandbox::describe(options.sandbox) << ")" << std::endl;
+    log::info("up",
+              "worker group " + g.name + " (" + std::to_string(g.slots) + " slots, tags " +
+                  join(g.tags, ",") + ", sandbox " + sandbox::describe(options.sandbox) + ")",
+              {.worker = w->id()});
     ready.push_back([w = w.get()] { return w->ready(); });
     workers.push_back(std::move(w));
   }
-  if (Status s = pm.serve(all_ready(std::move(ready)), "quern up"); !s) {
-    std::cerr << "quern up: " << s.message() << "\n";
+  if (Status s = pm.serve(all_ready(std::move(ready))); !s) {
+    log::error("up", s.message());
     for (auto& w : workers) w->stop();
     return 1;
   }
-  std::cerr << "quern up: ready. Submit with: quern run FILE   (Ctrl-C stops everything)" << std::endl;
+  log::info("up", "ready. Submit with: quern run FILE   (Ctrl-C stops everything)");
 
   int rc = 0;
   if (!a.examples_dir.empty()) rc = run_examples(*cfg, url, a.examples_dir) == 0 ? 0 : 1;
   if (!a.exit_when_done) {
     while (wait_for_signal() == SIGHUP) reload_groups(a, workers, groups, has_gpus);
   }
-  std::cerr << "quern up: stopping" << std::endl;
+  log::info("up", "stopping");
   pm.stop();  // before the workers and server its checks read
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->wait();
@@ -246,9 +249,9 @@ int up(const UpArgs& a) {
   if (embedded) {
     std::error_code ec;
     std::filesystem::remove(embedded_url_file(*cfg), ec);
-    if (Status s = embedded->stop(); !s) std::cerr << "quern up: " << s.message() << "\n";
+    if (Status s = embedded->stop(); !s) log::error("up", s.message());
   }
-  std::cerr << "quern up: stopped" << std::endl;
+  log::info("up", "stopped");
   return rc;
 }
 

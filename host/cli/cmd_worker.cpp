@@ -4,12 +4,12 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
-#include <iostream>
 #include <optional>
 
 #include "host/cli/commands.h"
 #include "host/cli/process_metrics.h"
 #include "host/cli/worker_groups.h"
+#include "host/log/log.h"
 
 namespace quern::cli {
 
@@ -25,6 +25,7 @@ worker::WorkerOptions worker_options_for(const config::Config& cfg, const config
                                          const std::string& database_url) {
   worker::WorkerOptions w;
   w.database_url = database_url;
+  w.version = QUERN_VERSION;  // what the registry and `quern workers` show
   w.group = group.name;
   w.tags = group.tags;
   w.slots = group.slots;
@@ -86,47 +87,49 @@ StatusOr<config::WorkerGroup> effective_group(const config::Config& cfg, const W
 // SIGHUP: the config file again; a bad file changes nothing.
 config::WorkerGroup reload(worker::Worker& w, const WorkerArgs& a, const config::WorkerGroup& current,
                            bool has_gpus) {
-  const std::string who = "quern worker " + w.id();
+  const log::Fields fields{.worker = w.id()};
   auto cfg = load_effective_config(a.common);
   if (!cfg) {
-    std::cerr << who << ": reloading the config failed, keeping the old settings: " << cfg.message()
-              << std::endl;
+    log::error("worker", "reloading the config failed, keeping the old settings: " + cfg.message(), fields);
     return current;
   }
   WorkerArgs by_name = a;
   by_name.group = current.name;  // the group this worker runs as, even if it was the first and moved
   auto group = effective_group(*cfg, by_name);
   if (!group) {
-    std::cerr << who << ": reloading the config failed, keeping the old settings: " << group.message()
-              << std::endl;
+    log::error("worker", "reloading the config failed, keeping the old settings: " + group.message(), fields);
     return current;
   }
   if (a.group.empty() && !a.tags.empty()) group->plugins = current.plugins;  // ad-hoc: still every plugin
   group->tags = servable_tags(std::move(group->tags), has_gpus);
-  std::cerr << who << ": config reloaded from " << cfg->source.string() << std::endl;
-  return apply_group_change(w, current, *group, who, std::cerr);
+  log::info("worker", "config reloaded from " + cfg->source.string(), fields);
+  return apply_group_change(w, current, *group);
 }
 
 int run_worker(const WorkerArgs& a) {
+  // Until the worker exists, its id is known only when --worker-id gave it.
+  const log::Fields given{.worker = a.worker_id};
   auto cfg = load_effective_config(a.common);
   if (!cfg) {
-    std::cerr << "quern worker: " << cfg.message() << "\n";
+    log::error("worker", cfg.message(), given);
     return 2;
   }
   auto group = effective_group(*cfg, a);
   if (!group) {
-    std::cerr << "quern worker: " << group.message() << "\n";
+    log::error("worker", group.message(), given);
     return 2;
   }
   auto url = resolve_database_url(*cfg);
   if (!url) {
-    std::cerr << "quern worker: " << url.message() << "\n";
+    log::error("worker", url.message(), given);
     return 2;
   }
   plugin::PluginRegistry registry;
-  if (Status s = apply_load_policy(load_group_plugins(*cfg, *group, registry), std::cerr, "quern worker");
-      !s) {
-    std::cerr << "quern worker: " << s.message() << "\n";
+  std::vector<std::string> warnings;
+  Status loaded = apply_load_policy(load_group_plugins(*cfg, *group, registry), warnings);
+  for (const std::string& w : warnings) log::warning("worker", w, given);
+  if (!loaded) {
+    log::error("worker", loaded.message(), given);
     return 2;
   }
   auto options = worker_options_for(*cfg, *group, *url);
@@ -134,9 +137,9 @@ int run_worker(const WorkerArgs& a) {
   options.shutdown_grace = std::chrono::milliseconds(static_cast<int64_t>(a.shutdown_grace_s * 1000));
   options.plugin_configs = plugin_configs(*cfg, registry);
   if (std::string note = apply_gpu_capacity(registry, options); !note.empty())
-    std::cerr << "quern worker: " << note << std::endl;
+    log::info("worker", note, given);
   if (options.tags.empty()) {
-    std::cerr << "quern worker: group " << group->name << " has no tag this machine can serve\n";
+    log::error("worker", "group " + group->name + " has no tag this machine can serve", given);
     return 2;
   }
   group->tags = options.tags;
@@ -146,6 +149,7 @@ int run_worker(const WorkerArgs& a) {
   std::optional<metrics::WorkerMetrics> wm;
   if (pm.wanted()) options.metrics = &wm.emplace(pm.registry(), group->name);
   worker::Worker w(options, registry);
+  const log::Fields fields{.worker = w.id()};
   // A database that is away (restarting, out of connections) is waited for,
   // with backoff, until it answers or the worker is told to stop.
   for (auto delay = std::chrono::milliseconds(250);;
@@ -153,25 +157,28 @@ int run_worker(const WorkerArgs& a) {
     Status s = w.start();
     if (s) break;
     if (s.code() != StatusCode::unavailable) {
-      std::cerr << "quern worker: " << s.message() << "\n";
+      log::error("worker", s.message(), fields);
       return 1;
     }
-    std::cerr << "quern worker: the database is not reachable, retrying in " << delay.count()
-              << " ms: " << s.message() << std::endl;
+    log::warning(
+        "worker",
+        "the database is not reachable, retrying in " + std::to_string(delay.count()) + " ms: " + s.message(),
+        fields);
     if (int sig = wait_for_signal(delay); sig == SIGINT || sig == SIGTERM) return 1;
   }
-  if (Status s = pm.serve([&w] { return w.ready(); }, "quern worker " + w.id()); !s) {
-    std::cerr << "quern worker: " << s.message() << "\n";
+  if (Status s = pm.serve([&w] { return w.ready(); }); !s) {
+    log::error("worker", s.message(), fields);
     w.stop();
     w.wait();
     return 1;
   }
-  std::cerr << "quern worker " << w.id() << ": group " << group->name << ", " << group->slots
-            << " slots, tags " << join(group->tags, ",") << ", sandbox " << sandbox::describe(options.sandbox)
-            << std::endl;
+  log::info("worker",
+            "group " + group->name + ", " + std::to_string(group->slots) + " slots, tags " +
+                join(group->tags, ",") + ", sandbox " + sandbox::describe(options.sandbox),
+            fields);
   config::WorkerGroup current = *group;
   while (wait_for_signal() == SIGHUP) current = reload(w, a, current, has_gpus);
-  std::cerr << "quern worker " << w.id() << ": stopping (running jobs may finish)" << std::endl;
+  log::info("worker", "stopping (running jobs may finish)", fields);
   w.stop();
   w.wait();
   pm.stop();

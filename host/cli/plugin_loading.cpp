@@ -138,7 +138,7 @@ void merge_reports(LoadReport& into, const LoadReport& from) {
     if (std::find(into.errors.begin(), into.errors.end(), e) == into.errors.end()) into.errors.push_back(e);
 }
 
-Status apply_load_policy(const LoadReport& report, std::ostream& warn, const std::string& who) {
+Status apply_load_policy(const LoadReport& report, std::vector<std::string>& warnings) {
   std::string fatal;
   for (const auto& e : report.errors) fatal += (fatal.empty() ? "" : "\n") + e;
   for (const auto& r : report.refused)
@@ -146,11 +146,10 @@ Status apply_load_policy(const LoadReport& report, std::ostream& warn, const std
       fatal += (fatal.empty() ? "" : "\n") + r.message + " (needed: " + r.needed_by + ")";
   if (!fatal.empty()) return Status::error(fatal);
   for (const auto& r : report.refused) {
-    warn << who << ": WARNING: " << r.message
-         << "; skipped, as nothing in the configuration needs it (not a <plugin path> entry, not in the "
-            "plugins "
-            "list of a group run here)"
-         << std::endl;
+    warnings.push_back(
+        r.message +
+        "; skipped, as nothing in the configuration needs it (not a <plugin path> entry, not in "
+        "the plugins list of a group run here)");
   }
   return Status::ok();
 }

@@ -8,9 +8,9 @@
 //  - A file the registry refuses stops the command only when the
 //    configuration needs it: it is a <plugin path> entry, or the `plugins`
 //    list of a worker group the command runs names its plugin (NAME of
-//    libquern_NAME.so). Any other refused file is a loud WARNING on stderr
-//    and the command goes on without it: a broken or duplicate file nobody
-//    asked for must not stop the workers that do not use it.
+//    libquern_NAME.so). Any other refused file is a warning (the command
+//    logs it) and the command goes on without it: a broken or duplicate file
+//    nobody asked for must not stop the workers that do not use it.
 //
 // Thread-safety: call from the command's main thread (loading is not
 // thread-safe, see plugin_registry.h).
@@ -18,7 +18,6 @@
 
 #include <filesystem>
 #include <map>
-#include <ostream>
 #include <string>
 #include <vector>
 
@@ -74,9 +73,10 @@ LoadReport load_group_plugins(const config::Config& cfg, const config::WorkerGro
 void merge_reports(LoadReport& into, const LoadReport& from);
 
 // The policy: an error (every line: the report's errors, each needed refusal
-// with why it is needed) when the command must not start; else OK, after
-// writing one "<who>: WARNING: ..." line per refusal it can go on without.
-Status apply_load_policy(const LoadReport& report, std::ostream& warn, const std::string& who);
+// with why it is needed) when the command must not start; else OK, with one
+// warning appended to `warnings` per refusal it can go on without (the
+// command logs them).
+Status apply_load_policy(const LoadReport& report, std::vector<std::string>& warnings);
 
 // Plugin configs by plugin name, from <plugin> entries.
 std::map<std::string, std::string> plugin_configs(const config::Config& cfg,

@@ -23,9 +23,9 @@ class ProcessMetrics {
   metrics::Metrics& registry() { return metrics_; }
   // Whether --metrics-listen was given (the command then wires its metrics).
   bool wanted() const { return !listen.empty(); }
-  // Serves at `listen` with this readiness check and says where on stderr
-  // ("WHO: metrics on http://HOST:PORT/metrics"). Errors name the address.
-  Status serve(metrics::ReadyCheck ready, const std::string& who);
+  // Serves at `listen` with this readiness check and logs where (component
+  // "metrics": "metrics on http://HOST:PORT/metrics"). Errors name the address.
+  Status serve(metrics::ReadyCheck ready);
   void stop();
 
  private:

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "host/cli/common.h"
+#include "host/log/log.h"
 #include "host/worker/gpu_capacity.h"
 
 namespace quern::cli {
@@ -25,29 +26,31 @@ StatusOr<config::WorkerGroup> find_group(const config::Config& cfg, const std::s
 }
 
 config::WorkerGroup apply_group_change(worker::Worker& w, const config::WorkerGroup& before,
-                                       const config::WorkerGroup& after, const std::string& who,
-                                       std::ostream& log) {
+                                       const config::WorkerGroup& after) {
+  const log::Fields fields{.worker = w.id()};
   config::WorkerGroup now = before;
   if (after.tags != before.tags) {
     if (Status s = w.set_tags(after.tags); s) {
       now.tags = after.tags;
-      log << who << ": tags " << join(before.tags, ",") << " -> " << join(after.tags, ",") << std::endl;
+      log::info("worker", "tags " + join(before.tags, ",") + " -> " + join(after.tags, ","), fields);
     } else {
-      log << who << ": keeping tags " << join(before.tags, ",") << ": " << s.message() << std::endl;
+      log::warning("worker", "keeping tags " + join(before.tags, ",") + ": " + s.message(), fields);
     }
   }
   if (after.slots != before.slots) {
     if (Status s = w.set_slots(after.slots); s) {
       now.slots = after.slots;
-      log << who << ": slots " << before.slots << " -> " << after.slots << std::endl;
+      log::info("worker", "slots " + std::to_string(before.slots) + " -> " + std::to_string(after.slots),
+                fields);
     } else {
-      log << who << ": keeping " << before.slots << " slots: " << s.message() << std::endl;
+      log::warning("worker", "keeping " + std::to_string(before.slots) + " slots: " + s.message(), fields);
     }
   }
   // What a running worker cannot change: said, and left for a restart.
   auto needs_restart = [&](const std::vector<std::string>& a, const std::vector<std::string>& b,
                            const char* what) {
-    if (a != b) log << who << ": " << what << " changed to [" << join(a) << "]: needs a restart" << std::endl;
+    if (a != b)
+      log::warning("worker", std::string(what) + " changed to [" + join(a) + "]: needs a restart", fields);
   };
   needs_restart(after.plugins, before.plugins, "plugins");
   needs_restart(after.pass_env, before.pass_env, "pass-env");

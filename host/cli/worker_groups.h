@@ -6,7 +6,6 @@
 // Thread-safety: call from the command's main thread.
 #pragma once
 
-#include <ostream>
 #include <string>
 #include <vector>
 
@@ -24,11 +23,11 @@ StatusOr<config::WorkerGroup> find_group(const config::Config& cfg, const std::s
 // What a running worker of group `before` does when the config now says
 // `after`: new tags and slot counts are applied at once (Worker::set_tags,
 // set_slots); plugin, pass-env and dedicated changes are logged as needing a
-// restart. Every line written to `log` starts with `who`. Returns the group
-// the worker now runs as: `before` with what was applied taken from `after`.
+// restart. Every change is logged (component "worker", with w's id). Returns
+// the group the worker now runs as: `before` with what was applied taken
+// from `after`.
 config::WorkerGroup apply_group_change(worker::Worker& w, const config::WorkerGroup& before,
-                                       const config::WorkerGroup& after, const std::string& who,
-                                       std::ostream& log);
+                                       const config::WorkerGroup& after);
 
 // Reads the GPUs the loaded gpu plugin offers (ABI 1.1 resources, with its
 // settings from options.plugin_configs, so set those first) into

@@ -77,22 +77,36 @@ Status parse_plugins(const XmlReader& r, pugi::xml_node node, Config& config) {
   return Status::ok();
 }
 
+// An ADDRESS:PORT attribute (port 0 = any free port), split.
+Status read_address(const XmlReader& r, pugi::xml_node node, pugi::xml_attribute attr, const char* example,
+                    std::string& address, uint16_t& port) {
+  const std::string_view text = trim(attr.value());
+  const size_t colon = text.rfind(':');
+  const auto number =
+      colon == std::string_view::npos ? std::nullopt : parse_integer(text.substr(colon + 1), 0, 65535);
+  if (colon == 0 || colon == std::string_view::npos || !number)
+    return r.attr_error(node, attr,
+                        std::string("expected ADDRESS:PORT, e.g. ") + example + " (port 0 = any free port)");
+  address = std::string(text.substr(0, colon));
+  port = static_cast<uint16_t>(*number);
+  return Status::ok();
+}
+
 Status parse_server(const XmlReader& r, pugi::xml_node node, Config& config) {
-  if (Status s = r.check_attributes(
-          node, {"listen", "handler-threads", "db-connections", "db-idle-timeout", "max-wait"});
+  if (Status s = r.check_attributes(node, {"listen", "metrics-listen", "handler-threads", "db-connections",
+                                           "db-idle-timeout", "max-wait"});
       !s)
     return s;
   if (Status s = r.check_children(node, {}); !s) return s;
-  if (pugi::xml_attribute attr = node.attribute("listen")) {
-    const std::string_view text = trim(attr.value());
-    const size_t colon = text.rfind(':');
-    const auto port =
-        colon == std::string_view::npos ? std::nullopt : parse_integer(text.substr(colon + 1), 0, 65535);
-    if (colon == 0 || colon == std::string_view::npos || !port) {
-      return r.attr_error(node, attr, "expected ADDRESS:PORT, e.g. 127.0.0.1:8420 (port 0 = any free port)");
-    }
-    config.server_address = std::string(text.substr(0, colon));
-    config.server_port = static_cast<uint16_t>(*port);
+  if (pugi::xml_attribute attr = node.attribute("listen"))
+    if (Status s = read_address(r, node, attr, "127.0.0.1:8420", config.server_address, config.server_port);
+        !s)
+      return s;
+  if (pugi::xml_attribute attr = node.attribute("metrics-listen")) {
+    std::string address;
+    uint16_t port = 0;
+    if (Status s = read_address(r, node, attr, "127.0.0.1:9421", address, port); !s) return s;
+    config.server_metrics_listen = address + ":" + std::to_string(port);
   }
   if (Status s = r.read_int(node, "handler-threads", 1, 1024, config.server_handler_threads); !s) return s;
   if (Status s = r.read_int(node, "db-connections", 1, 1000, config.server_db_connections); !s) return s;

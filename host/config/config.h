@@ -128,7 +128,7 @@ struct Config {
   std::optional<std::chrono::milliseconds> retention_completed_jobs = std::chrono::hours(24 * 30);
   std::optional<std::chrono::milliseconds> retention_logs = std::chrono::hours(24 * 14);
 
-  // <server listen="127.0.0.1:8420" handler-threads="16" db-connections="16"
+  // <server listen="127.0.0.1:8420" metrics-listen="127.0.0.1:9421" handler-threads="16" db-connections="16"
   //         db-idle-timeout="60s" max-wait="60s"/>: the HTTP API.
   // db-connections is the API's connection budget (requests share it; the
   // server process uses db-connections + 3 in all, docs/LIMITS.md); idle
@@ -136,6 +136,10 @@ struct Config {
   // run_wait_result and agent long polls may hold a request.
   std::string server_address = "127.0.0.1";
   uint16_t server_port = 8420;
+  // metrics-listen="ADDRESS:PORT": where `quern server` and `quern up`
+  // serve /metrics, /healthz and /readyz (docs/OPERATIONS.md); "" = not
+  // served. The command's --metrics-listen overrides it.
+  std::string server_metrics_listen;
   int server_handler_threads = 16;
   int server_db_connections = 16;
   std::chrono::milliseconds server_db_idle_timeout{60000};

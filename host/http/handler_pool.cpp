@@ -1,6 +1,6 @@
 #include "host/http/handler_pool.h"
 
-#include <boost/log/trivial.hpp>
+#include "host/log/log.h"
 
 namespace quern::http::detail {
 
@@ -55,9 +55,9 @@ void HandlerPool::run() {
     try {
       task();
     } catch (const std::exception& e) {  // tasks catch their own; this is a last resort
-      BOOST_LOG_TRIVIAL(error) << "http handler task threw: " << e.what();
+      log::error("http", std::string("handler task threw: ") + e.what());
     } catch (...) {
-      BOOST_LOG_TRIVIAL(error) << "http handler task threw a non-standard exception";
+      log::error("http", "handler task threw a non-standard exception");
     }
     task = nullptr;  // release captured state before taking the lock
     lock.lock();

@@ -7,9 +7,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/log/trivial.hpp>
 
 #include "host/http/http_session.h"
+#include "host/log/log.h"
 
 namespace quern::http {
 
@@ -59,7 +59,7 @@ void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
   if (ec) {
     // Out of descriptors (or a connection reset before accept): keep serving
     // the open connections and try again shortly, without spinning.
-    BOOST_LOG_TRIVIAL(warning) << "http accept failed: " << ec.message();
+    log::warning("http", "accept failed: " + ec.message());
     retry_timer->expires_after(kAcceptRetry);
     retry_timer->async_wait([this](beast::error_code ec) {
       if (!ec && !shared->stopping) do_accept();
@@ -121,7 +121,8 @@ Status HttpServer::start(const std::string& address, uint16_t port) {
       s.ioc->run();
     });
   }
-  BOOST_LOG_TRIVIAL(info) << "http server listening on " << address << ":" << s.port.load();
+  // debug: the process that runs the server says where it listens, at info.
+  log::debug("http", "server listening on " + address + ":" + std::to_string(s.port.load()));
   return Status::ok();
 }
 
@@ -171,7 +172,7 @@ void HttpServer::stop() {
   s.acceptor.reset();
   s.accept_strand.reset();
   s.ioc.reset();
-  BOOST_LOG_TRIVIAL(info) << "http server stopped";
+  log::debug("http", "server stopped");
 }
 
 }  // namespace quern::http

@@ -14,10 +14,10 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/log/trivial.hpp>
 
 #include "host/common/utf8.h"
 #include "host/http/url_codec.h"
+#include "host/log/log.h"
 
 namespace quern::http::detail {
 
@@ -325,11 +325,10 @@ void Session::run_handler(const Route* route, const std::shared_ptr<Request>& re
     if (shared_->router.before) early = shared_->router.before(*route, *req);
     resp = early ? std::move(*early) : route->handler(*req);
   } catch (const std::exception& e) {
-    BOOST_LOG_TRIVIAL(error) << "http handler for " << route->method << " " << route->pattern
-                             << " threw: " << e.what();
+    log::error("http", "handler for " + route->method + " " + route->pattern + " threw: " + e.what());
     resp = json_error(500, "internal", "internal server error");
   } catch (...) {
-    BOOST_LOG_TRIVIAL(error) << "http handler for " << route->method << " " << route->pattern << " threw";
+    log::error("http", "handler for " + route->method + " " + route->pattern + " threw");
     resp = json_error(500, "internal", "internal server error");
   }
   if (resp.stream) return run_stream(resp);
@@ -349,7 +348,7 @@ void Session::write_response(Response resp, bool close_after) {
   phase_ = Phase::Writing;
   request_active_ = true;
   if (resp.status < 100 || resp.status > 599) {
-    BOOST_LOG_TRIVIAL(error) << "http handler for " << log_path_ << " returned status " << resp.status;
+    log::error("http", "handler for " + log_path_ + " returned status " + std::to_string(resp.status));
     resp = json_error(500, "internal", "internal server error");
   }
   // Every 503 is temporary (overload, the database away): say when to come
@@ -395,9 +394,14 @@ void Session::log_request(int status) {
   request_active_ = false;
   auto ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - request_start_).count();
+  // The access line is debug: the default output stays quiet under load.
   // Never the query string (it may hold secrets) nor any header.
-  BOOST_LOG_TRIVIAL(info) << "http " << remote_ << " " << log_method_ << " " << log_path_ << " " << status
-                          << " " << bytes_sent_ << "B " << static_cast<long long>(ms * 10) / 10.0 << "ms";
+  if (log::enabled(log::Severity::debug)) {
+    char took[32];
+    std::snprintf(took, sizeof took, " %.1fms", ms);
+    log::debug("http", remote_ + " " + log_method_ + " " + log_path_ + " " + std::to_string(status) + " " +
+                           std::to_string(bytes_sent_) + "B" + took);
+  }
   if (shared_->observer) {
     static const std::string kNone;
     shared_->observer->request_done(route_ ? route_->method : kNone, route_ ? route_->pattern : kNone, status,
@@ -437,9 +441,9 @@ void Session::run_stream(Response& resp) {
   try {
     resp.stream(sink);
   } catch (const std::exception& e) {
-    BOOST_LOG_TRIVIAL(error) << "http stream for " << log_path_ << " threw: " << e.what();
+    log::error("http", "stream for " + log_path_ + " threw: " + e.what());
   } catch (...) {
-    BOOST_LOG_TRIVIAL(error) << "http stream for " << log_path_ << " threw";
+    log::error("http", "stream for " + log_path_ + " threw");
   }
   if (shared_->observer) shared_->observer->streams_changed(-1);
   net::post(socket_.get_executor(), [self = shared_from_this()] { self->end_stream(); });

@@ -166,6 +166,18 @@ double memory_limit_bytes() {
 
 }  // namespace
 
+std::optional<ProcessUsage> process_usage() {
+  static const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  static const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+  ProcStat s;
+  try {
+    if (!read_proc_stat(s)) return std::nullopt;
+  } catch (const std::exception&) {  // a malformed number
+    return std::nullopt;
+  }
+  return ProcessUsage{s.rss_pages * page, (s.utime_ticks + s.stime_ticks) / ticks};
+}
+
 Collector process_collector() {
   const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
   const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));

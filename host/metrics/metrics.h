@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -83,6 +84,14 @@ class LabelLimit {
   std::mutex mu_;
   std::set<std::string> seen_;  // guarded by mu_
 };
+
+// This process's resident memory and CPU time (user + system) so far, read
+// from /proc/self/stat; nullopt when it cannot be read. Thread-safe.
+struct ProcessUsage {
+  double rss_bytes = 0;
+  double cpu_seconds = 0;
+};
+std::optional<ProcessUsage> process_usage();
 
 // process_resident_memory_bytes, process_virtual_memory_bytes,
 // process_cpu_seconds_total, process_open_fds, process_start_time_seconds

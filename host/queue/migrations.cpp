@@ -18,6 +18,7 @@ extern const char kMigration5[];
 extern const char kMigration6[];
 extern const char kMigration7[];
 extern const char kMigration8[];
+extern const char kMigration9[];
 }  // namespace migration_sql
 
 namespace {
@@ -31,6 +32,7 @@ constexpr Migration kMigrations[] = {
     {6, "job resources and worker isolation", migration_sql::kMigration6},
     {7, "job_logs created_at index (retention)", migration_sql::kMigration7},
     {8, "claim returns the due time", migration_sql::kMigration8},
+    {9, "worker telemetry", migration_sql::kMigration9},
 };
 
 constexpr const char* kBootstrap = R"SQL(

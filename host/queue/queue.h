@@ -22,6 +22,7 @@
 
 #include "host/common/status.h"
 #include "host/queue/job_policy.h"
+#include "host/queue/worker_telemetry.h"
 
 namespace pqxx {
 class transaction_base;
@@ -249,6 +250,8 @@ struct WorkerInfo {
   int pid = 0;
   int running = 0;
   std::vector<int64_t> current_jobs;  // ids of the jobs it runs now (list_workers only)
+  std::optional<WorkerTelemetry>
+      telemetry;  // its last heartbeat's (list_workers only); none before the first
   Clock::time_point started_at;
   Clock::time_point last_seen_at;
 };
@@ -348,11 +351,11 @@ class Queue {
   StatusOr<std::vector<LimitStats>> limit_stats();
 
   // The worker registry (quern.workers): a worker registers at start,
-  // refreshes last_seen_at and its running count with each heartbeat round,
-  // and unregisters when it stops. Rows of workers not seen for long are
+  // refreshes last_seen_at, its running count and (when given) its
+  // telemetry with each heartbeat round, and unregisters when it stops. Rows of workers not seen for long are
   // pruned by prune_workers().
   Status register_worker(const WorkerInfo& info);
-  Status touch_worker(const std::string& worker_id, int running);
+  Status touch_worker(const std::string& worker_id, int running, const WorkerTelemetry* telemetry = nullptr);
   Status unregister_worker(const std::string& worker_id);
   StatusOr<std::vector<WorkerInfo>> list_workers();
   StatusOr<int> prune_workers(std::chrono::milliseconds unseen_for);

@@ -129,12 +129,15 @@ Status Queue::register_worker(const WorkerInfo& w) {
       .status();
 }
 
-Status Queue::touch_worker(const std::string& worker_id, int running) {
+Status Queue::touch_worker(const std::string& worker_id, int running, const WorkerTelemetry* telemetry) {
+  std::optional<std::string> doc;
+  if (telemetry != nullptr)
+    doc = telemetry->to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return impl_
       ->run("touch_worker",
             [&](pqxx::connection& c) {
               pqxx::nontransaction tx(c);
-              tx.exec_prepared(sql::kTouchWorker.name, worker_id, running);
+              tx.exec_prepared(sql::kTouchWorker.name, worker_id, running, doc);
               return true;
             })
       .status();
@@ -168,6 +171,12 @@ StatusOr<std::vector<WorkerInfo>> Queue::list_workers() {
       w.pid = row["pid"].as<int>();
       w.isolation = row["isolation"].as<std::string>();
       w.running = row["running"].as<int>();
+      // Written by touch_worker from a checked WorkerTelemetry; a row that
+      // no longer parses (edited by hand) reads as none rather than failing the list.
+      if (!row["telemetry"].is_null()) {
+        auto doc = nlohmann::json::parse(row["telemetry"].c_str(), nullptr, false);
+        if (auto t = WorkerTelemetry::from_json(doc, "telemetry"); t) w.telemetry = std::move(t).value();
+      }
       w.started_at = from_epoch_us(row["started_us"].as<int64_t>());
       w.last_seen_at = from_epoch_us(row["last_seen_us"].as<int64_t>());
       w.current_jobs = nlohmann::json::parse(row["current_jobs"].c_str()).get<std::vector<int64_t>>();

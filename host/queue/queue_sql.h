@@ -449,9 +449,10 @@ ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, worker_group = EXCLUDED.wor
   pid = EXCLUDED.pid, isolation = EXCLUDED.isolation, last_seen_at = now()
 )SQL"};
 
-// $1 id, $2 running jobs.
-inline constexpr Statement kTouchWorker{"quern_touch_worker",
-                                        "UPDATE quern.workers SET last_seen_at = now(), running = $2 WHERE id = $1"};
+// $1 id, $2 running jobs, $3 telemetry (jsonb text; NULL keeps the last).
+inline constexpr Statement kTouchWorker{"quern_touch_worker", R"SQL(
+UPDATE quern.workers SET last_seen_at = now(), running = $2, telemetry = coalesce($3::jsonb, telemetry) WHERE id = $1
+)SQL"};
 
 // $1 id.
 inline constexpr Statement kUnregisterWorker{"quern_unregister_worker", "DELETE FROM quern.workers WHERE id = $1"};
@@ -461,7 +462,7 @@ inline constexpr Statement kUnregisterWorker{"quern_unregister_worker", "DELETE 
 inline constexpr Statement kListWorkers{"quern_list_workers", R"SQL(
 SELECT id, kind, coalesce(worker_group, '') AS worker_group, coalesce(array_to_json(tags)::text, '[]') AS tags,
        slots, coalesce(version, '') AS version, coalesce(hostname, '') AS hostname, coalesce(pid, 0) AS pid,
-       isolation, running, )SQL" QUERN_PG_US("started_at") " AS started_us, " QUERN_PG_US("last_seen_at") R"SQL( AS last_seen_us,
+       isolation, running, telemetry::text AS telemetry, )SQL" QUERN_PG_US("started_at") " AS started_us, " QUERN_PG_US("last_seen_at") R"SQL( AS last_seen_us,
        (SELECT coalesce(json_agg(q.id ORDER BY q.id), '[]')::text FROM quern.queue q
          WHERE q.running AND q.worker_id = w.id) AS current_jobs
   FROM quern.workers w ORDER BY w.worker_group, w.id

@@ -2,11 +2,11 @@
 // why the statements look the way they do is said next to each.
 #include "host/retention/retention.h"
 
-#include <iostream>
 #include <utility>
 
 #include <pqxx/pqxx>
 
+#include "host/log/log.h"
 #include "host/pg/session.h"
 #include "host/queue/migrations.h"
 
@@ -195,11 +195,8 @@ std::string counts_text(const PruneReport& report) {
 }
 
 PeriodicPruner::PeriodicPruner(RetentionPolicy policy, std::chrono::milliseconds interval,
-                               std::function<void(const PruneReport&)> on_pruned, std::string who)
-    : policy_(std::move(policy)),
-      interval_(interval),
-      on_pruned_(std::move(on_pruned)),
-      who_(std::move(who)) {}
+                               std::function<void(const PruneReport&)> on_pruned)
+    : policy_(std::move(policy)), interval_(interval), on_pruned_(std::move(on_pruned)) {}
 
 void PeriodicPruner::run_if_due(pg::Session& session) {
   if (!policy_.enabled()) return;
@@ -210,12 +207,12 @@ void PeriodicPruner::run_if_due(pg::Session& session) {
   options.max_batches = kBatchesPerRound;
   StatusOr<PruneReport> report = prune(session, policy_, options);
   if (!report) {
-    std::cerr << who_ << ": pruning old jobs failed: " << report.message() << std::endl;
+    log::warning("retention", "pruning old jobs failed: " + report.message());
     return;
   }
   if (report->more) next_ = now;  // a backlog: go on at the next duty round
   if (report->skipped) return;
-  if (report->total() > 0) std::cerr << who_ << ": pruned " << counts_text(*report) << std::endl;
+  if (report->total() > 0) log::info("retention", "pruned " + counts_text(*report));
   if (on_pruned_) on_pruned_(*report);
 }
 

@@ -103,15 +103,15 @@ std::string counts_text(const PruneReport& report);
 
 // The server's duty: prunes at most every `interval`, each round bounded by
 // kBatchesPerRound batches (a backlog is worked off over the next rounds,
-// between the other duties). Errors are reported on stderr with `who` as
-// prefix and retried at the next interval; on_pruned is called after each
-// round that ran (not skipped), whatever it deleted.
+// between the other duties). Errors are logged (component "retention") and
+// retried at the next interval; on_pruned is called after each round that ran
+// (not skipped), whatever it deleted.
 class PeriodicPruner {
  public:
   static constexpr int kBatchesPerRound = 100;
 
   PeriodicPruner(RetentionPolicy policy, std::chrono::milliseconds interval,
-                 std::function<void(const PruneReport&)> on_pruned, std::string who);
+                 std::function<void(const PruneReport&)> on_pruned);
   // Prunes if a round is due (always at the first call), else returns at once.
   void run_if_due(pg::Session& session);
 
@@ -119,7 +119,6 @@ class PeriodicPruner {
   RetentionPolicy policy_;
   std::chrono::milliseconds interval_;
   std::function<void(const PruneReport&)> on_pruned_;
-  std::string who_;
   std::optional<std::chrono::steady_clock::time_point> next_;
 };
 

@@ -10,9 +10,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <iostream>
 #include <thread>
 
+#include "host/log/log.h"
 #include "host/pg/session.h"
 #include "host/schedule/schedule_sql.h"
 
@@ -96,8 +96,6 @@ struct Scheduler::Impl {
   int wake_fd = -1;       // eventfd: stop() wakes the loop's poll
   int listening_pid = 0;  // backend that has our LISTEN (a reconnect needs a new one)
 
-  void log(const std::string& line) const { std::cerr << options.log_prefix << ": " << line << std::endl; }
-
   // Fires one locked, due schedule inside tx.
   Outcome fire(pqxx::transaction_base& tx, const Schedule& s, Clock::time_point now) {
     Outcome out;
@@ -167,7 +165,7 @@ struct Scheduler::Impl {
       return static_cast<int>(rows.size());
     });
     if (!due) return due.status();
-    for (const std::string& line : lines) log(line);
+    for (const std::string& line : lines) log::warning("scheduler", line);
     report.schedules += batch.schedules;
     report.jobs += batch.jobs;
     report.errors += batch.errors;
@@ -223,7 +221,7 @@ struct Scheduler::Impl {
     std::string last_failure;
     while (!stopping) {
       auto report = run_once();
-      if (!report && report.message() != last_failure) log(report.message());
+      if (!report && report.message() != last_failure) log::error("scheduler", report.message());
       last_failure = report ? "" : report.message();
       if (stopping) break;
       // A failed pass leaves its rows due, and sleep_time() would say "look

@@ -47,7 +47,6 @@ struct SchedulerOptions {
   std::chrono::milliseconds late_grace{10000};  // older ticks were missed (CatchUp decides)
   int max_catch_up = 100;                       // most missed ticks CatchUp::all fires
   int batch_size = 50;                          // schedules locked per transaction
-  std::string log_prefix = "quern scheduler";   // lines go to stderr
 };
 
 struct FireReport {

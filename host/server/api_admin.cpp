@@ -6,6 +6,15 @@
 namespace quern::server {
 namespace {
 
+// A worker is late when its last heartbeat is older than two of its own
+// intervals (one missed round, plus a round trip's slack); one that never
+// said its interval (an older agent) is judged by the default 10 s.
+bool heartbeat_late(const queue::WorkerInfo& w, std::chrono::milliseconds age) {
+  const int64_t interval_ms =
+      w.telemetry && w.telemetry->heartbeat_interval_ms > 0 ? w.telemetry->heartbeat_interval_ms : 10000;
+  return age.count() > 2 * interval_ms + 1000;
+}
+
 Json token_json(const auth::TokenInfo& t) {
   Json o;
   o["id"] = t.id;
@@ -128,7 +137,8 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
               if (!list) return error_response(list.status());
               Json out = Json::array();
               const auto now = queue::Clock::now();
-              for (const auto& w : *list)
+              for (const auto& w : *list) {
+                const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - w.last_seen_at);
                 out.push_back(Json{{"id", w.id},
                                    {"kind", w.kind},
                                    {"group", w.group},
@@ -142,7 +152,11 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
                                    {"isolation", w.isolation},
                                    {"started_at", iso_time(w.started_at)},
                                    {"last_heartbeat", iso_time(w.last_seen_at)},
+                                   {"heartbeat_age_s", static_cast<double>(age.count()) / 1000.0},
+                                   {"late", heartbeat_late(w, age)},
                                    {"live", now - w.last_seen_at < ctx.options.live_within}});
+                if (w.telemetry) out.back()["telemetry"] = w.telemetry->to_json();
+              }
               return json_ok(Json{{"workers", out}});
             });
 }

@@ -106,8 +106,17 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
       agent_handler([](const Json& body, const std::string& owner, const auth::Principal&, DbLease& db) {
         auto leases = parse_leases(body);
         if (!leases) return error_response(leases.status());
+        std::optional<queue::WorkerTelemetry> telemetry;  // none: the row keeps its last
+        if (auto it = body.find("telemetry"); it != body.end()) {
+          auto t = queue::WorkerTelemetry::from_json(nlohmann::json(*it), "telemetry");
+          if (!t) return error_response(t.status());
+          telemetry = std::move(t).value();
+        }
         auto& q = db.queue();
-        if (Status s = q.touch_worker(owner, static_cast<int>(leases->size())); !s) return error_response(s);
+        if (Status s =
+                q.touch_worker(owner, static_cast<int>(leases->size()), telemetry ? &*telemetry : nullptr);
+            !s)
+          return error_response(s);
         if (leases->empty()) return json_ok(Json{{"canceled", Json::array()}, {"lost", Json::array()}});
         auto reply = q.heartbeat(owner, *leases);
         if (!reply) return error_response(reply.status());

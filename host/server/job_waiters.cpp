@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <iostream>
 #include <random>
 #include <set>
 #include <utility>
 
+#include "host/log/log.h"
 #include "host/queue/queue.h"
 
 namespace quern::server {
@@ -125,8 +125,8 @@ void JobWaiters::run() {
       Status s = c ? (*c)->listen_channel(queue::kJobDoneChannel) : c.status();
       if (!s) {
         if (!std::exchange(reported, true))
-          std::cerr << "quern server: job-done listener: " << s.message()
-                    << " (run_wait_result polls until it reconnects)\n";
+          log::warning("server",
+                       "job-done listener: " + s.message() + " (run_wait_result polls until it reconnects)");
         std::unique_lock lock(mu_);
         stop_cv_.wait_for(lock, 1s, [&] { return stopping_; });
         continue;
@@ -149,8 +149,8 @@ void JobWaiters::run() {
     if (!payloads) {
       listening_ = false;  // reconnects (and re-LISTENs) on the next call
       if (!std::exchange(reported, true))
-        std::cerr << "quern server: job-done listener: " << payloads.message()
-                  << " (run_wait_result polls until it reconnects)\n";
+        log::warning("server", "job-done listener: " + payloads.message() +
+                                   " (run_wait_result polls until it reconnects)");
       q.reset();
       continue;
     }

@@ -1,11 +1,11 @@
 #include "host/server/server.h"
 
+#include "host/log/log.h"
 #include "host/server/server_metrics.h"
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
-#include <iostream>
 #include <mutex>
 #include <thread>
 
@@ -32,8 +32,7 @@ struct Server::Impl {
     qo.application_name = "quern server (recovery)";
     auto q = queue::Queue::connect(options.api.database_url, qo);
     const auto interval = std::max(std::chrono::milliseconds(200), options.lease_timeout / 4);
-    retention::PeriodicPruner pruner(options.retention, options.prune_interval, options.on_pruned,
-                                     "quern server");
+    retention::PeriodicPruner pruner(options.retention, options.prune_interval, options.on_pruned);
     std::unique_lock lock(mu);
     while (!stopping) {
       lock.unlock();
@@ -42,12 +41,12 @@ struct Server::Impl {
       } else {
         if (options.recover_expired_leases) {
           auto report = (*q)->recover_expired(options.lease_timeout);
-          if (!report) std::cerr << "quern server: lease recovery failed: " << report.message() << std::endl;
+          if (!report) log::warning("server", "lease recovery failed: " + report.message());
           if (report && metrics) metrics->recovered(*report);
         }
         // A registry row unseen for 10 lease timeouts belongs to a worker that is gone.
         auto pruned = (*q)->prune_workers(options.lease_timeout * 10);
-        if (!pruned) std::cerr << "quern server: pruning workers failed: " << pruned.message() << std::endl;
+        if (!pruned) log::warning("server", "pruning workers failed: " + pruned.message());
         pruner.run_if_due((*q)->session());
       }
       lock.lock();
@@ -97,16 +96,18 @@ Status Server::start() {
   std::string warning;
   auto checked = check_connection_budget(**q, budget, &warning);
   if (!checked) return checked.status().with_context("quern server");
-  std::cerr << "quern server: database connections: up to " << budget << " (db-connections "
-            << impl_->options.api.db_connections << " + " << kFixedConnections
-            << " for lease recovery, notifications and the scheduler"
-            << (impl_->options.colocated_connections
-                    ? " + " + std::to_string(impl_->options.colocated_connections) +
-                          " for this process's workers"
-                    : std::string())
-            << ") of max_connections " << checked->max_connections << " (" << checked->reserved
-            << " reserved for superusers, " << checked->in_use << " in use now)" << std::endl;
-  if (!warning.empty()) std::cerr << "quern server: warning: " << warning << std::endl;
+  log::info(
+      "server",
+      "database connections: up to " + std::to_string(budget) + " (db-connections " +
+          std::to_string(impl_->options.api.db_connections) + " + " + std::to_string(kFixedConnections) +
+          " for lease recovery, notifications and the scheduler" +
+          (impl_->options.colocated_connections
+               ? " + " + std::to_string(impl_->options.colocated_connections) + " for this process's workers"
+               : std::string()) +
+          ") of max_connections " + std::to_string(checked->max_connections) + " (" +
+          std::to_string(checked->reserved) + " reserved for superusers, " + std::to_string(checked->in_use) +
+          " in use now)");
+  if (!warning.empty()) log::warning("server", warning);
   if (impl_->options.metrics) {
     impl_->metrics = std::make_unique<ServerMetrics>(*impl_->options.metrics, impl_->api);
     impl_->options.on_pruned = [m = impl_->metrics.get(), then = impl_->options.on_pruned](

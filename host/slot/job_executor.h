@@ -27,6 +27,8 @@ class JobExecutor {
   // sink's error, and the executor is dead(): make a new one.
   virtual quern_status execute(const std::string& job_json, plugin::JobSink& sink) = 0;
   virtual Status prepare(const std::string& script_json) = 0;
+  // The plugin's health(): OK when healthy (or it has no health()).
+  virtual Status health() = 0;
   // The host decided the job must stop (`reason`: QUERN_TIMEOUT_REACHED,
   // QUERN_CANCEL_REQUESTED, QUERN_SHUTDOWN): what is_cancelled() answers
   // from now on, and the plugin's interrupt().
@@ -47,6 +49,7 @@ class InProcessExecutor final : public JobExecutor {
     return e_->execute(job_json, sink);
   }
   Status prepare(const std::string& script_json) override { return e_->prepare(script_json); }
+  Status health() override { return e_->health(); }
   // is_cancelled() reads the job's own flag, which the worker set already.
   void stop(int32_t) override { e_->interrupt(); }
   void kill() override {}

@@ -119,6 +119,9 @@ int main() {
     } else if (f->type == 'P') {
       quern::Status s = executor->prepare(f->payload);
       writer.write('p', s ? std::string() : s.message());
+    } else if (f->type == 'H') {
+      quern::Status s = executor->health();
+      writer.write('h', s ? std::string() : s.message());
     }
   }
 }

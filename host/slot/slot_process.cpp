@@ -172,15 +172,19 @@ quern_status SlotProcess::execute(const std::string& job_json, plugin::JobSink& 
   }
 }
 
-Status SlotProcess::prepare(const std::string& script_json) {
-  if (!alive_ || !writer_->write('P', script_json))
+Status SlotProcess::ask(char request, char answer, const std::string& payload) {
+  if (!alive_ || !writer_->write(request, payload))
     return Status::error("plugin '" + plugin_name_ + "': the slot process " + reap());
   auto f = read_frame(data_fd_);
   if (!f) return Status::error("plugin '" + plugin_name_ + "': the slot process " + reap());
-  if (f->type != 'p')
+  if (f->type != answer)
     return Status::error("plugin '" + plugin_name_ + "': the slot process answered out of turn");
   return f->payload.empty() ? Status::ok() : Status::error(f->payload);
 }
+
+Status SlotProcess::prepare(const std::string& script_json) { return ask('P', 'p', script_json); }
+
+Status SlotProcess::health() { return ask('H', 'h', ""); }
 
 void SlotProcess::stop(int32_t reason) {
   stop_word_->store(reason);

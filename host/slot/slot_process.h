@@ -46,6 +46,7 @@ class SlotProcess final : public JobExecutor {
 
   quern_status execute(const std::string& job_json, plugin::JobSink& sink) override;
   Status prepare(const std::string& script_json) override;
+  Status health() override;
   void stop(int32_t reason) override;
   void kill() override;
   bool alive() const override { return alive_.load(); }
@@ -55,6 +56,8 @@ class SlotProcess final : public JobExecutor {
   SlotProcess() = default;
   // The process ended (EOF on its socket): reaps it and says how it died.
   std::string reap();
+  // Sends one request frame and reads its answer: "" is OK, else the error.
+  Status ask(char request, char answer, const std::string& payload);
 
   std::string plugin_name_;
   pid_t pid_ = -1;

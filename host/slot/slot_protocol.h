@@ -10,6 +10,7 @@
 //                                      'G' process group (8 bytes)   (any number)
 //                                      'D' status (4) + result length (4) + result + error
 //   'P' script JSON                    'p' "" (prepared) or an error message
+//   'H' ""                             'h' "" (healthy) or why not
 //
 // On a second socket, the worker sends 'I' (call the plugin's interrupt())
 // and nothing comes back. The stop reason the plugin's is_cancelled()

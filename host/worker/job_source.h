@@ -47,7 +47,8 @@ class JobSource {
   virtual Status release(const std::string& worker_id, const std::vector<queue::Lease>& leases) = 0;
   virtual StatusOr<queue::RecoveryReport> recover_expired(std::chrono::milliseconds lease_timeout) = 0;
   virtual Status register_worker(const queue::WorkerInfo& info) = 0;
-  virtual Status touch_worker(const std::string& worker_id, int running) = 0;
+  virtual Status touch_worker(const std::string& worker_id, int running,
+                              const queue::WorkerTelemetry& telemetry) = 0;
   virtual Status unregister_worker(const std::string& worker_id) = 0;
 
   // --- cancel listener side (optional) ---
@@ -104,8 +105,9 @@ class PgJobSource final : public JobSource {
     return q_->recover_expired(lease_timeout);
   }
   Status register_worker(const queue::WorkerInfo& info) override { return q_->register_worker(info); }
-  Status touch_worker(const std::string& worker_id, int running) override {
-    return q_->touch_worker(worker_id, running);
+  Status touch_worker(const std::string& worker_id, int running,
+                      const queue::WorkerTelemetry& telemetry) override {
+    return q_->touch_worker(worker_id, running, &telemetry);
   }
   Status unregister_worker(const std::string& worker_id) override { return q_->unregister_worker(worker_id); }
   StatusOr<bool> listen_cancels() override {

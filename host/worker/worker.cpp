@@ -155,7 +155,7 @@ void Loops::claimer() {
       // Notifications for the old tags stop, for the new ones start; claim
       // at once in case jobs of a new tag are already waiting.
       if (Status s = q.relisten(tags); !s)
-        log_error(opt.worker_id, "listening on the new tags: " + s.message());
+        log::warning("worker", "listening on the new tags: " + s.message(), log_fields());
       should_claim = true;
     }
     if (free_slots <= 0) continue;
@@ -165,7 +165,7 @@ void Loops::claimer() {
       auto woke =
           q.wait_for_jobs(std::min(left, q.max_wait_slice()), opt.worker_id, tags, free_slots, capacity);
       if (!woke) {
-        log_error(opt.worker_id, "waiting for notifications: " + woke.message());
+        log::warning("worker", "waiting for notifications: " + woke.message(), log_fields());
         std::unique_lock lock(st.mu);
         st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.stopping; });
         should_claim = true;  // re-LISTEN happens on reconnect; poll meanwhile
@@ -181,8 +181,10 @@ void Loops::claimer() {
       opt.metrics->claimed(claimed ? static_cast<int>(claimed->size()) : 0, SteadyClock::now() - last_claim);
     if (!claimed) {
       // Exponential backoff while the database (or the server, for agents) is away.
-      log_error(opt.worker_id, "claim failed (retrying in " + std::to_string(retry_delay.count()) +
-                                   " ms): " + claimed.message());
+      log::warning(
+          "worker",
+          "claim failed (retrying in " + std::to_string(retry_delay.count()) + " ms): " + claimed.message(),
+          log_fields());
       std::unique_lock lock(st.mu);
       st.claimer_cv.wait_for(lock, retry_delay, [&] { return st.stopping; });
       retry_delay = std::min(retry_delay * 2, kMaxRetryDelay);
@@ -209,7 +211,7 @@ void Loops::claimer() {
       st.busy++;
       st.slots_cv.notify_one();  // one slot per job: no thundering herd of idle slots
     }
-    if (opt.metrics) opt.metrics->slots(st.busy, st.slot_limit);
+    st.slots_changed(opt.metrics);
   }
   // Claimed jobs that no slot started go straight back to the queue.
   std::lock_guard lock(st.mu);
@@ -222,6 +224,7 @@ void Loops::claimer() {
     st.busy--;
     if (opt.metrics) opt.metrics->handed_back(1);
   }
+  st.slots_changed(opt.metrics);
   st.claimer_done = true;
   st.slots_cv.notify_all();
   st.writer_cv.notify_all();
@@ -242,7 +245,7 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
   st.running.erase(run->job().id);
   st.gpus_in_use -= run->job().gpus;
   st.busy--;
-  if (opt.metrics) opt.metrics->slots(st.busy, st.slot_limit);
+  st.slots_changed(opt.metrics);
   st.writer_cv.notify_one();   // the writer is one thread
   st.claimer_cv.notify_one();  // so is the claimer
 }
@@ -276,41 +279,6 @@ void Loops::count_completions(const std::vector<int64_t>& sent, const std::vecto
   }
 }
 
-void Loops::heartbeat(JobSource& q) {
-  std::vector<queue::Lease> leases;
-  {
-    std::lock_guard lock(st.mu);
-    for (auto& [id, run] : st.running) leases.push_back({id, run->job().attempt});
-  }
-  // The registry row says the worker is alive (GET /api/workers, "served" tags).
-  Status touched = q.touch_worker(opt.worker_id, static_cast<int>(leases.size()));
-  st.set_source_status(touched);
-  if (!touched)
-    log_error(opt.worker_id, "updating the worker registry failed: " + touched.message());
-  else if (opt.metrics)
-    opt.metrics->heartbeat_ok();
-  if (leases.empty()) return;
-  auto reply = q.heartbeat(opt.worker_id, leases);
-  if (!reply) {
-    log_error(opt.worker_id, "heartbeat failed: " + reply.message());
-    return;
-  }
-  std::lock_guard lock(st.mu);
-  for (int64_t id : reply->canceled) {
-    auto it = st.running.find(id);
-    if (it != st.running.end()) stop_job(*it->second, QUERN_CANCEL_REQUESTED);
-  }
-  for (int64_t id : reply->lost) {
-    auto it = st.running.find(id);
-    if (it == st.running.end()) continue;  // finished meanwhile
-    log_error(opt.worker_id, "lease lost for job " + std::to_string(id) + " (attempt " +
-                                 std::to_string(it->second->job().attempt) + "): stopping it");
-    it->second->mark_lost();
-    stop_job(*it->second, QUERN_SHUTDOWN);
-  }
-  st.watchdog_cv.notify_all();
-}
-
 void Loops::writer() {
   JobSource& q = *st.writer_source;
   const milliseconds recovery_interval = std::max(milliseconds(200), opt.lease_timeout / 4);
@@ -325,7 +293,7 @@ void Loops::writer() {
   std::map<int64_t, std::string> poisoned;
   size_t dropped = 0;  // completions isolated and not stored, in the current delivery
   const OnIsolated isolated = [&](int64_t id, Isolated what, const std::string& why) {
-    log_error(opt.worker_id, "job " + std::to_string(id) + ": " + why);
+    log::error("worker", why, log_fields(id));
     if (what == Isolated::log_chunk) poisoned.emplace(id, why);
     if (what == Isolated::completion_dropped) ++dropped;
   };
@@ -369,13 +337,14 @@ void Loops::writer() {
       if (Status s = q.register_worker(*registry_update); s) {
         registry_update.reset();
       } else {
-        log_error(opt.worker_id, "updating the worker registry failed (will retry): " + s.message());
+        log::warning("worker", "updating the worker registry failed (will retry): " + s.message(),
+                     log_fields());
         retry_wait = true;
       }
     }
     if (!logs.empty()) {
       if (Status s = deliver_logs(q, opt.worker_id, logs, isolated); !s) {
-        log_error(opt.worker_id, "writing logs failed (will retry): " + s.message());
+        log::warning("worker", "writing logs failed (will retry): " + s.message(), log_fields());
         retry_wait = true;
       }
     }
@@ -401,12 +370,13 @@ void Loops::writer() {
       const size_t handled = sent - completions.size();
       if (size_t stale = handled - std::min(handled, accepted.size() + dropped); stale > 0) {
         st.refused += static_cast<int64_t>(stale);
-        log_error(opt.worker_id,
-                  std::to_string(stale) +
-                      " completion(s) refused: lease lost (the job was re-queued or finished elsewhere)");
+        log::warning("worker",
+                     std::to_string(stale) +
+                         " completion(s) refused: lease lost (the job was re-queued or finished elsewhere)",
+                     log_fields());
       }
       if (!s) {
-        log_error(opt.worker_id, "completing jobs failed (will retry): " + s.message());
+        log::warning("worker", "completing jobs failed (will retry): " + s.message(), log_fields());
         retry_wait = true;
       }
     }
@@ -414,7 +384,7 @@ void Loops::writer() {
       if (Status s = q.release(opt.worker_id, releases); s) {
         releases.clear();
       } else {
-        log_error(opt.worker_id, "handing jobs back failed (will retry): " + s.message());
+        log::warning("worker", "handing jobs back failed (will retry): " + s.message(), log_fields());
         retry_wait = true;
       }
     }
@@ -425,20 +395,20 @@ void Loops::writer() {
     }
     if (opt.recover_expired_leases && now >= next_recovery) {
       auto report = q.recover_expired(opt.lease_timeout);
-      if (!report) log_error(opt.worker_id, "lease recovery failed: " + report.message());
+      if (!report) log::warning("worker", "lease recovery failed: " + report.message(), log_fields());
       if (report && opt.metrics) opt.metrics->recovered(report->requeued, report->failed, report->canceled);
       next_recovery = now + recovery_interval;
     }
     if (all_done && logs.empty() && completions.empty() && releases.empty()) break;
     if (all_done && retry_wait &&
         SteadyClock::now() - stop_requested_at > opt.shutdown_grace + std::chrono::seconds(30)) {
-      log_error(opt.worker_id,
-                "giving up on unwritten results: their leases will expire and they will re-run");
+      log::error("worker", "giving up on unwritten results: their leases will expire and they will re-run",
+                 log_fields());
       break;
     }
   }
   if (Status s = q.unregister_worker(opt.worker_id); !s)
-    log_error(opt.worker_id, "leaving the worker registry failed: " + s.message());
+    log::warning("worker", "leaving the worker registry failed: " + s.message(), log_fields());
   std::lock_guard lock(st.mu);
   st.writer_done = true;
   st.watchdog_cv.notify_all();
@@ -482,40 +452,8 @@ bool Loops::stop_job(JobRun& run, int32_t reason) {
   return true;
 }
 
-// Stops a job the moment its cancellation is requested (the queue NOTIFYs
-// kCancelChannel): the watchdog then signals its process group and
-// interrupts the plugin within a tick. Runs until the writer is done.
-void Loops::cancels() {
-  JobSource& q = *st.cancel_source;
-  bool reported = false;  // one log line per outage
-  while (true) {
-    {
-      std::lock_guard lock(st.mu);
-      if (st.writer_done) return;
-    }
-    auto ids = q.wait_for_cancels(milliseconds(100));  // the slice bounds how late we notice the end
-    if (!ids) {
-      if (!std::exchange(reported, true))
-        log_error(opt.worker_id, "cancel listener (heartbeats still deliver cancels): " + ids.message());
-      std::unique_lock lock(st.mu);
-      st.watchdog_cv.wait_for(lock, kDatabaseRetry, [&] { return st.writer_done; });
-      continue;
-    }
-    reported = false;
-    if (ids->empty()) continue;
-    std::lock_guard lock(st.mu);
-    bool any = false;
-    for (int64_t id : *ids) {
-      auto it = st.running.find(id);
-      if (it != st.running.end()) any = stop_job(*it->second, QUERN_CANCEL_REQUESTED) || any;
-    }
-    if (any) st.watchdog_cv.notify_all();
-  }
-}
-
 }  // namespace detail
 
-using detail::log_error;
 using detail::Loops;
 
 Status Worker::start() {
@@ -535,7 +473,8 @@ Status Worker::start() {
   if ((*cgroups)->describe() != "none") state_->cgroups = std::move(cgroups).value();
   // What a killed predecessor of this id left running is ended now.
   if (int n = state_->cgroups ? state_->cgroups->reap() : 0; n > 0)
-    log_error(options_.worker_id, "ended " + std::to_string(n) + " job cgroup(s) a previous worker left");
+    log::warning("worker", "ended " + std::to_string(n) + " job cgroup(s) a previous worker left",
+                 {.worker = options_.worker_id});
   state_->setup_items = sandbox::setup_items(options_.sandbox);
   queue::QueueOptions qo;
   qo.default_max_restarts = options_.max_restarts;
@@ -568,8 +507,10 @@ Status Worker::start() {
   gethostname(host, sizeof(host) - 1);
   info.hostname = host;
   info.pid = getpid();
+  for (const auto& p : plugins_.plugins()) state_->plugin_health[p->info().name] = "unchecked";
   if (Status s = (*wq)->register_worker(info); !s)
-    log_error(options_.worker_id, "joining the worker registry failed (jobs still run): " + s.message());
+    log::warning("worker", "joining the worker registry failed (jobs still run): " + s.message(),
+                 {.worker = options_.worker_id});
   state_->claim_source = std::move(cq).value();
   state_->writer_source = std::move(wq).value();
   if (*listening) state_->cancel_source = std::move(xq).value();
@@ -589,7 +530,10 @@ Status Worker::start() {
   if (state_->cancel_source) state_->threads.emplace_back([loops] { loops->cancels(); });
   for (int i = 0; i < options_.slots; ++i) state_->start_slot();
   state_->threads.emplace_back([loops] { loops->claimer(); });
-  if (options_.metrics) options_.metrics->slots(0, options_.slots);
+  {
+    std::lock_guard lock(state_->mu);
+    state_->slots_changed(options_.metrics);
+  }
   state_->started.store(true);
   return Status::ok();
 }

@@ -7,13 +7,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "host/cgroup/cgroup.h"
+#include "host/log/log.h"
 #include "host/worker/job_run.h"
 #include "host/worker/worker.h"
 #include "host/worker/worker_state.h"
@@ -30,11 +30,10 @@ inline constexpr milliseconds kWatchdogTick{20};
 inline constexpr milliseconds kDatabaseRetry{250};
 inline constexpr milliseconds kMaxRetryDelay{5000};
 inline constexpr milliseconds kBacklogBatchWait{2};
-inline constexpr int64_t kShortJobUs = 10000;  // jobs shorter than this benefit from batched claims
-
-inline void log_error(const std::string& worker_id, const std::string& what) {
-  std::cerr << "quern worker " << worker_id << ": " << what << std::endl;
-}
+inline constexpr int64_t kShortJobUs = 10000;
+// A slot asks its plugin instances for health() at most this often (after a
+// job, or when idle this long): heartbeat telemetry.
+inline constexpr milliseconds kHealthEvery{30000};  // jobs shorter than this benefit from batched claims
 
 // What one slot owns: its executor instances (by plugin name) and, for
 // dedicated scripts, the script version each instance was prepared for.
@@ -47,6 +46,7 @@ struct SlotExecutors {
   std::map<std::string, cgroup::Limits> warm_limits;  // plugin name → its warm cgroup's limits
   std::map<std::string, std::unique_ptr<slot::JobExecutor>> instances;
   std::map<std::string, std::string> prepared_hash;  // plugin name → script hash
+  std::map<std::string, SteadyClock::time_point> health_checked;  // plugin name → last health() call
 };
 
 // Everything a thread of one worker needs; the loops below are its methods.
@@ -62,6 +62,9 @@ class Loops {
   void cancels();
 
  private:
+  // What this worker's log records carry (component "worker"): its id, and
+  // the job's when a record is about one.
+  log::Fields log_fields(int64_t job = 0) const { return {.worker = opt.worker_id, .job = job}; }
   // Raises a running job's stop flag (st.mu held); true if this call did.
   bool stop_job(JobRun& run, int32_t reason);
   void run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& executors);
@@ -72,6 +75,11 @@ class Loops {
   StatusOr<std::unique_ptr<slot::JobExecutor>> make_executor(const plugin::LoadedPlugin& p);
   void finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion, bool release);
   void heartbeat(JobSource& q);
+  // What the heartbeat tells the registry (any thread; takes st.mu).
+  queue::WorkerTelemetry telemetry();
+  // Asks the slot's plugin instances for their health() when their last
+  // answer is older than kHealthEvery (the slot's own thread, between jobs).
+  void check_health(SlotExecutors& executors);
   // Counts, for metrics, the completions of `sent` that delivery is done
   // with (not in `left`): accepted ones by tag and outcome, re-queued ones
   // as retries.

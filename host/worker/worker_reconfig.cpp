@@ -46,6 +46,7 @@ Status Worker::set_slots(int slots) {
     state_->slot_threads += to_start;
     state_->slots_alive += to_start;  // counted now, so a stop meanwhile waits for them
     state_->slot_limit = slots;
+    state_->slots_changed(options_.metrics);
     state_->registry_info.slots = slots;
     state_->registry_update = state_->registry_info;
     state_->claimer_cv.notify_all();

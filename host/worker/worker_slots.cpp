@@ -25,17 +25,33 @@ void Loops::slot() {
     std::shared_ptr<JobRun> run;
     {
       std::unique_lock lock(st.mu);
-      st.slots_cv.wait(lock, [&] { return !st.dispatch.empty() || st.claimer_done; });
-      if (st.dispatch.empty()) break;
-      run = std::move(st.dispatch.front());
-      st.dispatch.pop_front();
+      const bool woken =
+          st.slots_cv.wait_for(lock, kHealthEvery, [&] { return !st.dispatch.empty() || st.claimer_done; });
+      if (woken && st.dispatch.empty()) break;  // the claimer is done
+      if (woken) {
+        run = std::move(st.dispatch.front());
+        st.dispatch.pop_front();
+      }
     }
-    run_job(run, executors);
+    if (run) run_job(run, executors);
+    check_health(executors);
   }
   executors.instances.clear();
   std::lock_guard lock(st.mu);
   st.slots_alive--;
   st.writer_cv.notify_all();
+}
+
+void Loops::check_health(SlotExecutors& slot) {
+  const auto now = SteadyClock::now();
+  for (auto& [name, executor] : slot.instances) {
+    auto& last = slot.health_checked[name];
+    if (last != SteadyClock::time_point{} && now - last < kHealthEvery) continue;
+    last = now;
+    const Status h = executor->health();
+    std::lock_guard lock(st.mu);
+    st.plugin_health[name] = h ? std::string("ok") : h.message();
+  }
 }
 
 StatusOr<std::unique_ptr<slot::JobExecutor>> Loops::make_executor(const plugin::LoadedPlugin& p) {
@@ -77,7 +93,7 @@ void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::Loaded
   std::string setup = st.setup_items;
   auto limits = JobConfinement::limits_for(opt.sandbox.limits, job.payload, st.cgroups.get());
   if (!limits) {
-    log_error(opt.worker_id, "warming " + job.script_path + ": " + limits.message());
+    log::warning("worker", "warming " + job.script_path + ": " + limits.message(), log_fields(job.id));
     return;  // the job itself fails for the same reason
   }
   cgroup::Job& warm = slot.warm_cgroups[p.info().name];
@@ -94,7 +110,7 @@ void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::Loaded
       warm = std::move(made).value();
       warm_limits = *limits;
     } else {
-      log_error(opt.worker_id, "warming " + job.script_path + ": " + made.message());
+      log::warning("worker", "warming " + job.script_path + ": " + made.message(), log_fields(job.id));
     }
   }
   for (const std::string& procs : warm.procs_files())
@@ -102,7 +118,7 @@ void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::Loaded
   script["env"][QUERN_SETUP_ENV] = setup;
   if (Status s = executor.prepare(script.dump()); !s) {
     // Not fatal: the job runs the ordinary way, and the next one tries again.
-    log_error(opt.worker_id, "warming " + job.script_path + " failed: " + s.message());
+    log::warning("worker", "warming " + job.script_path + " failed: " + s.message(), log_fields(job.id));
     slot.prepared_hash.erase(p.info().name);
     return;
   }

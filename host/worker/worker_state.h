@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "host/cgroup/cgroup.h"
+#include "host/metrics/job_metrics.h"
 #include "host/worker/job_run.h"
 #include "host/worker/job_source.h"
 #include "host/worker/jobs_dir.h"
@@ -66,6 +67,16 @@ struct Worker::State {
   int slot_threads = 0;  // slot threads started (never fewer than slot_limit)
   queue::WorkerInfo registry_info;
   std::optional<queue::WorkerInfo> registry_update;
+  // Plugin name → its last health() answer on this worker ("ok", why not,
+  // or "unchecked" until a slot has an instance of it): heartbeat telemetry.
+  std::map<std::string, std::string> plugin_health;
+
+  // The busy count or the slot limit changed (mu held): the occupancy the
+  // heartbeat reports follows, and the group's metrics when exported.
+  void slots_changed(metrics::WorkerMetrics* m) {
+    occupancy.set(busy, slot_limit);
+    if (m) m->slots(busy, slot_limit);
+  }
 
   // --- set by start(), read-only afterwards ---
   JobsDir jobs_dir;                               // locked from start() until wait()
@@ -77,6 +88,7 @@ struct Worker::State {
   // --- stats (atomics: read without the lock) ---
   std::atomic<int64_t> claimed{0}, completed{0}, refused{0}, claim_queries{0};
   std::atomic<int64_t> exec_ewma_us{0};  // moving average of execute() time (1/8 weight per job)
+  metrics::Occupancy occupancy;          // thread-safe itself; set() through slots_changed()
 
   // Readiness (Worker::ready): whether the last heartbeat round reached the
   // source (the database, or the server for an agent), and if not, why.

@@ -45,10 +45,9 @@ class PluginsCommand : public ::testing::Test {
   // Runs `quern ARGS...` to its end; returns the exit status, output in out_.
   int quern(std::vector<std::string> args) {
     args.insert(args.begin(), testing::quern_binary());
-    ChildProcess p(args, (dir_ / "out.log").string());
-    const int rc = p.wait_exit(60s);
-    out_ = p.output();
-    return rc;
+    auto done = testing::run_to_end(std::move(args), (dir_ / "out.log").string());
+    out_ = std::move(done.output);
+    return done.status;
   }
 
   std::string name_, out_;
@@ -196,7 +195,7 @@ TEST_F(WorkerStart, ABrokenFileNoGroupNeedsIsAWarningAndJobsRun) {
       },
       30s))
       << w->output();
-  EXPECT_NE(w->output().find("quern worker: WARNING: plugin '" + (dir_ / "libquern_broken.so").string() +
+  EXPECT_NE(w->output().find(" warning worker start-w: plugin '" + (dir_ / "libquern_broken.so").string() +
                              "' refused: not loadable"),
             std::string::npos)
       << w->output();

@@ -44,7 +44,7 @@ class QuernUp : public ::testing::Test {
         << "  <plugins dir='" << testing::plugin_dir() << "'>\n"
         << "    <plugin path='" << QUERN_BROKEN_PLUGIN << "'/>\n"
         << "  </plugins>\n"
-        << "  <queue poll-interval='100ms' kill-grace='500ms'/>\n"
+        << "  <queue poll-interval='100ms' heartbeat-interval='200ms' kill-grace='500ms'/>\n"
         << "  <server listen='127.0.0.1:0'/>\n"
         << "  <workers><group name='w' slots='2' tags='bash,broken' plugins='bash,broken'/>"
         << "</workers>\n"
@@ -68,7 +68,7 @@ class QuernUp : public ::testing::Test {
         std::vector<std::string>{testing::quern_binary(), "up", "--config", config_.string()},
         (dir_ / log_name).string());
     EXPECT_TRUE(wait_until(
-        [&] { return up_->output().find("quern up: ready") != std::string::npos || !up_->running(); }, 120s))
+        [&] { return up_->output().find(" up: ready") != std::string::npos || !up_->running(); }, 120s))
         << up_->output();
     std::smatch m;
     const std::string out = up_->output();
@@ -97,8 +97,7 @@ TEST_F(QuernUp, ASegfaultingPluginFailsOnlyItsJobWhileTheApiServes) {
   const std::string base = start_up("up.log");
   ASSERT_FALSE(base.empty());
   // Each group says how its jobs are confined (the default: the sandbox).
-  EXPECT_NE(up_->output().find(
-                "quern up: worker group w (2 slots, tags bash,broken, sandbox bwrap (network host))"),
+  EXPECT_NE(up_->output().find(": worker group w (2 slots, tags bash,broken, sandbox bwrap (network host))"),
             std::string::npos)
       << up_->output();
   std::string out;
@@ -111,6 +110,29 @@ TEST_F(QuernUp, ASegfaultingPluginFailsOnlyItsJobWhileTheApiServes) {
   // The slot comes back, and the other plugin was never affected.
   EXPECT_EQ(run("broken", "fine", out), 0) << out;
   EXPECT_EQ(run("bash", "echo '{\"ok\": true}'", out), 0) << out;
+
+  // `quern workers`: the worker's line with its heartbeat's telemetry (every
+  // 200 ms here): version, occupancy, memory, and both plugins healthy once
+  // each slot that ran them asked.
+  std::smatch token;
+  const std::string up_out = up_->output();
+  ASSERT_TRUE(std::regex_search(up_out, token, std::regex("qrn_tok_[0-9a-f_]+"))) << up_out;
+  std::string table;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        ChildProcess w({testing::quern_binary(), "workers", "--server", base, "--token", token[0]},
+                       (dir_ / "workers.log").string());
+        w.wait_exit(30s);
+        table = w.output();
+        return std::regex_search(
+                   table, std::regex(R"(\bworker\s+w\s+2\s+0\s+\d\.\d\d/\d\.\d\d/\d\.\d\d\s+[0-9.]+ MiB)")) &&
+               table.find("2 ok") != std::string::npos;
+      },
+      20s))
+      << table;
+  EXPECT_NE(table.find("OCC 15s/5m/30m"), std::string::npos) << table;
+  EXPECT_EQ(table.find("LATE"), std::string::npos) << table;
+
   up_->signal(SIGTERM);
   EXPECT_EQ(up_->wait_exit(60s), 0) << up_->output();
 }

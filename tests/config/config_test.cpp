@@ -360,6 +360,16 @@ TEST(configParse, ServerElement) {
   EXPECT_EQ(cfg->server_max_wait, std::chrono::seconds(30));
   EXPECT_THAT(error_of("<quern>\n<server listen=\"nope\"/></quern>"),
               HasSubstr("test.xml:2: <server listen=\"nope\">: expected ADDRESS:PORT"));
+  EXPECT_TRUE(cfg->server_metrics_listen.empty()) << "metrics are off unless asked for";
+  auto with_metrics =
+      quern::config::parse_config("<quern><server metrics-listen=\" 127.0.0.1:9421 \"/></quern>", "test.xml");
+  ASSERT_TRUE(with_metrics) << with_metrics.message();
+  EXPECT_EQ(with_metrics->server_metrics_listen, "127.0.0.1:9421");
+  EXPECT_THAT(
+      error_of("<quern>\n<server metrics-listen=\"9421\"/></quern>"),
+      HasSubstr("test.xml:2: <server metrics-listen=\"9421\">: expected ADDRESS:PORT, e.g. 127.0.0.1:9421"));
+  EXPECT_THAT(error_of("<quern><server metrics-listen=\"127.0.0.1:70000\"/></quern>"),
+              HasSubstr("expected ADDRESS:PORT"));
 }
 
 TEST(configErrors, UnknownAttribute) {

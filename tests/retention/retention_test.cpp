@@ -222,8 +222,8 @@ TEST_F(RetentionTest, UnreachableDatabaseIsAStatus) {
 TEST_F(RetentionTest, PeriodicPrunerRunsAtOnceThenWaitsForItsInterval) {
   completed(40 * kDay);
   std::vector<PruneReport> seen;
-  PeriodicPruner pruner(
-      policy(30 * kDay, std::nullopt), 1h, [&](const PruneReport& r) { seen.push_back(r); }, "test");
+  PeriodicPruner pruner(policy(30 * kDay, std::nullopt), 1h,
+                        [&](const PruneReport& r) { seen.push_back(r); });
   pruner.run_if_due(q_->session());
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].jobs, 1);

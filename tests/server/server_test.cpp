@@ -3,6 +3,7 @@
 #include "host/server/server.h"
 
 #include <gtest/gtest.h>
+#include <pqxx/pqxx>
 
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include "host/agent/api_client.h"
 #include "host/auth/permissions.h"
 #include "host/auth/tokens.h"
+#include "host/queue/queue.h"
 #include "host/worker/worker.h"
 #include "tests/http/http_test_client.h"
 #include "tests/support/child_process.h"
@@ -498,6 +500,106 @@ TEST_F(ServerTest, QueueStatsAndWorkersList) {
   }
   EXPECT_TRUE(found_unserved);
   EXPECT_TRUE(found_bash);
+}
+
+}  // namespace
+}  // namespace quern
+
+namespace quern {
+namespace {
+
+// Each heartbeat carries the worker's telemetry into the registry; the list
+// marks a worker whose heartbeat is late by its own interval.
+TEST_F(ServerTest, WorkersReportTelemetryAndLateHeartbeatsAreMarked) {
+  start_worker({"bash"});
+  auto ran =
+      call(developer_, "POST", "/api/jobs/run_inline", {{"language", "bash"}, {"content", "echo '{}'"}});
+  ASSERT_EQ(ran.status, 201) << ran.body;
+  const std::string id = std::to_string(ran.json()["id"].get<int64_t>());
+  ASSERT_TRUE(wait_until(
+      [&] { return call(operator_, "GET", "/api/jobs/" + id).json()["state"] == "success"; }, 20s));
+
+  // After the job, the slot asked its bash instance for health(); a later
+  // heartbeat (every 200 ms here) says so.
+  Json mine;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const Json doc = call(operator_, "GET", "/api/workers").json();
+        for (const auto& w : doc["workers"])
+          if (w.contains("telemetry") && w["telemetry"]["plugins"].value("bash", "") == "ok") mine = w;
+        return !mine.is_null();
+      },
+      10s))
+      << call(operator_, "GET", "/api/workers").body;
+  const Json& t = mine["telemetry"];
+  EXPECT_GT(t["rss_bytes"].get<int64_t>(), 1 << 20);
+  EXPECT_GE(t["cpu_seconds"].get<double>(), 0.0);
+  EXPECT_EQ(t["heartbeat_interval_ms"], 200);
+  for (const char* window : {"15s", "5m", "30m"}) {
+    EXPECT_GE(t["occupancy"][window].get<double>(), 0.0) << window;
+    EXPECT_LE(t["occupancy"][window].get<double>(), 1.0) << window;
+  }
+  EXPECT_GT(t["occupancy"]["15s"].get<double>(), 0.0) << "a slot was busy for the job's run";
+  EXPECT_EQ(t["plugins"]["noop"], "unchecked") << "no instance of it has run a job";
+  EXPECT_EQ(mine["late"], false);
+  EXPECT_LT(mine["heartbeat_age_s"].get<double>(), 5.0);
+
+  // A worker that said it beats every second and was last seen 10 s ago is
+  // late, though still live (seen within the server's live window).
+  auto q = queue::Queue::connect(url_);
+  ASSERT_TRUE(q) << q.message();
+  queue::WorkerInfo ghost;
+  ghost.id = "ghost";
+  ghost.group = "default";
+  ASSERT_TRUE((*q)->register_worker(ghost));
+  queue::WorkerTelemetry beat;
+  beat.heartbeat_interval_ms = 1000;
+  ASSERT_TRUE((*q)->touch_worker("ghost", 0, &beat));
+  {
+    pqxx::connection c(url_);
+    pqxx::nontransaction tx(c);
+    tx.exec("UPDATE quern.workers SET last_seen_at = now() - interval '10 seconds' WHERE id = 'ghost'");
+  }
+  bool seen = false;
+  const Json listed = call(operator_, "GET", "/api/workers").json();
+  for (const auto& w : listed["workers"]) {
+    if (w["id"] != "ghost") continue;
+    seen = true;
+    EXPECT_EQ(w["late"], true);
+    EXPECT_EQ(w["live"], true);
+    EXPECT_GE(w["heartbeat_age_s"].get<double>(), 10.0);
+  }
+  EXPECT_TRUE(seen);
+}
+
+// An agent's telemetry is client input: refused whole, naming the field,
+// and the registry row keeps what it had.
+TEST_F(ServerTest, AnAgentsBadTelemetryIsRefusedNamingTheField) {
+  auto bad = call(
+      agent_, "POST", "/api/agent/heartbeat",
+      {{"worker_id", "edge-1"}, {"leases", Json::array()}, {"telemetry", {{"occupancy", {{"15s", 7}}}}}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("telemetry.occupancy.15s"), std::string::npos) << bad.body;
+  auto unknown = call(agent_, "POST", "/api/agent/heartbeat",
+                      {{"worker_id", "edge-1"}, {"telemetry", {{"cmd", "rm -rf /"}}}});
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_NE(unknown.body.find("unknown field 'cmd'"), std::string::npos) << unknown.body;
+
+  ASSERT_EQ(call(agent_, "POST", "/api/agent/register", {{"worker_id", "edge-1"}, {"slots", 2}}).status, 200);
+  auto good = call(
+      agent_, "POST", "/api/agent/heartbeat",
+      {{"worker_id", "edge-1"},
+       {"telemetry", {{"rss_bytes", 1000}, {"occupancy", {{"5m", 0.5}}}, {"plugins", {{"bash", "ok"}}}}}});
+  ASSERT_EQ(good.status, 200) << good.body;
+  ASSERT_EQ(call(agent_, "POST", "/api/agent/heartbeat", {{"worker_id", "edge-1"}}).status, 200);
+  Json edge;
+  const Json listed = call(operator_, "GET", "/api/workers").json();
+  for (const auto& w : listed["workers"])
+    if (w["kind"] == "agent") edge = w;
+  ASSERT_TRUE(edge.contains("telemetry")) << edge.dump();
+  EXPECT_EQ(edge["telemetry"]["rss_bytes"], 1000) << "a heartbeat without telemetry keeps the last";
+  EXPECT_EQ(edge["telemetry"]["occupancy"]["5m"], 0.5);
+  EXPECT_EQ(edge["telemetry"]["plugins"]["bash"], "ok");
 }
 
 }  // namespace

@@ -69,6 +69,15 @@ std::string ChildProcess::output() const {
   return ss.str();
 }
 
+Finished run_to_end(std::vector<std::string> argv, const std::string& log_file,
+                    std::chrono::milliseconds timeout) {
+  ChildProcess p(std::move(argv), log_file);
+  Finished f;
+  f.status = p.wait_exit(timeout);
+  f.output = p.output();
+  return f;
+}
+
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {

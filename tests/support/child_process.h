@@ -35,6 +35,15 @@ class ChildProcess {
   std::string log_file_;
 };
 
+// Runs argv (argv[0] a path) to its end, output captured to log_file: its
+// exit status (-1 when it ran past timeout; it is then killed) and output.
+struct Finished {
+  int status = -1;
+  std::string output;
+};
+Finished run_to_end(std::vector<std::string> argv, const std::string& log_file,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
 // Polls cond every few milliseconds until it is true or timeout passes.
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
 

@@ -39,7 +39,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #if defined(__linux__)
 #include <sys/prctl.h>
@@ -307,6 +310,107 @@ struct SpawnSpec {
   std::function<void(pid_t)> started;
 };
 
+namespace detail {
+
+// Everything the child of spawn() needs between clone and exec, prepared
+// before it: the child only reads it.
+struct ChildPlan {
+  int status_fd;
+  bool die_with_parent;
+  pid_t parent;
+  const quern_setup* setup;
+  int nfds;
+  const int* high_fds;  // nfds descriptors, placed at 0..nfds-1
+  const char* workdir;  // or null
+  const char* program;
+  char* const* argv;
+  char* const* envp;
+};
+
+// The child: async-signal-safe system calls only, no allocation, and no
+// write to memory it shares with the parent but its own stack (with
+// CLONE_VM it runs in the parent's address space) and errno. Never returns.
+inline int spawn_child(void* arg) noexcept {
+  const ChildPlan& c = *static_cast<const ChildPlan*>(arg);
+  auto fail = [&c](int step) {
+    int report[2] = {step, errno};
+    ssize_t ignored = ::write(c.status_fd, report, sizeof report);
+    (void)ignored;
+    ::_exit(127);
+  };
+  if (::setpgid(0, 0) != 0) fail(0);
+#if defined(__linux__)
+  if (c.die_with_parent) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(1);
+    if (::getppid() != c.parent) ::_exit(1);  // the parent died before prctl
+  }
+#endif
+  // Dispositions set to "ignore" and blocked signals survive exec; the
+  // child must start with defaults. (The handler table is the child's own
+  // copy: spawn does not pass CLONE_SIGHAND.)
+  struct sigaction dfl;
+  std::memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  sigset_t empty_mask;
+  sigemptyset(&empty_mask);
+  ::sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
+  if (int step = quern_setup_apply(c.setup); step != 0) fail(10 + step);
+  for (int i = 0; i < c.nfds; ++i)
+    if (::dup2(c.high_fds[i], i) < 0) fail(2);
+  if (c.workdir != nullptr && ::chdir(c.workdir) != 0) fail(3);
+  close_fds_from(c.nfds, c.status_fd);
+  ::execve(c.program, c.argv, c.envp);
+  fail(4);
+  return 127;
+}
+
+// Define QUERN_SPAWN_FORK_ONLY (to 1) before including this file to start
+// children with plain fork() instead (the benchmark's baseline); sanitizer
+// builds do, as their runtimes do not follow a CLONE_VM child.
+#if defined(QUERN_SPAWN_FORK_ONLY)
+#elif defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define QUERN_SPAWN_FORK_ONLY 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define QUERN_SPAWN_FORK_ONLY 1
+#endif
+#endif
+
+// Starts the child of `plan`; returns its pid, or -1 with errno.
+//
+// On Linux, vfork-style: clone(CLONE_VM | CLONE_VFORK) on a stack of its
+// own. fork() copies the parent's page tables, which costs time in
+// proportion to the parent's resident memory (13 ms for a 100 MB parent on
+// a small VM, docs/BENCHMARKS.md); sharing the address space costs nothing,
+// and CLONE_VFORK suspends only this thread until the child has exec'd (or
+// failed). Every signal is blocked in this thread around the clone, so no
+// handler of the parent's can run in the child before it resets them.
+inline pid_t start_child(ChildPlan& plan) {
+#if defined(__linux__) && !defined(QUERN_SPAWN_FORK_ONLY)
+  constexpr std::size_t kStack = 128 * 1024;
+  void* stack =
+      ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return -1;
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  const pid_t pid =
+      ::clone(&spawn_child, static_cast<char*>(stack) + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  const int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ::munmap(stack, kStack);  // the child has exec'd or exited: its stack is free
+  errno = clone_errno;
+  return pid;
+#else
+  const pid_t pid = ::fork();
+  if (pid == 0) spawn_child(&plan);
+  return pid;
+#endif
+}
+
+}  // namespace detail
+
 // Starts spec.argv in a new process group whose id is the returned pid (set
 // in the child and in the parent, so it exists before spawn returns), with
 // default signal dispositions and an empty signal mask. Throws
@@ -315,8 +419,9 @@ struct SpawnSpec {
 // chdir to '<dir>', exec '<program>') when the child cannot be set up; the
 // child is reaped first. QUERN_SANDBOX and QUERN_SETUP in spec.env are the
 // host's confinement (quern/sandbox.h): applied, and not passed on.
-// Between fork and exec the child makes only async-signal-safe calls on data
-// prepared before fork, as a multithreaded parent requires.
+// Between clone and exec the child makes only async-signal-safe calls on
+// data prepared before, as a multithreaded parent requires
+// (detail::start_child says how the child is started, and why).
 inline pid_t spawn(const SpawnSpec& spec, std::string_view what = "child process") {
   using detail::Fd;
   using detail::sys_error;
@@ -355,9 +460,6 @@ inline pid_t spawn(const SpawnSpec& spec, std::string_view what = "child process
     program = argv[0];
   }
   const char* workdir = spec.workdir.empty() ? nullptr : spec.workdir.c_str();
-  sigset_t empty_mask;
-  sigemptyset(&empty_mask);
-  const pid_t parent = ::getpid();
   const int nfds = static_cast<int>(spec.fds.size());
 
   // The child's descriptors are copied above every target number first, so
@@ -381,40 +483,10 @@ inline pid_t spawn(const SpawnSpec& spec, std::string_view what = "child process
     status_w.reset(fd);
   }
 
-  const pid_t pid = ::fork();
+  detail::ChildPlan plan{status_w.get(), spec.die_with_parent, ::getpid(),  &setup,     nfds, high_raw.data(),
+                         workdir,        program.c_str(),      argv.data(), envp.data()};
+  const pid_t pid = detail::start_child(plan);
   if (pid < 0) throw sys_error(errno, "fork");
-  if (pid == 0) {
-    // Child: async-signal-safe calls only.
-    const int status_fd = status_w.get();
-    auto fail = [status_fd](int step) {
-      int report[2] = {step, errno};
-      ssize_t ignored = ::write(status_fd, report, sizeof report);
-      (void)ignored;
-      ::_exit(127);
-    };
-    if (::setpgid(0, 0) != 0) fail(0);
-#if defined(__linux__)
-    if (spec.die_with_parent) {
-      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(1);
-      if (::getppid() != parent) ::_exit(1);  // the parent died before prctl
-    }
-#endif
-    // Dispositions set to "ignore" and blocked signals survive exec; the
-    // child must start with defaults.
-    struct sigaction dfl;
-    std::memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
-    ::sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
-    if (int step = quern_setup_apply(&setup); step != 0) fail(10 + step);
-    for (int i = 0; i < nfds; ++i)
-      if (::dup2(high_raw[static_cast<std::size_t>(i)], i) < 0) fail(2);
-    if (workdir != nullptr && ::chdir(workdir) != 0) fail(3);
-    detail::close_fds_from(nfds, status_fd);
-    ::execve(program.c_str(), argv.data(), envp.data());
-    fail(4);
-  }
-  (void)parent;
 
   // Parent. Also set the group here so that it exists before anyone signals
   // it, whichever of the two runs first (EACCES: the child already exec'd).
