@@ -250,8 +250,11 @@ struct WorkerInfo {
   int pid = 0;
   int running = 0;
   std::vector<int64_t> current_jobs;  // ids of the jobs it runs now (list_workers only)
-  std::optional<WorkerTelemetry>
-      telemetry;  // its last heartbeat's (list_workers only); none before the first
+  // Its last heartbeat's telemetry (list_workers only); none before the first.
+  std::optional<WorkerTelemetry> telemetry;
+  // Since its last heartbeat, by the database's clock (list_workers only):
+  // the clock that stamped it, whatever the reader's clock says.
+  std::chrono::milliseconds heartbeat_age{0};
   Clock::time_point started_at;
   Clock::time_point last_seen_at;
 };

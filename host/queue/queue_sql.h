@@ -462,7 +462,8 @@ inline constexpr Statement kUnregisterWorker{"quern_unregister_worker", "DELETE 
 inline constexpr Statement kListWorkers{"quern_list_workers", R"SQL(
 SELECT id, kind, coalesce(worker_group, '') AS worker_group, coalesce(array_to_json(tags)::text, '[]') AS tags,
        slots, coalesce(version, '') AS version, coalesce(hostname, '') AS hostname, coalesce(pid, 0) AS pid,
-       isolation, running, telemetry::text AS telemetry, )SQL" QUERN_PG_US("started_at") " AS started_us, " QUERN_PG_US("last_seen_at") R"SQL( AS last_seen_us,
+       isolation, running, telemetry::text AS telemetry,
+       (extract(epoch FROM now() - last_seen_at) * 1000)::bigint AS heartbeat_age_ms, )SQL" QUERN_PG_US("started_at") " AS started_us, " QUERN_PG_US("last_seen_at") R"SQL( AS last_seen_us,
        (SELECT coalesce(json_agg(q.id ORDER BY q.id), '[]')::text FROM quern.queue q
          WHERE q.running AND q.worker_id = w.id) AS current_jobs
   FROM quern.workers w ORDER BY w.worker_group, w.id

@@ -136,9 +136,8 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
               auto list = q.list_workers();
               if (!list) return error_response(list.status());
               Json out = Json::array();
-              const auto now = queue::Clock::now();
               for (const auto& w : *list) {
-                const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - w.last_seen_at);
+                const auto age = w.heartbeat_age;
                 out.push_back(Json{{"id", w.id},
                                    {"kind", w.kind},
                                    {"group", w.group},
@@ -154,7 +153,7 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
                                    {"last_heartbeat", iso_time(w.last_seen_at)},
                                    {"heartbeat_age_s", static_cast<double>(age.count()) / 1000.0},
                                    {"late", heartbeat_late(w, age)},
-                                   {"live", now - w.last_seen_at < ctx.options.live_within}});
+                                   {"live", age < ctx.options.live_within}});
                 if (w.telemetry) out.back()["telemetry"] = w.telemetry->to_json();
               }
               return json_ok(Json{{"workers", out}});
