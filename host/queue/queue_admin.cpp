@@ -171,7 +171,8 @@ StatusOr<std::vector<WorkerInfo>> Queue::list_workers() {
       w.pid = row["pid"].as<int>();
       w.isolation = row["isolation"].as<std::string>();
       w.running = row["running"].as<int>();
-      w.heartbeat_age = std::chrono::milliseconds(std::max<int64_t>(0, row["heartbeat_age_ms"].as<int64_t>()));
+      w.heartbeat_age =
+          std::chrono::milliseconds(std::max<int64_t>(0, row["heartbeat_age_ms"].as<int64_t>()));
       // Written by touch_worker from a checked WorkerTelemetry; a row that
       // no longer parses (edited by hand) reads as none rather than failing the list.
       if (!row["telemetry"].is_null()) {
