@@ -96,23 +96,36 @@ struct ProcStat {
   double utime_ticks = 0, stime_ticks = 0, start_ticks = 0, vsize = 0, rss_pages = 0, threads = 0;
 };
 
-bool read_proc_stat(ProcStat& s) {
+// nullopt when unreadable or malformed (a number that does not parse).
+std::optional<ProcStat> read_proc_stat() {
   std::ifstream in("/proc/self/stat");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const auto close = text.rfind(')');
-  if (close == std::string::npos) return false;
+  if (close == std::string::npos) return std::nullopt;
   std::istringstream fields(text.substr(close + 2));
   std::vector<std::string> f;
   for (std::string x; fields >> x;) f.push_back(x);
   // After ')': state is field 3 of proc(5); f[0] = field 3.
-  if (f.size() < 22) return false;
-  s.utime_ticks = std::stod(f[11]);  // 14 utime
-  s.stime_ticks = std::stod(f[12]);  // 15 stime
-  s.threads = std::stod(f[17]);      // 20 num_threads
-  s.start_ticks = std::stod(f[19]);  // 22 starttime (ticks after boot)
-  s.vsize = std::stod(f[20]);        // 23 vsize (bytes)
-  s.rss_pages = std::stod(f[21]);    // 24 rss (pages)
-  return true;
+  if (f.size() < 22) return std::nullopt;
+  ProcStat s;
+  try {
+    s.utime_ticks = std::stod(f[11]);  // 14 utime
+    s.stime_ticks = std::stod(f[12]);  // 15 stime
+    s.threads = std::stod(f[17]);      // 20 num_threads
+    s.start_ticks = std::stod(f[19]);  // 22 starttime (ticks after boot)
+    s.vsize = std::stod(f[20]);        // 23 vsize (bytes)
+    s.rss_pages = std::stod(f[21]);    // 24 rss (pages)
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  return s;
+}
+
+const double kTicksPerSecond = static_cast<double>(::sysconf(_SC_CLK_TCK));
+const double kPageBytes = static_cast<double>(::sysconf(_SC_PAGESIZE));
+
+ProcessUsage usage_of(const ProcStat& s) {
+  return {s.rss_pages * kPageBytes, (s.utime_ticks + s.stime_ticks) / kTicksPerSecond};
 }
 
 double boot_time_s() {
@@ -167,42 +180,31 @@ double memory_limit_bytes() {
 }  // namespace
 
 std::optional<ProcessUsage> process_usage() {
-  static const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  static const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
-  ProcStat s;
-  try {
-    if (!read_proc_stat(s)) return std::nullopt;
-  } catch (const std::exception&) {  // a malformed number
-    return std::nullopt;
-  }
-  return ProcessUsage{s.rss_pages * page, (s.utime_ticks + s.stime_ticks) / ticks};
+  auto s = read_proc_stat();
+  if (!s) return std::nullopt;
+  return usage_of(*s);
 }
 
 Collector process_collector() {
-  const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
   const double boot = boot_time_s();
   return [=] {
     std::vector<prometheus::MetricFamily> out;
-    ProcStat s;
-    try {
-      if (!read_proc_stat(s)) return out;
-    } catch (const std::exception&) {  // a malformed number: report nothing rather than garbage
-      return out;
-    }
+    const auto s = read_proc_stat();
+    if (!s) return out;  // report nothing rather than garbage
+    const ProcessUsage u = usage_of(*s);
     auto add = [&](const char* name, const char* help, double v,
                    prometheus::MetricType type = prometheus::MetricType::Gauge) {
       out.push_back(make_family(name, help, type));
       add_sample(out.back(), v);
     };
-    add("process_cpu_seconds_total", "User and system CPU time spent, in seconds.",
-        (s.utime_ticks + s.stime_ticks) / ticks, prometheus::MetricType::Counter);
-    add("process_resident_memory_bytes", "Resident memory size in bytes.", s.rss_pages * page);
-    add("process_virtual_memory_bytes", "Virtual memory size in bytes.", s.vsize);
+    add("process_cpu_seconds_total", "User and system CPU time spent, in seconds.", u.cpu_seconds,
+        prometheus::MetricType::Counter);
+    add("process_resident_memory_bytes", "Resident memory size in bytes.", u.rss_bytes);
+    add("process_virtual_memory_bytes", "Virtual memory size in bytes.", s->vsize);
     add("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds.",
-        boot + s.start_ticks / ticks);
+        boot + s->start_ticks / kTicksPerSecond);
     add("process_open_fds", "Open file descriptors.", open_fds());
-    add("process_threads", "Threads of the process.", s.threads);
+    add("process_threads", "Threads of the process.", s->threads);
     if (double limit = memory_limit_bytes(); limit > 0)
       add("quern_process_memory_limit_bytes",
           "The memory limit of the process's cgroup (systemd MemoryMax=, a pod's limit); absent when none.",

@@ -1,8 +1,9 @@
 #include "host/queue/worker_telemetry.h"
 
-#include <cmath>
+#include <limits>
 
 #include "host/common/utf8.h"
+#include "host/common/validation.h"
 
 namespace quern::queue {
 
@@ -19,16 +20,6 @@ namespace {
 
 Status bad(const std::string& where, const std::string& why) { return Status::invalid(where + ": " + why); }
 
-// A finite number in [lo, hi].
-StatusOr<double> number(const nlohmann::json& v, const std::string& where, double lo, double hi) {
-  if (!v.is_number()) return bad(where, "expected a number");
-  const double x = v.get<double>();
-  if (!std::isfinite(x) || x < lo || x > hi)
-    return bad(where,
-               "expected a number from " + nlohmann::json(lo).dump() + " to " + nlohmann::json(hi).dump());
-  return x;
-}
-
 }  // namespace
 
 StatusOr<WorkerTelemetry> WorkerTelemetry::from_json(const nlohmann::json& j, const std::string& where) {
@@ -37,12 +28,11 @@ StatusOr<WorkerTelemetry> WorkerTelemetry::from_json(const nlohmann::json& j, co
   for (const auto& [key, v] : j.items()) {
     const std::string at = where + "." + key;
     if (key == "rss_bytes" || key == "heartbeat_interval_ms") {
-      if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
-          (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX))
-        return bad(at, "expected a whole number ≥ 0");
-      (key == "rss_bytes" ? t.rss_bytes : t.heartbeat_interval_ms) = v.get<int64_t>();
+      auto n = validation::json_integer(v, at, 0, std::numeric_limits<int64_t>::max());
+      if (!n) return n.status();
+      (key == "rss_bytes" ? t.rss_bytes : t.heartbeat_interval_ms) = *n;
     } else if (key == "cpu_seconds") {
-      auto x = number(v, at, 0, 1e12);
+      auto x = validation::json_number(v, at, 0, 1e12);
       if (!x) return x.status();
       t.cpu_seconds = *x;
     } else if (key == "occupancy") {
@@ -53,7 +43,7 @@ StatusOr<WorkerTelemetry> WorkerTelemetry::from_json(const nlohmann::json& j, co
                        : window == "30m" ? &t.occupancy_30m
                                          : nullptr;
         if (slot == nullptr) return bad(at, "unknown window '" + window + "' (expected 15s, 5m, 30m)");
-        auto x = number(r, at + "." + window, 0, 1);
+        auto x = validation::json_number(r, at + "." + window, 0, 1);
         if (!x) return x.status();
         *slot = *x;
       }

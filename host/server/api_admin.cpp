@@ -1,4 +1,6 @@
 // Health, tokens, queue statistics, workers and the OpenAPI document.
+#include <algorithm>
+
 #include "host/queue/migrations.h"
 #include "host/server/api_context.h"
 #include "host/server/api_requests.h"
@@ -12,7 +14,8 @@ namespace {
 bool heartbeat_late(const queue::WorkerInfo& w, std::chrono::milliseconds age) {
   const int64_t interval_ms =
       w.telemetry && w.telemetry->heartbeat_interval_ms > 0 ? w.telemetry->heartbeat_interval_ms : 10000;
-  return age.count() > 2 * interval_ms + 1000;
+  // Capped (at ~35 years) so that an agent's absurd interval cannot overflow 2 * interval.
+  return age.count() > 2 * std::min<int64_t>(interval_ms, int64_t{1} << 40) + 1000;
 }
 
 Json token_json(const auth::TokenInfo& t) {

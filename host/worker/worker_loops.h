@@ -30,10 +30,10 @@ inline constexpr milliseconds kWatchdogTick{20};
 inline constexpr milliseconds kDatabaseRetry{250};
 inline constexpr milliseconds kMaxRetryDelay{5000};
 inline constexpr milliseconds kBacklogBatchWait{2};
-inline constexpr int64_t kShortJobUs = 10000;
+inline constexpr int64_t kShortJobUs = 10000;  // jobs shorter than this benefit from batched claims
 // A slot asks its plugin instances for health() at most this often (after a
 // job, or when idle this long): heartbeat telemetry.
-inline constexpr milliseconds kHealthEvery{30000};  // jobs shorter than this benefit from batched claims
+inline constexpr milliseconds kHealthEvery{30000};
 
 // What one slot owns: its executor instances (by plugin name) and, for
 // dedicated scripts, the script version each instance was prepared for.
