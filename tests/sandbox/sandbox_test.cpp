@@ -269,11 +269,14 @@ TEST_F(SandboxedJobs, SandboxedJobsReachNoneOfIt) {
   // The job writes in its own directory and private /tmp, as uid 65534.
   const queue::JobRecord rec =
       run("bash",
-          "echo hi > out.txt && echo x > /tmp/t && echo \"{\\\"uid\\\": $(id -u), \\\"pwd\\\": "
-          "\\\"$(cat out.txt)\\\"}\"");
+          "echo hi > out.txt && echo x > /tmp/t && echo \"{\\\"uid\\\": $(id -u), \\\"pid\\\": $$, "
+          "\\\"pwd\\\": \\\"$(cat out.txt)\\\"}\"");
   EXPECT_EQ(rec.state, "success") << rec.error;
   const auto result = (rec.result.is_object() ? rec.result : nlohmann::json::object());
   EXPECT_EQ(result.value("uid", -1), 65534);
+  // pid 1 of its own pid namespace: the worker's plugins spawn into the warm
+  // sandbox (bubblewrap per job would make it pid 2).
+  EXPECT_EQ(result.value("pid", -1), 1);
   EXPECT_EQ(result.value("pwd", ""), "hi");
   w->stop();
   w->wait();
@@ -291,12 +294,14 @@ TEST_F(SandboxedJobs, NetworkNoneBlocksLoopback) {
 TEST_F(SandboxedJobs, PythonJobsRunSandboxed) {
   auto w = start_worker(sandbox::Mode::bwrap, sandbox::Network::host);
   const std::string probe =
-      "import os\ndef main():\n    return {'uid': os.getuid(), 'config': os.path.exists('" +
+      "import os\ndef main():\n    return {'uid': os.getuid(), 'pid': os.getpid(), 'config': "
+      "os.path.exists('" +
       secret_.string() + "')}\n";
   const queue::JobRecord rec = run("python3", probe);
   EXPECT_EQ(rec.state, "success") << rec.error;
   const auto result = (rec.result.is_object() ? rec.result : nlohmann::json::object());
   EXPECT_EQ(result.value("uid", -1), 65534);
+  EXPECT_EQ(result.value("pid", -1), 1);  // warm, as bash's
   EXPECT_EQ(result.value("config", true), false);
   w->stop();
   w->wait();
