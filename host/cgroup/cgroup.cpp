@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "quern/spawn.hpp"
+
 namespace fs = std::filesystem;
 
 namespace quern::cgroup {
@@ -227,7 +229,7 @@ void Job::signal(int sig, const std::string& except) const {
   for (pid_t pid; in >> pid;) {
     std::string comm = read_text("/proc/" + std::to_string(pid) + "/comm");
     while (!comm.empty() && comm.back() == '\n') comm.pop_back();
-    if (comm != except) ::kill(pid, sig);
+    if (comm != except) sdk::stop_signal(pid, sig);
   }
 }
 

@@ -59,8 +59,10 @@ class Job {
   // SIGKILLs every process in the job's cgroups (v2: cgroup.kill; v1: each
   // listed process, until none is left or a second has passed).
   void kill();
-  // Sends sig to every process in the job's cgroup whose name (/proc/PID/comm)
-  // is not `except`: a job's own processes, not the sandbox around them.
+  // Sends the stop signal sig (quern::sdk::stop_signal: SIGKILL for a
+  // warm-sandboxed job's pid 1 that has no handler for it) to every process
+  // in the job's cgroup whose name (/proc/PID/comm) is not `except`: a job's
+  // own processes, not the sandbox around them.
   void signal(int sig, const std::string& except) const;
   // Read before remove(): what the job's processes used, counted by the kernel.
   Usage usage() const;

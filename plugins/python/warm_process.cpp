@@ -199,7 +199,7 @@ WarmProcess::Outcome WarmProcess::exchange(std::string_view request, const sdk::
           if (int32_t s = stop ? stop() : QUERN_RUNNING; s != QUERN_RUNNING) {
             why = Why::kStop;
             out.stop_reason = s;
-            ::kill(-pid_, SIGTERM);
+            sdk::stop_signal(-pid_, SIGTERM);  // pid 1 of its sandbox: see stop_signal
             kill_at = now + kill_grace_;
           } else if (now >= deadline) {
             why = Why::kDeadline;

@@ -15,7 +15,9 @@
 //       submit → result round trips of trivial scripts per executor.
 // --executor slot-process runs the plugins in slot processes (as Quern runs
 // third-party plugins) instead of in the worker (the default); --sandbox
-// bwrap runs every job process in the job sandbox (host/sandbox/sandbox.h).
+// bwrap runs every job process in the job sandbox (host/sandbox/sandbox.h),
+// entered warm (quern/warm_sandbox.hpp); --sandbox bwrap-cold builds it with
+// bubblewrap for every process (QUERN_SANDBOX_COLD=1), as before.
 // The server, the worker and the agent run in this process, on loopback;
 // the database `quern_server_bench` is recreated first.
 #include <CLI/CLI.hpp>
@@ -79,8 +81,10 @@ int main(int argc, char** argv) {
   app.add_option("--port", a.port);
   app.add_option("--executor", a.executor, "in-process (default, as for Quern's own plugins) or slot-process")
       ->check(CLI::IsMember({"in-process", "slot-process"}));
-  app.add_option("--sandbox", a.sandbox, "none (default) or bwrap: job processes in the sandbox")
-      ->check(CLI::IsMember({"none", "bwrap"}));
+  app.add_option("--sandbox", a.sandbox,
+                 "none (default), bwrap (job processes in the sandbox, kept warm) or bwrap-cold (bubblewrap "
+                 "per process)")
+      ->check(CLI::IsMember({"none", "bwrap", "bwrap-cold"}));
   app.add_option("test", a.test)->required();
   app.add_option("jobs", a.jobs);
   app.add_option("slots", a.slots);
@@ -109,7 +113,8 @@ int main(int argc, char** argv) {
     // Every worker below: its plugins in its own process, or each in slot processes.
     auto worker_options = [&] {
       quern::worker::WorkerOptions wo;
-      if (a.sandbox == "bwrap") wo.sandbox.mode = quern::sandbox::Mode::bwrap;
+      if (a.sandbox != "none") wo.sandbox.mode = quern::sandbox::Mode::bwrap;
+      if (a.sandbox == "bwrap-cold") ::setenv("QUERN_SANDBOX_COLD", "1", 1);
       if (a.executor == "in-process")
         for (const auto& p : plugins.plugins()) wo.in_process_plugins.push_back(p->info().name);
       return wo;

@@ -5,6 +5,7 @@
 // tells the two apart, so no check passes vacuously.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +29,34 @@ struct Ran {
   int status = -1;  // the exit code, or 128 + signal
   std::string output;
 };
+
+// Runs spec (its fds are set here) to its end; output is stdout and stderr together.
+Ran run_spec(sdk::SpawnSpec spec) {
+  int p[2];
+  EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  spec.fds = {null_fd, p[1], p[1]};
+  Ran r;
+  pid_t pid = -1;
+  try {
+    pid = sdk::spawn(spec, "a test job");
+  } catch (const std::exception& e) {
+    r.output = e.what();
+  }
+  ::close(p[1]);
+  ::close(null_fd);
+  char buf[4096];
+  ssize_t n;
+  while (pid > 0 && ((n = ::read(p[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)))
+    if (n > 0) r.output.append(buf, static_cast<std::size_t>(n));
+  ::close(p[0]);
+  if (pid < 0) return r;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
 
 class WarmSandbox : public ::testing::Test {
  protected:
@@ -66,33 +95,7 @@ class WarmSandbox : public ::testing::Test {
       spec.env.push_back(std::string(QUERN_SETUP_ENV "=") + sandbox::setup_items(policy_));
     }
     spec.workdir = dir;
-    int p[2];
-    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
-    const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    spec.fds = {null_fd, p[1], p[1]};
-    Ran r;
-    pid_t pid;
-    try {
-      pid = sdk::spawn(spec, "a test job");
-    } catch (const std::exception& e) {
-      ::close(p[0]);
-      ::close(p[1]);
-      ::close(null_fd);
-      r.output = e.what();
-      return r;
-    }
-    ::close(p[1]);
-    ::close(null_fd);
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::read(p[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-      if (n > 0) r.output.append(buf, static_cast<std::size_t>(n));
-    ::close(p[0]);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return r;
+    return run_spec(spec);
   }
 
   sandbox::Policy policy_;
@@ -170,6 +173,59 @@ TEST_F(WarmSandbox, NothingAJobStartedOutlivesIt) {
   ::system(("pkill -f 'sleep " + marker + "'").c_str());
 }
 
+// A job's first process is pid 1 of its namespace, which the kernel shields
+// from signals it has no handler for: stop_signal() makes a SIGTERM end it
+// as it ends any other process, and one that traps it still gets it.
+TEST_F(WarmSandbox, AStopSignalEndsAJobThatDoesNotTrapItAndReachesOneThatDoes) {
+  auto start = [&](const std::string& dir, const std::string& script, int out_fd) {
+    sdk::SpawnSpec spec;
+    spec.argv = {"sh", "-c", script};
+    spec.env = {"PATH=/usr/bin:/bin",
+                std::string(QUERN_SANDBOX_ENV "=") + sandbox::encode(sandbox::wrapper(policy_)),
+                std::string(QUERN_SETUP_ENV "=") + sandbox::setup_items(policy_)};
+    spec.workdir = dir;
+    spec.fds = {::open("/dev/null", O_RDONLY | O_CLOEXEC), out_fd, out_fd};
+    const pid_t pid = sdk::spawn(spec, "a test job");
+    ::close(spec.fds[0]);
+    return pid;
+  };
+  auto ended_within = [](pid_t pid, std::chrono::milliseconds limit, int& status) {
+    return testing::wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, limit);
+  };
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  // No handler: plain kill() does nothing to it...
+  const pid_t plain = start(workdir("9-1"), "echo up; exec sleep 1000", p[1]);
+  char buf[64];
+  ASSERT_GT(::read(p[0], buf, sizeof buf), 0);  // it runs
+  ASSERT_EQ(::kill(-plain, SIGTERM), 0);
+  int status = 0;
+  EXPECT_FALSE(ended_within(plain, 300ms, status)) << "the kernel delivered SIGTERM to a pid-1 process";
+  // ...stop_signal() ends it at once.
+  ASSERT_EQ(sdk::stop_signal(-plain, SIGTERM), 0);
+  ASSERT_TRUE(ended_within(plain, 5s, status));
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  // A job that traps TERM gets it, and decides.
+  const pid_t trapping =
+      start(workdir("10-1"), "trap 'echo got-term; exit 3' TERM; echo up; sleep 1000 & wait", p[1]);
+  std::string out;
+  ASSERT_TRUE(testing::wait_until(
+      [&] {
+        ssize_t n = ::read(p[0], buf, sizeof buf);
+        if (n > 0) out.append(buf, static_cast<std::size_t>(n));
+        return out.find("up") != std::string::npos;
+      },
+      5s));
+  ASSERT_EQ(sdk::stop_signal(-trapping, SIGTERM), 0);
+  ASSERT_TRUE(ended_within(trapping, 5s, status));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << status;
+  ::close(p[1]);
+  ssize_t n;
+  while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  ::close(p[0]);
+  EXPECT_NE(out.find("got-term"), std::string::npos) << out;
+}
+
 TEST_F(WarmSandbox, AJobsDirectoryMadeAnewGetsItsSandboxBuiltAgain) {
   ASSERT_EQ(run(workdir("7-1"), "echo $$").output, "1\n");
   // A restarted worker removes and recreates its jobs directory: the warm
@@ -185,7 +241,8 @@ TEST_F(WarmSandbox, AWorkdirWithNoJobsDirectoryToHideGoesCold) {
   // "/<dir>" has no parent but "/": nothing to hide it in, so bubblewrap
   // builds the sandbox for it (pid 2) rather than weaken it.
   const fs::path top = "/quern-warm-test-" + std::to_string(::getpid());
-  fs::create_directories(top);
+  std::error_code ec;
+  if (!fs::create_directories(top, ec)) GTEST_SKIP() << "cannot create " << top << ": " << ec.message();
   if (policy_.uid >= 0) {
     ASSERT_EQ(::chown(top.c_str(), policy_.uid, policy_.gid), 0);
   }
@@ -193,6 +250,33 @@ TEST_F(WarmSandbox, AWorkdirWithNoJobsDirectoryToHideGoesCold) {
   fs::remove_all(top);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(r.output, "2\n");
+}
+
+// A worker without root enters the warm sandbox another way (through the
+// user namespace owning the sandbox's mounts, no init-namespace privilege):
+// the tests above again, as nobody, from a copy of this binary in /tmp (the
+// build tree may not be reachable for nobody).
+TEST(WarmSandboxUnprivileged, WithoutRootTheSameTestsPass) {
+  if (::geteuid() != 0) GTEST_SKIP() << "switches to nobody to run them: needs root, as in CI";
+  sandbox::Policy policy;
+  policy.mode = sandbox::Mode::bwrap;
+  if (!sandbox::probe(policy)) GTEST_SKIP() << "no bubblewrap sandbox on this machine";
+  const fs::path copy = fs::temp_directory_path() / ("quern-warm-unprivileged-" + std::to_string(::getpid()));
+  fs::copy_file("/proc/self/exe", copy, fs::copy_options::overwrite_existing);
+  fs::permissions(copy, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+  sdk::SpawnSpec spec;
+  spec.argv = {
+      copy.string(),
+      "--gtest_filter=WarmSandbox.AJobIsPidOne*:WarmSandbox.AJobSeesOnly*:WarmSandbox.WhatAJobLeaves*:"
+      "WarmSandbox.NothingAJob*:WarmSandbox.AJobsDirectoryMadeAnew*:WarmSandbox.AStopSignal*"};
+  spec.env = {"PATH=/usr/bin:/bin", "HOME=/tmp", "TMPDIR=" + fs::temp_directory_path().string(),
+              std::string(QUERN_SETUP_ENV "=user=65534:65534")};
+  spec.workdir = fs::temp_directory_path().string();
+  const Ran r = run_spec(spec);
+  fs::remove(copy);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("[  PASSED  ] 6 tests."), std::string::npos) << r.output;
 }
 
 }  // namespace

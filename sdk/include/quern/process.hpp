@@ -327,7 +327,7 @@ inline ProcessResult run_process(const ProcessSpec& spec, const JobContext& ctx,
             why = QUERN_CANCEL_REQUESTED;
           if (why != QUERN_RUNNING) {
             result.stop_reason = why;
-            ::kill(-pgid, SIGTERM);
+            stop_signal(-pgid, SIGTERM);
             term_sent = true;
             kill_at = Clock::now() + options.kill_grace;
           }

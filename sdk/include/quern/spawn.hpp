@@ -29,6 +29,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -107,6 +108,65 @@ inline void close_fds_from(int from, int keep) noexcept {
 }
 
 }  // namespace detail
+
+namespace detail {
+
+// Whether pid is the first process of a pid namespace below ours that
+// neither catches nor ignores sig (Linux /proc/<pid>/status: NSpid, SigCgt,
+// SigIgn). False when that cannot be read.
+inline bool shielded_init(pid_t pid, int sig) noexcept {
+#if defined(__linux__)
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[4096];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  auto field = [&buf](const char* name) -> const char* {
+    const char* at = std::strstr(buf, name);
+    return at != nullptr ? at + std::strlen(name) : nullptr;
+  };
+  // "NSpid:\t4242\t1": more than one namespace, and 1 in the innermost.
+  const char* ns = field("\nNSpid:");
+  if (ns == nullptr) return false;
+  const char* end = std::strchr(ns, '\n');
+  if (end == nullptr) end = ns + std::strlen(ns);
+  const char* last = end;
+  while (last > ns && (last[-1] == ' ' || last[-1] == '\t')) --last;
+  const char* start = last;
+  while (start > ns && start[-1] != ' ' && start[-1] != '\t') --start;
+  if (last - start != 1 || *start != '1' || std::strpbrk(ns, "0123456789") == start) return false;
+  const unsigned long long bit = 1ULL << (sig - 1);
+  for (const char* mask : {"\nSigCgt:", "\nSigIgn:"}) {
+    const char* m = field(mask);
+    if (m == nullptr || (std::strtoull(m, nullptr, 16) & bit) != 0) return false;
+  }
+  return true;
+#else
+  (void)pid;
+  (void)sig;
+  return false;
+#endif
+}
+
+}  // namespace detail
+
+// kill(target, sig) for a stop request (sig SIGTERM, SIGINT or SIGHUP),
+// where target is a pid or, negative, a process group. The kernel shields
+// the first process of a pid namespace from signals it has no handler for,
+// and a warm-sandboxed job's first process is one (quern/warm_sandbox.hpp):
+// when that process (target's leader) neither catches nor ignores sig, it
+// gets SIGKILL instead, which is what sig would have done to any other
+// process. Returns kill()'s result.
+inline int stop_signal(pid_t target, int sig) noexcept {
+  const int rc = ::kill(target, sig);
+  const pid_t leader = target < 0 ? -target : target;
+  if (rc == 0 && leader > 1 && detail::shielded_init(leader, sig)) ::kill(leader, SIGKILL);
+  return rc;
+}
 
 // How spawn() starts a child.
 struct SpawnSpec {
