@@ -9,8 +9,10 @@
 #include "host/auth/tokens.h"
 #include "host/cli/commands.h"
 #include "host/cli/process_metrics.h"
+#include "host/cli/worker_groups.h"
 #include "host/log/log.h"
 #include "host/server/server.h"
+#include "host/service/notify.h"
 
 namespace quern::cli {
 
@@ -75,9 +77,11 @@ int run_server(const ServerArgs& a) {
     log::error("server", st.message());
     return 1;
   }
+  service::notify("READY=1\nSTATUS=serving on port " + std::to_string(s.port()));
   while (wait_for_signal() == SIGHUP) {
   }
   log::info("server", "stopping");
+  service::notify("STOPPING=1");
   pm.stop();
   s.stop();
   return 0;
@@ -152,6 +156,7 @@ int run_agent(const AgentArgs& a) {
                             token = a.token]() -> StatusOr<std::unique_ptr<worker::JobSource>> {
     return std::unique_ptr<worker::JobSource>(new agent::AgentJobSource(server, token));
   };
+  ping_watchdog_from_heartbeats(options);
   block_shutdown_signals();
   ProcessMetrics pm(a.metrics_listen);
   std::optional<metrics::WorkerMetrics> wm;
@@ -167,8 +172,10 @@ int run_agent(const AgentArgs& a) {
   }
   log::info("agent", "group " + group.name + ", " + std::to_string(a.slots) + " slots, server " + a.server,
             fields);
+  service::notify("READY=1\nSTATUS=group " + group.name + ", server " + a.server);
   while (wait_for_signal() == SIGHUP) {
   }
+  service::notify("STOPPING=1");
   w.stop();
   w.wait();
   pm.stop();

@@ -14,6 +14,7 @@
 #include "host/cli/worker_groups.h"
 #include "host/log/log.h"
 #include "host/pg/embedded_postgres.h"
+#include "host/service/notify.h"
 
 namespace quern::cli {
 namespace {
@@ -231,6 +232,7 @@ int up(const UpArgs& a) {
     return 1;
   }
   log::info("up", "ready. Submit with: quern run FILE   (Ctrl-C stops everything)");
+  service::notify("READY=1");
 
   int rc = 0;
   if (!a.examples_dir.empty()) rc = run_examples(*cfg, url, a.examples_dir) == 0 ? 0 : 1;
@@ -238,6 +240,7 @@ int up(const UpArgs& a) {
     while (wait_for_signal() == SIGHUP) reload_groups(a, workers, groups, has_gpus);
   }
   log::info("up", "stopping");
+  service::notify("STOPPING=1");
   pm.stop();  // before the workers and server its checks read
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->wait();

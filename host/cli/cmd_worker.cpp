@@ -10,6 +10,7 @@
 #include "host/cli/process_metrics.h"
 #include "host/cli/worker_groups.h"
 #include "host/log/log.h"
+#include "host/service/notify.h"
 
 namespace quern::cli {
 
@@ -143,6 +144,7 @@ int run_worker(const WorkerArgs& a) {
     return 2;
   }
   group->tags = options.tags;
+  ping_watchdog_from_heartbeats(options);
   const bool has_gpus = !options.gpu_devices_mb.empty();
   block_shutdown_signals();
   ProcessMetrics pm(a.metrics_listen);
@@ -152,18 +154,29 @@ int run_worker(const WorkerArgs& a) {
   const log::Fields fields{.worker = w.id()};
   // A database that is away (restarting, out of connections) is waited for,
   // with backoff, until it answers or the worker is told to stop.
+  // A schema older than the worker's (or none) is waited for too, said once
+  // a minute: a server or `quern migrate` brings it up.
+  std::optional<std::chrono::steady_clock::time_point> schema_said;
   for (auto delay = std::chrono::milliseconds(250);;
        delay = std::min(delay * 2, std::chrono::milliseconds(5000))) {
     Status s = w.start();
     if (s) break;
-    if (s.code() != StatusCode::unavailable) {
+    if (s.code() == StatusCode::not_found) {  // Worker::start: the schema it needs is not there yet
+      const auto now = std::chrono::steady_clock::now();
+      if (!schema_said || now - *schema_said >= std::chrono::minutes(1)) {
+        log::warning("worker", s.message() + "; waiting for it", fields);
+        service::notify("STATUS=waiting for the database's schema: " + s.message());
+        schema_said = now;
+      }
+    } else if (s.code() != StatusCode::unavailable) {
       log::error("worker", s.message(), fields);
       return 1;
+    } else {
+      log::warning("worker",
+                   "the database is not reachable, retrying in " + std::to_string(delay.count()) +
+                       " ms: " + s.message(),
+                   fields);
     }
-    log::warning(
-        "worker",
-        "the database is not reachable, retrying in " + std::to_string(delay.count()) + " ms: " + s.message(),
-        fields);
     if (int sig = wait_for_signal(delay); sig == SIGINT || sig == SIGTERM) return 1;
   }
   if (Status s = pm.serve([&w] { return w.ready(); }); !s) {
@@ -172,13 +185,18 @@ int run_worker(const WorkerArgs& a) {
     w.wait();
     return 1;
   }
-  log::info("worker",
-            "group " + group->name + ", " + std::to_string(group->slots) + " slots, tags " +
-                join(group->tags, ",") + ", sandbox " + sandbox::describe(options.sandbox),
-            fields);
+  const std::string serving = "group " + group->name + ", " + std::to_string(group->slots) + " slots, tags " +
+                              join(group->tags, ",") + ", sandbox " + sandbox::describe(options.sandbox);
+  log::info("worker", serving, fields);
+  service::notify("READY=1\nSTATUS=" + serving);
   config::WorkerGroup current = *group;
-  while (wait_for_signal() == SIGHUP) current = reload(w, a, current, has_gpus);
+  while (wait_for_signal() == SIGHUP) {
+    service::notify("RELOADING=1");
+    current = reload(w, a, current, has_gpus);
+    service::notify("READY=1");
+  }
   log::info("worker", "stopping (running jobs may finish)", fields);
+  service::notify("STOPPING=1\nSTATUS=stopping: running jobs may finish or are handed back");
   w.stop();
   w.wait();
   pm.stop();

@@ -5,9 +5,18 @@
 
 #include "host/cli/common.h"
 #include "host/log/log.h"
+#include "host/service/notify.h"
 #include "host/worker/gpu_capacity.h"
 
 namespace quern::cli {
+
+void ping_watchdog_from_heartbeats(worker::WorkerOptions& options) {
+  const auto every = std::chrono::duration_cast<std::chrono::milliseconds>(service::watchdog_interval());
+  if (every.count() <= 0) return;
+  options.heartbeat_interval =
+      std::max(std::chrono::milliseconds(100), std::min(options.heartbeat_interval, every));
+  options.on_heartbeat = [] { service::notify("WATCHDOG=1"); };
+}
 
 std::string join(const std::vector<std::string>& items, const std::string& separator) {
   std::string out;

@@ -39,6 +39,10 @@ std::string apply_gpu_capacity(const plugin::PluginRegistry& registry, worker::W
 std::vector<std::string> servable_tags(std::vector<std::string> tags, bool has_gpus);
 
 // "a, b, c".
+// Under a service manager's watchdog (systemd WatchdogSec=, host/service):
+// pings it from every heartbeat round, at least as often as it asks.
+void ping_watchdog_from_heartbeats(worker::WorkerOptions& options);
+
 std::string join(const std::vector<std::string>& items, const std::string& separator = ", ");
 
 }  // namespace quern::cli

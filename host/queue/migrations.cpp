@@ -3,6 +3,8 @@
 // host/queue/migrations/ (README.md there says how to add one).
 #include "host/queue/migrations.h"
 
+#include <algorithm>
+
 #include <pqxx/pqxx>
 
 namespace quern::queue {
@@ -53,6 +55,13 @@ int current_version(pqxx::transaction_base& tx) {
 }  // namespace
 
 std::span<const Migration> migrations() { return kMigrations; }
+
+int latest_schema_version() { return kMigrations[std::size(kMigrations) - 1].version; }
+
+int schema_version(pqxx::connection& conn) {
+  pqxx::nontransaction tx(conn);
+  return std::max(0, current_version(tx));
+}
 
 int apply_migrations(pqxx::connection& conn) {
   const int latest = kMigrations[std::size(kMigrations) - 1].version;

@@ -29,8 +29,15 @@ struct Migration {
 // All migrations, ordered by version (1, 2, ...).
 std::span<const Migration> migrations();
 
+// The newest schema version this binary knows (its last migration).
+int latest_schema_version();
+
 // Applies pending migrations on `conn` (no transaction open). Returns the
 // schema version afterwards. Throws pqxx exceptions (the caller converts).
 int apply_migrations(pqxx::connection& conn);
+
+// The schema version of the database behind `conn`, without changing
+// anything: 0 when it has no Quern schema. Throws pqxx exceptions.
+int schema_version(pqxx::connection& conn);
 
 }  // namespace quern::queue

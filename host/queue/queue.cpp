@@ -73,6 +73,10 @@ StatusOr<int> Queue::migrate() {
   return impl_->run("migrate", [](pqxx::connection& c) { return apply_migrations(c); });
 }
 
+StatusOr<int> Queue::schema_version() {
+  return impl_->run("schema version", [](pqxx::connection& c) { return queue::schema_version(c); });
+}
+
 namespace {
 
 // Runs kPushOne for a validated job through `exec` (a prepared or a

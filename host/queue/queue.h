@@ -291,6 +291,8 @@ class Queue {
   // Applies pending numbered migrations under an advisory lock; safe to call
   // from many processes at once. Returns the resulting schema version.
   StatusOr<int> migrate();
+  // The database's schema version (0: no Quern schema), changing nothing.
+  StatusOr<int> schema_version();
 
   // Enqueue. Validation errors (priority out of range, empty tag/language)
   // are returned before anything is written; a batch is all-or-nothing.

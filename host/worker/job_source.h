@@ -55,6 +55,9 @@ class JobSource {
   // Starts listening for cancellations of running jobs; false when the
   // source has no push channel (an agent learns of cancels from heartbeats).
   virtual StatusOr<bool> listen_cancels() { return false; }
+  // The database's schema version, for a source that reaches it directly;
+  // -1 for one that goes through a server (which owns the schema).
+  virtual StatusOr<int> schema_version() { return -1; }
   // Waits up to timeout; the ids of jobs whose cancellation was requested
   // since the last call (any worker's: the caller keeps its own).
   virtual StatusOr<std::vector<int64_t>> wait_for_cancels(std::chrono::milliseconds) {
@@ -73,6 +76,7 @@ class PgJobSource final : public JobSource {
   }
 
   Status listen(const std::vector<std::string>& tags) override { return q_->listen(tags); }
+  StatusOr<int> schema_version() override { return q_->schema_version(); }
   Status relisten(const std::vector<std::string>& tags) override {
     q_->unlisten_all();
     return q_->listen(tags);

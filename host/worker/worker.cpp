@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host/common/validation.h"
+#include "host/queue/migrations.h"
 #include "host/slot/slot_process.h"
 #include "host/worker/delivery.h"
 #include "host/worker/job_confinement.h"
@@ -456,6 +457,32 @@ bool Loops::stop_job(JobRun& run, int32_t reason) {
 
 using detail::Loops;
 
+namespace {
+
+// A worker runs against the schema it was built for. One older (or none) is
+// waited for: a server, or `quern migrate`, brings it up. One newer is
+// refused: a migration may change what the worker's statements rely on
+// (docs/DEPLOY.md, upgrades).
+Status check_schema(JobSource& source, const std::string& version) {
+  auto found = source.schema_version();
+  if (!found) return found.status();
+  const int need = queue::latest_schema_version();
+  if (*found < 0 || *found == need) return Status::ok();  // < 0: through a server, which owns the schema
+  const std::string needs = "this worker needs schema version " + std::to_string(need);
+  const std::string fix =
+      ": run `quern migrate` against this database (or start `quern server`, which migrates at start)";
+  if (*found == 0) return Status::not_found("the database has no Quern schema; " + needs + fix);
+  if (*found < need)
+    return Status::not_found("the database's Quern schema is version " + std::to_string(*found) + "; " +
+                             needs + fix);
+  return Status::conflict("the database's Quern schema is version " + std::to_string(*found) +
+                          ", newer than this worker's " + std::to_string(need) + " (Quern " +
+                          (version.empty() ? std::string("?") : version) +
+                          "): upgrade this worker to the version of the server that migrated it");
+}
+
+}  // namespace
+
 Status Worker::start() {
   add_dedicated_tags(options_.tags, options_.dedicated_scripts);
   if (options_.tags.empty()) return Status::error("worker " + options_.worker_id + ": no tags to serve");
@@ -487,6 +514,8 @@ Status Worker::start() {
   };
   auto cq = make_source(claim_qo);
   if (!cq) return cq.status().with_context("worker " + options_.worker_id);
+  if (Status s = check_schema(**cq, options_.version); !s)
+    return s.with_context("worker " + options_.worker_id);
   auto wq = make_source(qo);
   if (!wq) return wq.status().with_context("worker " + options_.worker_id);
   auto xq = make_source(qo);

@@ -81,6 +81,10 @@ struct WorkerOptions {
   // Where this worker's metrics go (host/metrics/job_metrics.h); null: none.
   // Must outlive the worker.
   metrics::WorkerMetrics* metrics = nullptr;
+  // Called on the writer thread after each heartbeat round that reached the
+  // queue (the database, or the server for an agent): a service manager's
+  // watchdog ping, so that a worker that no longer heartbeats stops pinging.
+  std::function<void()> on_heartbeat;
   // Test and benchmark hook: called on the slot thread right before execute().
   std::function<void(const queue::ClaimedJob&)> on_job_start;
   // Test and benchmark hook: called (under the worker's lock, keep it short)
@@ -108,9 +112,12 @@ class Worker {
   // (logs, completions, heartbeats, lease recovery), the watchdog (timeouts,
   // stop signals), one per slot, and a cancel listener that stops a job the
   // moment its cancellation is requested (a NOTIFY; heartbeats are the
-  // fallback). Three database connections in all. Errors: unreachable database,
-  // no tags, no plugin for any served language is NOT an error (jobs of an
-  // unknown language fail with a clear message).
+  // fallback). Three database connections in all. Errors: unreachable database
+  // (unavailable), no tags; a database without the schema version this worker
+  // needs is not_found when its schema is older or missing (wait for a server
+  // or `quern migrate`, then start again) and conflict when it is newer. No
+  // plugin for a served language is NOT an error (jobs of an unknown language
+  // fail with a clear message).
   Status start();
   // Graceful stop: stop claiming; let running jobs finish for up to
   // shutdown_grace, then interrupt them and hand them back. Non-blocking;

@@ -40,8 +40,8 @@ void Loops::heartbeat(JobSource& q) {
   st.set_source_status(touched);
   if (!touched)
     log::warning("worker", "updating the worker registry failed: " + touched.message(), log_fields());
-  else if (opt.metrics)
-    opt.metrics->heartbeat_ok();
+  if (touched && opt.metrics) opt.metrics->heartbeat_ok();
+  if (touched && opt.on_heartbeat) opt.on_heartbeat();
   if (leases.empty()) return;
   auto reply = q.heartbeat(opt.worker_id, leases);
   if (!reply) {

@@ -357,8 +357,9 @@ inline std::shared_ptr<WarmSandbox> build_warm_sandbox(const std::string& sandbo
 class WarmSandboxes {
  public:
   static WarmSandboxes& instance() {
-    static WarmSandboxes* cache = new WarmSandboxes();  // never destroyed: spawns may run at exit
-    return *cache;
+    // Destroyed when the plugin is unloaded (or at exit), closing its fds.
+    static WarmSandboxes cache;
+    return cache;
   }
 
   // The warm sandbox for a spawn with this wrapper, working directory and
