@@ -13,16 +13,22 @@
 #   - the server has a liveness probe on /healthz and a readiness probe on /readyz, on the
 #     port its --metrics-listen serves (the same holds for every probed daemon);
 #   - the pods of groups with sandbox="bwrap" (and agents) carry the job-sandbox settings,
-#     and no other pod does;
+#     and no other pod does; the Deployments (and pods) labelled quern/job-sandbox=bwrap are
+#     exactly those; every render gives all of them the same settings (base/job-sandbox.yaml
+#     and its copy in overlays/agent-remote agree);
 #   - the database URL reaches servers and workers only from a Secret, never agents; no
 #     placeholder Secret is part of base or production.
 #
-# usage: kustomize_test.sh SOURCE_DIR [QUERN_BINARY]
+# usage: [KUBECTL=/path/to/kubectl] kustomize_test.sh SOURCE_DIR [QUERN_BINARY]
+# KUBECTL: the kubectl to render with (default: kubectl in PATH). The manifests must render
+# with kubectl 1.20 (Debian 12's kubernetes-client, Kustomize v2.0) as well as with current
+# ones: run it with both (deploy/kubernetes/README.md, "Kustomize versions").
 # Exit 77 (CTest: skipped) when kubectl or python3 is missing.
 set -euo pipefail
 
-root=${1:?usage: kustomize_test.sh SOURCE_DIR [QUERN_BINARY]}
+root=${1:?usage: [KUBECTL=kubectl] kustomize_test.sh SOURCE_DIR [QUERN_BINARY]}
 quern_bin=${2:-}
+kubectl=${KUBECTL:-kubectl}
 k8s=$root/deploy/kubernetes
 
 if ! command -v python3 > /dev/null 2>&1; then
@@ -51,14 +57,15 @@ for cfg in "${configs[@]}"; do
   echo "ok: config $cfg"
 done
 
-if ! command -v kubectl > /dev/null 2>&1; then
-  echo "SKIP: kubectl not found"
+if ! command -v "$kubectl" > /dev/null 2>&1; then
+  echo "SKIP: kubectl not found ($kubectl)"
   exit 77
 fi
 
 # Offline: an empty kubeconfig, so that nothing here can reach a cluster.
 : > "$tmp/kubeconfig"
 export KUBECONFIG=$tmp/kubeconfig
+echo "kubectl: $kubectl, $("$kubectl" version --client 2>/dev/null | head -n 1)"
 
 targets=(base)
 for dir in "$k8s"/overlays/*/; do
@@ -67,14 +74,16 @@ done
 
 for target in "${targets[@]}"; do
   name=${target//\//_}
-  if ! kubectl kustomize "$k8s/$target" > "$tmp/$name.yaml" 2> "$tmp/$name.err"; then
-    echo "FAIL: kubectl kustomize $target"
+  # Current versions warn on stderr about the fields kept for kubectl 1.20 (bases,
+  # patchesStrategicMerge, patchesJson6902); only a failure shows it.
+  if ! "$kubectl" kustomize "$k8s/$target" > "$tmp/$name.yaml" 2> "$tmp/$name.err"; then
+    echo "FAIL: $kubectl kustomize $target"
     cat "$tmp/$name.err"
     exit 1
   fi
   # kubectl's own decoder is the parse check: --local touches no cluster, and the label it
-  # adds is ignored below.
-  if ! kubectl label --local -f "$tmp/$name.yaml" -o json kustomize-test=parsed \
+  # adds is ignored below. (kubectl 1.20 too keeps every field, known to it or not.)
+  if ! "$kubectl" label --local -f "$tmp/$name.yaml" -o json kustomize-test=parsed \
       > "$tmp/$name.json" 2> "$tmp/$name.err"; then
     echo "FAIL: the output of kubectl kustomize $target does not parse"
     cat "$tmp/$name.err"
@@ -150,6 +159,7 @@ def port_number(container, port):
 with open(base_config_path) as f:
     base_config = parse_config(f.read())
 base_groups = list(base_config["groups"] or {})
+sandbox_settings = {}  # the job-sandbox settings of a pod -> the Deployments that have them
 if not base_groups:
     errors.append(f"{base_config_path}: no <group> found")
 
@@ -261,9 +271,22 @@ for target in targets:
             has = pod.get("hostUsers") is False and sc.get("procMount") == "Unmasked"
             if sandboxed and not has:
                 fail(target, f"{where}: its jobs are sandboxed (bwrap) but the pod lacks hostUsers: false "
-                             "and procMount: Unmasked (components/job-sandbox, label quern/job-sandbox=bwrap)")
-            if not sandboxed and (has or pod.get("hostUsers") is False or sc.get("procMount")):
+                             "and procMount: Unmasked (base/job-sandbox.yaml, patchesJson6902)")
+            unconfined = any((sc.get(k) or {}).get("type") == "Unconfined"
+                             for k in ("seccompProfile", "appArmorProfile"))
+            if not sandboxed and (has or pod.get("hostUsers") is False or sc.get("procMount") or unconfined):
                 fail(target, f"{where}: sandbox=\"none\" but the pod gets the sandbox's permissions")
+            # The label marks the sandboxed Deployments and pods (admission policies rely on it).
+            for what, meta in (("Deployment", dep["metadata"]), ("pod template", dep["spec"]["template"]["metadata"])):
+                labelled = (meta.get("labels") or {}).get("quern/job-sandbox") == "bwrap"
+                if labelled != has:
+                    fail(target, f"{where}: the {what} is {'' if labelled else 'not '}labelled "
+                                 f"quern/job-sandbox=bwrap but its pod {'has' if has else 'lacks'} the sandbox's settings")
+            if has:
+                settings = json.dumps({"hostUsers": pod.get("hostUsers"),
+                                       **{k: sc.get(k) for k in ("procMount", "seccompProfile", "appArmorProfile")}},
+                                      sort_keys=True)
+                sandbox_settings.setdefault(settings, []).append(f"{target}: {dname}")
 
     # Every group of the config has its worker Deployment, wherever that config is deployed.
     for (cm_name, key), config in configs.items():
@@ -295,6 +318,12 @@ for target in targets:
     counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(roles.items()))
     print(f"ok: checked {target}: {counts}" if not any(e.startswith(target + ":") for e in errors)
           else f"FAIL: {target}")
+
+# One set of job-sandbox settings everywhere: base/job-sandbox.yaml and the copy in
+# overlays/agent-remote must not drift apart.
+if len(sandbox_settings) > 1:
+    errors.append("the job-sandbox settings differ between Deployments: " +
+                  "; ".join(f"{', '.join(deps)}: {settings}" for settings, deps in sandbox_settings.items()))
 
 for e in errors:
     print("FAIL:", e)
