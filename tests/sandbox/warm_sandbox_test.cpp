@@ -279,5 +279,22 @@ TEST(WarmSandboxUnprivileged, WithoutRootTheSameTestsPass) {
   EXPECT_NE(r.output.find("[  PASSED  ] 6 tests."), std::string::npos) << r.output;
 }
 
+// systemd's NoNewPrivileges=yes (deploy/systemd, the worker's unit): the
+// sandbox, warm and cold, must work for a worker started with no_new_privs.
+TEST(WarmSandboxNoNewPrivileges, UnderNoNewPrivsTheSameTestsPass) {
+  sandbox::Policy policy;
+  policy.mode = sandbox::Mode::bwrap;
+  if (!sandbox::probe(policy)) GTEST_SKIP() << "no bubblewrap sandbox on this machine";
+  if (::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "no setpriv (util-linux)";
+  sdk::SpawnSpec spec;
+  spec.argv = {"/usr/bin/setpriv", "--no-new-privs", "/proc/self/exe", "--gtest_filter=WarmSandbox.*"};
+  spec.argv[2] = fs::read_symlink("/proc/self/exe").string();
+  spec.env = {"PATH=/usr/bin:/bin", "TMPDIR=" + fs::temp_directory_path().string()};
+  spec.workdir = fs::temp_directory_path().string();
+  const Ran r = run_spec(spec);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("[  PASSED  ] 7 tests."), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace quern
