@@ -521,10 +521,13 @@ TEST(configShipped, Parses) {
   EXPECT_EQ(config->lease_timeout, milliseconds(30000));
   EXPECT_EQ(config->poll_interval, milliseconds(1000));
   EXPECT_LT(config->effective_heartbeat_interval(), config->lease_timeout);
-  ASSERT_EQ(config->groups.size(), 1u);
+  // Every plugin the checkout builds that runs without a GPU is served.
+  ASSERT_EQ(config->groups.size(), 2u);
   EXPECT_EQ(config->groups[0].name, "default");
   EXPECT_EQ(config->groups[0].slots, 4);
-  EXPECT_EQ(config->groups[0].tags, (std::vector<std::string>{"bash", "noop"}));
+  EXPECT_EQ(config->groups[0].tags, (std::vector<std::string>{"bash", "python3", "noop"}));
+  EXPECT_EQ(config->groups[1].name, "native");
+  EXPECT_EQ(config->groups[1].tags, (std::vector<std::string>{"sql", "http"}));
 }
 
 // The commented example of a production setup stays valid.
