@@ -64,7 +64,7 @@ int schema_version(pqxx::connection& conn) {
 }
 
 int apply_migrations(pqxx::connection& conn) {
-  const int latest = kMigrations[std::size(kMigrations) - 1].version;
+  const int latest = latest_schema_version();
   {
     // Fast path without the lock: already current (the common case at start).
     pqxx::nontransaction tx(conn);

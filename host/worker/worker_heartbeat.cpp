@@ -38,10 +38,12 @@ void Loops::heartbeat(JobSource& q) {
   // tags), and how it fares.
   Status touched = q.touch_worker(opt.worker_id, static_cast<int>(leases.size()), telemetry());
   st.set_source_status(touched);
-  if (!touched)
+  if (!touched) {
     log::warning("worker", "updating the worker registry failed: " + touched.message(), log_fields());
-  if (touched && opt.metrics) opt.metrics->heartbeat_ok();
-  if (touched && opt.on_heartbeat) opt.on_heartbeat();
+  } else {
+    if (opt.metrics) opt.metrics->heartbeat_ok();
+    if (opt.on_heartbeat) opt.on_heartbeat();
+  }
   if (leases.empty()) return;
   auto reply = q.heartbeat(opt.worker_id, leases);
   if (!reply) {

@@ -52,6 +52,6 @@ TMPDIR=$work/tmp timeout 300 "$root/usr/bin/quern" up --config "$config" \
   || { cat "$work/up.log"; echo "quern up --examples failed"; exit 1; }
 cat "$work/up.log"
 for example in hello sum system_info; do
-  grep -q "$example" "$work/up.log" || { echo "the example $example did not run"; exit 1; }
+  grep -q "^$example.sh (job [0-9]*): success" "$work/up.log" || { echo "the example $example did not succeed"; exit 1; }
 done
 echo "debian package: OK"

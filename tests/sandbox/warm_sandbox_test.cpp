@@ -84,9 +84,8 @@ class WarmSandbox : public ::testing::Test {
     return d.string();
   }
 
-  // Runs `sh -c script` in dir through the SDK's spawn, sandboxed unless
-  // sandboxed is false; output is stdout and stderr together.
-  Ran run(const std::string& dir, const std::string& script, bool sandboxed = true) {
+  // `sh -c script` in dir, sandboxed as a worker's job unless sandboxed is false.
+  sdk::SpawnSpec job_spec(const std::string& dir, const std::string& script, bool sandboxed = true) {
     sdk::SpawnSpec spec;
     spec.argv = {"sh", "-c", script};
     spec.env = {"PATH=/usr/bin:/bin"};
@@ -95,7 +94,11 @@ class WarmSandbox : public ::testing::Test {
       spec.env.push_back(std::string(QUERN_SETUP_ENV "=") + sandbox::setup_items(policy_));
     }
     spec.workdir = dir;
-    return run_spec(spec);
+    return spec;
+  }
+  // Runs job_spec() to its end; output is stdout and stderr together.
+  Ran run(const std::string& dir, const std::string& script, bool sandboxed = true) {
+    return run_spec(job_spec(dir, script, sandboxed));
   }
 
   sandbox::Policy policy_;
@@ -178,12 +181,7 @@ TEST_F(WarmSandbox, NothingAJobStartedOutlivesIt) {
 // as it ends any other process, and one that traps it still gets it.
 TEST_F(WarmSandbox, AStopSignalEndsAJobThatDoesNotTrapItAndReachesOneThatDoes) {
   auto start = [&](const std::string& dir, const std::string& script, int out_fd) {
-    sdk::SpawnSpec spec;
-    spec.argv = {"sh", "-c", script};
-    spec.env = {"PATH=/usr/bin:/bin",
-                std::string(QUERN_SANDBOX_ENV "=") + sandbox::encode(sandbox::wrapper(policy_)),
-                std::string(QUERN_SETUP_ENV "=") + sandbox::setup_items(policy_)};
-    spec.workdir = dir;
+    sdk::SpawnSpec spec = job_spec(dir, script);
     spec.fds = {::open("/dev/null", O_RDONLY | O_CLOEXEC), out_fd, out_fd};
     const pid_t pid = sdk::spawn(spec, "a test job");
     ::close(spec.fds[0]);

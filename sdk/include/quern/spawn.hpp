@@ -277,11 +277,7 @@ inline int warm_job_child(void* arg) noexcept {
   const ChildPlan& c = *static_cast<const ChildPlan*>(arg);
   const WarmPlan& w = *c.warm;
   if (warm_proc() != 0) child_fail(c, kWarmProc);
-  if (w.uid >= 0) {
-    if (::syscall(SYS_setgroups, 0, nullptr) != 0 || ::syscall(SYS_setgid, static_cast<gid_t>(w.gid)) != 0 ||
-        ::syscall(SYS_setuid, static_cast<uid_t>(w.uid)) != 0)
-      child_fail(c, kWarmUser);
-  }
+  if (int step = quern_setup_apply(w.inner); step != 0) child_fail(c, 10 + step);
   // Not when the mount namespace's owner is the sandbox's user namespace
   // and the unprivileged path entered it already.
   if ((w.as_root || w.sandbox->owner_fd >= 0) && ::setns(w.sandbox->user_fd, CLONE_NEWUSER) != 0)
@@ -300,7 +296,6 @@ inline int warm_job_child(void* arg) noexcept {
   if (int step = quern_setup_apply(w.outer); step != 0) child_fail(c, 10 + step);
   // As root, the mount namespace is entered with the init namespace's
   // privileges; otherwise as the owner of the user namespace owning it.
-  if (w.uid >= 0 && ::syscall(SYS_setgroups, 0, nullptr) != 0) child_fail(c, kWarmUser);
   if (!w.as_root && ::setns(s.owner_fd >= 0 ? s.owner_fd : s.user_fd, CLONE_NEWUSER) != 0)
     child_fail(c, kWarmEnter);
   if (::setns(s.mnt_fd, CLONE_NEWNS) != 0) child_fail(c, kWarmEnter);
@@ -368,10 +363,6 @@ inline pid_t start_child(ChildPlan& plan) {
 #endif
 }
 
-}  // namespace detail
-
-namespace detail {
-
 // Names a failed step of the child (ChildPlan's reports) for an error message.
 inline std::string child_step_name(int step, const std::string& workdir, const std::string& program) {
   switch (step) {
@@ -402,7 +393,7 @@ struct WarmStepError : std::system_error {
 // spawn() with the sandbox's wrapper decided: warm when `warm` is set, else
 // bubblewrap per spawn (wrapper non-empty) or none.
 inline pid_t spawn_prepared(const SpawnSpec& spec, std::string_view what, const std::string& sandbox,
-                            quern_setup& setup, const std::shared_ptr<WarmSandbox>& warm) {
+                            const quern_setup& setup, const std::shared_ptr<WarmSandbox>& warm) {
   std::string program = resolve_program(spec.argv[0], spec.env);
   std::vector<char*> argv, envp;
   for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -448,8 +439,12 @@ inline pid_t spawn_prepared(const SpawnSpec& spec, std::string_view what, const 
 
   // A warm spawn: the job's user is switched to by its process, the rest of
   // the setup by the first child (quern/warm_sandbox.hpp).
-  quern_setup outer = setup;
+  quern_setup outer = setup, inner;
   outer.uid = outer.gid = -1;
+  std::memset(&inner, 0, sizeof inner);
+  inner.nofile = inner.core = -1;
+  inner.uid = setup.uid;
+  inner.gid = setup.gid;
   std::vector<const char*> prefixes;
   WarmPlan warm_plan{};
   struct Stack {
@@ -466,7 +461,7 @@ inline pid_t spawn_prepared(const SpawnSpec& spec, std::string_view what, const 
     job_stack.base = ::mmap(nullptr, job_stack.size, PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (job_stack.base == MAP_FAILED) throw sys_error(errno, "mmap");
-    warm_plan = WarmPlan{warm.get(), ::geteuid() == 0, &outer,         setup.uid,     setup.gid,
+    warm_plan = WarmPlan{warm.get(), ::geteuid() == 0, &outer,         &inner,
                          workdir,    prefixes.data(),  job_stack.base, job_stack.size};
   }
 

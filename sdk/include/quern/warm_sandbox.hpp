@@ -65,7 +65,6 @@
 
 namespace quern::sdk {
 
-struct SpawnSpec;
 inline pid_t spawn(const SpawnSpec& spec, std::string_view what);
 
 namespace detail {
@@ -122,6 +121,7 @@ class WarmSandbox {
   // restart) is not in it, so the sandbox is built again.
   dev_t jobs_dev = 0;
   ino_t jobs_ino = 0;
+  std::string key;  // its entry in WarmSandboxes
 };
 
 // What the child of a warm spawn needs, prepared by the parent (the child
@@ -130,7 +130,8 @@ struct WarmPlan {
   const WarmSandbox* sandbox;
   bool as_root;              // enter the mount namespace with init-namespace privileges
   const quern_setup* outer;  // cgroups and rlimits, applied before entering
-  long long uid, gid;        // the job's user, switched to in the init namespace; -1: keep
+  const quern_setup*
+      inner;  // the job's user only, switched to by the job's process before its user namespace
   const char* workdir;
   const char* const* jobs_dir_prefixes;  // NULL-terminated
   void* stack;                           // for the job's process (vfork-style start)
@@ -386,7 +387,10 @@ class WarmSandboxes {
         return nullptr;
       }
       e.sandbox = build_warm_sandbox(sandbox, jobs_dir, user_item);
-      if (!e.sandbox) ++e.failures;
+      if (e.sandbox)
+        e.sandbox->key = key;
+      else
+        ++e.failures;
     }
     return e.sandbox;
   }
@@ -395,18 +399,17 @@ class WarmSandboxes {
   // give up on its key after kMaxFailures in a row.
   void failed(const std::shared_ptr<WarmSandbox>& s) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [key, e] : entries_)
-      if (e.sandbox == s) {
-        e.sandbox.reset();
-        ++e.failures;
-      }
+    auto it = entries_.find(s->key);
+    if (it == entries_.end() || it->second.sandbox != s) return;  // already rebuilt by another spawn
+    it->second.sandbox.reset();
+    ++it->second.failures;
   }
 
   // A spawn through `s` worked.
   void succeeded(const std::shared_ptr<WarmSandbox>& s) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [key, e] : entries_)
-      if (e.sandbox == s) e.failures = 0;
+    if (auto it = entries_.find(s->key); it != entries_.end() && it->second.sandbox == s)
+      it->second.failures = 0;
   }
 
  private:
