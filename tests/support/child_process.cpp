@@ -87,7 +87,7 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
   }
 }
 
-std::vector<pid_t> processes_with_marker(const std::string& marker) {
+std::vector<pid_t> processes_with_marker(const std::string& marker, bool as_argv0) {
   std::vector<pid_t> out;
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     const std::string name = e.path().filename().string();
@@ -97,7 +97,9 @@ std::vector<pid_t> processes_with_marker(const std::string& marker) {
     try {
       std::ifstream cmd(e.path() / "cmdline");
       text.assign(std::istreambuf_iterator<char>(cmd), std::istreambuf_iterator<char>());
-      if (text.find(marker) == std::string::npos) continue;
+      const bool match =
+          as_argv0 ? text.compare(0, text.find('\0'), marker) == 0 : text.find(marker) != std::string::npos;
+      if (!match) continue;
       std::ifstream stat(e.path() / "stat");
       std::getline(stat, statline);
     } catch (const std::exception&) {

@@ -51,7 +51,12 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
 // --listen; the child binds it right after).
 int free_port();
 
-// Live (non-zombie) processes whose command line contains marker.
-std::vector<pid_t> processes_with_marker(const std::string& marker);
+// Live (non-zombie) processes whose command line contains marker. While a
+// process execs, its command line reads empty for a moment (the kernel sets
+// the new one up after switching memory), so a process seen here mid-chain
+// (`setsid bash -c 'exec -a M ...'`) can briefly vanish; pass as_argv0 to
+// match only processes whose argv[0] is exactly marker: `exec -a M` at the
+// end of its chain, which execs no more.
+std::vector<pid_t> processes_with_marker(const std::string& marker, bool as_argv0 = false);
 
 }  // namespace quern::testing
