@@ -18,7 +18,7 @@ constexpr Grant kGrants[] = {
     {"queue.read", true, true, true, false},       {"workers.read", true, true, true, false},
     {"tokens.manage", true, false, false, false},  {"docs.read", true, true, true, false},
     {"agent", false, false, false, true},          {"schedules.read", true, true, true, false},
-    {"schedules.write", true, true, false, false},
+    {"schedules.write", true, true, false, false}, {"autoscale.read", true, true, true, false},
 };
 
 }  // namespace

@@ -119,15 +119,7 @@ void print_workers(const Json& doc, std::ostream& out) {
                     std::to_string(w.value("slots", 0)), std::to_string(w.value("running", 0)), occupancy,
                     rss, cpu, beat, w.value("version", ""), plugins, w.value("isolation", "")});
   }
-  std::vector<size_t> width(rows.front().size(), 0);
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i)
-      line += r[i] + (i + 1 < r.size() ? std::string(width[i] - r[i].size() + 2, ' ') : "");
-    out << line << "\n";
-  }
+  print_table(rows, out);
 }
 
 int workers(const ClientArgs& a) {

@@ -7,6 +7,7 @@
 
 #include "host/agent/agent_source.h"
 #include "host/auth/tokens.h"
+#include "host/cli/autoscaling.h"
 #include "host/cli/commands.h"
 #include "host/cli/process_metrics.h"
 #include "host/cli/worker_groups.h"
@@ -67,11 +68,14 @@ int run_server(const ServerArgs& a) {
   ProcessMetrics pm(a.metrics_listen.empty() ? cfg->server_metrics_listen : a.metrics_listen);
   auto so = server_options_for(*cfg, *url);
   if (pm.wanted()) so.metrics = &pm.registry();
+  if (acts_for_autoscaling(*cfg, false)) so.colocated_connections += 1;  // the autoscaler's
   server::Server s(so);
   if (Status st = s.start(); !st) {
     log::error("server", st.message());
     return 1;
   }
+  auto autoscaler =
+      start_autoscaler(*cfg, *url, a.common, false, pm.wanted() ? &pm.registry() : nullptr, so.api.live_within);
   log::info("server", "listening on http://" + cfg->server_address + ":" + std::to_string(s.port()));
   if (Status st = pm.serve([&s] { return s.ready(); }); !st) {
     log::error("server", st.message());
@@ -83,6 +87,7 @@ int run_server(const ServerArgs& a) {
   log::info("server", "stopping");
   service::notify("STOPPING=1");
   pm.stop();
+  autoscaler.reset();
   s.stop();
   return 0;
 }

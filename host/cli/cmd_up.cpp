@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "host/auth/tokens.h"
+#include "host/cli/autoscaling.h"
 #include "host/cli/commands.h"
 #include "host/cli/job_follow.h"
 #include "host/cli/process_metrics.h"
@@ -181,6 +182,7 @@ int up(const UpArgs& a) {
     auto so = server_options_for(*cfg, url);
     if (pm.wanted()) so.metrics = &pm.registry();
     so.colocated_connections = 3 * static_cast<int>(cfg->groups.size());  // claimer, writer, cancels
+    if (acts_for_autoscaling(*cfg, true)) so.colocated_connections += 1;   // the autoscaler's
     api = std::make_unique<server::Server>(so);
     if (Status s = api->start(); !s) {
       log::error("up", s.message() + " (use --no-server to run without the API)");
@@ -196,6 +198,12 @@ int up(const UpArgs& a) {
   std::vector<bool> has_gpus;                             // per worker
   for (size_t i = 0; i < groups.size(); ++i) {
     auto& g = groups[i];
+    if (workers_come_from_autoscaler(g)) {  // started (or not) by the autoscaler below
+      groups.erase(groups.begin() + static_cast<std::ptrdiff_t>(i));
+      registries.erase(registries.begin() + static_cast<std::ptrdiff_t>(i));
+      --i;
+      continue;
+    }
     auto options = worker_options_for(*cfg, g, url);
     options.plugin_configs = plugin_configs(*cfg, *registries[i]);
     if (std::string note = apply_gpu_capacity(*registries[i], options); !note.empty())
@@ -226,6 +234,8 @@ int up(const UpArgs& a) {
     ready.push_back([w = w.get()] { return w->ready(); });
     workers.push_back(std::move(w));
   }
+  auto autoscaler = start_autoscaler(*cfg, url, a.common, true, pm.wanted() ? &pm.registry() : nullptr,
+                                     server_options_for(*cfg, url).api.live_within);
   if (Status s = pm.serve(all_ready(std::move(ready))); !s) {
     log::error("up", s.message());
     for (auto& w : workers) w->stop();
@@ -242,6 +252,7 @@ int up(const UpArgs& a) {
   log::info("up", "stopping");
   service::notify("STOPPING=1");
   pm.stop();  // before the workers and server its checks read
+  autoscaler.reset();  // its local workers stop gracefully, as the others below
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->wait();
   // Close every connection before the embedded cluster goes: a worker's queue

@@ -32,6 +32,7 @@ void register_route(CLI::App& app, int* exit_code);   // route test
 void register_schedule(CLI::App& app, int* exit_code);
 void register_prune(CLI::App& app, int* exit_code);  // cmd_prune.cpp
 void register_migrate(CLI::App& app, int* exit_code);  // cmd_migrate.cpp
+void register_autoscale(CLI::App& app, int* exit_code);  // cmd_autoscale.cpp
 
 // --config/--database-url/--plugin-dir/--data-dir on a subcommand.
 void add_common_options(CLI::App& cmd, CommonOptions& options);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -67,6 +68,20 @@ int wait_for_signal(std::optional<std::chrono::milliseconds> timeout) {
     sig = sigtimedwait(&set, nullptr, &ts);
     if (sig > 0) return sig;
     if (errno == EAGAIN) return 0;
+  }
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
+  if (rows.empty()) return;
+  std::vector<size_t> width(rows.front().size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i)
+      line +=
+          r[i] + (i + 1 < r.size() && i < width.size() ? std::string(width[i] - r[i].size() + 2, ' ') : "");
+    out << line << "\n";
   }
 }
 

@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   quern::cli::register_schedule(app, &exit_code);
   quern::cli::register_prune(app, &exit_code);
   quern::cli::register_migrate(app, &exit_code);
+  quern::cli::register_autoscale(app, &exit_code);
   app.add_subcommand("version", "Print the version and the plugin ABI")->callback([] {
     std::cout << "quern " << QUERN_VERSION << " (plugin ABI " << QUERN_ABI_MAJOR << "." << QUERN_ABI_MINOR
               << ")\n";

@@ -267,6 +267,7 @@ StatusOr<Config> load_config(const std::filesystem::path& file) {
   if (!config) return config;
   config->source = file;
   resolve_paths(*config, file.parent_path());
+  if (Status s = check_autoscale_scripts(*config); !s) return s;
   return config;
 }
 
@@ -277,6 +278,8 @@ void resolve_paths(Config& config, const std::filesystem::path& base_dir) {
   config.data_dir = resolve(config.data_dir, base);
   config.plugin_dir = resolve(config.plugin_dir, base);
   for (PluginEntry& plugin : config.plugins) plugin.path = resolve(plugin.path, base);
+  for (WorkerGroup& g : config.groups)
+    if (g.autoscale && !g.autoscale->script.empty()) g.autoscale->script = resolve(g.autoscale->script, base);
 }
 
 void apply_environment(Config& config) {

@@ -28,6 +28,47 @@
 
 namespace quern::config {
 
+// <group><autoscale .../></group>: how many workers of the group should run,
+// decided from the queue (host/autoscale, docs/AUTOSCALING.md, which gives
+// every field with its default). Counts are workers (processes), not slots.
+struct Autoscale {
+  // Who acts on a decision: "local" (quern up starts and stops `quern
+  // worker` processes of the group on this machine), "script" (an operator's
+  // command), "keda" (served to KEDA's metrics-api / prometheus scalers),
+  // "dry-run" (decides and records, changes nothing).
+  std::string integration;
+  int min = 0;
+  int max = 1;
+  std::chrono::milliseconds tick{2000};
+  // After a change, no step (in or out) for this long; a scale from zero and
+  // a scale-out on a large backlog ignore it.
+  std::chrono::milliseconds cooldown{30000};
+  int scale_out_step = 0;  // workers added per step; 0 = as many as the backlog needs
+  int scale_in_step = 1;   // workers removed per step
+  // Scale out only when the jobs that more workers would start (runnable +
+  // due soon) exceed the free slots and number at least this many.
+  int scale_out_backlog = 1;
+  // Runnable jobs that scale straight to what they need, ignoring the
+  // cooldown and the step; 0 = max workers' worth of slots.
+  int full_scale_backlog = 0;
+  // Scale in one step while occupancy (busy / slots) over both windows is
+  // below this (percent) and nothing runnable waits.
+  int scale_in_occupancy_pct = 50;
+  std::chrono::milliseconds occupancy_short{30000};
+  std::chrono::milliseconds occupancy_long{300000};
+  // Nothing running, runnable or due soon for this long: down to min at once.
+  std::chrono::milliseconds idle_before_zero{300000};
+  // Jobs (delayed, retried, or a schedule's next tick) due within this count
+  // as wanting a worker now, so that one is warm in time.
+  std::chrono::milliseconds lookahead{60000};
+  // integration="script": the executable (absolute after load_config) and
+  // how long one call may take before it is killed and recorded as failed.
+  std::filesystem::path script;
+  int script_line = 0;  // where `script` was written, for load_config's check
+  std::chrono::milliseconds script_timeout{30000};
+  bool operator==(const Autoscale&) const = default;
+};
+
 // <workers><group name slots tags plugins pass-env dedicated/></workers>: what
 // one kind of worker serves (docs/ROUTING.md, "Worker groups").
 // The executor plugins built and shipped with Quern (plugins/): bash, python,
@@ -73,6 +114,9 @@ struct WorkerGroup {
   // The user jobs run as when the worker runs as root (a name or a uid;
   // its primary group with it). Ignored when the worker is not root.
   std::string job_user = "nobody";
+  // <autoscale> inside the group; none = a fixed number of workers (those
+  // the operator starts; one per group in `quern up`).
+  std::optional<Autoscale> autoscale;
 
   bool operator==(const WorkerGroup&) const = default;
 };
@@ -153,7 +197,9 @@ struct Config {
 // Parses XML text; `source_name` is used in error messages.
 StatusOr<Config> parse_config(const std::string& xml_text, const std::string& source_name);
 // Reads and parses a file. A missing file is an error naming the path.
-// Relative paths are resolved against the file's directory (see above).
+// Relative paths are resolved against the file's directory (see above); an
+// autoscale script that is then missing or not executable is an error
+// naming the file and line.
 StatusOr<Config> load_config(const std::filesystem::path& file);
 
 // Makes data_dir, a non-empty plugin_dir and every plugin path absolute by

@@ -16,6 +16,11 @@ Status parse_workers(const XmlReader& r, pugi::xml_node node, Config& config);
 Status parse_routing(const XmlReader& r, pugi::xml_node node, Config& config);
 // <limits><limit .../></limits> (config_limits.cpp).
 Status parse_limits(const XmlReader& r, pugi::xml_node node, Config& config);
+// <group><autoscale .../></group> into group.autoscale (config_autoscale.cpp).
+Status parse_autoscale(const XmlReader& r, pugi::xml_node node, WorkerGroup& group);
+// Each integration="script" command exists and is executable (after
+// resolve_paths); errors name the config file and line.
+Status check_autoscale_scripts(const Config& config);
 // <retention completed-jobs logs/> (config_retention.cpp).
 Status parse_retention(const XmlReader& r, pugi::xml_node node, Config& config);
 

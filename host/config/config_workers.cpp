@@ -97,7 +97,8 @@ StatusOr<WorkerGroup> parse_group(const XmlReader& r, pugi::xml_node node) {
                  "network", "memory-max", "pids-max", "cpu-max", "tmp-size", "nofile", "job-user"});
       !s)
     return s;
-  if (Status s = r.check_children(node, {}); !s) return s;
+  if (Status s = r.check_children(node, {"autoscale"}); !s) return s;
+  if (Status s = r.check_unique_children(node); !s) return s;
   WorkerGroup group;
   if (pugi::xml_attribute attr = node.attribute("name")) {
     group.name = std::string(trim(attr.value()));
@@ -147,6 +148,9 @@ StatusOr<WorkerGroup> parse_group(const XmlReader& r, pugi::xml_node node) {
   if (Status s = parse_limits(r, node, group); !s) return s;
   if (pugi::xml_attribute attr = node.attribute("dedicated")) {
     if (Status s = parse_dedicated(r, node, attr, group.dedicated); !s) return s;
+  }
+  if (pugi::xml_node autoscale = node.child("autoscale")) {
+    if (Status s = parse_autoscale(r, autoscale, group); !s) return s;
   }
   return group;
 }

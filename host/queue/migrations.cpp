@@ -21,6 +21,7 @@ extern const char kMigration6[];
 extern const char kMigration7[];
 extern const char kMigration8[];
 extern const char kMigration9[];
+extern const char kMigration10[];
 }  // namespace migration_sql
 
 namespace {
@@ -35,6 +36,7 @@ constexpr Migration kMigrations[] = {
     {7, "job_logs created_at index (retention)", migration_sql::kMigration7},
     {8, "claim returns the due time", migration_sql::kMigration8},
     {9, "worker telemetry", migration_sql::kMigration9},
+    {10, "autoscaler", migration_sql::kMigration10},
 };
 
 constexpr const char* kBootstrap = R"SQL(

@@ -401,18 +401,11 @@ SELECT coalesce(q.tag, live.tag) AS tag, q.priority, coalesce(q.waiting, 0) AS w
 // jobs whose concurrency key is at its limit now (running at max_running, or
 // rate_max starts within the window): more workers would not start them.
 inline constexpr Statement kQueueMetrics{"quern_queue_metrics", R"SQL(
-WITH at_limit AS (
-  SELECT l.key FROM quern.concurrency_limits l
-   WHERE (l.max_running > 0 AND (SELECT count(*) FROM quern.queue r
-                                  WHERE r.concurrency_key = l.key AND r.running) >= l.max_running)
-      OR (l.rate_max > 0 AND (SELECT count(*) FROM unnest(l.recent_starts) t
-                               WHERE t > now() - l.rate_window_ms * interval '1 millisecond') >= l.rate_max)
-)
 SELECT tag,
        count(*) FILTER (WHERE NOT running) AS waiting,
        count(*) FILTER (WHERE NOT running AND scheduled_for <= now()) AS due,
        count(*) FILTER (WHERE NOT running AND scheduled_for <= now()
-                          AND concurrency_key IN (SELECT key FROM at_limit)) AS blocked,
+                          AND concurrency_key IN (SELECT quern.keys_at_limit())) AS blocked,
        count(*) FILTER (WHERE running) AS running,
        coalesce(extract(epoch FROM now() - min(scheduled_for) FILTER (WHERE NOT running AND scheduled_for <= now())),
                 0)::float8 AS oldest_due

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "host/autoscale/autoscale_store.h"
 #include "host/http/http_server.h"
 #include "host/queue/queue.h"
 #include "host/routing/routing.h"
@@ -51,6 +52,8 @@ class Api {
   Status ready();
   // The queue's depth and live workers, over a pooled connection (/metrics).
   StatusOr<queue::QueueMetrics> queue_metrics();
+  // Each autoscaled group's latest decision, over a pooled connection (/metrics).
+  StatusOr<std::vector<autoscale::GroupState>> autoscale_groups();
   // Builds the jobs of schedules' ticks (the server's scheduler fires them);
   // valid while this Api lives.
   schedule::JobBuilder schedule_job_builder();

@@ -101,6 +101,9 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
               auto& q = db.queue();
               auto stats = q.queue_stats(ctx.options.live_within);
               if (!stats) return error_response(stats.status());
+              // For a tag no live worker serves: what the autoscaler does about it.
+              auto scaled = db.autoscale().list_groups();
+              if (!scaled) return error_response(scaled.status());
               Json out = Json::array();
               for (const auto& s : *stats) {
                 Json by_priority = Json::array();
@@ -114,6 +117,8 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
                                    {"oldest_wait_s", s.oldest_wait_s},
                                    {"served", s.served},
                                    {"by_priority", by_priority}});
+                if (std::string note = s.served ? "" : autoscale::scaling_note(*scaled, s.tag); !note.empty())
+                  out.back()["autoscale"] = note;
               }
               return json_ok(Json{{"tags", out}});
             });

@@ -19,6 +19,7 @@ StatusOr<std::unique_ptr<Db>> open_db(const ApiOptions& o) {
   db->tokens = auth::TokenStore::over(db->session);
   db->scripts = scripts::ScriptStore::over(db->session);
   db->schedules = schedule::ScheduleStore::over(db->session);
+  db->autoscale = autoscale::AutoscaleStore::over(db->session);
   return db;
 }
 
@@ -78,6 +79,7 @@ void Api::register_routes(http::Router& router) {
   add_job_routes(*ctx_, router);
   add_agent_routes(*ctx_, router);
   add_schedule_routes(*ctx_, router);
+  add_autoscale_routes(*ctx_, router);
 }
 
 schedule::JobBuilder Api::schedule_job_builder() { return server::schedule_job_builder(*ctx_); }
@@ -86,6 +88,11 @@ StatusOr<queue::QueueMetrics> Api::queue_metrics() {
   auto db = ctx_->acquire();
   if (!db) return db.status();
   return db->queue().queue_metrics(ctx_->options.live_within);
+}
+StatusOr<std::vector<autoscale::GroupState>> Api::autoscale_groups() {
+  auto db = ctx_->acquire();
+  if (!db) return db.status();
+  return db->autoscale().list_groups();
 }
 
 void add_route(ApiContext& ctx, http::Router& router, const std::string& method, const std::string& pattern,
@@ -146,18 +153,6 @@ http::Response error_response(const Status& status) {
 }
 http::Response json_ok(const nlohmann::ordered_json& body, int status) {
   return http::json_response(status, body.dump());
-}
-
-std::string iso_time(queue::Clock::time_point t) {
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[80];
-  std::snprintf(out, sizeof(out), "%s.%06lldZ", buf, static_cast<long long>(us % 1000000));
-  return out;
 }
 
 nlohmann::ordered_json job_json(const queue::JobRecord& j, bool with_code) {

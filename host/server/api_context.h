@@ -13,6 +13,8 @@
 
 #include "host/auth/permissions.h"
 #include "host/auth/tokens.h"
+#include "host/autoscale/autoscale_store.h"
+#include "host/common/time_text.h"
 #include "host/jobs/job_builder.h"
 #include "host/pg/session.h"
 #include "host/schedule/schedule_store.h"
@@ -33,6 +35,7 @@ struct Db {
   std::unique_ptr<auth::TokenStore> tokens;
   std::unique_ptr<scripts::ScriptStore> scripts;
   std::unique_ptr<schedule::ScheduleStore> schedules;
+  std::unique_ptr<autoscale::AutoscaleStore> autoscale;
 };
 using DbPool = Pool<Db>;
 
@@ -46,6 +49,7 @@ class DbLease {
   auth::TokenStore& tokens() { return *(*lease_)->tokens; }
   scripts::ScriptStore& scripts() { return *(*lease_)->scripts; }
   schedule::ScheduleStore& schedules() { return *(*lease_)->schedules; }
+  autoscale::AutoscaleStore& autoscale() { return *(*lease_)->autoscale; }
   void release() { lease_.reset(); }
   Status reacquire();
   bool held() const { return lease_.has_value(); }
@@ -107,7 +111,7 @@ http::Response not_found(const std::string& message);
 http::Response error_response(const Status& status);
 http::Response json_ok(const nlohmann::ordered_json& body, int status = 200);
 
-std::string iso_time(queue::Clock::time_point t);
+using ::quern::iso_time;  // host/common/time_text.h
 nlohmann::ordered_json job_json(const queue::JobRecord& j, bool with_code = false);
 
 // Route registration per area.
@@ -118,6 +122,7 @@ void add_admin_routes(ApiContext& ctx, http::Router& router);
 Status ready(ApiContext& ctx);
 void add_agent_routes(ApiContext& ctx, http::Router& router);
 void add_schedule_routes(ApiContext& ctx, http::Router& router);
+void add_autoscale_routes(ApiContext& ctx, http::Router& router);
 
 // What the server's scheduler pushes for a schedule's tick: a run of the
 // script's latest version with the schedule's args, tag and priority, built

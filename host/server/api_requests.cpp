@@ -173,6 +173,24 @@ StatusOr<InlineCode> parse_inline_code(const Json& body) {
   return c;
 }
 
+namespace {
+
+// ?limit= (1..1000) and ?before_id= of a paginated list, newest first.
+Status page_field(const std::string& key, const std::string& value, int& limit, int64_t& before_id) {
+  if (key == "limit") {
+    auto n = validation::parse_integer(value, "limit", 1, 1000);
+    if (!n) return n.status();
+    limit = static_cast<int>(*n);
+    return Status::ok();
+  }
+  auto n = validation::parse_id(value, "before_id");
+  if (!n) return n.status();
+  before_id = *n;
+  return Status::ok();
+}
+
+}  // namespace
+
 StatusOr<queue::JobFilter> parse_job_filter(const Query& query) {
   queue::JobFilter f;
   for (const auto& [key, value] : query) {
@@ -185,14 +203,8 @@ StatusOr<queue::JobFilter> parse_job_filter(const Query& query) {
     } else if (key == "script_path") {
       f.script_path = value;
       st = validation::check_text(value, "script_path", 255);
-    } else if (key == "limit") {
-      auto n = validation::parse_integer(value, "limit", 1, 1000);
-      if (!n) return n.status();
-      f.limit = static_cast<int>(*n);
-    } else if (key == "before_id") {
-      auto n = validation::parse_id(value, "before_id");
-      if (!n) return n.status();
-      f.before_id = *n;
+    } else if (key == "limit" || key == "before_id") {
+      st = page_field(key, value, f.limit, f.before_id);
     } else if (key == "created_after" || key == "created_before") {
       auto t = parse_iso_utc(value, key);
       if (!t) return t.status();
@@ -203,6 +215,23 @@ StatusOr<queue::JobFilter> parse_job_filter(const Query& query) {
     if (!st) return st;
   }
   if (Status s = queue::validate(f); !s) return Status::invalid(s.message());
+  return f;
+}
+
+StatusOr<autoscale::EventFilter> parse_event_filter(const Query& query) {
+  autoscale::EventFilter f;
+  for (const auto& [key, value] : query) {
+    Status st;
+    if (key == "group") {
+      st = validation::check_tag(value, "group");
+      f.group = value;
+    } else if (key == "limit" || key == "before_id") {
+      st = page_field(key, value, f.limit, f.before_id);
+    } else {
+      return unknown_field(key, "group, before_id, limit");
+    }
+    if (!st) return st;
+  }
   return f;
 }
 

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host/auth/tokens.h"
+#include "host/autoscale/autoscale_store.h"
 #include "host/jobs/job_builder.h"
 #include "host/queue/queue.h"
 #include "host/schedule/schedule_store.h"
@@ -51,6 +52,8 @@ StatusOr<queue::Clock::time_point> parse_iso_utc(const std::string& text, const 
 StatusOr<queue::JobFilter> parse_job_filter(const Query& query);
 
 // ?timeout_s= of run_wait_result (seconds, > 0), capped by max.
+// ?group=&before_id=&limit= of /api/autoscaling/events.
+StatusOr<autoscale::EventFilter> parse_event_filter(const Query& query);
 StatusOr<std::chrono::milliseconds> parse_wait(const Query& query, std::chrono::milliseconds max);
 // ?offset= of the log routes (a byte offset, default 0).
 StatusOr<int64_t> parse_log_offset(const Query& query);

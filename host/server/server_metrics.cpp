@@ -23,6 +23,7 @@ class QueueCollector {
     const auto now = std::chrono::steady_clock::now();
     if (!read_ || now - read_at_ >= kQueueReadEvery) {
       read_ = api_.queue_metrics();
+      scaled_ = api_.autoscale_groups();
       read_at_ = now;
     }
     std::vector<MetricFamily> out;
@@ -68,13 +69,23 @@ class QueueCollector {
     metrics::add_sample(agents, agent_count);
     for (auto* f : {&waiting, &due, &blocked, &running, &oldest, &live, &slots, &age, &agents})
       out.push_back(std::move(*f));
+    if (scaled_ && scaled_->is_ok()) {
+      // KEDA's prometheus scaler reads this (docs/AUTOSCALING.md).
+      MetricFamily desired =
+          metrics::make_family("quern_autoscale_desired_workers",
+                               "Workers the autoscaler decided an autoscaled group should run.");
+      for (const auto& g : **scaled_)
+        metrics::add_sample(desired, g.desired, {{"group", groups_.admit(g.group)}});
+      out.push_back(std::move(desired));
+    }
     return out;
   }
 
  private:
   Api& api_;
-  std::mutex mu_;  // guards read_ and read_at_
+  std::mutex mu_;  // guards read_, scaled_ and read_at_
   std::optional<StatusOr<queue::QueueMetrics>> read_;
+  std::optional<StatusOr<std::vector<autoscale::GroupState>>> scaled_;
   std::chrono::steady_clock::time_point read_at_;
   metrics::LabelLimit tags_{1000};
   metrics::LabelLimit groups_{256};

@@ -578,3 +578,99 @@ TEST(configErrors, Limits) {
 
 }  // namespace
 }  // namespace quern::config
+
+// ---- <autoscale> --------------------------------------------------------------------
+
+namespace quern::config {
+namespace {
+
+TEST(configParse, AutoscaleDefaultsAndEveryField) {
+  auto plain = parse_config("<quern><workers><group name='g'/></workers></quern>", "test.xml");
+  ASSERT_TRUE(plain.is_ok()) << plain.message();
+  EXPECT_FALSE(plain->groups[0].autoscale);
+  auto c = parse_config(
+      "<quern><workers><group name='g'><autoscale integration='keda' max='8'/></group>"
+      "<group name='h'><autoscale integration='dry-run' min='1' max='3' tick='500ms' cooldown='10s'"
+      " scale-out-step='2' scale-in-step='3' scale-out-backlog='5' full-scale-backlog='100'"
+      " scale-in-occupancy='25%' occupancy-short='10s' occupancy-long='2m' idle-before-zero='1m'"
+      " lookahead='0'/></group></workers></quern>",
+      "test.xml");
+  ASSERT_TRUE(c.is_ok()) << c.message();
+  const Autoscale& d = *c->groups[0].autoscale;
+  EXPECT_EQ(d.integration, "keda");
+  EXPECT_EQ(d.min, 0);
+  EXPECT_EQ(d.max, 8);
+  EXPECT_EQ(d.tick, milliseconds(2000));
+  EXPECT_EQ(d.cooldown, milliseconds(30000));
+  EXPECT_EQ(d.scale_in_occupancy_pct, 50);
+  EXPECT_EQ(d.idle_before_zero, milliseconds(300000));
+  const Autoscale& h = *c->groups[1].autoscale;
+  EXPECT_EQ(h.min, 1);
+  EXPECT_EQ(h.max, 3);
+  EXPECT_EQ(h.tick, milliseconds(500));
+  EXPECT_EQ(h.cooldown, milliseconds(10000));
+  EXPECT_EQ(h.scale_out_step, 2);
+  EXPECT_EQ(h.scale_in_step, 3);
+  EXPECT_EQ(h.scale_out_backlog, 5);
+  EXPECT_EQ(h.full_scale_backlog, 100);
+  EXPECT_EQ(h.scale_in_occupancy_pct, 25);
+  EXPECT_EQ(h.occupancy_short, milliseconds(10000));
+  EXPECT_EQ(h.occupancy_long, milliseconds(120000));
+  EXPECT_EQ(h.idle_before_zero, milliseconds(60000));
+  EXPECT_EQ(h.lookahead, milliseconds(0));
+}
+
+TEST(configErrors, Autoscale) {
+  EXPECT_EQ(error_of("<quern><workers><group>\n<autoscale integration='keda' min='5' max='2'/></group>"
+                     "</workers></quern>"),
+            "test.xml:2: <autoscale min=\"5\">: min (5) is greater than max (2)");
+  EXPECT_EQ(
+      error_of("<quern><workers><group>\n<autoscale integration='ecs' max='2'/></group></workers></quern>"),
+      "test.xml:2: <autoscale integration=\"ecs\">: expected local, script, keda or dry-run");
+  EXPECT_THAT(error_of("<quern><workers><group><autoscale max='2'/></group></workers></quern>"),
+              HasSubstr("integration"));
+  EXPECT_THAT(error_of("<quern><workers><group><autoscale integration='local'/></group></workers></quern>"),
+              HasSubstr("max"));
+  EXPECT_THAT(error_of("<quern><workers><group><autoscale integration='local' max='0'/></group></workers>"
+                       "</quern>"),
+              HasSubstr("<autoscale max=\"0\">: expected"));
+  EXPECT_THAT(error_of("<quern><workers><group><autoscale integration='script' max='2'/></group></workers>"
+                       "</quern>"),
+              HasSubstr("integration=\"script\" needs script=\"PATH\""));
+  EXPECT_THAT(error_of("<quern><workers><group><autoscale integration='local' max='2' script='x'/></group>"
+                       "</workers></quern>"),
+              HasSubstr("script is only for integration=\"script\""));
+  EXPECT_THAT(
+      error_of("<quern><workers><group><autoscale integration='local' max='2' scale-in-occupancy='150%'/>"
+               "</group></workers></quern>"),
+      HasSubstr("expected a percentage from 0% to 100%"));
+  EXPECT_THAT(error_of("<quern><workers><group><autoscale integration='local' max='2' tick='1ms'/></group>"
+                       "</workers></quern>"),
+              HasSubstr("<autoscale tick=\"1ms\">: expected at least 100ms"));
+  EXPECT_THAT(error_of("<quern><workers><group><autoscale integration='local' max='2'/>"
+                       "<autoscale integration='local' max='3'/></group></workers></quern>"),
+              HasSubstr("duplicate element"));
+  EXPECT_THAT(error_of("<quern><workers><group><autoscale integration='local' max='2' speed='9'/></group>"
+                       "</workers></quern>"),
+              HasSubstr("unknown attribute \"speed\""));
+}
+
+TEST_F(configFile, AnAutoscaleScriptMustExistAndBeExecutable) {
+  const std::string xml =
+      "<quern><workers><group name='g'>\n  <autoscale integration='script' max='3' script='scale.sh'/>"
+      "</group></workers></quern>";
+  const fs::path file = write("config/quern.xml", xml);
+  EXPECT_EQ(load_config(file).message(),
+            file.string() + ":2: <autoscale script=\"" + (dir_ / "config" / "scale.sh").string() +
+                "\">: no such file (the path is relative to the config file's folder)");
+  const fs::path script = write("config/scale.sh", "#!/bin/sh\nexit 0\n");
+  EXPECT_THAT(load_config(file).message(),
+              HasSubstr(":2: <autoscale script=\"" + script.string() + "\">: not executable"));
+  fs::permissions(script, fs::perms::owner_all);
+  auto ok = load_config(file);
+  ASSERT_TRUE(ok.is_ok()) << ok.message();
+  EXPECT_EQ(ok->groups[0].autoscale->script, script);
+}
+
+}  // namespace
+}  // namespace quern::config
