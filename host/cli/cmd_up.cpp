@@ -114,6 +114,7 @@ void reload_groups(const UpArgs& a, std::vector<std::unique_ptr<worker::Worker>>
     groups[i] = apply_group_change(*workers[i], groups[i], *now);
   }
   for (const auto& g : cfg->groups) {
+    if (workers_come_from_autoscaler(g)) continue;  // its settings apply at a restart, like a new group's
     if (std::none_of(groups.begin(), groups.end(),
                      [&](const config::WorkerGroup& r) { return r.name == g.name; }))
       log::warning("up", "worker group " + g.name + " was added: needs a restart");
