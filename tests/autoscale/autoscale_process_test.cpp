@@ -200,6 +200,35 @@ TEST_F(AutoscaleProcess, TheQueueSaysAGroupAtZeroIsScalingUp) {
       << tags.dump();
 }
 
+// `quern run` for a tag no live worker serves says so at once, and what will
+// run it: the autoscaler scaling the group up, or which group of the config
+// would; the job is queued either way.
+TEST_F(AutoscaleProcess, QuernRunSaysWhatWillRunAJobNoLiveWorkerServes) {
+  const fs::path config = write_config("name='g' slots='2' tags='noop' plugins='noop'",
+                                       "integration='keda' min='0' max='5' tick='200ms'");
+  ChildProcess& server = start("server", {"server", "--config", config.string(), "--database-url", url_});
+  ASSERT_TRUE(wait_until([&] { return get("/api/autoscaling/groups/g", operator_).status == 200; }, 30s))
+      << server.output();
+  auto run = [&](const std::string& language) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r =
+        testing::run_to_end({testing::quern_binary(), "run", "--config", config.string(), "--database-url",
+                             url_, "--language", language, "--code", "true", "--no-wait"},
+                            (dir_ / ("run-" + language + ".log")).string(), 30s);
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+    return r.output;
+  };
+  EXPECT_TRUE(std::regex_search(run("noop"),
+                                std::regex("note: (scaling group g up from 0|group g is at 0 workers)")));
+  const std::string unserved = run("bash");
+  EXPECT_NE(unserved.find("note: no live worker serves tag bash; it waits until one does (no group of " +
+                          config.string() + " serves it"),
+            std::string::npos)
+      << unserved;
+  EXPECT_EQ(scalar("SELECT count(*) FROM quern.queue"), 2);  // both queued
+}
+
 // KEDA's metrics-api reads `desired`: it is what decide() makes of the same
 // signals; the route needs a token whose role may read it.
 TEST_F(AutoscaleProcess, TheKedaEndpointAnswersWhatTheDecisionFunctionDecided) {
