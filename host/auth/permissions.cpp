@@ -19,6 +19,7 @@ constexpr Grant kGrants[] = {
     {"tokens.manage", true, false, false, false},  {"docs.read", true, true, true, false},
     {"agent", false, false, false, true},          {"schedules.read", true, true, true, false},
     {"schedules.write", true, true, false, false}, {"autoscale.read", true, true, true, false},
+    {"session.read", true, true, true, false},
 };
 
 }  // namespace

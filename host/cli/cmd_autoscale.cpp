@@ -3,8 +3,8 @@
 // --json.
 #include <iostream>
 
-#include "host/agent/api_client.h"
 #include "host/cli/commands.h"
+#include "host/cli/tables.h"
 
 namespace quern::cli {
 namespace {
@@ -17,6 +17,17 @@ struct AutoscaleArgs : ServerConnection {
   bool json = false;
 };
 
+// A string field, "" when absent or not a string (never throws).
+std::string text(const Json& o, const char* key) {
+  auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+std::string number(const Json& o, const char* key) {
+  auto it = o.find(key);
+  return it != o.end() && it->is_number_integer() ? std::to_string(it->get<int64_t>()) : "-";
+}
+
 // "2026-12-07T10:00:00.123456Z" -> "2026-12-07 10:00:00".
 std::string short_time(const Json& v) {
   if (!v.is_string()) return "-";
@@ -25,44 +36,49 @@ std::string short_time(const Json& v) {
   return t;
 }
 
-int events(const AutoscaleArgs& a) {
-  std::string path = "/api/autoscaling/events?limit=" + std::to_string(a.limit);
-  if (!a.group.empty()) path += "&group=" + a.group;  // [A-Za-z0-9_.:-]: nothing to escape
-  agent::ApiClient client(a.server, a.token);
-  auto r = client.call("GET", path);
-  if (a.json || !r) return print_or_fail("autoscale events", r);
+// The tables use one_line() (host/cli/tables.h): a reason or an error from
+// the server stays on its row whatever it holds.
+void print_events(const Json& doc, std::ostream& out) {
   std::vector<std::vector<std::string>> rows{{"ID", "AT (UTC)", "GROUP", "FROM", "TO", "OUTCOME", "REASON"}};
-  for (const Json& e : r->value("events", Json::array())) {
-    std::string outcome = e.value("outcome", "");
-    if (!e.value("error", "").empty()) outcome += ": " + e.value("error", "");
-    rows.push_back({std::to_string(e.value("id", int64_t{0})), short_time(e["at"]), e.value("group", ""),
-                    std::to_string(e.value("from", 0)), std::to_string(e.value("to", 0)), outcome,
-                    e.value("reason", "")});
+  for (const Json& e : doc.value("events", Json::array())) {
+    if (!e.is_object()) continue;
+    std::string outcome = text(e, "outcome");
+    if (const std::string error = text(e, "error"); !error.empty()) outcome += ": " + error;
+    rows.push_back({std::to_string(e.value("id", int64_t{0})), short_time(e.value("at", Json())),
+                    text(e, "group"), number(e, "from"), number(e, "to"), one_line(outcome),
+                    one_line(text(e, "reason"))});
   }
   if (rows.size() == 1) {
-    std::cout << "no autoscaling events" << (a.group.empty() ? "" : " for group " + a.group) << "\n";
-    return 0;
+    out << "no autoscaling events\n";
+    return;
   }
-  print_table(rows, std::cout);
-  return 0;
+  print_table(rows, out);
+}
+
+void print_groups(const Json& doc, std::ostream& out) {
+  std::vector<std::vector<std::string>> rows{
+      {"GROUP", "INTEGRATION", "MIN", "MAX", "DESIRED", "CHANGED (UTC)", "DECIDED (UTC)", "REASON"}};
+  for (const Json& g : doc.value("groups", Json::array())) {
+    if (!g.is_object()) continue;
+    rows.push_back({text(g, "group"), text(g, "integration"), number(g, "min"), number(g, "max"),
+                    number(g, "desired"), short_time(g.value("requested_at", Json())),
+                    short_time(g.value("decided_at", Json())), one_line(text(g, "reason"))});
+  }
+  if (rows.size() == 1) {
+    out << "no autoscaled groups (none has <autoscale>, or no controller has run yet)\n";
+    return;
+  }
+  print_table(rows, out);
+}
+
+int events(const AutoscaleArgs& a) {
+  std::string path = "/api/autoscaling/events?limit=" + std::to_string(a.limit);
+  if (!a.group.empty()) path += "&group=" + a.group;  // checked below: [A-Za-z0-9_.:-], nothing to escape
+  return show_table(a, a.json, path, "autoscale events", print_events);
 }
 
 int groups(const AutoscaleArgs& a) {
-  agent::ApiClient client(a.server, a.token);
-  auto r = client.call("GET", "/api/autoscaling/groups");
-  if (a.json || !r) return print_or_fail("autoscale groups", r);
-  std::vector<std::vector<std::string>> rows{
-      {"GROUP", "INTEGRATION", "MIN", "MAX", "DESIRED", "CHANGED (UTC)", "DECIDED (UTC)", "REASON"}};
-  for (const Json& g : r->value("groups", Json::array()))
-    rows.push_back({g.value("group", ""), g.value("integration", ""), std::to_string(g.value("min", 0)),
-                    std::to_string(g.value("max", 0)), std::to_string(g.value("desired", 0)),
-                    short_time(g["requested_at"]), short_time(g["decided_at"]), g.value("reason", "")});
-  if (rows.size() == 1) {
-    std::cout << "no autoscaled groups (none has <autoscale>, or no controller has run yet)\n";
-    return 0;
-  }
-  print_table(rows, std::cout);
-  return 0;
+  return show_table(a, a.json, "/api/autoscaling/groups", "autoscale groups", print_groups);
 }
 
 }  // namespace
@@ -73,7 +89,16 @@ void register_autoscale(CLI::App& app, int* exit_code) {
   cmd->require_subcommand(1);
   auto* ev = cmd->add_subcommand("events", "Decisions that changed a group's worker count, newest first");
   add_server_options(*ev, *a);
-  ev->add_option("--group", a->group, "Only this worker group");
+  ev->add_option("--group", a->group, "Only this worker group")
+      ->check(CLI::Validator(
+          [](std::string& g) {
+            return g.find_first_not_of(
+                       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") ==
+                           std::string::npos
+                       ? std::string()
+                       : std::string("a group name is made of [A-Za-z0-9_.:-]");
+          },
+          "NAME"));
   ev->add_option("--limit", a->limit, "At most this many (1..1000)")->check(CLI::Range(1, 1000));
   ev->add_flag("--json", a->json, "Print the API's JSON instead of the table");
   ev->callback([a, exit_code] { *exit_code = events(*a); });

@@ -1,6 +1,7 @@
-// Client commands that go through the HTTP API: `quern script deploy`,
-// `quern job get|logs|cancel`, `quern queue`, `quern workers` (a table, or
-// the API's JSON with --json).
+// Client commands that go through the HTTP API: `quern script
+// deploy|list|versions`, `quern job get|list|logs|cancel`, `quern queue`,
+// `quern workers`: tables for people (host/cli/tables.h), or the API's JSON
+// with --json.
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include "host/cgroup/cgroup.h"
 #include "host/cli/commands.h"
 #include "host/cli/job_follow.h"
+#include "host/cli/tables.h"
 
 namespace quern::cli {
 namespace {
@@ -25,6 +27,8 @@ struct ClientArgs : ServerConnection {
   int priority = 0;
   int timeout_s = 0;
   std::string id;
+  std::string state;
+  int limit = 50;
   bool json = false;
 };
 
@@ -53,8 +57,17 @@ int deploy(const ClientArgs& a) {
 }
 
 int job_get(const ClientArgs& a) {
-  agent::ApiClient client(a.server, a.token);
-  return print_or_fail("job get", client.call("GET", "/api/jobs/" + a.id));
+  return show_table(a, a.json, "/api/jobs/" + a.id, "job get",
+                    [](const Json& doc, std::ostream& out) { print_job(doc, out); });
+}
+
+int job_list(const ClientArgs& a) {
+  std::string path = "/api/jobs?limit=" + std::to_string(a.limit);
+  for (const auto& [key, value] : {std::pair{"state", a.state}, {"tag", a.tag}, {"script_path", a.path}})
+    if (!value.empty()) path += std::string("&") + key + "=" + url_escape(value);
+  if (!a.id.empty()) path += "&before_id=" + url_escape(a.id);
+  return show_table(a, a.json, path, "job list",
+                    [](const Json& doc, std::ostream& out) { print_jobs(doc, out); });
 }
 
 int job_logs(const ClientArgs& a) {
@@ -73,9 +86,17 @@ int job_cancel(const ClientArgs& a) {
   return print_or_fail("job cancel", client.call("POST", "/api/jobs/" + a.id + "/cancel"));
 }
 
-int show(const ClientArgs& a, const std::string& path, const char* what) {
+// Tags, then the concurrency keys when there are any.
+int queue_tables(const ClientArgs& a) {
+  if (a.json) return show_table(a, true, "/api/queue", "queue", {});
+  if (int rc = show_table(a, false, "/api/queue", "queue", print_queue); rc != 0) return rc;
   agent::ApiClient client(a.server, a.token);
-  return print_or_fail(what, client.call("GET", path));
+  auto limits = client.call("GET", "/api/queue/limits");
+  if (limits && !limits->value("keys", Json::array()).empty()) {
+    std::cout << "\n";
+    print_queue_limits(*limits, std::cout);
+  }
+  return 0;
 }
 
 std::string fixed(double v, int decimals) {
@@ -122,17 +143,7 @@ void print_workers(const Json& doc, std::ostream& out) {
   print_table(rows, out);
 }
 
-int workers(const ClientArgs& a) {
-  if (a.json) return show(a, "/api/workers", "workers");
-  agent::ApiClient client(a.server, a.token);
-  auto r = client.call("GET", "/api/workers");
-  if (!r) {
-    std::cerr << "quern workers: " << r.message() << "\n";
-    return 1;
-  }
-  print_workers(*r, std::cout);
-  return 0;
-}
+int workers(const ClientArgs& a) { return show_table(a, a.json, "/api/workers", "workers", print_workers); }
 
 }  // namespace
 
@@ -182,6 +193,30 @@ void add_server_options(CLI::App& cmd, ServerConnection& c) {
   cmd.add_option("--token", c.token, "API token")->envname("QUERN_TOKEN");
 }
 
+std::string url_escape(const std::string& value) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : value) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+int show_table(const ServerConnection& c, bool json, const std::string& path, const char* what,
+               const TablePrinter& print) {
+  agent::ApiClient client(c.server, c.token);
+  auto r = client.call("GET", path);
+  if (json || !r) return print_or_fail(what, r);
+  print(*r, std::cout);
+  return 0;
+}
+
 int print_or_fail(const char* what, const StatusOr<nlohmann::ordered_json>& r) {
   if (!r) {
     std::cerr << "quern " << what << ": " << r.message() << "\n";
@@ -205,6 +240,21 @@ void register_client(CLI::App& app, int* exit_code) {
   dep->add_option("--priority", a->priority, "1..100");
   dep->add_option("--timeout", a->timeout_s, "Seconds");
   dep->callback([a, exit_code] { *exit_code = deploy(*a); });
+  auto* slist = script->add_subcommand("list", "List scripts (the latest version of each path)");
+  auto* versions = script->add_subcommand("versions", "All versions of the script PATH, newest first");
+  versions->add_option("path", a->path, "Script path, e.g. f/team/name")->required();
+  for (auto* c : {slist, versions}) {
+    add_server_options(*c, *a);
+    c->add_flag("--json", a->json, "Print the API's JSON instead of the table");
+  }
+  slist->callback([a, exit_code] {
+    *exit_code = show_table(*a, a->json, "/api/scripts", "script list",
+                            [](const Json& doc, std::ostream& out) { print_scripts(doc, out); });
+  });
+  versions->callback([a, exit_code] {
+    *exit_code = show_table(*a, a->json, "/api/scripts/versions/" + a->path, "script versions",
+                            [](const Json& doc, std::ostream& out) { print_script_versions(doc, out); });
+  });
 
   auto* job = app.add_subcommand("job", "Jobs on the server");
   job->require_subcommand(1);
@@ -215,13 +265,24 @@ void register_client(CLI::App& app, int* exit_code) {
     add_server_options(*c, *a);
     c->add_option("id", a->id, "Job id")->required();
   }
+  get->add_flag("--json", a->json, "Print the API's JSON instead of the summary");
   get->callback([a, exit_code] { *exit_code = job_get(*a); });
+  auto* list = job->add_subcommand("list", "List jobs, newest first");
+  add_server_options(*list, *a);
+  list->add_option("--state", a->state, "queued, running, success, failure, timeout or canceled");
+  list->add_option("--tag", a->tag, "Only this tag");
+  list->add_option("--script", a->path, "Only jobs of this script path");
+  list->add_option("--limit", a->limit, "At most this many (1..1000)")->check(CLI::Range(1, 1000));
+  list->add_option("--before", a->id, "Only jobs older than this id (the next page)");
+  list->add_flag("--json", a->json, "Print the API's JSON instead of the table");
+  list->callback([a, exit_code] { *exit_code = job_list(*a); });
   logs->callback([a, exit_code] { *exit_code = job_logs(*a); });
   cancel->callback([a, exit_code] { *exit_code = job_cancel(*a); });
 
   auto* q = app.add_subcommand("queue", "Queue statistics per tag");
   add_server_options(*q, *a);
-  q->callback([a, exit_code] { *exit_code = show(*a, "/api/queue", "queue"); });
+  q->add_flag("--json", a->json, "Print the API's JSON instead of the tables");
+  q->callback([a, exit_code] { *exit_code = queue_tables(*a); });
   auto* w = app.add_subcommand("workers", "Workers and agents");
   add_server_options(*w, *a);
   w->add_flag("--json", a->json, "Print the API's whole JSON document instead of the table");

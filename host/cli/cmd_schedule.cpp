@@ -6,6 +6,7 @@
 
 #include "host/agent/api_client.h"
 #include "host/cli/commands.h"
+#include "host/cli/tables.h"
 
 namespace quern::cli {
 namespace {
@@ -22,24 +23,12 @@ struct ScheduleArgs : ServerConnection {
   int priority = 0;
   std::string catch_up = "skip";
   bool paused = false;
+  bool json = false;
 };
 
 // A schedule name in a URL path: its slashes stay, anything else unusual is
 // percent-encoded (the server rejects such names with a clear message).
-std::string path_of(const std::string& name) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : name) {
-    if (std::isalnum(c) || c == '/' || c == '_' || c == '-' || c == '.') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
+std::string path_of(const std::string& name) { return url_escape(name); }
 
 int call(const ScheduleArgs& a, const char* what, const std::string& method, const std::string& path,
          const Json& body = nullptr) {
@@ -87,9 +76,17 @@ void register_schedule(CLI::App& app, int* exit_code) {
   create_cmd->add_flag("--paused", a->paused, "Create it paused");
 
   create_cmd->callback([a, exit_code] { *exit_code = create(*a); });
-  list->callback([a, exit_code] { *exit_code = call(*a, "list", "GET", "/api/schedules"); });
-  get->callback(
-      [a, exit_code] { *exit_code = call(*a, "get", "GET", "/api/schedules/" + path_of(a->name)); });
+  for (auto* c : {list, get}) c->add_flag("--json", a->json, "Print the API's JSON instead of the table");
+  list->callback([a, exit_code] {
+    *exit_code = show_table(*a, a->json, "/api/schedules", "schedule list",
+                            [](const Json& doc, std::ostream& out) { print_schedules(doc, out); });
+  });
+  get->callback([a, exit_code] {
+    *exit_code = show_table(*a, a->json, "/api/schedules/" + path_of(a->name), "schedule get",
+                            [](const Json& doc, std::ostream& out) {
+                              print_schedules(Json{{"schedules", {doc}}}, out);
+                            });
+  });
   pause->callback(
       [a, exit_code] { *exit_code = call(*a, "pause", "POST", "/api/schedules/pause/" + path_of(a->name)); });
   resume->callback([a, exit_code] {

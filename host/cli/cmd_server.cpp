@@ -74,8 +74,8 @@ int run_server(const ServerArgs& a) {
     log::error("server", st.message());
     return 1;
   }
-  auto autoscaler =
-      start_autoscaler(*cfg, *url, a.common, false, pm.wanted() ? &pm.registry() : nullptr, so.api.live_within);
+  auto autoscaler = start_autoscaler(*cfg, *url, a.common, false, pm.wanted() ? &pm.registry() : nullptr,
+                                     so.api.live_within);
   log::info("server", "listening on http://" + cfg->server_address + ":" + std::to_string(s.port()));
   if (Status st = pm.serve([&s] { return s.ready(); }); !st) {
     log::error("server", st.message());

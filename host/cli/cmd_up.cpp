@@ -183,7 +183,7 @@ int up(const UpArgs& a) {
     auto so = server_options_for(*cfg, url);
     if (pm.wanted()) so.metrics = &pm.registry();
     so.colocated_connections = 3 * static_cast<int>(cfg->groups.size());  // claimer, writer, cancels
-    if (acts_for_autoscaling(*cfg, true)) so.colocated_connections += 1;   // the autoscaler's
+    if (acts_for_autoscaling(*cfg, true)) so.colocated_connections += 1;  // the autoscaler's
     api = std::make_unique<server::Server>(so);
     if (Status s = api->start(); !s) {
       log::error("up", s.message() + " (use --no-server to run without the API)");
@@ -252,7 +252,7 @@ int up(const UpArgs& a) {
   }
   log::info("up", "stopping");
   service::notify("STOPPING=1");
-  pm.stop();  // before the workers and server its checks read
+  pm.stop();           // before the workers and server its checks read
   autoscaler.reset();  // its local workers stop gracefully, as the others below
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->wait();

@@ -2,6 +2,9 @@
 // process exit status in *exit_code.
 #pragma once
 
+#include <functional>
+#include <ostream>
+
 #include <CLI/CLI.hpp>
 
 #include "host/cli/common.h"
@@ -21,6 +24,15 @@ void add_server_options(CLI::App& cmd, ServerConnection& c);
 // The API's JSON answer on stdout (returns 0), or "quern WHAT: error" on
 // stderr (returns 1).
 int print_or_fail(const char* what, const StatusOr<nlohmann::ordered_json>& r);
+// Percent-encodes a path segment or query value for the API; '/' stays (script
+// and schedule names span segments).
+std::string url_escape(const std::string& value);
+
+// GETs path and prints it for people with `print` (host/cli/tables.h), or
+// the API's JSON with `json` (kubectl's -o json habit); errors as above.
+using TablePrinter = std::function<void(const nlohmann::ordered_json&, std::ostream&)>;
+int show_table(const ServerConnection& c, bool json, const std::string& path, const char* what,
+               const TablePrinter& print);
 
 void register_up(CLI::App& app, int* exit_code);
 void register_worker(CLI::App& app, int* exit_code);
@@ -30,8 +42,8 @@ void register_server(CLI::App& app, int* exit_code);  // server, agent, token
 void register_client(CLI::App& app, int* exit_code);  // script, job, queue, workers
 void register_route(CLI::App& app, int* exit_code);   // route test
 void register_schedule(CLI::App& app, int* exit_code);
-void register_prune(CLI::App& app, int* exit_code);  // cmd_prune.cpp
-void register_migrate(CLI::App& app, int* exit_code);  // cmd_migrate.cpp
+void register_prune(CLI::App& app, int* exit_code);      // cmd_prune.cpp
+void register_migrate(CLI::App& app, int* exit_code);    // cmd_migrate.cpp
 void register_autoscale(CLI::App& app, int* exit_code);  // cmd_autoscale.cpp
 
 // --config/--database-url/--plugin-dir/--data-dir on a subcommand.

@@ -71,18 +71,4 @@ int wait_for_signal(std::optional<std::chrono::milliseconds> timeout) {
   }
 }
 
-void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
-  if (rows.empty()) return;
-  std::vector<size_t> width(rows.front().size(), 0);
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i)
-      line +=
-          r[i] + (i + 1 < r.size() && i < width.size() ? std::string(width[i] - r[i].size() + 2, ' ') : "");
-    out << line << "\n";
-  }
-}
-
 }  // namespace quern::cli

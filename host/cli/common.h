@@ -36,10 +36,6 @@ StatusOr<config::Config> load_effective_config(const CommonOptions& options);
 StatusOr<std::string> resolve_database_url(const config::Config& cfg);
 std::filesystem::path embedded_url_file(const config::Config& cfg);
 
-// Rows (the first is the header) as columns two spaces apart, each as wide
-// as its widest cell (bytes: for the ASCII that the tables hold).
-void print_table(const std::vector<std::vector<std::string>>& rows, std::ostream& out);
-
 // Blocks SIGINT/SIGTERM/SIGHUP in the calling thread (call before starting
 // threads so they inherit the mask), then wait_for_signal() returns the next one.
 void block_shutdown_signals();

@@ -22,6 +22,10 @@ Status load_script_file(const std::filesystem::path& file, JobRequest& req) {
     auto ext = file.extension().string();
     if (ext == ".sh" || ext == ".bash")
       req.language = "bash";
+    else if (ext == ".py")
+      req.language = "python3";
+    else if (ext == ".sql")
+      req.language = "sql";
     else
       return Status::error(file.string() + ": cannot tell the language from the extension '" + ext +
                            "'; pass --language");

@@ -80,6 +80,7 @@ void Api::register_routes(http::Router& router) {
   add_agent_routes(*ctx_, router);
   add_schedule_routes(*ctx_, router);
   add_autoscale_routes(*ctx_, router);
+  add_ui_routes(*ctx_, router);
 }
 
 schedule::JobBuilder Api::schedule_job_builder() { return server::schedule_job_builder(*ctx_); }
@@ -95,6 +96,24 @@ StatusOr<std::vector<autoscale::GroupState>> Api::autoscale_groups() {
   return db->autoscale().list_groups();
 }
 
+namespace {
+
+// The value of cookie `name` in a Cookie header ("a=1; name=v"), or empty.
+std::string_view cookie_value(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    const size_t semi = header.find(';');
+    std::string_view pair = header.substr(0, semi);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    if (pair.size() > name.size() && pair.substr(0, name.size()) == name && pair[name.size()] == '=')
+      return pair.substr(name.size() + 1);
+    if (semi == std::string_view::npos) break;
+    header.remove_prefix(semi + 1);
+  }
+  return {};
+}
+
+}  // namespace
+
 void add_route(ApiContext& ctx, http::Router& router, const std::string& method, const std::string& pattern,
                const std::string& permission, const std::string& summary, AuthedHandler handler) {
   http::Route route;
@@ -105,11 +124,25 @@ void add_route(ApiContext& ctx, http::Router& router, const std::string& method,
   route.handler = [&ctx, permission, handler = std::move(handler)](const http::Request& req) {
     const std::string& authz = req.header("authorization");
     const std::string prefix = "Bearer ";
-    if (authz.size() <= prefix.size() || authz.compare(0, prefix.size(), prefix) != 0)
-      return http::json_error(401, "missing_token", "send Authorization: Bearer <token>");
+    std::string_view token;
+    if (!authz.empty()) {
+      if (authz.size() <= prefix.size() || authz.compare(0, prefix.size(), prefix) != 0)
+        return http::json_error(401, "missing_token", "send Authorization: Bearer <token>");
+      token = std::string_view(authz).substr(prefix.size());
+    } else {
+      token = cookie_value(req.header("cookie"), kSessionCookie);
+      if (token.empty())
+        return http::json_error(401, "missing_token",
+                                "send Authorization: Bearer <token> (or log in at /ui/)");
+      if (req.method != "GET" && req.method != "HEAD" && req.header(kUiHeader) != "1")
+        return http::json_error(
+            403, "forbidden",
+            "a request authenticated by the UI's cookie that changes something must carry "
+            "X-Quern-UI: 1");
+    }
     auto db = ctx.acquire();
     if (!db) return error_response(db.status());
-    auto principal = db->tokens().authenticate(std::string_view(authz).substr(prefix.size()));
+    auto principal = db->tokens().authenticate(token);
     if (!principal) return error_response(principal.status());
     if (!*principal)
       return http::json_error(401, "invalid_token", "the token is unknown, expired or revoked");

@@ -92,9 +92,11 @@ using AuthedHandler =
     std::function<http::Response(const http::Request&, const auth::Principal&, DbLease& db)>;
 
 // Registers a route that borrows the request's Db, authenticates the bearer
-// token and checks `permission` before calling the handler: 401 without a
-// valid token, 403 when the role lacks the permission, 503 (Retry-After)
-// when no connection frees up in time.
+// token — or, without an Authorization header, the UI session's cookie — and
+// checks `permission` before calling the handler: 401 without a valid token,
+// 403 when the role lacks the permission (or when a cookie-authenticated
+// request other than GET lacks the X-Quern-UI header: CSRF), 503
+// (Retry-After) when no connection frees up in time.
 void add_route(ApiContext& ctx, http::Router& router, const std::string& method, const std::string& pattern,
                const std::string& permission, const std::string& summary, AuthedHandler handler);
 
@@ -123,6 +125,13 @@ Status ready(ApiContext& ctx);
 void add_agent_routes(ApiContext& ctx, http::Router& router);
 void add_schedule_routes(ApiContext& ctx, http::Router& router);
 void add_autoscale_routes(ApiContext& ctx, http::Router& router);
+// The web UI: its files, login/logout and /api/me (api_ui.cpp).
+void add_ui_routes(ApiContext& ctx, http::Router& router);
+
+// The UI session's cookie: it holds the token (api_ui.cpp says why).
+inline constexpr const char* kSessionCookie = "quern_session";
+// The header a cookie-authenticated request that changes state must carry.
+inline constexpr const char* kUiHeader = "x-quern-ui";
 
 // What the server's scheduler pushes for a schedule's tick: a run of the
 // script's latest version with the schedule's args, tag and priority, built

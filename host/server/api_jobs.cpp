@@ -186,6 +186,39 @@ http::Response list_jobs(DbLease& db, const http::Request& req) {
   return json_ok(Json{{"jobs", out}});
 }
 
+// The same script version (by hash) or code, with the job's args, tag and
+// priority; its other settings come from the script as for any run.
+http::Response rerun_job(ApiContext& ctx, DbLease& db, const http::Request& req, const auth::Principal& who) {
+  auto found = find_job(db, req);
+  if (auto* r = std::get_if<http::Response>(&found)) return std::move(*r);
+  const queue::JobRecord& old = std::get<queue::JobRecord>(found);
+  scripts::ScriptVersion v;
+  if (const std::string hash = old.payload.value("script_hash", ""); !hash.empty()) {
+    auto script = db.scripts().by_hash(hash);
+    if (!script) return error_response(script.status());
+    if (!*script)
+      return not_found("job " + std::to_string(old.id) + "'s script version " + hash + " is gone");
+    v = **script;
+  } else {
+    if (!auth::allowed(who.role, "jobs.run_inline"))
+      return http::json_error(403, "forbidden",
+                              std::string("role ") + auth::to_string(who.role) +
+                                  " may not jobs.run_inline (job " + std::to_string(old.id) +
+                                  " ran inline code)");
+    v.language = old.language;
+    v.content = old.payload.value("code", "");
+  }
+  jobs::RunRequest r;
+  r.args = old.payload.value("args", Json::object());
+  r.tag = old.tag;
+  r.priority = old.priority;
+  auto job = job_for_run(ctx, db.queue(), auth::to_string(who.role), who.group, v, r);
+  if (!job) return error_response(job.status());
+  auto id = db.queue().push(*job);
+  if (!id) return error_response(id.status());
+  return json_ok(Json{{"id", *id}, {"tag", job->tag}, {"rerun_of", old.id}}, 201);
+}
+
 http::Response cancel_job(DbLease& db, const http::Request& req) {
   auto id = parse_id(req);
   if (!id) return error_response(id.status());
@@ -298,6 +331,9 @@ void add_job_routes(ApiContext& ctx, http::Router& router) {
             [](Req r, Who, DbLease& db) { return get_job(db, r); });
   add_route(ctx, router, "POST", "/api/jobs/{id}/cancel", "jobs.cancel", "Cancel a job",
             [](Req r, Who, DbLease& db) { return cancel_job(db, r); });
+  add_route(ctx, router, "POST", "/api/jobs/{id}/rerun", "jobs.run",
+            "Run a job again: same script version (or code), arguments, tag and priority",
+            [&ctx](Req r, Who who, DbLease& db) { return rerun_job(ctx, db, r, who); });
   add_route(ctx, router, "GET", "/api/jobs/{id}/logs", "jobs.read", "A job’s log text",
             [](Req r, Who, DbLease& db) { return job_logs(db, r); });
   add_route(ctx, router, "GET", "/api/jobs/{id}/logs/stream", "jobs.read",

@@ -29,6 +29,7 @@ TEST(Permissions, TableEveryRoleEveryPermission) {
       {"docs.read", {1, 1, 1, 0}},       {"agent", {0, 0, 0, 1}},         {"schedules.read", {1, 1, 1, 0}},
       {"schedules.write", {1, 1, 0, 0}},
       {"autoscale.read", {1, 1, 1, 0}},
+      {"session.read", {1, 1, 1, 0}},
   };
   const Role roles[] = {Role::admin, Role::developer, Role::operator_, Role::agent};
   ASSERT_EQ(all_permissions().size(), expected.size());

@@ -12,6 +12,9 @@
 //       non-zero on its worker (heartbeats 10 s apart, so only the NOTIFY
 //       path counts): p50/p99.
 //   quern_server_bench --host /tmp/peers/sock --port 55433 overhead 200
+//   quern_server_bench --host /tmp/peers/sock --port 55433 jobs-page 100000
+//       the UI's jobs page (GET /api/jobs, filtered and paged) with JOBS jobs in
+//       the database: p50/p99 per query.
 //       submit → result round trips of trivial scripts per executor.
 // --executor slot-process runs the plugins in slot processes (as Quern runs
 // third-party plugins) instead of in the worker (the default); --sandbox
@@ -245,6 +248,49 @@ int main(int argc, char** argv) {
       out["max_ms"] = percentile(samples, 1.0);
       w.stop();
       w.wait();
+    } else if (a.test == "jobs-page") {
+      // The UI's jobs page with JOBS jobs in the database (90 % finished, in
+      // quern.completed_jobs; the rest waiting): each page the UI asks for,
+      // timed through HTTP on loopback (an upper bound of the server's time),
+      // after 5 warm-up requests. p50/p99 over 50 requests each.
+      {
+        pqxx::connection c(db_url);
+        pqxx::nontransaction tx(c);
+        const int finished = a.jobs * 9 / 10;
+        tx.exec(
+            "INSERT INTO quern.completed_jobs (id, tag, language, script_path, payload, priority, "
+            "scheduled_for, created_at, started_at, completed_at, status, attempt, result) "
+            "SELECT i, 'tag' || (i % 10), 'bash', 'f/bench/s' || (i % 100), '{\"args\": {}}', 50, now(), "
+            "now() - (i || ' ms')::interval, now(), now(), "
+            "(ARRAY['success','failure','canceled','timeout'])[1 + i % 4], 1, 'null' "
+            "FROM generate_series(1, " +
+            std::to_string(finished) + ") i");
+        tx.exec("SELECT setval(pg_get_serial_sequence('quern.queue', 'id'), " + std::to_string(finished) +
+                ")");
+        tx.exec(
+            "INSERT INTO quern.queue (tag, language, script_path) SELECT 'tag' || (i % 10), 'bash', "
+            "'f/bench/s' || (i % 100) FROM generate_series(1, " +
+            std::to_string(a.jobs - finished) + ") i");
+        tx.exec("ANALYZE quern.completed_jobs");
+        tx.exec("ANALYZE quern.queue");
+      }
+      quern::agent::ApiClient client(base, token(db_url, quern::auth::Role::operator_));
+      const int64_t middle = a.jobs / 2;
+      Json pages = Json::object();
+      for (const std::string& query :
+           {std::string("limit=50"), std::string("limit=50&state=failure"), std::string("limit=50&tag=tag3"),
+            std::string("limit=50&script_path=f/bench/s42"), "limit=50&before_id=" + std::to_string(middle),
+            std::string("limit=50&state=queued")}) {
+        std::vector<double> samples;
+        for (int i = 0; i < 55; ++i) {
+          auto t0 = steady_clock::now();
+          auto r = client.request("GET", "/api/jobs?" + query, "");
+          if (!r || r->status != 200) throw std::runtime_error("GET /api/jobs?" + query + " failed");
+          if (i >= 5) samples.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
+        }
+        pages[query] = {{"p50_ms", percentile(samples, 0.5)}, {"p99_ms", percentile(samples, 0.99)}};
+      }
+      out["pages"] = pages;
     } else if (a.test == "agent") {
       out["slots"] = a.slots;
       auto q = quern::queue::Queue::connect(db_url).value();

@@ -134,7 +134,7 @@ TEST_F(RetentionServerTest, APrunedJobThatAScheduleNamesReadsCleanly) {
     EXPECT_NE(message(job).find("pruned after the retention period"), std::string::npos) << job.body;
   }
 
-  auto [code, out] = quern({"schedule", "list", "--server", base_, "--token", admin_});
+  auto [code, out] = quern({"schedule", "list", "--server", base_, "--token", admin_, "--json"});
   EXPECT_EQ(code, 0) << out;
   EXPECT_NE(out.find("\"last_job_id\": " + std::to_string(gone)), std::string::npos) << out;
 }

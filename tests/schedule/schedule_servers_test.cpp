@@ -208,7 +208,10 @@ TEST_F(ScheduleServersTest, ApiErrorsPermissionsCliAndArchivedScript) {
   auto [code, out] = cli({"create", "u/ada/weekly", "--cron", "@weekly", "--script", "f/test/hello", "--tz",
                           "America/New_York", "--args", "{\"x\": 1}", "--catch-up", "latest"});
   EXPECT_EQ(code, 0) << out;
-  std::tie(code, out) = cli({"get", "u/ada/weekly"});
+  std::tie(code, out) = cli({"get", "u/ada/weekly"});  // a table for people
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("u/ada/weekly  @weekly  America/New_York  f/test/hello"), std::string::npos) << out;
+  std::tie(code, out) = cli({"get", "u/ada/weekly", "--json"});  // the API's document
   EXPECT_EQ(code, 0) << out;
   EXPECT_NE(out.find("\"timezone\": \"America/New_York\""), std::string::npos) << out;
   EXPECT_NE(out.find("\"catch_up\": \"latest\""), std::string::npos) << out;

@@ -371,7 +371,8 @@ TEST_F(ServerTest, ExpiredAndRevokedTokensGet401) {
 }
 
 // Every route × every role: 403 exactly when the permission table says no;
-// no token at all: 401 everywhere but /healthz and /readyz.
+// no token at all: 401 everywhere but the anonymous routes (probes, the UI's
+// files and login).
 TEST_F(ServerTest, EveryRouteChecksPermissions) {
   const std::map<auth::Role, std::string> tokens = {{auth::Role::admin, admin_},
                                                     {auth::Role::developer, developer_},
@@ -385,7 +386,11 @@ TEST_F(ServerTest, EveryRouteChecksPermissions) {
     if (path.find("run_wait_result") != std::string::npos) path += "?timeout_s=0.1";
     const int anonymous = call("", route.method, path, Json::object()).status;
     if (route.permission.empty()) {
-      EXPECT_EQ(anonymous, 200) << route.method << " " << route.pattern;
+      // The UI's anonymous routes answer what their input asks: a redirect to
+      // the page, no such file, a login without a token.
+      const std::map<std::string, int> expected = {{"/", 302}, {"/ui/{path+}", 404}, {"/ui/login", 400}};
+      const auto it = expected.find(route.pattern);
+      EXPECT_EQ(anonymous, it == expected.end() ? 200 : it->second) << route.method << " " << route.pattern;
       continue;
     }
     EXPECT_EQ(anonymous, 401) << route.method << " " << route.pattern;
