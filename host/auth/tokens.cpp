@@ -2,6 +2,8 @@
 // the storage contract (only SHA-256 hashes are stored).
 #include "host/auth/tokens.h"
 
+#include "host/common/time_text.h"
+
 #include <algorithm>
 
 #include <nlohmann/json.hpp>
@@ -230,6 +232,24 @@ StatusOr<bool> TokenStore::revoke(const std::string& id) {
     pqxx::nontransaction tx(c);
     return tx.exec_prepared("tokens_revoke", id).affected_rows() > 0;
   });
+}
+
+nlohmann::ordered_json to_json(const TokenInfo& t) {
+  using Json = nlohmann::ordered_json;
+  auto when = [](const std::optional<Clock::time_point>& at) {
+    return at ? Json(iso_time(*at)) : Json(nullptr);
+  };
+  Json o;
+  o["id"] = t.id;
+  o["role"] = to_string(t.role);
+  o["group"] = t.group;
+  o["tags"] = t.tags;
+  o["label"] = t.label;
+  o["created_at"] = iso_time(t.created_at);
+  o["expires_at"] = when(t.expires_at);
+  o["revoked_at"] = when(t.revoked_at);
+  o["last_used_at"] = when(t.last_used_at);
+  return o;
 }
 
 }  // namespace quern::auth

@@ -16,7 +16,9 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include "host/auth/permissions.h"
+
 #include "host/common/status.h"
 
 namespace quern::pg {
@@ -64,6 +66,11 @@ struct TokenInfo {
   Clock::time_point created_at;
   std::optional<Clock::time_point> expires_at, revoked_at, last_used_at;
 };
+
+// A token as the API and `quern token list` show it (never its secret):
+// id, role, group, tags, label, and created/expires/revoked/last-used times
+// (RFC 3339, null when unset).
+nlohmann::ordered_json to_json(const TokenInfo& t);
 
 // The token table. Owns one database connection: NOT thread-safe (use one
 // per thread; the server borrows them from a pool). A lost connection is

@@ -135,6 +135,25 @@ std::string scaling_note(const std::vector<GroupState>& groups, const std::strin
   return "";
 }
 
+std::string unserved_note(queue::Queue& q, const std::string& tag, std::chrono::milliseconds live_within,
+                          const std::vector<std::pair<std::string, std::vector<std::string>>>& groups,
+                          const std::string& config_name) {
+  auto served = q.tag_is_served(tag, live_within);
+  if (!served || *served) return "";
+  // The queue's own connection: no second one for a note.
+  auto store = AutoscaleStore::over(std::shared_ptr<pg::Session>(&q.session(), [](pg::Session*) {}));
+  if (auto scaled = store->list_groups(); scaled) {
+    if (std::string note = scaling_note(*scaled, tag); !note.empty()) return note;
+  }
+  std::string would;
+  for (const auto& [name, tags] : groups)
+    if (std::find(tags.begin(), tags.end(), tag) != tags.end()) would += (would.empty() ? "" : ", ") + name;
+  return "no live worker serves tag " + tag + "; it waits until one does" +
+         (would.empty() ? " (no group of " + config_name + " serves it: add the tag to a group's tags)"
+                        : " (the config's group " + would + " would: start `quern worker --group " +
+                              would.substr(0, would.find(',')) + "` or `quern up`)");
+}
+
 struct AutoscaleStore::Impl {
   explicit Impl(std::shared_ptr<pg::Session> s) : db(std::move(s)) {
     static const pg::Statement kStatements[] = {

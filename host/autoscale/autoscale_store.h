@@ -17,6 +17,7 @@
 #include "host/autoscale/decision.h"
 #include "host/common/status.h"
 #include "host/pg/session.h"
+#include "host/queue/queue.h"
 
 namespace quern::autoscale {
 
@@ -55,6 +56,15 @@ struct EventFilter {
 // from the groups' rows — "scaling group X up from 0 (requested at T)" — or
 // "" when no autoscaled group serves the tag.
 std::string scaling_note(const std::vector<GroupState>& groups, const std::string& tag);
+
+// What `quern run` and the API's run answer say of a job whose tag no live
+// worker serves (empty when one does, or when asking fails: the job is
+// queued either way): the autoscaler scaling a group up from 0, else which
+// of the config's groups (`groups`: name → tags; `config_name` names the
+// file) would serve it.
+std::string unserved_note(queue::Queue& q, const std::string& tag, std::chrono::milliseconds live_within,
+                          const std::vector<std::pair<std::string, std::vector<std::string>>>& groups,
+                          const std::string& config_name);
 
 class AutoscaleStore {
  public:

@@ -163,6 +163,8 @@ int run_through_server(const std::string& server, const std::string& token, cons
   }
   const std::string id = std::to_string(submitted->value("id", int64_t{0}));
   std::cerr << "job " << id << " queued (tag " << submitted->value("tag", "") << ")" << std::endl;
+  if (auto w = submitted->find("warning"); w != submitted->end() && w->is_string())
+    std::cerr << "note: " << w->get<std::string>() << std::endl;
   size_t offset = 0;
   for (auto delay = std::chrono::milliseconds(5);;
        delay = std::min(delay * 2, std::chrono::milliseconds(200))) {

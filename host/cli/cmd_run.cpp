@@ -24,33 +24,6 @@ struct RunArgs {
   std::string token;
 };
 
-// For a tag no live worker serves, what will (or will not) run the job:
-// the autoscaler scaling a group up from 0, or the config's groups that
-// serve it. Empty when a live worker serves it (or when asking fails:
-// the job is queued either way).
-std::string unserved_note(queue::Queue& q, const std::string& url, const config::Config& cfg,
-                          const std::string& tag) {
-  const auto live_within = server_options_for(cfg, url).api.live_within;
-  auto served = q.tag_is_served(tag, live_within);
-  if (!served || *served) return "";
-  auto store =
-      autoscale::AutoscaleStore::over(std::shared_ptr<pg::Session>(&q.session(), [](pg::Session*) {}));
-  if (auto groups = store->list_groups(); groups) {
-    if (std::string note = autoscale::scaling_note(*groups, tag); !note.empty()) return note;
-  }
-  std::string would;
-  for (const auto& g : cfg.groups)
-    if (std::find(g.tags.begin(), g.tags.end(), tag) != g.tags.end())
-      would += (would.empty() ? "" : ", ") + g.name;
-  return "no live worker serves tag " + tag + "; it waits until one does" +
-         (would.empty()
-              ? " (no group of " +
-                    (cfg.source.empty() ? std::string("the built-in config") : cfg.source.string()) +
-                    " serves it: add the tag to a group's tags)"
-              : " (the config's group " + would + " would: start `quern worker --group " +
-                    would.substr(0, would.find(',')) + "` or `quern up`)");
-}
-
 int run_job(RunArgs a) {
   if (a.file.empty() == a.req.code.empty()) {
     std::cerr << "quern run: give exactly one of FILE or --code\n";
@@ -95,7 +68,9 @@ int run_job(RunArgs a) {
     return 1;
   }
   std::cerr << "job " << *id << " queued (tag " << job->tag << ")" << std::endl;
-  if (std::string note = unserved_note(**q, *url, *cfg, job->tag); !note.empty())
+  if (std::string note = autoscale::unserved_note(
+          **q, job->tag, server_options_for(*cfg, *url).api.live_within, group_tags(*cfg), config_name(*cfg));
+      !note.empty())
     std::cerr << "note: " << note << std::endl;
   if (a.no_wait) {
     std::cout << *id << "\n";

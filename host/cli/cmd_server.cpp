@@ -10,6 +10,7 @@
 #include "host/cli/autoscaling.h"
 #include "host/cli/commands.h"
 #include "host/cli/process_metrics.h"
+#include "host/cli/tables.h"
 #include "host/cli/worker_groups.h"
 #include "host/log/log.h"
 #include "host/server/server.h"
@@ -17,8 +18,20 @@
 
 namespace quern::cli {
 
+std::vector<std::pair<std::string, std::vector<std::string>>> group_tags(const config::Config& cfg) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  for (const auto& g : cfg.groups) out.emplace_back(g.name, g.tags);
+  return out;
+}
+
+std::string config_name(const config::Config& cfg) {
+  return cfg.source.empty() ? std::string("the built-in config") : cfg.source.string();
+}
+
 server::ServerOptions server_options_for(const config::Config& cfg, const std::string& url) {
   server::ServerOptions o;
+  o.api.group_tags = group_tags(cfg);
+  o.api.config_name = config_name(cfg);
   o.address = cfg.server_address;
   o.port = cfg.server_port;
   o.api.database_url = url;
@@ -195,6 +208,7 @@ struct TokenArgs {
   double expires_in_s = 0;
   std::string label;
   std::string id;
+  bool json = false;
 };
 
 // The token store of the configured database; errors are printed.
@@ -242,15 +256,46 @@ int token_create(const TokenArgs& a) {
   return 0;
 }
 
-int token_revoke(const TokenArgs& a) {
-  auto cfg = load_effective_config(a.common);
+// The token store of the command's config and database; nullptr after
+// printing why, with `rc` the exit status (2: the config, 1: the database).
+std::unique_ptr<auth::TokenStore> token_store(const CommonOptions& common, int& rc) {
+  auto cfg = load_effective_config(common);
   if (!cfg) {
     std::cerr << "quern token: " << cfg.message() << "\n";
-    return 2;
+    rc = 2;
+    return nullptr;
   }
   auto store = open_token_store(*cfg);
-  if (!store) return 1;
-  auto done = (*store)->revoke(a.id);
+  if (!store) {
+    rc = 1;
+    return nullptr;
+  }
+  return std::move(store).value();
+}
+
+int token_list(const TokenArgs& a) {
+  int rc = 0;
+  auto store = token_store(a.common, rc);
+  if (!store) return rc;
+  auto list = store->list();
+  if (!list) {
+    std::cerr << "quern token list: " << list.message() << "\n";
+    return 1;
+  }
+  nlohmann::ordered_json doc{{"tokens", nlohmann::ordered_json::array()}};
+  for (const auto& t : *list) doc["tokens"].push_back(auth::to_json(t));
+  if (a.json)
+    std::cout << doc.dump(2) << std::endl;
+  else
+    print_tokens(doc, std::cout);
+  return 0;
+}
+
+int token_revoke(const TokenArgs& a) {
+  int rc = 0;
+  auto store = token_store(a.common, rc);
+  if (!store) return rc;
+  auto done = store->revoke(a.id);
   if (!done) {
     std::cerr << "quern token: " << done.message() << "\n";
     return 1;
@@ -296,6 +341,10 @@ void register_server(CLI::App& app, int* exit_code) {
   create->add_option("--expires-in", t->expires_in_s, "Seconds until it expires (default: never)");
   create->add_option("--label", t->label, "A name for it");
   create->callback([t, exit_code] { *exit_code = token_create(*t); });
+  auto* list = token->add_subcommand("list", "List tokens (never their secrets)");
+  add_common_options(*list, t->common);
+  list->add_flag("--json", t->json, "Print JSON (as GET /api/tokens) instead of the table");
+  list->callback([t, exit_code] { *exit_code = token_list(*t); });
   auto* revoke = token->add_subcommand("revoke", "Revoke a token by id");
   add_common_options(*revoke, t->common);
   revoke->add_option("id", t->id, "Token id (tok_...)")->required();

@@ -50,6 +50,9 @@ void register_autoscale(CLI::App& app, int* exit_code);  // cmd_autoscale.cpp
 void add_common_options(CLI::App& cmd, CommonOptions& options);
 
 server::ServerOptions server_options_for(const config::Config& cfg, const std::string& database_url);
+// The config's groups as (name, tags), and the file's name for messages.
+std::vector<std::pair<std::string, std::vector<std::string>>> group_tags(const config::Config& cfg);
+std::string config_name(const config::Config& cfg);
 // The config's <retention> as the pruning's policy (cmd_prune.cpp).
 retention::RetentionPolicy retention_policy_for(const config::Config& cfg);
 

@@ -34,8 +34,12 @@ StatusOr<std::vector<JobRecord>> Queue::list_jobs(const JobFilter& f) {
   if (Status s = validate(f); !s) return s;
   return impl_->run("list_jobs", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_prepared(sql::kListJobs.name, f.state, f.tag, f.script_path, epoch_us(f.created_after),
-                              epoch_us(f.created_before), f.before_id, f.limit);
+    // Planned for these values, not prepared: a generic plan of the filters'
+    // "($2 = '' OR tag = $2)" cannot see which are off, estimates one row, and
+    // sorts every job; planned with the values, each branch walks its primary
+    // key backwards and stops at the limit (docs/BENCHMARKS.md, issue 16).
+    auto r = tx.exec_params(sql::kListJobs, f.state, f.tag, f.script_path, epoch_us(f.created_after),
+                            epoch_us(f.created_before), f.before_id, f.limit);
     std::vector<JobRecord> out;
     out.reserve(r.size());
     for (const auto& row : r) out.push_back(job_record_from_row(row));

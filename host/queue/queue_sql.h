@@ -344,9 +344,12 @@ inline constexpr Statement kCountRunning{"quern_count_running",
 
 // Both tables, same columns as kGetJob; filters are parameters ($1 state,
 // $2 tag, $3 script_path, $4/$5 created after/before in epoch us, $6 before_id, $7 limit).
-inline constexpr Statement kListJobs{"quern_list_jobs", R"SQL(
+// Each branch takes its newest `limit` matches by its primary key; run with
+// the values (list_jobs), the filters that are off fold away, and a state
+// only one table can hold skips the other.
+inline constexpr const char* kListJobs = R"SQL(
 SELECT * FROM (
-  SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END AS state, tag, language, script_path,
+  (SELECT id, CASE WHEN running THEN 'running' ELSE 'queued' END AS state, tag, language, script_path,
          payload::text AS payload, priority, attempt, coalesce(worker_id, '') AS worker_id, NULL::text AS result,
          '' AS error, )SQL" QUERN_PG_US("created_at") " AS created_us, " QUERN_PG_US("started_at") R"SQL( AS started_us,
          NULL::bigint AS completed_us, cancel_requested, coalesce(concurrency_key, '') AS concurrency_key,
@@ -357,8 +360,10 @@ SELECT * FROM (
      AND ($5::bigint IS NULL OR created_at < 'epoch'::timestamptz + $5::bigint * interval '1 microsecond')
      AND ($6::bigint = 0 OR id < $6::bigint)
      AND ($1 = '' OR $1 IN ('queued', 'running'))
+     AND ($1 = '' OR CASE WHEN running THEN 'running' ELSE 'queued' END = $1)
+   ORDER BY id DESC LIMIT $7)
   UNION ALL
-  SELECT id, status, tag, language, script_path,
+  (SELECT id, status, tag, language, script_path,
          payload::text, priority, attempt, coalesce(worker_id, ''), result::text, error,
          )SQL" QUERN_PG_US("created_at") ", " QUERN_PG_US("started_at") ", " QUERN_PG_US("completed_at") R"SQL(, cancel_requested,
          coalesce(concurrency_key, ''), resources::text
@@ -367,12 +372,13 @@ SELECT * FROM (
      AND ($4::bigint IS NULL OR created_at >= 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')
      AND ($5::bigint IS NULL OR created_at < 'epoch'::timestamptz + $5::bigint * interval '1 microsecond')
      AND ($6::bigint = 0 OR id < $6::bigint)
+     AND ($1 = '' OR $1 NOT IN ('queued', 'running'))
      AND ($1 = '' OR status = $1)
+   ORDER BY id DESC LIMIT $7)
 ) j
-WHERE ($1 = '' OR state = $1)
 ORDER BY id DESC
 LIMIT $7
-)SQL"};
+)SQL";
 
 // $1 live_within (ms). One scan of the queue, grouped by (tag, priority);
 // queue_stats() sums the rows of a tag. A tag served by a live worker but
@@ -479,7 +485,7 @@ inline constexpr Statement kAll[] = {
     kPushOne, kPushBatch, kClaim, kHeartbeat, kComplete, kRelease, kAppendLogs, kReadLogs, kCancel,
     kCancelProbe, kTryRecoveryLock, kRecover, kGetJob, kGetAttempts, kCountWaiting, kCountRunning,
     // Listings, statistics and the worker registry.
-    kListJobs, kQueueStats, kQueueMetrics, kWorkerMetrics, kLimitStats, kRegisterWorker, kTouchWorker, kUnregisterWorker, kListWorkers,
+    kQueueStats, kQueueMetrics, kWorkerMetrics, kLimitStats, kRegisterWorker, kTouchWorker, kUnregisterWorker, kListWorkers,
     kPruneWorkers, kTagIsServed};
 
 #undef QUERN_COMPLETED_COLUMNS

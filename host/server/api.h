@@ -38,6 +38,10 @@ struct ApiOptions {
   // The config's <limits>: numbers that replace a job's for the same key.
   std::vector<queue::ConcurrencyLimit> limits;
   queue::QueueOptions queue_options;
+  // The config's worker groups (name, tags) and its file's name: a run whose
+  // tag no live worker serves answers with a `warning` saying which would.
+  std::vector<std::pair<std::string, std::vector<std::string>>> group_tags;
+  std::string config_name = "the server's config";
 };
 
 struct ApiContext;  // internal (api_context.h)

@@ -18,20 +18,6 @@ bool heartbeat_late(const queue::WorkerInfo& w, std::chrono::milliseconds age) {
   return age.count() > 2 * std::min<int64_t>(interval_ms, int64_t{1} << 40) + 1000;
 }
 
-Json token_json(const auth::TokenInfo& t) {
-  Json o;
-  o["id"] = t.id;
-  o["role"] = auth::to_string(t.role);
-  o["group"] = t.group;
-  o["tags"] = t.tags;
-  o["label"] = t.label;
-  o["created_at"] = iso_time(t.created_at);
-  o["expires_at"] = t.expires_at ? Json(iso_time(*t.expires_at)) : Json(nullptr);
-  o["revoked_at"] = t.revoked_at ? Json(iso_time(*t.revoked_at)) : Json(nullptr);
-  o["last_used_at"] = t.last_used_at ? Json(iso_time(*t.last_used_at)) : Json(nullptr);
-  return o;
-}
-
 }  // namespace
 
 Status ready(ApiContext& ctx) {
@@ -84,7 +70,7 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
               auto list = store.list();
               if (!list) return error_response(list.status());
               Json out = Json::array();
-              for (const auto& t : *list) out.push_back(token_json(t));
+              for (const auto& t : *list) out.push_back(auth::to_json(t));
               return json_ok(Json{{"tokens", out}});
             });
   add_route(ctx, router, "DELETE", "/api/tokens/{id}", "tokens.manage", "Revoke a token",

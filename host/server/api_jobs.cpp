@@ -68,7 +68,12 @@ http::Response run_route(ApiContext& ctx, const http::Request& req, const auth::
   const auto& job = std::get<queue::NewJob>(built);
   auto id = db.queue().push(job);
   if (!id) return error_response(id.status());
-  return json_ok(Json{{"id", *id}, {"tag", job.tag}}, 201);
+  Json answer{{"id", *id}, {"tag", job.tag}};
+  if (std::string note = autoscale::unserved_note(db.queue(), job.tag, ctx.options.live_within,
+                                                  ctx.options.group_tags, ctx.options.config_name);
+      !note.empty())
+    answer["warning"] = note;
+  return json_ok(answer, 201);
 }
 
 bool finished(const std::string& state) { return state != "queued" && state != "running"; }

@@ -110,14 +110,14 @@ Status Server::start() {
   if (!warning.empty()) log::warning("server", warning);
   if (impl_->options.metrics) {
     impl_->metrics = std::make_unique<ServerMetrics>(*impl_->options.metrics, impl_->api);
-    impl_->options.on_pruned = [m = impl_->metrics.get(), then = impl_->options.on_pruned](
-                                   const retention::PruneReport& r) {
+    impl_->options.on_pruned = [m = impl_->metrics.get(),
+                                then = impl_->options.on_pruned](const retention::PruneReport& r) {
       m->pruned(r);
       if (then) then(r);
     };
   }
-  impl_->http = std::make_unique<http::HttpServer>(impl_->router, impl_->options.limits,
-                                                   impl_->metrics ? impl_->metrics->http_observer() : nullptr);
+  impl_->http = std::make_unique<http::HttpServer>(
+      impl_->router, impl_->options.limits, impl_->metrics ? impl_->metrics->http_observer() : nullptr);
   if (Status s = impl_->http->start(impl_->options.address, impl_->options.port); !s) return s;
   impl_->duties = std::thread([this] { impl_->run_duties(); });
   if (impl_->options.run_scheduler) {

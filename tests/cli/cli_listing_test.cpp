@@ -99,6 +99,18 @@ TEST_F(CliListing, EachListingCommandPrintsATableAndItsJsonWithJson) {
     ASSERT_FALSE(doc.is_discarded()) << what << " --json is not JSON:\n" << json.output;
     EXPECT_TRUE(doc.contains(c.json_key)) << what << ": " << doc.dump();
   }
+  // `quern token` reads the database itself.
+  for (bool json : {false, true}) {
+    std::vector<std::string> args = {testing::quern_binary(), "token", "list", "--database-url", url_};
+    if (json) args.push_back("--json");
+    auto tokens = testing::run_to_end(args, (dir_ / "token.log").string(), 30s);
+    EXPECT_EQ(tokens.status, 0) << tokens.output;
+    if (json)
+      EXPECT_EQ(Json::parse(tokens.output)["tokens"][0]["role"], "admin") << tokens.output;
+    else
+      EXPECT_NE(tokens.output.find("ROLE"), std::string::npos) << tokens.output;
+    EXPECT_EQ(tokens.output.find(admin_), std::string::npos) << "a secret was printed";
+  }
   // A failing call says why and exits 1, table or not.
   auto missing = quern({"job", "get", "999999"});
   EXPECT_EQ(missing.status, 1);

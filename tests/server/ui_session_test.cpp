@@ -184,5 +184,22 @@ TEST_F(UiSession, RerunQueuesTheSameCodeArgumentsTagAndPriority) {
   EXPECT_EQ(call("POST", "/api/jobs/abc/rerun", "", admin).status, 400);
 }
 
+// The run answer says at once when no live worker serves the job's tag (the
+// UI's run form and `quern run --server` show it); the job is queued anyway.
+TEST_F(UiSession, ARunForATagNoWorkerServesAnswersWithAWarning) {
+  auto r = call("POST", "/api/jobs/run_inline",
+                Json{{"language", "noop"}, {"content", ""}, {"tag", "nowhere"}}.dump(),
+                {{"Authorization", "Bearer " + admin_}});
+  ASSERT_EQ(r.status, 201) << r.body;
+  const Json answer = Json::parse(r.body);
+  EXPECT_EQ(
+      answer.value("warning", ""),
+      "no live worker serves tag nowhere; it waits until one does (no group of the server's config serves "
+      "it: add the tag to a group's tags)");
+  auto job = call("GET", "/api/jobs/" + std::to_string(answer["id"].get<int64_t>()), "",
+                  {{"Authorization", "Bearer " + admin_}});
+  EXPECT_EQ(Json::parse(job.body)["state"], "queued");
+}
+
 }  // namespace
 }  // namespace quern
