@@ -30,8 +30,12 @@ class LocalWorkers : public Integration {
   }
   ~LocalWorkers() override { shutdown(); }
 
-  // Nothing of ours runs before we start it.
-  int initial_count(std::optional<int>, const Signals&) override { return 0; }
+  // What we run: none at the start; after a lost and retaken lock, the
+  // workers still running (so the idle rule, not a reset to 0, stops them).
+  int initial_count(std::optional<int>, const Signals&) override {
+    reap();
+    return active();
+  }
 
   Status apply(int from, int to, const Decision&) override {
     (void)from;
