@@ -49,10 +49,13 @@ class SchemaVersions : public ::testing::Test {
     out_ = std::move(done.output);
     return done.status;
   }
+  // Unique per test: a worker id holds a lock in the machine's shared jobs
+  // directory, and ctest runs this file's tests in parallel.
+  std::string worker_id() const { return "schema-" + name_; }
   std::unique_ptr<ChildProcess> worker() {
     return std::make_unique<ChildProcess>(
         std::vector<std::string>{testing::quern_binary(), "worker", "--config", config_.string(), "--group",
-                                 "g", "--database-url", url_, "--worker-id", "schema-w"},
+                                 "g", "--database-url", url_, "--worker-id", worker_id()},
         (dir_ / "worker.log").string());
   }
 
@@ -97,7 +100,8 @@ TEST_F(SchemaVersions, AWorkerWaitsForTheSchemaSayingWhatFixesItAndStartsOnceMig
         try {
           pqxx::connection c(url_);
           pqxx::nontransaction tx(c);
-          return tx.exec("select count(*) from quern.workers where id = 'schema-w'")[0][0].as<int>() == 1;
+          return tx.exec_params("select count(*) from quern.workers where id = $1", worker_id())[0][0]
+                     .as<int>() == 1;
         } catch (const std::exception&) {
           return false;
         }

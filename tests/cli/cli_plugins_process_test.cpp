@@ -172,7 +172,8 @@ class WorkerStart : public PluginsCommand {
                      group + "</workers>");
     return std::make_unique<ChildProcess>(
         std::vector<std::string>{testing::quern_binary(), "worker", "--config", config.string(), "--group",
-                                 "g", "--database-url", url_, "--worker-id", "start-w"},
+                                 "g", "--database-url", url_, "--worker-id",
+                                 "start-" + name_},  // per test: ids lock a shared folder
         (dir_ / "worker.log").string());
   }
   std::string url_;
@@ -195,8 +196,8 @@ TEST_F(WorkerStart, ABrokenFileNoGroupNeedsIsAWarningAndJobsRun) {
       },
       30s))
       << w->output();
-  EXPECT_NE(w->output().find(" warning worker start-w: plugin '" + (dir_ / "libquern_broken.so").string() +
-                             "' refused: not loadable"),
+  EXPECT_NE(w->output().find(" warning worker start-" + name_ + ": plugin '" +
+                             (dir_ / "libquern_broken.so").string() + "' refused: not loadable"),
             std::string::npos)
       << w->output();
   w->signal(SIGTERM);
