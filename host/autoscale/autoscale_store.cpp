@@ -105,22 +105,6 @@ GroupState group_from_row(const pqxx::row& row) {
   return g;
 }
 
-// text[] literal for ANY($1::text[]): names are checked by the config
-// ([A-Za-z0-9_.:-]), worker ids by the worker; quoted anyway.
-std::string text_array(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i) out += ',';
-    out += '"';
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  return out + "}";
-}
-
 }  // namespace
 
 std::string scaling_note(const std::vector<GroupState>& groups, const std::string& tag) {
@@ -135,14 +119,10 @@ std::string scaling_note(const std::vector<GroupState>& groups, const std::strin
   return "";
 }
 
-std::string unserved_note(queue::Queue& q, const std::string& tag, std::chrono::milliseconds live_within,
+std::string unserved_note(AutoscaleStore& store, const std::string& tag,
                           const std::vector<std::pair<std::string, std::vector<std::string>>>& groups,
                           const std::string& config_name) {
-  auto served = q.tag_is_served(tag, live_within);
-  if (!served || *served) return "";
-  // The queue's own connection: no second one for a note.
-  auto store = AutoscaleStore::over(std::shared_ptr<pg::Session>(&q.session(), [](pg::Session*) {}));
-  if (auto scaled = store->list_groups(); scaled) {
+  if (auto scaled = store.list_groups(); scaled) {
     if (std::string note = scaling_note(*scaled, tag); !note.empty()) return note;
   }
   std::string would;
@@ -194,9 +174,9 @@ StatusOr<Signals> AutoscaleStore::signals(const std::string& group, const std::v
                                           std::chrono::milliseconds live_within) {
   return impl_->db->run("read the autoscaling signals", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    const pqxx::row r =
-        tx.exec_prepared1("autoscale_signals", text_array(tags), static_cast<int64_t>(lookahead.count()),
-                          group, static_cast<int64_t>(live_within.count()));
+    const pqxx::row r = tx.exec_prepared1("autoscale_signals", pg::to_text_array(tags),
+                                          static_cast<int64_t>(lookahead.count()), group,
+                                          static_cast<int64_t>(live_within.count()));
     Signals s;
     s.runnable = r["runnable"].as<int64_t>();
     s.blocked = r["blocked"].as<int64_t>();
@@ -214,7 +194,7 @@ StatusOr<std::vector<std::pair<std::string, int>>> AutoscaleStore::running_of(
   return impl_->db->run("read the workers' running jobs", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     std::vector<std::pair<std::string, int>> out;
-    for (const auto& row : tx.exec_prepared("autoscale_running_of", text_array(worker_ids)))
+    for (const auto& row : tx.exec_prepared("autoscale_running_of", pg::to_text_array(worker_ids)))
       out.emplace_back(row[0].as<std::string>(), row[1].as<int>());
     return out;
   });
@@ -245,7 +225,7 @@ Status AutoscaleStore::save_group(const GroupState& g) {
     if (g.requested_at) requested = std::to_string(pg::to_epoch_us(*g.requested_at));
     tx.exec_prepared("autoscale_save_group", g.group, g.integration, g.min, g.max, g.desired, g.from_count,
                      g.rule, g.reason, requested.empty() ? nullptr : requested.c_str(), g.controller,
-                     text_array(g.tags));
+                     pg::to_text_array(g.tags));
     return true;
   });
   return done ? Status::ok() : done.status();

@@ -17,7 +17,6 @@
 #include "host/autoscale/decision.h"
 #include "host/common/status.h"
 #include "host/pg/session.h"
-#include "host/queue/queue.h"
 
 namespace quern::autoscale {
 
@@ -57,12 +56,13 @@ struct EventFilter {
 // "" when no autoscaled group serves the tag.
 std::string scaling_note(const std::vector<GroupState>& groups, const std::string& tag);
 
+class AutoscaleStore;
+
 // What `quern run` and the API's run answer say of a job whose tag no live
-// worker serves (empty when one does, or when asking fails: the job is
-// queued either way): the autoscaler scaling a group up from 0, else which
-// of the config's groups (`groups`: name → tags; `config_name` names the
-// file) would serve it.
-std::string unserved_note(queue::Queue& q, const std::string& tag, std::chrono::milliseconds live_within,
+// worker serves (the caller has checked that): the autoscaler scaling a
+// group up from 0, else which of the config's groups (`groups`: name → tags;
+// `config_name` names the file) would serve it.
+std::string unserved_note(AutoscaleStore& store, const std::string& tag,
                           const std::vector<std::pair<std::string, std::vector<std::string>>>& groups,
                           const std::string& config_name);
 

@@ -71,11 +71,6 @@ void Controller::stop() {
   if (store_) store_->unlock_all();
 }
 
-std::map<std::string, GroupState> Controller::snapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return snapshot_;
-}
-
 void Controller::loop() {
   pg::SessionOptions so;
   so.application_name = "quern autoscaler";
@@ -86,7 +81,7 @@ void Controller::loop() {
   bool listening = false;
   std::string last_error;
   while (!stopping_) {
-    if (!listening) {
+    if (!listening) {  // once: the queue LISTENs again by itself after a reconnect
       listening = true;
       for (const auto& g : groups_)
         for (const std::string& ch : g->channels)
@@ -112,7 +107,6 @@ void Controller::loop() {
     if (!got) {
       if (got.message() != last_error) log::warning("autoscale", got.message() + " (retrying)");
       last_error = got.message();
-      listening = false;
       std::this_thread::sleep_for(wait);
       continue;
     }
@@ -203,11 +197,6 @@ void Controller::tick_group(GroupRun& g, Clock::time_point now) {
     else
       log::warning("autoscale", "group " + g.group.name + ": " + s.message());
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    snapshot_[g.group.name] = g.state;
-  }
-  if (options_.on_decided) options_.on_decided(g.state);
 }
 
 }  // namespace quern::autoscale

@@ -16,15 +16,14 @@
 // tags its groups serve, so that a job queued for a group at zero starts a
 // worker at once instead of at the next tick (the cold start).
 //
-// Thread-safety: start()/stop() from one thread; snapshot() from any.
+// Thread-safety: start()/stop() from one thread; everything else is the
+// controller thread's.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,8 +47,6 @@ struct ControllerOptions {
   std::chrono::milliseconds live_within{35000};
   // Called on the controller thread after each event is recorded (metrics).
   std::function<void(const Event&)> on_event;
-  // Called on the controller thread after each tick of a group it holds.
-  std::function<void(const GroupState&)> on_decided;
 };
 
 class Controller {
@@ -66,9 +63,6 @@ class Controller {
   // (local workers stop gracefully).
   void stop();
 
-  // The latest decision per group this controller holds (by group name).
-  std::map<std::string, GroupState> snapshot() const;
-
  private:
   struct GroupRun;
   void loop();
@@ -80,8 +74,6 @@ class Controller {
   std::unique_ptr<AutoscaleStore> store_;          // controller thread only
   std::atomic<bool> stopping_{false};
   std::thread thread_;
-  mutable std::mutex mu_;
-  std::map<std::string, GroupState> snapshot_;  // guarded by mu_
 };
 
 }  // namespace quern::autoscale

@@ -58,14 +58,4 @@ std::unique_ptr<Integration> make_script_integration(const config::WorkerGroup& 
 // integration="keda" and "dry-run".
 std::unique_ptr<Integration> make_passive_integration(const config::WorkerGroup& group);
 
-struct ScriptResult {
-  int exit_code = -1;  // 128+N when killed by signal N
-  bool timed_out = false;
-  std::string output;  // stdout and stderr, the last `keep` bytes
-};
-// Runs argv with exactly `env`, killing its whole process group at timeout.
-// Exposed for tests. Thread-safe; async-signal-safe between fork and exec.
-ScriptResult run_with_timeout(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                              std::chrono::milliseconds timeout, size_t keep = 2048);
-
 }  // namespace quern::autoscale

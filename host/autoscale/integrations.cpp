@@ -14,49 +14,10 @@
 namespace quern::autoscale {
 namespace {
 
-class ScriptIntegration : public Integration {
- public:
-  explicit ScriptIntegration(const config::WorkerGroup& g) : group_(g) {}
-
-  int initial_count(std::optional<int> recorded, const Signals& signals) override {
-    return recorded.value_or(static_cast<int>(signals.live_workers));
-  }
-
-  Status apply(int from, int to, const Decision& d) override {
-    std::vector<std::string> env = {
-        "QUERN_AUTOSCALE_GROUP=" + group_.name,     "QUERN_AUTOSCALE_FROM=" + std::to_string(from),
-        "QUERN_AUTOSCALE_TO=" + std::to_string(to), "QUERN_AUTOSCALE_SLOTS=" + std::to_string(group_.slots),
-        "QUERN_AUTOSCALE_RULE=" + d.rule,           "QUERN_AUTOSCALE_REASON=" + d.reason};
-    const char* path = std::getenv("PATH");
-    env.push_back(std::string("PATH=") + (path ? path : "/usr/local/bin:/usr/bin:/bin"));
-    const config::Autoscale& a = *group_.autoscale;
-    ScriptResult r = run_with_timeout({a.script.string()}, env, a.script_timeout);
-    if (r.timed_out)
-      return Status::error(a.script.string() + " timed out after " +
-                           std::to_string(a.script_timeout.count()) + "ms and was killed" +
-                           (r.output.empty() ? "" : ": " + r.output));
-    if (r.exit_code != 0)
-      return Status::error(a.script.string() + " exited with " + std::to_string(r.exit_code) +
-                           (r.output.empty() ? "" : ": " + r.output));
-    return Status::ok();
-  }
-
- private:
-  const config::WorkerGroup group_;
-};
-
-// keda and dry-run: the decision is recorded (and, for KEDA, served); the
-// count in effect is what was last recorded.
-class PassiveIntegration : public Integration {
- public:
-  explicit PassiveIntegration(bool dry_run, int min) : dry_run_(dry_run), min_(min) {}
-  int initial_count(std::optional<int> recorded, const Signals&) override { return recorded.value_or(min_); }
-  Status apply(int, int, const Decision&) override { return Status::ok(); }
-  const char* success_outcome() const override { return dry_run_ ? "dry-run" : "ok"; }
-
- private:
-  const bool dry_run_;
-  const int min_;
+struct ScriptResult {
+  int exit_code = -1;  // 128+N when killed by signal N
+  bool timed_out = false;
+  std::string output;  // stdout and stderr, the last `keep` bytes
 };
 
 // Milliseconds left until `deadline` (>= 0), for poll().
@@ -66,19 +27,11 @@ int ms_until(std::chrono::steady_clock::time_point deadline) {
   return static_cast<int>(std::max<int64_t>(0, left.count()));
 }
 
-}  // namespace
-
-std::unique_ptr<Integration> make_script_integration(const config::WorkerGroup& group) {
-  return std::make_unique<ScriptIntegration>(group);
-}
-
-std::unique_ptr<Integration> make_passive_integration(const config::WorkerGroup& group) {
-  return std::make_unique<PassiveIntegration>(group.autoscale->integration == "dry-run",
-                                              group.autoscale->min);
-}
-
+// Runs argv with exactly `env`, killing its whole process group at timeout.
+// Async-signal-safe between fork and exec (the controller's process has
+// threads).
 ScriptResult run_with_timeout(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                              std::chrono::milliseconds timeout, size_t keep) {
+                              std::chrono::milliseconds timeout, size_t keep = 2048) {
   ScriptResult result;
   std::vector<char*> args, envp;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -147,6 +100,62 @@ ScriptResult run_with_timeout(const std::vector<std::string>& argv, const std::v
   while (!result.output.empty() && (result.output.back() == '\n' || result.output.back() == ' '))
     result.output.pop_back();
   return result;
+}
+
+class ScriptIntegration : public Integration {
+ public:
+  explicit ScriptIntegration(const config::WorkerGroup& g) : group_(g) {}
+
+  int initial_count(std::optional<int> recorded, const Signals& signals) override {
+    return recorded.value_or(static_cast<int>(signals.live_workers));
+  }
+
+  Status apply(int from, int to, const Decision& d) override {
+    std::vector<std::string> env = {
+        "QUERN_AUTOSCALE_GROUP=" + group_.name,     "QUERN_AUTOSCALE_FROM=" + std::to_string(from),
+        "QUERN_AUTOSCALE_TO=" + std::to_string(to), "QUERN_AUTOSCALE_SLOTS=" + std::to_string(group_.slots),
+        "QUERN_AUTOSCALE_RULE=" + d.rule,           "QUERN_AUTOSCALE_REASON=" + d.reason};
+    const char* path = std::getenv("PATH");
+    env.push_back(std::string("PATH=") + (path ? path : "/usr/local/bin:/usr/bin:/bin"));
+    const config::Autoscale& a = *group_.autoscale;
+    ScriptResult r = run_with_timeout({a.script.string()}, env, a.script_timeout);
+    if (r.timed_out)
+      return Status::error(a.script.string() + " timed out after " +
+                           std::to_string(a.script_timeout.count()) + "ms and was killed" +
+                           (r.output.empty() ? "" : ": " + r.output));
+    if (r.exit_code != 0)
+      return Status::error(a.script.string() + " exited with " + std::to_string(r.exit_code) +
+                           (r.output.empty() ? "" : ": " + r.output));
+    return Status::ok();
+  }
+
+ private:
+  const config::WorkerGroup group_;
+};
+
+// keda and dry-run: the decision is recorded (and, for KEDA, served); the
+// count in effect is what was last recorded.
+class PassiveIntegration : public Integration {
+ public:
+  explicit PassiveIntegration(bool dry_run, int min) : dry_run_(dry_run), min_(min) {}
+  int initial_count(std::optional<int> recorded, const Signals&) override { return recorded.value_or(min_); }
+  Status apply(int, int, const Decision&) override { return Status::ok(); }
+  const char* success_outcome() const override { return dry_run_ ? "dry-run" : "ok"; }
+
+ private:
+  const bool dry_run_;
+  const int min_;
+};
+
+}  // namespace
+
+std::unique_ptr<Integration> make_script_integration(const config::WorkerGroup& group) {
+  return std::make_unique<ScriptIntegration>(group);
+}
+
+std::unique_ptr<Integration> make_passive_integration(const config::WorkerGroup& group) {
+  return std::make_unique<PassiveIntegration>(group.autoscale->integration == "dry-run",
+                                              group.autoscale->min);
 }
 
 }  // namespace quern::autoscale

@@ -1,6 +1,6 @@
 // `quern autoscale events|groups`: the autoscaler's decisions, through the
-// HTTP API (docs/AUTOSCALING.md). A table by default, the API's JSON with
-// --json.
+// HTTP API (docs/AUTOSCALING.md). A table by default (host/cli/tables.h),
+// the API's JSON with --json.
 #include <iostream>
 
 #include "host/cli/commands.h"
@@ -17,68 +17,16 @@ struct AutoscaleArgs : ServerConnection {
   bool json = false;
 };
 
-// A string field, "" when absent or not a string (never throws).
-std::string text(const Json& o, const char* key) {
-  auto it = o.find(key);
-  return it != o.end() && it->is_string() ? it->get<std::string>() : "";
-}
-
-std::string number(const Json& o, const char* key) {
-  auto it = o.find(key);
-  return it != o.end() && it->is_number_integer() ? std::to_string(it->get<int64_t>()) : "-";
-}
-
-// "2026-12-07T10:00:00.123456Z" -> "2026-12-07 10:00:00".
-std::string short_time(const Json& v) {
-  if (!v.is_string()) return "-";
-  std::string t = v.get<std::string>();
-  if (t.size() >= 19) t = t.substr(0, 10) + " " + t.substr(11, 8);
-  return t;
-}
-
-// The tables use one_line() (host/cli/tables.h): a reason or an error from
-// the server stays on its row whatever it holds.
-void print_events(const Json& doc, std::ostream& out) {
-  std::vector<std::vector<std::string>> rows{{"ID", "AT (UTC)", "GROUP", "FROM", "TO", "OUTCOME", "REASON"}};
-  for (const Json& e : doc.value("events", Json::array())) {
-    if (!e.is_object()) continue;
-    std::string outcome = text(e, "outcome");
-    if (const std::string error = text(e, "error"); !error.empty()) outcome += ": " + error;
-    rows.push_back({std::to_string(e.value("id", int64_t{0})), short_time(e.value("at", Json())),
-                    text(e, "group"), number(e, "from"), number(e, "to"), one_line(outcome),
-                    one_line(text(e, "reason"))});
-  }
-  if (rows.size() == 1) {
-    out << "no autoscaling events\n";
-    return;
-  }
-  print_table(rows, out);
-}
-
-void print_groups(const Json& doc, std::ostream& out) {
-  std::vector<std::vector<std::string>> rows{
-      {"GROUP", "INTEGRATION", "MIN", "MAX", "DESIRED", "CHANGED (UTC)", "DECIDED (UTC)", "REASON"}};
-  for (const Json& g : doc.value("groups", Json::array())) {
-    if (!g.is_object()) continue;
-    rows.push_back({text(g, "group"), text(g, "integration"), number(g, "min"), number(g, "max"),
-                    number(g, "desired"), short_time(g.value("requested_at", Json())),
-                    short_time(g.value("decided_at", Json())), one_line(text(g, "reason"))});
-  }
-  if (rows.size() == 1) {
-    out << "no autoscaled groups (none has <autoscale>, or no controller has run yet)\n";
-    return;
-  }
-  print_table(rows, out);
-}
-
 int events(const AutoscaleArgs& a) {
   std::string path = "/api/autoscaling/events?limit=" + std::to_string(a.limit);
   if (!a.group.empty()) path += "&group=" + a.group;  // checked below: [A-Za-z0-9_.:-], nothing to escape
-  return show_table(a, a.json, path, "autoscale events", print_events);
+  return show_table(a, a.json, path, "autoscale events",
+                    [](const Json& doc, std::ostream& out) { print_autoscale_events(doc, out); });
 }
 
 int groups(const AutoscaleArgs& a) {
-  return show_table(a, a.json, "/api/autoscaling/groups", "autoscale groups", print_groups);
+  return show_table(a, a.json, "/api/autoscaling/groups", "autoscale groups",
+                    [](const Json& doc, std::ostream& out) { print_autoscale_groups(doc, out); });
 }
 
 }  // namespace

@@ -68,10 +68,13 @@ int run_job(RunArgs a) {
     return 1;
   }
   std::cerr << "job " << *id << " queued (tag " << job->tag << ")" << std::endl;
-  if (std::string note = autoscale::unserved_note(
-          **q, job->tag, server_options_for(*cfg, *url).api.live_within, group_tags(*cfg), config_name(*cfg));
-      !note.empty())
-    std::cerr << "note: " << note << std::endl;
+  if (auto served = (*q)->tag_is_served(job->tag, live_within(*cfg)); served && !*served) {
+    // Over the queue's own connection: no second one for a note.
+    auto store =
+        autoscale::AutoscaleStore::over(std::shared_ptr<pg::Session>(&(*q)->session(), [](pg::Session*) {}));
+    std::cerr << "note: " << autoscale::unserved_note(*store, job->tag, group_tags(*cfg), config_name(*cfg))
+              << std::endl;
+  }
   if (a.no_wait) {
     std::cout << *id << "\n";
     return 0;

@@ -28,6 +28,10 @@ std::string config_name(const config::Config& cfg) {
   return cfg.source.empty() ? std::string("the built-in config") : cfg.source.string();
 }
 
+std::chrono::milliseconds live_within(const config::Config& cfg) {
+  return cfg.effective_heartbeat_interval() * 3 + std::chrono::seconds(5);
+}
+
 server::ServerOptions server_options_for(const config::Config& cfg, const std::string& url) {
   server::ServerOptions o;
   o.api.group_tags = group_tags(cfg);
@@ -36,7 +40,7 @@ server::ServerOptions server_options_for(const config::Config& cfg, const std::s
   o.port = cfg.server_port;
   o.api.database_url = url;
   o.api.max_wait = cfg.server_max_wait;
-  o.api.live_within = cfg.effective_heartbeat_interval() * 3 + std::chrono::seconds(5);
+  o.api.live_within = live_within(cfg);
   o.api.db_connections = static_cast<size_t>(cfg.server_db_connections);
   o.api.db_idle_timeout = cfg.server_db_idle_timeout;
   o.api.queue_options.default_max_restarts = cfg.max_restarts;

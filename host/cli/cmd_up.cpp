@@ -235,8 +235,8 @@ int up(const UpArgs& a) {
     ready.push_back([w = w.get()] { return w->ready(); });
     workers.push_back(std::move(w));
   }
-  auto autoscaler = start_autoscaler(*cfg, url, a.common, true, pm.wanted() ? &pm.registry() : nullptr,
-                                     server_options_for(*cfg, url).api.live_within);
+  auto autoscaler =
+      start_autoscaler(*cfg, url, a.common, true, pm.wanted() ? &pm.registry() : nullptr, live_within(*cfg));
   if (Status s = pm.serve(all_ready(std::move(ready))); !s) {
     log::error("up", s.message());
     for (auto& w : workers) w->stop();

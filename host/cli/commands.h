@@ -53,6 +53,9 @@ server::ServerOptions server_options_for(const config::Config& cfg, const std::s
 // The config's groups as (name, tags), and the file's name for messages.
 std::vector<std::pair<std::string, std::vector<std::string>>> group_tags(const config::Config& cfg);
 std::string config_name(const config::Config& cfg);
+// How recently a worker must have reported to count as live (the API's
+// "served", the autoscaler's signals): three heartbeats plus 5 s.
+std::chrono::milliseconds live_within(const config::Config& cfg);
 // The config's <retention> as the pruning's policy (cmd_prune.cpp).
 retention::RetentionPolicy retention_policy_for(const config::Config& cfg);
 

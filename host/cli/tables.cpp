@@ -445,4 +445,33 @@ void print_tokens(const Json& doc, std::ostream& out, TimePoint now) {
   emit(rows, "no tokens", out);
 }
 
+// "2026-12-07T10:00:00.123456Z" -> "2026-12-07 10:00:00" (UTC, as the API sends it).
+std::string utc_second(const Json& v) {
+  if (!v.is_string()) return "-";
+  std::string t = one_line(v.get_ref<const std::string&>(), kCell);
+  return t.size() >= 19 ? t.substr(0, 10) + " " + t.substr(11, 8) : t;
+}
+
+void print_autoscale_events(const Json& doc, std::ostream& out) {
+  Rows rows{{"ID", "AT (UTC)", "GROUP", "FROM", "TO", "OUTCOME", "REASON"}};
+  for (const Json* e : objects(doc, "events")) {
+    std::string outcome = text(at(*e, "outcome"));
+    if (const Json& error = at(*e, "error");
+        error.is_string() && !error.get_ref<const std::string&>().empty())
+      outcome += ": " + error.get<std::string>();
+    rows.push_back({text(at(*e, "id")), utc_second(at(*e, "at")), text(at(*e, "group")), text(at(*e, "from")),
+                    text(at(*e, "to")), one_line(outcome, kFreeText), text(at(*e, "reason"), kFreeText)});
+  }
+  emit(rows, "no autoscaling events", out);
+}
+
+void print_autoscale_groups(const Json& doc, std::ostream& out) {
+  Rows rows{{"GROUP", "INTEGRATION", "MIN", "MAX", "DESIRED", "CHANGED (UTC)", "DECIDED (UTC)", "REASON"}};
+  for (const Json* g : objects(doc, "groups"))
+    rows.push_back({text(at(*g, "group")), text(at(*g, "integration")), text(at(*g, "min")),
+                    text(at(*g, "max")), text(at(*g, "desired")), utc_second(at(*g, "requested_at")),
+                    utc_second(at(*g, "decided_at")), text(at(*g, "reason"), kFreeText)});
+  emit(rows, "no autoscaled groups (none has <autoscale>, or no controller has run yet)", out);
+}
+
 }  // namespace quern::cli

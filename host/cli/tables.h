@@ -72,6 +72,13 @@ void print_schedules(const nlohmann::ordered_json& doc, std::ostream& out,
 void print_tokens(const nlohmann::ordered_json& doc, std::ostream& out,
                   TablesClock::time_point now = TablesClock::now());
 
+// GET /api/autoscaling/events ({"events": [...]}): ID AT (UTC) GROUP FROM
+// TO OUTCOME (with its error) REASON.
+void print_autoscale_events(const nlohmann::ordered_json& doc, std::ostream& out);
+// GET /api/autoscaling/groups ({"groups": [...]}): GROUP INTEGRATION MIN MAX
+// DESIRED CHANGED (UTC) DECIDED (UTC) REASON.
+void print_autoscale_groups(const nlohmann::ordered_json& doc, std::ostream& out);
+
 // The pieces, for other commands' messages.
 
 // An RFC 3339 time ("2026-12-07T10:00:00.123456Z", "…+02:00"); nullopt when

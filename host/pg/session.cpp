@@ -159,6 +159,20 @@ Status Session::failure(const char* what) noexcept {
   }
 }
 
+std::string to_text_array(const std::vector<std::string>& values) {
+  std::string s = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) s += ',';
+    s += '"';
+    for (char ch : values[i]) {
+      if (ch == '"' || ch == '\\') s += '\\';
+      s += ch;
+    }
+    s += '"';
+  }
+  return s + "}";
+}
+
 int64_t to_epoch_us(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }

@@ -122,6 +122,10 @@ class Session {
 // The code for a SQLSTATE (see the contract above); "" is internal.
 StatusCode code_for_sqlstate(const std::string& sqlstate);
 
+// A PostgreSQL array literal of text values, {"a","b\"c"}: the form a
+// text[] parameter takes.
+std::string to_text_array(const std::vector<std::string>& values);
+
 // Epoch microseconds <-> time points: the form timestamps cross the
 // connection in (exact, no time-zone parsing). In SQL: QUERN_PG_US(col) reads
 // a column as epoch microseconds, QUERN_PG_TS(param) a parameter back.

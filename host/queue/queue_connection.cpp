@@ -123,18 +123,4 @@ std::string channel_for_tag(const std::string& tag) {
   return kPrefix + "#" + hex;
 }
 
-std::string to_text_array(const std::vector<std::string>& values) {
-  std::string s = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i) s += ',';
-    s += '"';
-    for (char ch : values[i]) {
-      if (ch == '"' || ch == '\\') s += '\\';
-      s += ch;
-    }
-    s += '"';
-  }
-  return s + "}";
-}
-
 }  // namespace quern::queue

@@ -64,8 +64,7 @@ struct Queue::Impl {
 // A row of kGetJob's shape (also used by list_jobs) as a JobRecord.
 JobRecord job_record_from_row(const pqxx::row& row);
 
-// A PostgreSQL array literal of text values: {"a","b\"c"}.
-std::string to_text_array(const std::vector<std::string>& values);
+using pg::to_text_array;
 
 // Microseconds since the Unix epoch <-> Clock::time_point.
 using pg::from_epoch_us;

@@ -82,32 +82,36 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
               if (!*done) return not_found("no token " + id);
               return json_ok(Json{{"id", id}, {"revoked", true}});
             });
-  add_route(ctx, router, "GET", "/api/queue", "queue.read", "Queue statistics per tag",
-            [&ctx](const http::Request&, const auth::Principal&, DbLease& db) {
-              auto& q = db.queue();
-              auto stats = q.queue_stats(ctx.options.live_within);
-              if (!stats) return error_response(stats.status());
-              // For a tag no live worker serves: what the autoscaler does about it.
-              auto scaled = db.autoscale().list_groups();
-              if (!scaled) return error_response(scaled.status());
-              Json out = Json::array();
-              for (const auto& s : *stats) {
-                Json by_priority = Json::array();
-                for (const auto& p : s.by_priority)
-                  by_priority.push_back(Json{
-                      {"priority", p.priority}, {"waiting", p.waiting}, {"oldest_wait_s", p.oldest_wait_s}});
-                out.push_back(Json{{"tag", s.tag},
-                                   {"waiting", s.waiting},
-                                   {"scheduled", s.scheduled},
-                                   {"running", s.running},
-                                   {"oldest_wait_s", s.oldest_wait_s},
-                                   {"served", s.served},
-                                   {"by_priority", by_priority}});
-                if (std::string note = s.served ? "" : autoscale::scaling_note(*scaled, s.tag); !note.empty())
-                  out.back()["autoscale"] = note;
-              }
-              return json_ok(Json{{"tags", out}});
-            });
+  add_route(
+      ctx, router, "GET", "/api/queue", "queue.read", "Queue statistics per tag",
+      [&ctx](const http::Request&, const auth::Principal&, DbLease& db) {
+        auto& q = db.queue();
+        auto stats = q.queue_stats(ctx.options.live_within);
+        if (!stats) return error_response(stats.status());
+        // For a tag no live worker serves: what the autoscaler does about it
+        // (read only when some tag needs it).
+        StatusOr<std::vector<autoscale::GroupState>> scaled = std::vector<autoscale::GroupState>{};
+        if (std::any_of(stats->begin(), stats->end(), [](const queue::TagStats& s) { return !s.served; }))
+          scaled = db.autoscale().list_groups();
+        if (!scaled) return error_response(scaled.status());
+        Json out = Json::array();
+        for (const auto& s : *stats) {
+          Json by_priority = Json::array();
+          for (const auto& p : s.by_priority)
+            by_priority.push_back(
+                Json{{"priority", p.priority}, {"waiting", p.waiting}, {"oldest_wait_s", p.oldest_wait_s}});
+          out.push_back(Json{{"tag", s.tag},
+                             {"waiting", s.waiting},
+                             {"scheduled", s.scheduled},
+                             {"running", s.running},
+                             {"oldest_wait_s", s.oldest_wait_s},
+                             {"served", s.served},
+                             {"by_priority", by_priority}});
+          if (std::string note = s.served ? "" : autoscale::scaling_note(*scaled, s.tag); !note.empty())
+            out.back()["autoscale"] = note;
+        }
+        return json_ok(Json{{"tags", out}});
+      });
   add_route(ctx, router, "GET", "/api/queue/limits", "queue.read", "Concurrency keys: limits and current use",
             [&ctx](const http::Request&, const auth::Principal&, DbLease& db) {
               auto& q = db.queue();

@@ -56,18 +56,22 @@ Status DbLease::reacquire() {
 }
 
 bool ApiContext::dedicated_worker_alive(queue::Queue& q, const std::string& script_path) {
+  return tag_served(q, "dedicated:" + script_path);
+}
+
+bool ApiContext::tag_served(queue::Queue& q, const std::string& tag) {
   const auto now = std::chrono::steady_clock::now();
   {
-    std::lock_guard lock(dedicated_mu_);
-    auto it = dedicated_cache_.find(script_path);
-    if (it != dedicated_cache_.end() && it->second.second > now) return it->second.first;
+    std::lock_guard lock(served_mu_);
+    auto it = served_cache_.find(tag);
+    if (it != served_cache_.end() && it->second.second > now) return it->second.first;
   }
-  auto served = q.tag_is_served("dedicated:" + script_path, options.live_within);
-  const bool alive = served && *served;
-  std::lock_guard lock(dedicated_mu_);
-  if (dedicated_cache_.size() > 10000) dedicated_cache_.clear();  // bounded: paths come from requests
-  dedicated_cache_[script_path] = {alive, now + std::chrono::seconds(1)};
-  return alive;
+  auto served = q.tag_is_served(tag, options.live_within);
+  const bool yes = served && *served;
+  std::lock_guard lock(served_mu_);
+  if (served_cache_.size() > 10000) served_cache_.clear();  // bounded: tags and paths come from requests
+  served_cache_[tag] = {yes, now + std::chrono::seconds(1)};
+  return yes;
 }
 
 Api::Api(ApiOptions options) : ctx_(std::make_unique<ApiContext>(std::move(options))) {}

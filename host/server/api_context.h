@@ -73,10 +73,13 @@ struct ApiContext {
   // Whether a live dedicated worker keeps this script warm; cached for a
   // second so that webhook runs don't pay a query each (asked on q).
   bool dedicated_worker_alive(queue::Queue& q, const std::string& script_path);
+  // Whether a live worker serves `tag` (dedicated workers serve
+  // "dedicated:PATH"); cached for a second per tag, asked on q when stale.
+  bool tag_served(queue::Queue& q, const std::string& tag);
 
  private:
-  std::mutex dedicated_mu_;
-  std::map<std::string, std::pair<bool, std::chrono::steady_clock::time_point>> dedicated_cache_;  // guarded
+  std::mutex served_mu_;
+  std::map<std::string, std::pair<bool, std::chrono::steady_clock::time_point>> served_cache_;  // guarded
 };
 
 // The job a run of script version `v` (an inline one has no path or hash)

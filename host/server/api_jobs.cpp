@@ -69,10 +69,9 @@ http::Response run_route(ApiContext& ctx, const http::Request& req, const auth::
   auto id = db.queue().push(job);
   if (!id) return error_response(id.status());
   Json answer{{"id", *id}, {"tag", job.tag}};
-  if (std::string note = autoscale::unserved_note(db.queue(), job.tag, ctx.options.live_within,
-                                                  ctx.options.group_tags, ctx.options.config_name);
-      !note.empty())
-    answer["warning"] = note;
+  if (!ctx.tag_served(db.queue(), job.tag))
+    answer["warning"] =
+        autoscale::unserved_note(db.autoscale(), job.tag, ctx.options.group_tags, ctx.options.config_name);
   return json_ok(answer, 201);
 }
 

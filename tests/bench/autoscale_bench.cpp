@@ -32,7 +32,11 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "tests/bench/bench_support.h"
+
 extern char** environ;
+
+using namespace quern::bench;
 
 namespace {
 
@@ -46,33 +50,6 @@ struct Args {
   int tries = 20;
   int backlogs = 3;
 };
-
-std::string url(const Args& a, const std::string& db) {
-  return "postgresql:///" + db + "?host=" + a.host + "&port=" + std::to_string(a.port) + "&user=postgres";
-}
-
-int64_t scalar(pqxx::connection& c, const std::string& sql) {
-  pqxx::nontransaction tx(c);
-  auto r = tx.exec(sql);
-  return r.empty() || r[0][0].is_null() ? 0 : r[0][0].as<int64_t>();
-}
-
-// Polls until cond() or the deadline; false on timeout.
-template <typename F>
-bool wait_for(F cond, std::chrono::milliseconds timeout) {
-  const auto end = Clock::now() + timeout;
-  while (!cond()) {
-    if (Clock::now() > end) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
 
 }  // namespace
 
@@ -91,13 +68,8 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   pid_t up = 0;  // `quern up`, stopped on every way out
   try {
-    {
-      pqxx::connection c(url(a, "postgres"));
-      pqxx::nontransaction tx(c);
-      tx.exec("drop database if exists " + tx.quote_name(a.db) + " with (force)");
-      tx.exec("create database " + tx.quote_name(a.db));
-    }
-    const std::string db_url = url(a, a.db);
+    recreate_database(a.host, a.port, a.db);
+    const std::string db_url = database_url(a.host, a.port, a.db);
     const std::filesystem::path config = dir / "quern.xml";
     std::ofstream(config)
         << "<quern>\n  <plugins dir=\"" << (self.parent_path().parent_path() / "plugins").string()

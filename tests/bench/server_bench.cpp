@@ -38,6 +38,7 @@
 #include "host/auth/tokens.h"
 #include "host/server/server.h"
 #include "host/worker/worker.h"
+#include "tests/bench/bench_support.h"
 
 using namespace std::chrono;
 using Json = nlohmann::ordered_json;
@@ -56,15 +57,6 @@ struct Args {
   std::string executor = "in-process";
   std::string sandbox = "none";  // bwrap: every job process in the sandbox (host/sandbox)
 };
-
-std::string url(const Args& a, const std::string& db) {
-  return "postgresql:///" + db + "?host=" + a.host + "&port=" + std::to_string(a.port) + "&user=postgres";
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
-}
 
 std::string token(const std::string& db_url, quern::auth::Role role, std::vector<std::string> tags = {}) {
   auto store = quern::auth::TokenStore::connect(db_url).value();
@@ -93,13 +85,8 @@ int main(int argc, char** argv) {
   app.add_option("slots", a.slots);
   CLI11_PARSE(app, argc, argv);
   try {
-    {
-      pqxx::connection c(url(a, "postgres"));
-      pqxx::nontransaction tx(c);
-      tx.exec("drop database if exists " + tx.quote_name(a.db) + " with (force)");
-      tx.exec("create database " + tx.quote_name(a.db));
-    }
-    const std::string db_url = url(a, a.db);
+    quern::bench::recreate_database(a.host, a.port, a.db);
+    const std::string db_url = quern::bench::database_url(a.host, a.port, a.db);
     quern::server::ServerOptions so;
     so.port = 0;
     so.api.database_url = db_url;
@@ -144,8 +131,8 @@ int main(int argc, char** argv) {
           throw std::runtime_error("run_wait_result failed: " + (r ? r->body : r.message()));
         if (i >= 10) samples.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
       }
-      out["p50_ms"] = percentile(samples, 0.5);
-      out["p99_ms"] = percentile(samples, 0.99);
+      out["p50_ms"] = quern::bench::percentile(samples, 0.5);
+      out["p99_ms"] = quern::bench::percentile(samples, 0.99);
       w.stop();
       w.wait();
     } else if (a.test == "overhead") {
@@ -196,8 +183,8 @@ int main(int argc, char** argv) {
           if (i >= 10) samples.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
         }
         results.push_back({{"executor", c.name},
-                           {"p50_ms", percentile(samples, 0.5)},
-                           {"p99_ms", percentile(samples, 0.99)}});
+                           {"p50_ms", quern::bench::percentile(samples, 0.5)},
+                           {"p99_ms", quern::bench::percentile(samples, 0.99)}});
       }
       out["round_trips"] = results;
       w.stop();
@@ -243,9 +230,9 @@ int main(int argc, char** argv) {
           throw std::runtime_error("job " + std::to_string(id) + " was not stopped");
         if (i >= 5) samples.push_back(duration<double, std::milli>(stopped[id] - t0).count());
       }
-      out["p50_ms"] = percentile(samples, 0.5);
-      out["p99_ms"] = percentile(samples, 0.99);
-      out["max_ms"] = percentile(samples, 1.0);
+      out["p50_ms"] = quern::bench::percentile(samples, 0.5);
+      out["p99_ms"] = quern::bench::percentile(samples, 0.99);
+      out["max_ms"] = quern::bench::percentile(samples, 1.0);
       w.stop();
       w.wait();
     } else if (a.test == "jobs-page") {
@@ -288,7 +275,8 @@ int main(int argc, char** argv) {
           if (!r || r->status != 200) throw std::runtime_error("GET /api/jobs?" + query + " failed");
           if (i >= 5) samples.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
         }
-        pages[query] = {{"p50_ms", percentile(samples, 0.5)}, {"p99_ms", percentile(samples, 0.99)}};
+        pages[query] = {{"p50_ms", quern::bench::percentile(samples, 0.5)},
+                        {"p99_ms", quern::bench::percentile(samples, 0.99)}};
       }
       out["pages"] = pages;
     } else if (a.test == "agent") {

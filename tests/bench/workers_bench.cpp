@@ -48,7 +48,11 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "tests/bench/bench_support.h"
+
 extern char** environ;
+
+using namespace quern::bench;
 
 namespace {
 
@@ -68,16 +72,6 @@ struct Args {
   int conns_per_worker = 3;
   bool keep = false;
 };
-
-std::string url(const Args& a, const std::string& db) {
-  return "postgresql:///" + db + "?host=" + a.host + "&port=" + std::to_string(a.port) + "&user=postgres";
-}
-
-int64_t scalar(pqxx::connection& c, const std::string& sql) {
-  pqxx::nontransaction tx(c);
-  auto r = tx.exec(sql);
-  return r.empty() || r[0][0].is_null() ? 0 : r[0][0].as<int64_t>();
-}
 
 // Worker pids, for the signal handler: SIGINT/SIGTERM/SIGHUP stop them too.
 constexpr int kMaxWorkers = 4096;
@@ -203,7 +197,7 @@ int main(int argc, char** argv) {
   Workers workers;
   try {
     {
-      pqxx::connection c(url(a, "postgres"));
+      pqxx::connection c(database_url(a.host, a.port, "postgres"));
       const int64_t max_conns = scalar(c, "SHOW max_connections");
       const int64_t need = static_cast<int64_t>(a.workers) * a.conns_per_worker + 10;
       if (need > max_conns)
@@ -211,13 +205,11 @@ int main(int argc, char** argv) {
             std::to_string(a.workers) + " workers x " + std::to_string(a.conns_per_worker) +
             " connections + 10 = " + std::to_string(need) + " is more than the server's max_connections (" +
             std::to_string(max_conns) + "); raise it or use fewer workers");
-      pqxx::nontransaction tx(c);
-      tx.exec("drop database if exists " + tx.quote_name(a.db) + " with (force)");
-      tx.exec("create database " + tx.quote_name(a.db));
     }
+    recreate_database(a.host, a.port, a.db);
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
-    const std::string db_url = url(a, a.db);
+    const std::string db_url = database_url(a.host, a.port, a.db);
     const std::filesystem::path config = dir / "quern.xml";
     std::ofstream(config) << "<quern>\n  <plugins dir=\""
                           << (self.parent_path().parent_path() / "plugins").string() << "\"/>\n"
@@ -242,8 +234,9 @@ int main(int argc, char** argv) {
       g_pids[i] = workers.pids.back();
       g_npids = i + 1;
     }
-    pqxx::connection c(db_url);                  // polls
-    pqxx::connection stats(url(a, "postgres"));  // pg_stat_database, outside the measured database
+    pqxx::connection c(db_url);  // polls
+    pqxx::connection stats(
+        database_url(a.host, a.port, "postgres"));  // pg_stat_database, outside the measured database
     const std::set<pid_t> own = {static_cast<pid_t>(scalar(c, "SELECT pg_backend_pid()")),
                                  static_cast<pid_t>(scalar(stats, "SELECT pg_backend_pid()"))};
     pid_t postmaster = 0;  // a remote server: no PostgreSQL CPU

@@ -85,13 +85,15 @@ done
 
 # The structure: Deployments, ScaledObjects, triggers, config. Writes the KEDA objects to
 # validate against the schema into keda-objects.json.
-python3 - "$k8s" "$tmp" <<'PY' || failed=1
+PYTHONPATH="$(dirname "${BASH_SOURCE[0]}")" python3 - "$k8s" "$tmp" <<'PY' || failed=1
 import json
 import os
 import re
 import sys
 import urllib.parse
 import xml.etree.ElementTree as ET
+
+from manifests import load_objects, option, seconds
 
 k8s, tmp = sys.argv[1], sys.argv[2]
 overlay = f"{k8s}/overlays/keda"
@@ -100,41 +102,6 @@ errors = []
 
 def fail(message):
     errors.append(message)
-
-
-def load_objects(path):
-    text, objects, decoder, i = open(path).read(), [], json.JSONDecoder(), 0
-    while True:
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            break
-        obj, i = decoder.raw_decode(text, i)
-        objects.extend(obj.get("items", []) if obj.get("kind") == "List" else [obj])
-    for obj in objects:  # the label kubectl added to parse them
-        labels = obj.get("metadata", {}).get("labels") or {}
-        labels.pop("keda-test", None)
-        if not labels:
-            obj.get("metadata", {}).pop("labels", None)
-    return objects
-
-
-def seconds(duration):
-    """A Quern duration (docs/CONFIG.md): 250ms, 30s, 5m, 1h, 2d, or plain seconds."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?", duration)
-    if not m:
-        raise ValueError(f"not a duration: {duration!r}")
-    scale = {None: 1, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    return float(m.group(1)) * scale
-
-
-def option(args, name):
-    for i, arg in enumerate(args):
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-        if arg == f"--{name}" and i + 1 < len(args):
-            return args[i + 1]
-    return None
 
 
 def parse_config(text):
@@ -163,7 +130,7 @@ def number(text):
         return None
 
 
-render = load_objects(f"{tmp}/render.json")
+render = load_objects(f"{tmp}/render.json", "keda-test")
 by_kind = {}
 for obj in render:
     by_kind.setdefault(obj["kind"], []).append(obj)
@@ -347,7 +314,7 @@ specs = [json.dumps(e["object"].get("spec"), sort_keys=True) for e in rendered]
 extra = []
 for f in sorted(os.listdir(f"{tmp}/files")):
     source = f"overlays/keda/{f[:-len('.json')]}.yaml"
-    for obj in load_objects(f"{tmp}/files/{f}"):
+    for obj in load_objects(f"{tmp}/files/{f}", "keda-test"):
         if json.dumps(obj.get("spec"), sort_keys=True) in specs:
             continue
         extra.append({"source": source, "object": obj})

@@ -92,11 +92,13 @@ for target in "${targets[@]}"; do
   echo "ok: rendered $target ($(grep -c '^kind:' "$tmp/$name.yaml") objects)"
 done
 
-python3 - "$k8s/base/quern.xml" "$tmp" "${targets[@]}" <<'PY'
+PYTHONPATH="$(dirname "${BASH_SOURCE[0]}")" python3 - "$k8s/base/quern.xml" "$tmp" "${targets[@]}" <<'PY'
 import json
 import re
 import sys
 import xml.etree.ElementTree as ET
+
+from manifests import load_objects, option, seconds
 
 base_config_path, tmp, targets = sys.argv[1], sys.argv[2], sys.argv[3:]
 errors = []
@@ -104,15 +106,6 @@ errors = []
 
 def fail(target, message):
     errors.append(f"{target}: {message}")
-
-
-def seconds(duration):
-    """A Quern duration (docs/CONFIG.md): 250ms, 30s, 5m, 1h, 2d, or plain seconds."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?", duration)
-    if not m:
-        raise ValueError(f"not a duration: {duration!r}")
-    scale = {None: 1, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    return float(m.group(1)) * scale
 
 
 def parse_config(text):
@@ -124,27 +117,6 @@ def parse_config(text):
     if workers is not None:
         groups = {g.get("name", "default"): g.get("sandbox", "bwrap") for g in workers.findall("group")}
     return {"kill_grace": kill_grace, "groups": groups}
-
-
-def load_objects(path):
-    text, objects, decoder, i = open(path).read(), [], json.JSONDecoder(), 0
-    while True:
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            return objects
-        obj, i = decoder.raw_decode(text, i)
-        objects.extend(obj.get("items", []) if obj.get("kind") == "List" else [obj])
-
-
-def option(args, name):
-    """The value of --name=VALUE or --name VALUE in a container's args, else None."""
-    for i, arg in enumerate(args):
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-        if arg == f"--{name}" and i + 1 < len(args):
-            return args[i + 1]
-    return None
 
 
 def port_number(container, port):
