@@ -26,6 +26,7 @@ class AgentJobSource final : public worker::JobSource {
                                                  const std::vector<std::string>& tags, int max_jobs,
                                                  const queue::ClaimCapacity& capacity) override;
   std::chrono::milliseconds max_wait_slice() const override { return long_poll_; }
+  bool claims_while_waiting() const override { return true; }  // the server re-checks while we wait
 
   StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,
                                             const std::vector<queue::Lease>& leases) override;

@@ -132,6 +132,8 @@ size_t HttpServer::active_connections() const { return impl_->shared->active_con
 
 size_t HttpServer::pending_requests() const { return impl_->shared->pool.pending(); }
 
+size_t HttpServer::deferred_requests() const { return impl_->shared->deferred.load(); }
+
 void HttpServer::stop() {
   std::lock_guard lock(impl_->mu);
   Impl& s = *impl_;
@@ -152,7 +154,8 @@ void HttpServer::stop() {
     s.acceptor->close(ignored);
     s.retry_timer->cancel();
   });
-  // 2. Close every connection; streams see send() return false at once.
+  // 2. Close every connection; streams see send() return false at once, and
+  // deferred requests are dropped (their sessions close on the io threads).
   for (auto& weak : sessions) {
     if (auto session = weak.lock()) session->shutdown();
   }
@@ -163,6 +166,11 @@ void HttpServer::stop() {
   {
     std::unique_lock reg(shared.sessions_mu);
     shared.sessions_cv.wait_for(reg, kStopGrace, [&] { return shared.sessions.empty(); });
+  }
+  // Wake-ups of deferred requests that did not close in time post nothing more.
+  {
+    std::lock_guard gate(shared.io_gate_mu);
+    shared.io_open = false;
   }
   s.ioc->stop();
   for (auto& t : s.io_threads) t.join();

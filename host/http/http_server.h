@@ -4,12 +4,16 @@
 //
 // Threading: network I/O runs on `io_threads` threads of one io_context.
 // Handlers run on a separate pool of `handler_threads` threads and may block
-// (database calls, long polls up to their own deadline). When every handler
-// thread is busy and `max_pending_requests` are queued, new requests get 503.
+// (database calls). When every handler thread is busy and
+// `max_pending_requests` are queued, new requests get 503. A long poll does
+// not hold a handler thread while it waits: its handler answers "not yet"
+// (Response::defer, a Deferred) and the connection parks on the I/O threads
+// until the deferral is woken, its next check is due, or its deadline passes.
 // Router is immutable once the server starts; HttpServer methods are
 // thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -53,6 +57,12 @@ class EventSink {
   virtual bool keepalive() = 0;
 };
 
+class Deferred;
+namespace detail {
+class Session;
+struct WakeState;
+}  // namespace detail
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
@@ -66,6 +76,75 @@ struct Response {
   // sent at once), plus `headers`; when the function returns the last chunk
   // is sent and the server closes the connection.
   std::function<void(EventSink&)> stream;
+  // When set, the request is not answered yet: the server parks it and
+  // answers later with what `defer` says (see Deferred); every other field is
+  // ignored. Set at most one of stream and defer.
+  std::shared_ptr<Deferred> defer;
+};
+
+// A response that is not ready yet: a long poll's wait, without a handler
+// thread. A handler that has nothing to answer yet returns
+// Response{.defer = d}; the connection then parks on its I/O executor,
+// holding no thread (nor, when the handler gave its connection back, a
+// database connection) while it waits, and the server calls, each time on a
+// handler thread, never two at once:
+//  - resume(), as soon as wake() was called since the last resume() began
+//    (or since the deferral was made), or when the next check is due
+//    (recheck_within(), at most kMaxRecheck after the last resume() ended,
+//    so that a lost wake-up costs at most that): it returns the final
+//    response, or nullopt to keep waiting;
+//  - expire(), instead of resume(), once deadline() has passed: the final
+//    response (e.g. an empty result).
+// The final response is written like any handler's (it must not defer or
+// stream again: that is answered 500); an exception from either is a 500.
+// When the client disconnects, or the server stops, while the request is
+// parked, the connection is closed and the server drops its reference at
+// once (a resume() already running finishes; its answer is discarded). When
+// the handler pool is saturated, a due resume() is retried shortly; at the
+// deadline the client gets 503.
+//
+// Wake sources (a NOTIFY listener, another request) must hold the deferral
+// only weakly: give them waker(), not the object, so that a request that
+// ended frees its state at once. An implementation keeps copies of what it
+// needs from the request (the Request object does not outlive the handler).
+//
+// Thread-safety: wake() and waker()'s function may be called from any
+// thread at any time, also before the handler returned the deferral (the
+// wake-up is kept) and after the request ended (nothing happens); they are
+// cheap and never block on a handler or the network. resume() and expire()
+// run on handler threads, one at a time, with happens-before between them.
+class Deferred {
+ public:
+  static constexpr std::chrono::milliseconds kMaxRecheck{1000};
+
+  explicit Deferred(std::chrono::steady_clock::time_point deadline);
+  virtual ~Deferred();
+  Deferred(const Deferred&) = delete;
+  Deferred& operator=(const Deferred&) = delete;
+
+  virtual std::optional<Response> resume() = 0;
+  virtual Response expire() = 0;
+
+  // Asks for a resume() soon (posts to the parked connection).
+  void wake();
+  // A function that calls wake() while this deferral lives, and does nothing
+  // afterwards; it holds the deferral's wake-up state weakly, and releasing
+  // its last reference costs nothing (any thread may do it).
+  std::function<void()> waker() const;
+  std::chrono::steady_clock::time_point deadline() const { return deadline_; }
+
+ protected:
+  // The next resume() without a wake-up comes at most `d` after the current
+  // one (or, called from the handler, after the request parks); clamped to
+  // [1 ms, kMaxRecheck]. Each resume() starts over from kMaxRecheck. Call
+  // from the handler or from resume() only.
+  void recheck_within(std::chrono::milliseconds d);
+
+ private:
+  friend class detail::Session;
+  const std::chrono::steady_clock::time_point deadline_;
+  std::atomic<int64_t> recheck_ms_{kMaxRecheck.count()};
+  const std::shared_ptr<detail::WakeState> state_;
 };
 
 // {"error": {"code": code, "message": message}} with that HTTP status. The one
@@ -146,6 +225,9 @@ class RequestObserver {
                             std::chrono::duration<double> elapsed) = 0;
   // An SSE stream's function starts (+1) or returns (-1).
   virtual void streams_changed(int delta) = 0;
+  // A request parks as deferred (+1) or stops being parked: answered, the
+  // client gone, the server stopping (-1). Optional.
+  virtual void deferred_changed(int /*delta*/) {}
 };
 
 class HttpServer {
@@ -157,14 +239,18 @@ class HttpServer {
   Status start(const std::string& address, uint16_t port);
   uint16_t port() const;
   // Stops accepting, closes connections, ends streams (EventSink::send
-  // returns false), drops queued requests, joins threads. Waits for running
-  // handlers to return, so a stream function must check send()'s result.
+  // returns false) and deferred requests (closed unanswered; the server
+  // releases each Deferred), drops queued requests, joins threads. Waits for
+  // running handlers (and resume() calls) to return, so a stream function
+  // must check send()'s result.
   // Safe to call twice; must not be called from a handler.
   void stop();
   // Open connections counted against max_connections (for /metrics, tests).
   size_t active_connections() const;
   // Requests queued for a handler thread and not yet started.
   size_t pending_requests() const;
+  // Requests parked as deferred (Response::defer), holding no handler thread.
+  size_t deferred_requests() const;
 
  private:
   struct Impl;

@@ -1,6 +1,7 @@
 // One connection: read a request (with deadlines and limits), hand it to a
 // handler thread, write the response, repeat while keep-alive. See
-// http_session.h for the threading rules.
+// http_session.h for the threading rules; a deferred response's parking is
+// in deferred.cpp.
 #include "host/http/http_session.h"
 
 #include <algorithm>
@@ -95,7 +96,12 @@ Session::Session(tcp::socket socket, std::shared_ptr<ServerShared> shared, bool 
   remote_ = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-Session::~Session() { unregister(); }
+Session::~Session() {
+  // Destroyed without close() only by the io_context's destructor (stop()
+  // gave up waiting): the wake-ups must not find the session anymore.
+  if (deferred_) end_deferral();
+  unregister();
+}
 
 void Session::unregister() {
   if (!registered_) return;
@@ -150,6 +156,7 @@ void Session::disarm_timer() {
 }
 
 void Session::on_timeout() {
+  if (phase_ == Phase::Deferred) return on_deferred_due();
   if (phase_ == Phase::Reading) {
     // Some bytes of a request arrived but not the whole request: cancel the
     // read; its handler answers 408.
@@ -330,6 +337,15 @@ void Session::run_handler(const Route* route, const std::shared_ptr<Request>& re
   } catch (...) {
     log::error("http", "handler for " + route->method + " " + route->pattern + " threw");
     resp = json_error(500, "internal", "internal server error");
+  }
+  if (resp.defer && resp.stream) {
+    log::error("http", "handler for " + route->method + " " + route->pattern + " both deferred and streamed");
+    resp = json_error(500, "internal", "internal server error");
+  }
+  if (resp.defer) {
+    return net::post(
+        socket_.get_executor(),
+        [self = shared_from_this(), d = std::move(resp.defer)]() mutable { self->park(std::move(d)); });
   }
   if (resp.stream) return run_stream(resp);
   net::post(socket_.get_executor(), [self = shared_from_this(), resp = std::move(resp)]() mutable {
@@ -551,6 +567,7 @@ void Session::close() {
   if (phase_ == Phase::Streaming) log_request(200);  // the client left mid-stream
   closed_ = true;
   phase_ = Phase::Closed;
+  if (deferred_) end_deferral();  // the client left, or the server stops, while it waited
   disarm_timer();
   beast::error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);

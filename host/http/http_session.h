@@ -2,8 +2,9 @@
 //
 // A session's network state (socket, timer, buffers, phase) is touched only
 // on its strand (the socket's executor). Handler threads reach it through
-// net::post, and SSE writers through the stream state below, which is
-// guarded by stream_mu_.
+// net::post, SSE writers through the stream state below, which is guarded by
+// stream_mu_, and the wake sources of a deferred response through its
+// WakeState (deferred.h), which posts to the strand.
 #pragma once
 
 #include <atomic>
@@ -46,6 +47,13 @@ struct ServerShared {
   std::atomic<bool> stopping{false};
   std::atomic<size_t> active_connections{0};  // sessions counted against max_connections
   std::atomic<size_t> rejecting{0};           // sessions answering 503 "too many connections"
+  std::atomic<size_t> deferred{0};            // sessions parked with a deferred response
+
+  // Wake-ups of deferred responses post to sessions' strands from other
+  // threads; stop() closes this gate before it stops the io_context, so that
+  // none posts to a context being torn down.
+  std::mutex io_gate_mu;
+  bool io_open = true;  // guarded by io_gate_mu
 
   // Live sessions, for stop(). stopping is set under sessions_mu so that no
   // session registers after stop() took its snapshot.
@@ -74,7 +82,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool stream_write(std::string payload);  // blocks until written; false once closed
 
  private:
-  enum class Phase { Idle, Reading, Handling, Writing, Streaming, Lingering, Closed };
+  enum class Phase { Idle, Reading, Handling, Deferred, Writing, Streaming, Lingering, Closed };
 
   void wait_for_request();
   void begin_read();
@@ -94,6 +102,18 @@ class Session : public std::enable_shared_from_this<Session> {
   void enqueue_write(std::string data, bool counted);
   void write_next();
   void end_stream();
+
+  // Deferred responses (deferred.cpp).
+  void park(std::shared_ptr<Deferred> d);
+  void on_deferred_wake();
+  void on_deferred_due();
+  void start_resume();
+  void run_resume(const std::shared_ptr<Deferred>& d, bool last, const Route* route);  // handler thread
+  void on_resumed(std::optional<Response> r);
+  void answer_deferred(Response r);
+  void schedule_check();
+  void watch_deferred_disconnect();
+  void end_deferral();  // leaves the deferred state: detaches the wake-ups, drops the Deferred
 
   void linger_close();
   void drain();
@@ -137,6 +157,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::deque<PendingWrite> writes_;
   bool writing_ = false;
   bool stream_ending_ = false;
+  // A parked deferred response (Phase::Deferred).
+  std::shared_ptr<Deferred> deferred_;
+  bool resuming_ = false;         // its resume() or expire() runs on a handler thread
+  uint64_t defer_watch_gen_ = 0;  // tells a stale disconnect watch from the current one
 
   // Shared with the stream's handler thread; guarded by stream_mu_.
   std::mutex stream_mu_;

@@ -22,6 +22,7 @@ extern const char kMigration7[];
 extern const char kMigration8[];
 extern const char kMigration9[];
 extern const char kMigration10[];
+extern const char kMigration11[];
 }  // namespace migration_sql
 
 namespace {
@@ -37,6 +38,7 @@ constexpr Migration kMigrations[] = {
     {8, "claim returns the due time", migration_sql::kMigration8},
     {9, "worker telemetry", migration_sql::kMigration9},
     {10, "autoscaler", migration_sql::kMigration10},
+    {11, "wake-ups", migration_sql::kMigration11},
 };
 
 constexpr const char* kBootstrap = R"SQL(

@@ -162,8 +162,9 @@ StatusOr<std::vector<ClaimedJob>> Queue::claim(const std::string& worker_id,
   if (max_jobs <= 0 || tags.empty()) return std::vector<ClaimedJob>{};
   return impl_->run("claim", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
+    const std::string& wake = impl_->wake_channel;
     auto r = tx.exec_prepared(sql::kClaim.name, worker_id, to_text_array(tags), max_jobs, capacity.free_gpus,
-                              int_array(capacity.device_memory_mb));
+                              int_array(capacity.device_memory_mb), wake.empty() ? nullptr : wake.c_str());
     // Columns by name, looked up once per result (the hot path).
     const auto id = r.column_number("id"), attempt = r.column_number("attempt"), tag = r.column_number("tag"),
                language = r.column_number("language"), payload = r.column_number("payload"),
@@ -173,7 +174,14 @@ StatusOr<std::vector<ClaimedJob>> Queue::claim(const std::string& worker_id,
                due_us = r.column_number("due_us");
     std::vector<ClaimedJob> jobs;
     jobs.reserve(r.size());
+    impl_->next_due.reset();  // the claim knows better than what was heard before
     for (const auto& row : r) {
+      if (row[id].is_null()) {  // a short claim's last row: when to look again
+        if (!row[due_us].is_null())
+          impl_->next_due =
+              std::chrono::steady_clock::now() + std::chrono::microseconds(row[due_us].as<int64_t>());
+        continue;
+      }
       ClaimedJob j;
       j.id = row[id].as<int64_t>();
       j.attempt = row[attempt].as<int32_t>();

@@ -380,8 +380,23 @@ class Queue {
   // poll must not keep collecting notifications for the next borrower).
   void unlisten_all();
   // Waits up to timeout for a notification on a listened channel. Returns
-  // true if one (or more) arrived; drains everything pending.
+  // true if one (or more) arrived; drains everything pending. A due-time
+  // announcement (a tag channel's "+<delay us>" payload) does not count: it
+  // moves next_due() and, when earlier than the one known, ends the wait
+  // (returning false) so that the caller can wait until then.
   StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout);
+  // Wake-ups by name (migration 11): LISTENs on this claimer's own channel
+  // and names it in every claim, so that a push wakes one waiting claimer per
+  // job instead of every worker of the tag. Kept across unlisten_all().
+  Status listen_for_wakeups(const std::string& worker_id);
+  // When a job of the claimed tags may next become claimable, as the last
+  // short claim and the due-time announcements heard since tell (a delayed
+  // job, a retry's backoff, a key's rate window); nullopt: none known.
+  std::optional<std::chrono::steady_clock::time_point> next_due() const;
+  // Ends the current, or else the next, wait_for_jobs() or
+  // wait_for_notifications() early (stop, reconfiguration). Unlike every
+  // other method, any thread may call it at any time.
+  void interrupt();
 
   // Runs arbitrary SQL (tests, admin). Returns the first column of the first
   // row as text, or empty.
@@ -400,6 +415,8 @@ class Queue {
 
 // Name of the NOTIFY channel for a tag.
 std::string channel_for_tag(const std::string& tag);
+// The NOTIFY channel that wakes one claimer by name (listen_for_wakeups).
+std::string channel_for_worker(const std::string& worker_id);
 
 // Enqueues `job` inside the caller's open transaction, with push()'s
 // statement: the caller's commit makes the job visible (and NOTIFYs its tag),

@@ -1,8 +1,17 @@
 // Queue: the connection (open, re-open after loss, prepared statements),
 // LISTEN/NOTIFY, and small conversion helpers.
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "host/queue/queue.h"
 #include "host/queue/queue_internal.h"
@@ -10,12 +19,33 @@
 
 namespace quern::queue {
 
+void ChannelReceiver::operator()(const std::string& payload, int) {
+  if (due_ != nullptr && payload.size() > 1 && payload[0] == '+') {
+    int64_t us = 0;
+    const char* end = payload.data() + payload.size();
+    if (auto [p, ec] = std::from_chars(payload.data() + 1, end, us);
+        ec == std::errc() && p == end && us >= 0) {
+      const SteadyTime at = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+      if (!*due_ || at < **due_) {
+        *due_ = at;
+        *due_moved_ = true;
+      }
+      return;
+    }
+  }
+  *flag_ = true;
+  if (payloads_) payloads_->push_back({channel(), payload});
+}
+
 Queue::Impl::Impl(std::shared_ptr<pg::Session> s, QueueOptions o) : session(std::move(s)), options(o) {
+  wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd < 0) throw std::runtime_error("eventfd: " + std::string(std::strerror(errno)));
   session->add_statements(sql::kAll);
   hooks_id = session->add_hooks(
       [this](pqxx::connection& c) {
-        for (const std::string& ch : channels) add_receiver(c, ch);
-        for (const std::string& ch : payload_channels) add_receiver(c, ch, true);
+        for (const std::string& ch : channels) add_receiver(c, ch, Kind::tag);
+        for (const std::string& ch : payload_channels) add_receiver(c, ch, Kind::payloads);
+        if (!wake_channel.empty()) add_receiver(c, wake_channel, Kind::wake);
       },
       [this] { receivers.clear(); });
 }
@@ -23,33 +53,62 @@ Queue::Impl::Impl(std::shared_ptr<pg::Session> s, QueueOptions o) : session(std:
 Queue::Impl::~Impl() {
   receivers.clear();  // before the session (maybe shared, maybe ours) can drop the connection
   session->remove_hooks(hooks_id);
+  ::close(wake_fd);
 }
 
-void Queue::Impl::add_receiver(pqxx::connection& c, const std::string& channel, bool keep_payloads) {
+void Queue::Impl::add_receiver(pqxx::connection& c, const std::string& channel, Kind kind) {
   // The receiver's constructor sends LISTEN with the channel quoted as an identifier.
-  receivers.push_back(
-      std::make_unique<ChannelReceiver>(c, channel, &notified, keep_payloads ? &payloads : nullptr));
+  receivers.push_back(std::make_unique<ChannelReceiver>(c, channel, &notified,
+                                                        kind == Kind::payloads ? &payloads : nullptr,
+                                                        kind == Kind::tag ? &next_due : nullptr, &due_moved));
 }
 
 void Queue::Impl::await(pqxx::connection& c, std::chrono::milliseconds timeout) {
   using SteadyClock = std::chrono::steady_clock;
   const auto deadline = SteadyClock::now() + timeout;
   c.get_notifs();  // anything already received while running other statements
-  while (!notified) {
-    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - SteadyClock::now());
+  while (!notified && !due_moved) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyClock::now());
     if (left.count() <= 0) break;
-    // Waits on the connection's socket (select), so a NOTIFY wakes us at once.
-    c.await_notification(static_cast<long>(left.count() / 1000000),
-                         static_cast<long>(left.count() % 1000000));
+    // The socket wakes us on a NOTIFY, the eventfd on interrupt(): no
+    // periodic wake-ups, however long the wait.
+    if (c.sock() < 0) throw pqxx::broken_connection("the connection to the database is closed");
+    pollfd fds[2] = {{c.sock(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    const int n = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left.count(), 3600 * 1000)));
+    if (n < 0 && errno != EINTR) throw std::runtime_error("poll: " + std::string(std::strerror(errno)));
+    if (n > 0 && (fds[1].revents & POLLIN) != 0) {
+      uint64_t v;
+      (void)!::read(wake_fd, &v, sizeof v);
+      break;
+    }
+    c.get_notifs();  // consumes the socket's input; a closed connection throws (session reconnects)
   }
   c.get_notifs();  // drain whatever else is pending
+}
+
+void Queue::interrupt() {
+  const uint64_t one = 1;
+  (void)!::write(impl_->wake_fd, &one, sizeof one);
+}
+
+std::optional<std::chrono::steady_clock::time_point> Queue::next_due() const { return impl_->next_due; }
+
+Status Queue::listen_for_wakeups(const std::string& worker_id) {
+  auto r = impl_->run("listen_for_wakeups", [&](pqxx::connection& conn) {
+    const std::string ch = channel_for_worker(worker_id);
+    if (impl_->wake_channel == ch) return true;
+    impl_->add_receiver(conn, ch, Impl::Kind::wake);
+    impl_->wake_channel = ch;
+    return true;
+  });
+  return r.status();
 }
 
 Status Queue::listen_channel(const std::string& channel) {
   auto r = impl_->run("listen_channel", [&](pqxx::connection& conn) {
     for (const std::string& c : impl_->payload_channels)
       if (c == channel) return true;
-    impl_->add_receiver(conn, channel, true);
+    impl_->add_receiver(conn, channel, Impl::Kind::payloads);
     impl_->payload_channels.push_back(channel);
     return true;
   });
@@ -60,6 +119,7 @@ StatusOr<std::vector<Notification>> Queue::wait_for_notifications(std::chrono::m
   return impl_->run("wait_for_notifications", [&](pqxx::connection& c) {
     impl_->await(c, timeout);
     impl_->notified = false;
+    impl_->due_moved = false;
     std::vector<Notification> out;
     out.swap(impl_->payloads);
     return out;
@@ -73,7 +133,7 @@ Status Queue::listen(const std::vector<std::string>& tags) {
       bool known = false;
       for (const std::string& c : impl_->channels) known = known || c == ch;
       if (known) continue;
-      impl_->add_receiver(conn, ch);
+      impl_->add_receiver(conn, ch, Impl::Kind::tag);
       impl_->channels.push_back(ch);
     }
     return true;
@@ -91,6 +151,16 @@ void Queue::unlisten_all() {
   impl_->payload_channels.clear();
   impl_->payloads.clear();
   impl_->notified = false;
+  impl_->next_due.reset();
+  if (std::string ch = std::exchange(impl_->wake_channel, std::string()); !ch.empty()) {
+    auto r = impl_->run("listen_for_wakeups", [&](pqxx::connection& conn) {
+      impl_->add_receiver(conn, ch, Impl::Kind::wake);
+      impl_->wake_channel = ch;
+      return true;
+    });
+    (void)r;  // on failure: re-LISTENed with the next reconnect (wake_channel is kept)
+    impl_->wake_channel = ch;
+  }
 }
 
 StatusOr<bool> Queue::wait_for_jobs(std::chrono::milliseconds timeout) {
@@ -98,6 +168,7 @@ StatusOr<bool> Queue::wait_for_jobs(std::chrono::milliseconds timeout) {
     impl_->await(c, timeout);
     const bool got = impl_->notified;
     impl_->notified = false;
+    impl_->due_moved = false;  // the caller reads next_due() now
     return got;
   });
 }
@@ -112,15 +183,22 @@ uint32_t fnv1a32(const std::string& s) {
   }
   return h;
 }
+
+// prefix + name when it fits a channel name (63 bytes), else prefix + "#" +
+// the name's FNV-1a hash.
+std::string channel_name(const std::string& prefix, const std::string& name) {
+  constexpr size_t kMaxChannel = 63;  // NAMEDATALEN - 1
+  if (prefix.size() + name.size() <= kMaxChannel) return prefix + name;
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", fnv1a32(name));
+  return prefix + "#" + hex;
+}
 }  // namespace
 
-std::string channel_for_tag(const std::string& tag) {
-  static const std::string kPrefix = "quern_jobs:";
-  constexpr size_t kMaxChannel = 63;  // NAMEDATALEN - 1
-  if (kPrefix.size() + tag.size() <= kMaxChannel) return kPrefix + tag;
-  char hex[9];
-  std::snprintf(hex, sizeof hex, "%08x", fnv1a32(tag));
-  return kPrefix + "#" + hex;
+std::string channel_for_tag(const std::string& tag) { return channel_name("quern_jobs:", tag); }
+
+std::string channel_for_worker(const std::string& worker_id) {
+  return channel_name("quern_worker:", worker_id);
 }
 
 }  // namespace quern::queue

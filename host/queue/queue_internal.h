@@ -2,7 +2,9 @@
 // shared by every Queue method. Private to host/queue.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -15,23 +17,31 @@
 
 namespace quern::queue {
 
+using SteadyTime = std::chrono::steady_clock::time_point;
+
 // Marks the queue notified when a NOTIFY arrives on its channel. libpqxx
-// calls it from get_notifs()/await_notification() on the owning thread. Its
-// constructor sends LISTEN with the channel quoted as an identifier.
+// calls it from get_notifs() on the owning thread. Its constructor sends
+// LISTEN with the channel quoted as an identifier.
 class ChannelReceiver final : public pqxx::notification_receiver {
  public:
-  // payloads: where to append each notification, or null.
+  // payloads: where to append each notification, or null. due: for a tag
+  // channel, where a due-time announcement ("+<delay us>", migration 11)
+  // lowers the next due time instead of marking the queue notified.
   ChannelReceiver(pqxx::connection& c, const std::string& channel, bool* flag,
-                  std::vector<Notification>* payloads = nullptr)
-      : pqxx::notification_receiver(c, channel), flag_(flag), payloads_(payloads) {}
-  void operator()(const std::string& payload, int) override {
-    *flag_ = true;
-    if (payloads_) payloads_->push_back({channel(), payload});
-  }
+                  std::vector<Notification>* payloads = nullptr, std::optional<SteadyTime>* due = nullptr,
+                  bool* due_moved = nullptr)
+      : pqxx::notification_receiver(c, channel),
+        flag_(flag),
+        payloads_(payloads),
+        due_(due),
+        due_moved_(due_moved) {}
+  void operator()(const std::string& payload, int) override;
 
  private:
   bool* flag_;
   std::vector<Notification>* payloads_;
+  std::optional<SteadyTime>* due_;
+  bool* due_moved_;  // set when *due_ moved earlier: a waiting claimer recomputes its deadline
 };
 
 struct Queue::Impl {
@@ -48,10 +58,18 @@ struct Queue::Impl {
   bool notified = false;                                    // set by receivers, cleared by wait_for_jobs
   std::vector<Notification> payloads;         // of listen_channel() channels, taken by wait_for_notifications
   std::vector<std::string> payload_channels;  // re-LISTENed after a reconnect, with payloads
+  std::string wake_channel;                   // listen_for_wakeups(); re-LISTENed after a reconnect
+  std::optional<SteadyTime> next_due;         // Queue::next_due()
+  bool due_moved = false;                     // an announcement moved next_due earlier; ends a wait
+  // eventfd that interrupt() makes readable; await() polls it with the
+  // connection's socket. The only member any thread touches.
+  int wake_fd = -1;
 
   // LISTENs on one more channel (connection must be open).
-  void add_receiver(pqxx::connection& c, const std::string& channel, bool keep_payloads = false);
-  // Waits until a receiver fired or the deadline (draining what is pending).
+  enum class Kind { tag, payloads, wake };
+  void add_receiver(pqxx::connection& c, const std::string& channel, Kind kind);
+  // Waits until a receiver fired, interrupt() or the deadline (draining
+  // what is pending).
   void await(pqxx::connection& c, std::chrono::milliseconds timeout);
 
   // The error boundary (pg::Session::run).

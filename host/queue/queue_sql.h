@@ -83,12 +83,15 @@ RETURNING id
 )SQL"};
 
 // $1 worker_id, $2 tags (text[]), $3 limit, $4 free GPUs, $5 device memory
-// (int[]). quern.claim() (migration 3, due_us since migration 8): the claim
-// in one call, with concurrency keys and GPU fit (docs/ARCHITECTURE.md §3).
+// (int[]), $6 the claimer's wake channel (NULL = none). quern.claim()
+// (migration 3, due_us since migration 8, wake-ups since 11): the claim in one
+// call, with concurrency keys and GPU fit (docs/ARCHITECTURE.md §3). A short
+// claim ends with a row whose id is NULL: due_us is then the delay until the
+// next job may become claimable (NULL: none known).
 inline constexpr Statement kClaim{"quern_claim", R"SQL(
 SELECT id, attempt, tag, language, payload, priority, timeout_s, script_path, created_us, started_us, gpus,
        due_us
-  FROM quern.claim($1, $2::text[], $3::int, $4::int, $5::int[])
+  FROM quern.claim($1, $2::text[], $3::int, $4::int, $5::int[], $6::text)
 )SQL"};
 
 // $1 worker_id, $2 ids (bigint[]), $3 attempts (int[]). Rows not returned are lost leases.
@@ -184,8 +187,8 @@ SELECT start_offset, chunk FROM quern.job_logs
 
 // $1 worker_id, $2 ids (bigint[]), $3 attempts (int[]). A worker shutting
 // down hands its leases back: no restart is counted, the attempt is kept (the
-// next claim makes it attempt + 1), and the tags are NOTIFYed so that another
-// worker picks the jobs up at once. A job whose cancel was requested is
+// next claim makes it attempt + 1), and claimers are woken for them at once
+// (the queue's requeue trigger, migration 11). A job whose cancel was requested is
 // completed as canceled instead.
 inline constexpr Statement kRelease{"quern_release", R"SQL(
 WITH l AS (
@@ -207,11 +210,8 @@ WITH l AS (
          worker_id, attempt, restarts, timeout_s, max_restarts, concurrency_key, retries, cancel_requested
     FROM gone
   RETURNING id
-), woken AS (
-  SELECT pg_notify(quern.channel_for_tag(t.tag), '')
-    FROM (SELECT DISTINCT tag FROM back WHERE scheduled_for <= now()) t
 )
-SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM ins), (SELECT count(*) FROM woken)
+SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM ins)
 )SQL"};
 
 // $1 job_id, $2 reason. Queued: moved to completed_jobs as canceled; running:
@@ -250,8 +250,9 @@ inline constexpr Statement kTryRecoveryLock{"quern_try_recovery_lock",
 // so a stale worker can no longer complete them) or, when it has no attempts
 // left or a cancel was requested, to completed_jobs. Jobs whose retry policy
 // covers "lost" are retried by that policy (attempts, backoff, recorded in
-// job_attempts); others by max_restarts, at once. Requeued tags are NOTIFYed
-// here because the INSERT trigger does not fire on UPDATE.
+// job_attempts); others by max_restarts, at once. Claimers are woken for
+// requeued jobs by the queue's requeue trigger (migration 11). Waiting
+// claimers not heard of for 10 minutes (their worker died) are forgotten.
 inline constexpr Statement kRecover{"quern_recover", R"SQL(
 WITH expired AS (
   SELECT id, restarts + 1 AS n, cancel_requested,
@@ -295,14 +296,12 @@ WITH expired AS (
          worker_id, attempt, n, timeout_s, max_restarts, concurrency_key, retries, cancel_requested
     FROM gone
   RETURNING status
-), woken AS (
-  SELECT pg_notify(quern.channel_for_tag(t.tag), '')
-    FROM (SELECT DISTINCT tag FROM requeued WHERE scheduled_for <= now()) t
+), stale AS (
+  DELETE FROM quern.claimers_waiting WHERE since < now() - interval '10 minutes'
 )
 SELECT (SELECT count(*) FROM requeued) AS requeued,
        (SELECT count(*) FROM ins WHERE status = 'failure') AS failed,
-       (SELECT count(*) FROM ins WHERE status = 'canceled') AS canceled,
-       (SELECT count(*) FROM woken) AS woken
+       (SELECT count(*) FROM ins WHERE status = 'canceled') AS canceled
 )SQL"};
 
 // $1 job_id. A single statement sees one snapshot, so the job is in exactly
@@ -454,7 +453,11 @@ UPDATE quern.workers SET last_seen_at = now(), running = $2, telemetry = coalesc
 )SQL"};
 
 // $1 id.
-inline constexpr Statement kUnregisterWorker{"quern_unregister_worker", "DELETE FROM quern.workers WHERE id = $1"};
+// A worker leaving is no longer a waiting claimer either.
+inline constexpr Statement kUnregisterWorker{"quern_unregister_worker", R"SQL(
+WITH w AS (DELETE FROM quern.claimers_waiting WHERE worker_id = $1)
+DELETE FROM quern.workers WHERE id = $1
+)SQL"};
 
 // Every registered worker with the ids of the jobs it runs. ORDER BY names
 // the table's columns (w.worker_group: NULL last), not the output's.

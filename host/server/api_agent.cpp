@@ -44,32 +44,89 @@ AuthedHandler agent_handler(AgentHandler inner) {
   };
 }
 
-// Long poll: answers as soon as jobs are claimed, or empty after the wait.
-// Between claims it holds no connection: the server's one listener wakes
-// it when jobs of its tags arrive (JobWaiters::watch_tags), and it claims
-// again at least every second in case a notification was missed.
+http::Response jobs_response(const std::vector<queue::ClaimedJob>& jobs) {
+  Json out = Json::array();
+  for (const auto& j : jobs) out.push_back(claimed_json(j));
+  return json_ok(Json{{"jobs", out}});
+}
+
+// The claim again after an empty one: no sooner than the claim's own due
+// time (a delayed job, a retry's backoff, a key's rate window), at most a
+// second later (a missed notification).
+std::chrono::milliseconds recheck_after(queue::Queue& q) {
+  auto due = q.next_due();
+  if (!due) return http::Deferred::kMaxRecheck;
+  return std::chrono::ceil<std::chrono::milliseconds>(*due - std::chrono::steady_clock::now());
+}
+
+// A long poll that found nothing: parked by the HTTP layer (no handler
+// thread, no database connection) until the server's one listener wakes it
+// when jobs of its tags arrive (JobWaiters::watch_tags), its re-check is due
+// (at most a second, in case a notification was missed), or its deadline
+// passes. Each resume borrows a connection for one claim and gives it back.
+// Holds copies of what it needs of the request; the ApiContext outlives it
+// (the server stops the HTTP layer, which drops every deferral, first).
+class ClaimWait final : public http::Deferred {
+ public:
+  ClaimWait(ApiContext& ctx, std::chrono::steady_clock::time_point deadline, std::string owner,
+            std::vector<std::string> tags, ClaimRequest req)
+      : Deferred(deadline),
+        ctx_(ctx),
+        owner_(std::move(owner)),
+        tags_(std::move(tags)),
+        req_(std::move(req)) {}
+
+  // Before the first claim: a job pushed after it wakes this deferral, even
+  // before the HTTP layer parked it.
+  void watch() { watch_ = ctx_.waiters.watch_tags(tags_, waker()); }
+
+  // After the handler's own empty claim on q.
+  void first_recheck(queue::Queue& q) { recheck_within(recheck_after(q)); }
+
+  std::optional<http::Response> resume() override { return claim(false); }
+  http::Response expire() override { return *claim(true); }
+
+ private:
+  std::optional<http::Response> claim(bool last) {
+    auto db = ctx_.acquire();
+    if (!db) return error_response(db.status());
+    auto jobs = db->queue().claim(owner_, tags_, req_.slots, req_.capacity);
+    if (!jobs) return error_response(jobs.status());
+    if (jobs->empty() && !last) {
+      recheck_within(recheck_after(db->queue()));
+      return std::nullopt;
+    }
+    return jobs_response(*jobs);
+  }
+
+  ApiContext& ctx_;
+  const std::string owner_;
+  const std::vector<std::string> tags_;
+  const ClaimRequest req_;
+  std::unique_ptr<JobWaiters::TagWatch> watch_;  // destroyed first: no wake-up comes after
+};
+
+// Long poll: answers as soon as jobs are claimed, or with {"jobs": []} after
+// the wait. Claims once here; when that finds nothing and the agent waits,
+// gives the connection back and defers to a ClaimWait.
 http::Response claim(ApiContext& ctx, const Json& body, const std::string& owner, const auth::Principal& who,
                      DbLease& db) {
   auto req = parse_claim_request(body);
   if (!req) return error_response(req.status());
   const auto wait = std::min(req->wait, ctx.options.max_wait);
-  const auto deadline = std::chrono::steady_clock::now() + wait;
-  std::unique_ptr<JobWaiters::TagWatch> watch;
-  if (wait.count() > 0) watch = ctx.waiters.watch_tags(who.tags);
-  while (true) {
-    if (Status s = db.reacquire(); !s) return error_response(s);
-    auto jobs = db.queue().claim(owner, who.tags, req->slots, req->capacity);
-    if (!jobs) return error_response(jobs.status());
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (!jobs->empty() || left.count() <= 0) {
-      Json out = Json::array();
-      for (const auto& j : *jobs) out.push_back(claimed_json(j));
-      return json_ok(Json{{"jobs", out}});
-    }
-    db.release();
-    watch->wait(std::min(left, std::chrono::milliseconds(1000)));
+  std::shared_ptr<ClaimWait> later;
+  if (wait.count() > 0) {
+    later = std::make_shared<ClaimWait>(ctx, std::chrono::steady_clock::now() + wait, owner, who.tags, *req);
+    later->watch();
   }
+  auto jobs = db.queue().claim(owner, who.tags, req->slots, req->capacity);
+  if (!jobs) return error_response(jobs.status());
+  if (!jobs->empty() || !later) return jobs_response(*jobs);
+  later->first_recheck(db.queue());
+  db.release();
+  http::Response deferred;
+  deferred.defer = std::move(later);
+  return deferred;
 }
 
 }  // namespace

@@ -29,9 +29,7 @@ std::optional<std::string> JobWaiters::Watch::wait(std::chrono::milliseconds tim
 }
 
 struct JobWaiters::TagWaiter {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool woken = false;  // guarded by mu
+  std::function<void()> on_wake;  // called under JobWaiters::mu_
 };
 
 JobWaiters::TagWatch::TagWatch(JobWaiters& owner, std::vector<std::string> channels,
@@ -40,18 +38,13 @@ JobWaiters::TagWatch::TagWatch(JobWaiters& owner, std::vector<std::string> chann
 
 JobWaiters::TagWatch::~TagWatch() { owner_.unwatch_tags(channels_, waiter_.get()); }
 
-bool JobWaiters::TagWatch::wait(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(waiter_->mu);
-  waiter_->cv.wait_for(lock, timeout, [&] { return waiter_->woken; });
-  return std::exchange(waiter_->woken, false);
-}
-
 JobWaiters::JobWaiters(std::string database_url) : url_(std::move(database_url)) {}
 
 JobWaiters::~JobWaiters() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    if (live_) live_->interrupt();
   }
   stop_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -72,14 +65,25 @@ std::unique_ptr<JobWaiters::Watch> JobWaiters::watch() {
   return std::make_unique<Watch>(*this, token, std::move(w));
 }
 
-std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_tags(const std::vector<std::string>& tags) {
+std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_tags(const std::vector<std::string>& tags,
+                                                             std::function<void()> on_wake) {
   auto w = std::make_shared<TagWaiter>();
+  w->on_wake = std::move(on_wake);
   std::vector<std::string> channels;
   for (const std::string& tag : tags) channels.push_back(queue::channel_for_tag(tag));
   {
     std::lock_guard lock(mu_);
-    for (const std::string& ch : channels) tag_waiters_[ch].push_back(w);
+    bool new_channel = false;
+    for (const std::string& ch : channels) {
+      auto [it, inserted] = tag_waiters_.try_emplace(ch);
+      it->second.push_back(w);
+      new_channel = new_channel || inserted;
+    }
     start_listener();
+    // The listener LISTENs on new channels now, not after its wait. A known
+    // channel is LISTENed already (or will be: its first watch interrupted),
+    // so the long polls of a busy server do not interrupt it each.
+    if (new_channel && live_) live_->interrupt();
   }
   return std::make_unique<TagWatch>(*this, std::move(channels), std::move(w));
 }
@@ -132,6 +136,13 @@ void JobWaiters::run() {
         continue;
       }
       q = std::move(c).value();
+      {
+        std::lock_guard lock(mu_);
+        // A stop that came while this connected found no live_ to interrupt:
+        // it is seen here; a later one interrupts the wait below.
+        if (stopping_) break;
+        live_ = q.get();
+      }
       listening_ = true;
       reported = false;
     }
@@ -144,10 +155,14 @@ void JobWaiters::run() {
     for (const std::string& ch : wanted) {
       if (Status s = q->listen_channel(ch); s) listened.insert(ch);
     }
-    // Short slices: stop() and new tags are noticed within 100 ms.
-    auto payloads = q->wait_for_notifications(100ms);
+    // stop() and new tags interrupt the wait: no periodic wake-ups.
+    auto payloads = q->wait_for_notifications(60s);
     if (!payloads) {
       listening_ = false;  // reconnects (and re-LISTENs) on the next call
+      {
+        std::lock_guard lock(mu_);
+        live_ = nullptr;
+      }
       if (!std::exchange(reported, true))
         log::warning("server", "job-done listener: " + payloads.message() +
                                    " (run_wait_result polls until it reconnects)");
@@ -158,14 +173,16 @@ void JobWaiters::run() {
     std::lock_guard lock(mu_);
     for (queue::Notification& n : *payloads) {
       if (n.channel != queue::kJobDoneChannel) {
+        // "+<us>": a job due later (migration 11); a long poll would claim nothing now.
+        if (!n.payload.empty() && n.payload[0] == '+') continue;
         auto it = tag_waiters_.find(n.channel);
         if (it == tag_waiters_.end()) continue;
         for (const auto& w : it->second) {
-          {
-            std::lock_guard wl(w->mu);
-            w->woken = true;
+          try {
+            if (w->on_wake) w->on_wake();
+          } catch (...) {  // a contract breach; the listener must go on
+            log::error("server", "a tag watch's wake-up threw");
           }
-          w->cv.notify_all();
         }
         continue;
       }
@@ -184,6 +201,8 @@ void JobWaiters::run() {
       it->second->cv.notify_all();
     }
   }
+  std::lock_guard lock(mu_);
+  live_ = nullptr;  // q goes with this frame
   listening_ = false;
 }
 

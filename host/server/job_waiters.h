@@ -5,10 +5,10 @@
 // "result", "error"}, and one listener thread per server hands each payload
 // to the request waiting under that token.
 //
-// Also wakes agents' long polls when jobs of their tags arrive (watch_tags):
-// the same listener LISTENs on those tags' channels. So a waiting request
-// holds no database connection of its own: the server's waits cost one
-// connection in all.
+// Also wakes agents' long polls when jobs of their tags arrive (watch_tags,
+// a callback on the listener thread): the same listener LISTENs on those
+// tags' channels. So a waiting request holds no database connection of its
+// own: the server's waits cost one connection in all.
 //
 // Contract for a waiter: watch() a fresh token BEFORE pushing the job, so no
 // notification can come first. wait() also returns after its timeout, so a
@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+namespace quern::queue {
+class Queue;
+}
 
 namespace quern::server {
 
@@ -56,18 +61,15 @@ class JobWaiters {
 
   struct TagWaiter;  // internal
 
-  // A registration for jobs of some tags; unregisters when destroyed.
+  // A registration for jobs of some tags (see watch_tags); unregisters when
+  // destroyed. The destructor waits for a call of its on_wake in progress on
+  // the listener thread: once it returned, on_wake is never called again.
   class TagWatch {
    public:
     TagWatch(JobWaiters& owner, std::vector<std::string> channels, std::shared_ptr<TagWaiter> w);
     ~TagWatch();
     TagWatch(const TagWatch&) = delete;
     TagWatch& operator=(const TagWatch&) = delete;
-    // Whether a job of the tags was pushed since the watch began or the last
-    // wait; waits up to timeout for one. The first watch of a tag may miss
-    // jobs pushed within ~100 ms (before its LISTEN): poll at least every
-    // second as well.
-    bool wait(std::chrono::milliseconds timeout);
 
    private:
     JobWaiters& owner_;
@@ -82,8 +84,18 @@ class JobWaiters {
 
   // Registers a new unique token (random, 128 bits) to push a job with.
   std::unique_ptr<Watch> watch();
-  // Registers interest in jobs pushed with these tags.
-  std::unique_ptr<TagWatch> watch_tags(const std::vector<std::string>& tags);
+  // Registers interest in jobs of these tags: on_wake is called on the
+  // listener thread for each notification on one of the tags' channels (a
+  // job due now pushed, handed back or retried when no worker was woken by
+  // name; not the "+<us>" announcements of jobs due later). It runs under the
+  // waiters' lock, so it must be quick, must not block or throw, and must not
+  // call into JobWaiters (nor destroy a TagWatch): set a flag, post a task.
+  // Wake-ups are hints, not counts — several jobs may come as one, and a
+  // woken claim may find the job taken. The first watch of a tag may miss
+  // jobs pushed before the listener LISTENs on its channel (a few ms), and
+  // any may miss those pushed while the listener reconnects: claim again at
+  // least every second as well.
+  std::unique_ptr<TagWatch> watch_tags(const std::vector<std::string>& tags, std::function<void()> on_wake);
   // Whether the listener is connected and LISTENing (else waiters should poll).
   bool listening() const { return listening_.load(); }
 
@@ -101,6 +113,7 @@ class JobWaiters {
   std::map<std::string, std::vector<std::shared_ptr<TagWaiter>>> tag_waiters_;
   std::condition_variable stop_cv_;  // with mu_
   bool stopping_ = false;            // guarded by mu_
+  queue::Queue* live_ = nullptr;     // the listener's connection, to interrupt(); guarded by mu_
   std::atomic<bool> listening_{false};
   std::thread thread_;  // the listener, started by the first watch(); guarded by mu_ until joined
 };

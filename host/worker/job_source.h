@@ -2,12 +2,14 @@
 // (PgJobSource, `quern worker`) or the server's agent API over HTTP
 // (host/agent, `quern agent`). The worker's logic is the same for both.
 //
-// Thread-safety: none; the worker creates one source for its claimer thread,
-// one for its writer thread and one for its cancel listener.
+// Thread-safety: none, except interrupt(); the worker creates one source for
+// its claimer thread, one for its writer thread and one for its cancel
+// listener.
 #pragma once
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,8 +34,23 @@ class JobSource {
   virtual StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id,
                                                          const std::vector<std::string>& tags, int max_jobs,
                                                          const queue::ClaimCapacity& capacity) = 0;
-  // Longest single wait_for_jobs the claimer should ask for (stop latency).
+  // Whether wait_for_jobs itself claims (a long poll): then a wait that
+  // found nothing was as good as a claim, and the claimer waits again
+  // rather than polling with claim() between waits.
+  virtual bool claims_while_waiting() const { return false; }
+  // Longest single wait_for_jobs the claimer should ask for: how late it may
+  // notice stop() or new tags when interrupt() cannot end a wait.
   virtual std::chrono::milliseconds max_wait_slice() const { return std::chrono::milliseconds(100); }
+  // Ends the current, or else the next, wait early. Any thread, any time.
+  // A source that cannot be interrupted keeps max_wait_slice() short.
+  virtual void interrupt() {}
+  // Names this claimer to the queue so that it can be woken alone (not
+  // with every worker of its tags) when a job arrives. Optional.
+  virtual Status listen_for_wakeups(const std::string& /*worker_id*/) { return Status::ok(); }
+  // When a job of the claimed tags may next become claimable (a delayed job,
+  // a retry's backoff, a key's rate window), if the source knows: the
+  // claimer sleeps until then rather than waiting for its next poll.
+  virtual std::optional<std::chrono::steady_clock::time_point> next_due() const { return std::nullopt; }
 
   // --- writer side ---
   virtual StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,
@@ -78,13 +95,20 @@ class PgJobSource final : public JobSource {
   Status listen(const std::vector<std::string>& tags) override { return q_->listen(tags); }
   StatusOr<int> schema_version() override { return q_->schema_version(); }
   Status relisten(const std::vector<std::string>& tags) override {
-    q_->unlisten_all();
+    q_->unlisten_all();  // keeps the wake channel
     return q_->listen(tags);
   }
   StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string&,
                                const std::vector<std::string>&, int, const queue::ClaimCapacity&) override {
     return q_->wait_for_jobs(timeout);
   }
+  // Waits end on a NOTIFY or interrupt(): no slicing needed.
+  std::chrono::milliseconds max_wait_slice() const override { return std::chrono::hours(1); }
+  void interrupt() override { q_->interrupt(); }
+  Status listen_for_wakeups(const std::string& worker_id) override {
+    return q_->listen_for_wakeups(worker_id);
+  }
+  std::optional<std::chrono::steady_clock::time_point> next_due() const override { return q_->next_due(); }
   StatusOr<std::vector<queue::ClaimedJob>> claim(const std::string& worker_id,
                                                  const std::vector<std::string>& tags, int max_jobs,
                                                  const queue::ClaimCapacity& capacity) override {

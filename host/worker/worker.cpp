@@ -104,6 +104,7 @@ void Worker::stop() {
   state_->claimer_cv.notify_all();
   state_->writer_cv.notify_all();
   state_->watchdog_cv.notify_all();
+  if (state_->claim_source) state_->claim_source->interrupt();  // it may be waiting for a NOTIFY
 }
 
 void Worker::wait() {
@@ -160,9 +161,16 @@ void Loops::claimer() {
       should_claim = true;
     }
     if (free_slots <= 0) continue;
-    const auto now = SteadyClock::now();
-    if (!should_claim && now - last_claim < opt.poll_interval) {
-      auto left = std::chrono::duration_cast<milliseconds>(opt.poll_interval - (now - last_claim));
+    // Idle: wait for a wake-up, the next poll, or the moment the source
+    // says a job becomes due (a delay, a backoff, a rate window), whichever
+    // comes first.
+    // A long-polling source polls on the server's side: its waits follow
+    // one another with no claim() in between.
+    const bool long_polls = q.claims_while_waiting();
+    auto wake_at = long_polls ? SteadyClock::now() + q.max_wait_slice() : last_claim + opt.poll_interval;
+    if (auto due = q.next_due(); due && *due < wake_at) wake_at = *due;
+    if (const auto now = SteadyClock::now(); !should_claim && now < wake_at) {
+      const auto left = std::max(milliseconds(1), std::chrono::ceil<milliseconds>(wake_at - now));
       auto woke =
           q.wait_for_jobs(std::min(left, q.max_wait_slice()), opt.worker_id, tags, free_slots, capacity);
       if (!woke) {
@@ -201,6 +209,10 @@ void Loops::claimer() {
     if (claimed->empty()) continue;
     st.claimed += static_cast<int64_t>(claimed->size());
     std::lock_guard lock(st.mu);
+    if (st.running.empty()) {  // the watchdog and the writer tick only while jobs run
+      st.watchdog_cv.notify_all();
+      st.writer_cv.notify_all();
+    }
     for (auto& job : *claimed) {
       int timeout_s = job.timeout_s > 0 ? job.timeout_s : opt.default_timeout_s;
       auto run =
@@ -304,13 +316,20 @@ void Loops::writer() {
     bool all_done;
     {
       std::unique_lock lock(st.mu);
-      auto wake = std::min({next_heartbeat, next_recovery, next_log_flush});
+      // Logs are flushed on a tick only while jobs run: an idle worker wakes
+      // for its heartbeat and lease sweeps alone (the claimer wakes it when
+      // jobs start).
+      const bool idle = st.running.empty();
+      auto wake = next_heartbeat;
+      if (opt.recover_expired_leases) wake = std::min(wake, next_recovery);  // agents never sweep
+      if (!idle) wake = std::min(wake, next_log_flush);
       if (retry_wait) wake = std::min(wake, SteadyClock::now() + kDatabaseRetry);
       st.writer_cv.wait_until(lock, wake, [&] {
-        return !retry_wait &&
-               (!st.pending_completions.empty() || !st.pending_releases.empty() || st.log_flush_wanted ||
-                st.registry_update || (st.claimer_done && st.slots_alive == 0));
+        return !retry_wait && (!st.pending_completions.empty() || !st.pending_releases.empty() ||
+                               st.log_flush_wanted || st.registry_update ||
+                               (st.claimer_done && st.slots_alive == 0) || (idle && !st.running.empty()));
       });
+      if (idle && !st.running.empty()) next_log_flush = SteadyClock::now() + kLogFlushInterval;
       retry_wait = false;
       const auto now = SteadyClock::now();
       if (now >= next_log_flush || st.log_flush_wanted) {
@@ -413,12 +432,19 @@ void Loops::writer() {
   std::lock_guard lock(st.mu);
   st.writer_done = true;
   st.watchdog_cv.notify_all();
+  if (st.cancel_source) st.cancel_source->interrupt();  // its wait for a NOTIFY ends now
 }
 
 void Loops::watchdog() {
   std::unique_lock lock(st.mu);
   while (!st.writer_done) {
-    st.watchdog_cv.wait_for(lock, kWatchdogTick);
+    // Ticks only while there is something to watch: jobs, or a shutdown's
+    // grace period. Otherwise the claimer (jobs), stop() and the writer
+    // (done) wake it.
+    if (st.running.empty() && !st.stopping)
+      st.watchdog_cv.wait(lock);
+    else
+      st.watchdog_cv.wait_for(lock, kWatchdogTick);
     const auto now = SteadyClock::now();
     const bool shutdown_due = st.stopping && now - st.stop_requested_at >= opt.shutdown_grace;
     bool want_flush = false;
@@ -523,6 +549,8 @@ Status Worker::start() {
   auto listening = (*xq)->listen_cancels();
   if (!listening) return listening.status().with_context("worker " + options_.worker_id);
   if (Status s = (*cq)->listen(options_.tags); !s) return s.with_context("worker " + options_.worker_id);
+  if (Status s = (*cq)->listen_for_wakeups(options_.worker_id); !s)
+    return s.with_context("worker " + options_.worker_id);
   queue::WorkerInfo info;
   info.id = options_.worker_id;
   info.kind = options_.kind;

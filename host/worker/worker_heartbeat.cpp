@@ -78,7 +78,9 @@ void Loops::cancels() {
       std::lock_guard lock(st.mu);
       if (st.writer_done) return;
     }
-    auto ids = q.wait_for_cancels(milliseconds(100));  // the slice bounds how late we notice the end
+    // The writer interrupts the wait when it is done; the slice only bounds
+    // a source without interrupt().
+    auto ids = q.wait_for_cancels(q.max_wait_slice());
     if (!ids) {
       if (!std::exchange(reported, true))
         log::warning("worker", "cancel listener (heartbeats still deliver cancels): " + ids.message(),

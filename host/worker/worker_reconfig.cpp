@@ -30,6 +30,7 @@ Status Worker::set_tags(std::vector<std::string> tags) {
   state_->registry_update = state_->registry_info;
   state_->claimer_cv.notify_all();
   state_->writer_cv.notify_all();
+  if (state_->claim_source) state_->claim_source->interrupt();  // re-LISTENs now, not after its wait
   return Status::ok();
 }
 
@@ -51,6 +52,7 @@ Status Worker::set_slots(int slots) {
     state_->registry_update = state_->registry_info;
     state_->claimer_cv.notify_all();
     state_->writer_cv.notify_all();
+    if (state_->claim_source) state_->claim_source->interrupt();  // claims for the new slots now
   }
   for (int i = 0; i < to_start; ++i) state_->start_slot();
   return Status::ok();

@@ -27,9 +27,9 @@
 namespace quern::worker {
 
 struct Worker::State {
-  std::unique_ptr<JobSource> claim_source;   // claimer thread only
+  std::unique_ptr<JobSource> claim_source;   // claimer thread only (interrupt(): any thread)
   std::unique_ptr<JobSource> writer_source;  // writer thread only
-  std::unique_ptr<JobSource> cancel_source;  // cancel listener thread only
+  std::unique_ptr<JobSource> cancel_source;  // cancel listener thread only (interrupt(): any)
 
   std::mutex mu;
   std::condition_variable slots_cv;     // dispatch has work / stopping

@@ -3,9 +3,12 @@
 // child process, no file system access.
 //
 // Job args (all optional):
-//   "sleep_ms": N      sleep N ms in steps of at most 5 ms, polling
-//                      cancelled(): timeout → TIMEOUT, cancel/shutdown or
-//                      interrupt() → CANCELED;
+//   "sleep_ms": N      sleep N ms, ended early by interrupt() (which the
+//                      host calls on every stop): then cancelled() says why
+//                      (timeout → TIMEOUT, cancel/shutdown → CANCELED); it is
+//                      also polled every 100 ms, for a host that never
+//                      interrupts. A benchmark's no-op job must not cost
+//                      wake-ups of its own;
 //   "stubborn_ms": N   sleep N ms without ever polling (a plugin that
 //                      ignores stops, for tests of the host's outcome);
 //   "log": ["l", ...]  log these lines to stdout;
@@ -16,6 +19,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -49,7 +54,9 @@ class NoopExecutor {
         if (why != QUERN_RUNNING) return quern::sdk::stop_status(ctx, why);
         const auto now = Clock::now();
         if (now >= until) break;
-        std::this_thread::sleep_for(std::min<Clock::duration>(until - now, std::chrono::milliseconds(5)));
+        std::unique_lock lock(mu_);
+        wake_.wait_until(lock, std::min<Clock::time_point>(until, now + std::chrono::milliseconds(100)),
+                         [&] { return interrupted_.load(std::memory_order_relaxed); });
       }
     }
     if (auto it = args.find("stubborn_ms"); it != args.end() && it->is_number())
@@ -67,10 +74,18 @@ class NoopExecutor {
     return QUERN_STATUS_SUCCESS;
   }
 
-  void interrupt() { interrupted_.store(true, std::memory_order_relaxed); }
+  void interrupt() {
+    {
+      std::lock_guard lock(mu_);  // a sleeper between its check and its wait still sees it
+      interrupted_.store(true, std::memory_order_relaxed);
+    }
+    wake_.notify_all();
+  }
 
  private:
   std::atomic<bool> interrupted_{false};
+  std::mutex mu_;
+  std::condition_variable wake_;
 };
 
 }  // namespace

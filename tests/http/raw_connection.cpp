@@ -9,6 +9,8 @@
 
 #include <cctype>
 #include <cerrno>
+#include <chrono>
+#include <thread>
 
 namespace quern::testing {
 namespace {
@@ -130,6 +132,17 @@ std::optional<RawResponse> RawConnection::read_response(std::chrono::millisecond
     if (left == 0 || peer_closed_) return std::nullopt;
     read_some(std::chrono::milliseconds(left));
   }
+}
+
+RawConnection* first_readable(const std::vector<std::unique_ptr<RawConnection>>& conns,
+                              std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  do {
+    for (const auto& c : conns)
+      if (c->readable_now()) return c.get();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a poll interval, not synchronization
+  } while (std::chrono::steady_clock::now() < deadline);
+  return nullptr;
 }
 
 }  // namespace quern::testing

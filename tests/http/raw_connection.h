@@ -6,9 +6,11 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace quern::testing {
 
@@ -51,5 +53,10 @@ class RawConnection {
   bool peer_closed_ = false;
   std::string buffer_;
 };
+
+// The first of conns with bytes (or EOF) to read, waiting up to timeout;
+// null if none had any by then.
+RawConnection* first_readable(const std::vector<std::unique_ptr<RawConnection>>& conns,
+                              std::chrono::milliseconds timeout);
 
 }  // namespace quern::testing

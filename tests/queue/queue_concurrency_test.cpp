@@ -127,11 +127,14 @@ TEST_F(QueueConcurrencyTest, NotifyWakesListenerOfThatTagOnly) {
   must(q_->push(make_job(long_tag)));
   EXPECT_TRUE(must(listener->wait_for_jobs(5s)));
 
-  // Jobs scheduled in the future do not wake anyone.
+  // Jobs scheduled in the future do not wake anyone: they are announced,
+  // and the listener knows when to look.
   NewJob later = make_job("gpu");
   later.scheduled_for = Clock::now() + 1h;
   must(q_->push(later));
   EXPECT_FALSE(must(listener->wait_for_jobs(100ms)));
+  ASSERT_TRUE(listener->next_due().has_value());
+  EXPECT_GT(*listener->next_due(), SteadyClock::now() + 59min);
 }
 
 TEST_F(QueueConcurrencyTest, ReconnectsAfterBackendIsTerminated) {

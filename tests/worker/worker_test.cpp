@@ -9,6 +9,7 @@
 #include <atomic>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "tests/support/child_process.h"
 #include "tests/support/test_postgres.h"
@@ -271,6 +272,53 @@ TEST_F(WorkerTest, FiftySlotsNeverRunMoreThanAKeysLimit) {
   EXPECT_GE(max_keyed.load(), 2) << "the key should run several at once";
   EXPECT_GE(max_all.load(), 25) << "the slots should have been busy";
   for (size_t i = 0; i < ids->size(); i += 11) EXPECT_EQ(state((*ids)[i]), "success");
+}
+
+// Wake-ups without polling (issue 17): with a poll interval far longer than
+// the test, a delayed job starts at its due time, and a keyed job as soon as
+// its key has room — the worker is told, it does not find out by polling.
+TEST_F(WorkerTest, DelayedAndKeyedJobsStartWithoutWaitingForThePoll) {
+  worker::WorkerOptions o = options({"noop"}, 2);
+  o.poll_interval = 60s;
+  worker::Worker w(o, registry_);
+  ASSERT_TRUE(w.start());
+  ASSERT_TRUE(wait_until([&] { return w.stats().claim_queries >= 1; }, 10s));  // idle, listening
+
+  queue::NewJob later;
+  later.language = later.tag = "noop";
+  later.payload = {{"code", ""}, {"args", nlohmann::ordered_json::object()}};
+  later.scheduled_for = queue::Clock::now() + 700ms;
+  auto id = q_->push(later);
+  ASSERT_TRUE(id) << id.message();
+  ASSERT_TRUE(wait_until([&] { return finished(*id); }, 20s));
+  const queue::JobRecord rec = record(*id);
+  ASSERT_TRUE(rec.started_at.has_value());
+  const auto late =
+      std::chrono::duration_cast<std::chrono::milliseconds>(*rec.started_at - *later.scheduled_for);
+  EXPECT_GE(late.count(), 0);
+  EXPECT_LT(late.count(), 500) << "started " << late.count() << " ms after it was due";
+
+  // Two slots, a key that allows one at a time: the second job starts when
+  // the first ends, not a poll later.
+  std::vector<queue::NewJob> keyed(2, later);
+  for (auto& j : keyed) {
+    j.scheduled_for.reset();
+    j.payload["args"]["sleep_ms"] = 300;
+    j.concurrency.key = "api:one";
+    j.concurrency.max_running = 1;
+  }
+  auto ids = q_->push_batch(keyed);
+  ASSERT_TRUE(ids) << ids.message();
+  ASSERT_TRUE(wait_until([&] { return finished((*ids)[0]) && finished((*ids)[1]); }, 20s));
+  const queue::JobRecord a = record((*ids)[0]), b = record((*ids)[1]);
+  ASSERT_TRUE(a.started_at && b.started_at && a.completed_at && b.completed_at);
+  const auto& [first, second] = *a.started_at < *b.started_at ? std::tie(a, b) : std::tie(b, a);
+  EXPECT_GE(*second.started_at, *first.completed_at - 50ms);  // never both at once (clock slack)
+  const auto gap =
+      std::chrono::duration_cast<std::chrono::milliseconds>(*second.started_at - *first.completed_at);
+  EXPECT_LT(gap.count(), 500) << "the key had room " << gap.count() << " ms before its next job started";
+  w.stop();
+  w.wait();
 }
 
 }  // namespace
