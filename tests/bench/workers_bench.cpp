@@ -48,6 +48,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -259,6 +260,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 3600.0));
   app.add_option("--sandbox", a.sandbox, "the group's sandbox")->check(CLI::IsMember({"none", "bwrap"}));
   app.add_option("--conns-per-worker", a.conns_per_worker, "connections a worker may open (for the refusal)");
+  app.add_option("--setup-sql", a.setup_sql, "SQL file run after the migration (e.g. an older quern.claim())")
+      ->check(CLI::ExistingFile);
   app.add_flag("--keep", a.keep, "keep the config and the workers' logs");
   CLI11_PARSE(app, argc, argv);
   // Defaults that depend on the mode.
@@ -285,6 +288,12 @@ int main(int argc, char** argv) {
     const std::string db_url = database_url(a.host, a.port, a.db);
     const auto config = write_config(a, dir, self.parent_path().parent_path() / "plugins");
     migrate(quern, config, db_url, dir);
+    if (!a.setup_sql.empty()) {
+      std::ifstream in(a.setup_sql);
+      const std::string sql((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      pqxx::connection setup(db_url);
+      pqxx::nontransaction(setup).exec(sql);
+    }
     start_workers(workers, a.workers, quern, config, db_url, dir);
     pqxx::connection c(db_url);  // polls
     pqxx::connection stats(

@@ -43,6 +43,7 @@ struct Args {
   std::string sandbox = "none";
   int conns_per_worker = 3;
   bool keep = false;
+  std::string setup_sql;  // a file of SQL run after the migration, before the workers start (A/B checks)
 };
 
 // A mode's view of the running benchmark.

@@ -160,7 +160,9 @@ DROP FUNCTION quern.claim(text, text[], int, int, int[]);
 -- looked cheaper than the cached generic one), so plans are forced generic;
 -- the claim statement is shaped so that its generic plan is an index scan
 -- (`id = ANY(ARRAY(...))`, never a join with a CTE of ids, whose generic plan
--- scans the queue). The key loop runs only when keyed jobs wait, visits only
+-- scans the queue), and sequential scans are off: a generic plan is made
+-- once per connection, and one made while the queue was small would scan it
+-- for every claim after it grew (and while dead rows bloat it). The key loop runs only when keyed jobs wait, visits only
 -- keys that have waiting jobs (a loose scan of queue_claim_keyed_idx), and
 -- skips keys already at a limit in this snapshot (the loop re-checks under
 -- the key's lock). Without keyed candidates, one statement picks, locks and
@@ -170,7 +172,7 @@ CREATE FUNCTION quern.claim(p_worker text, p_tags text[], p_limit int, p_free_gp
 RETURNS TABLE (id bigint, attempt int, tag text, language text, payload text, priority smallint,
                timeout_s int, script_path text, created_us bigint, started_us bigint, gpus smallint,
                due_us bigint)
-LANGUAGE plpgsql SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan AS $$
+LANGUAGE plpgsql SET enable_bitmapscan = off SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
   ids bigint[] := '{}';
@@ -182,7 +184,11 @@ DECLARE
   n_claimed int;
   next_wake timestamptz;
 BEGIN
-  keyed_waiting := EXISTS (SELECT 1 FROM quern.queue w WHERE NOT w.running AND w.concurrency_key IS NOT NULL);
+  -- Ordered, so that the planner takes queue_claim_keyed_idx even without
+  -- statistics (a plain EXISTS was planned as a scan of the whole queue).
+  keyed_waiting := EXISTS (SELECT 1 FROM (SELECT w.concurrency_key FROM quern.queue w
+                                           WHERE NOT w.running AND w.concurrency_key IS NOT NULL
+                                           ORDER BY w.concurrency_key LIMIT 1) x);
   IF keyed_waiting THEN
     FOR k IN
       WITH RECURSIVE wk(key) AS (
