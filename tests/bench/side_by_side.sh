@@ -37,6 +37,19 @@ peer graphile 200 1 latency
 quern bash-latency 200 1
 quern enqueue-batch 20000 1
 peer graphile 20000 1 enqueue-batch
+# Many single-slot worker processes (issue 17): load, idle cost, wake-up
+# latency, due times, a key's capacity. W = 100 and 200 need max_connections
+# of at least 3 W + 10 (the peers' cluster has 300).
+workers() {  # workers ARGS...
+  "$PEERS/waitidle.sh" >/dev/null
+  "$BUILD/bin/quern_workers_bench" --host "$PEERS/sock" --port 55433 "$@" >> "$RESULTS"
+}
+for w in 10 50; do workers --workers $w --jobs $((w * 20)) --job-ms 100 --idle-seconds 10; done
+workers --workers 10 --jobs 200 --job-ms 100 --kind bash
+workers --mode latency --workers 20 --samples 300
+workers --mode due --workers 10 --samples 20 --delay-ms 1500 --retry-jobs 5
+workers --mode keyed --workers 2 --slots 4 --jobs 20 --job-ms 500 --max-running 2
+workers --mode keyed --workers 2 --slots 4 --jobs 20 --job-ms 500 --rate-max 4 --rate-window-ms 1000
 if [ "${3:-}" != quick ]; then
   # Long drain: shows whether the claim rate decays as dead tuples pile up (docs/ARCHITECTURE.md §2).
   quern --window 10 --duration 75 noop 20000 50
