@@ -38,8 +38,9 @@ void ChannelReceiver::operator()(const std::string& payload, int) {
 }
 
 Queue::Impl::Impl(std::shared_ptr<pg::Session> s, QueueOptions o) : session(std::move(s)), options(o) {
+  // Without an eventfd (descriptors exhausted) waits fall back to 100 ms
+  // slices, so that a stop is still noticed.
   wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd < 0) throw std::runtime_error("eventfd: " + std::string(std::strerror(errno)));
   session->add_statements(sql::kAll);
   hooks_id = session->add_hooks(
       [this](pqxx::connection& c) {
@@ -53,7 +54,7 @@ Queue::Impl::Impl(std::shared_ptr<pg::Session> s, QueueOptions o) : session(std:
 Queue::Impl::~Impl() {
   receivers.clear();  // before the session (maybe shared, maybe ours) can drop the connection
   session->remove_hooks(hooks_id);
-  ::close(wake_fd);
+  if (wake_fd >= 0) ::close(wake_fd);
 }
 
 void Queue::Impl::add_receiver(pqxx::connection& c, const std::string& channel, Kind kind) {
@@ -74,7 +75,8 @@ void Queue::Impl::await(pqxx::connection& c, std::chrono::milliseconds timeout) 
     // periodic wake-ups, however long the wait.
     if (c.sock() < 0) throw pqxx::broken_connection("the connection to the database is closed");
     pollfd fds[2] = {{c.sock(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    const int n = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left.count(), 3600 * 1000)));
+    const int64_t slice = wake_fd >= 0 ? 3600 * 1000 : 100;
+    const int n = ::poll(fds, wake_fd >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(left.count(), slice)));
     if (n < 0 && errno != EINTR) throw std::runtime_error("poll: " + std::string(std::strerror(errno)));
     if (n > 0 && (fds[1].revents & POLLIN) != 0) {
       uint64_t v;
@@ -88,7 +90,7 @@ void Queue::Impl::await(pqxx::connection& c, std::chrono::milliseconds timeout) 
 
 void Queue::interrupt() {
   const uint64_t one = 1;
-  (void)!::write(impl_->wake_fd, &one, sizeof one);
+  if (impl_->wake_fd >= 0) (void)!::write(impl_->wake_fd, &one, sizeof one);
 }
 
 std::optional<std::chrono::steady_clock::time_point> Queue::next_due() const { return impl_->next_due; }

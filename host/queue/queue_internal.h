@@ -62,7 +62,8 @@ struct Queue::Impl {
   std::optional<SteadyTime> next_due;         // Queue::next_due()
   bool due_moved = false;                     // an announcement moved next_due earlier; ends a wait
   // eventfd that interrupt() makes readable; await() polls it with the
-  // connection's socket. The only member any thread touches.
+  // connection's socket (-1: none could be made; waits are sliced). The
+  // only member any thread touches.
   int wake_fd = -1;
 
   // LISTENs on one more channel (connection must be open).
