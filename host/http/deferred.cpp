@@ -62,7 +62,6 @@ void Session::park(std::shared_ptr<Deferred> d) {
   phase_ = Phase::Deferred;
   deferred_ = std::move(d);
   ++shared_->deferred;
-  if (shared_->observer) shared_->observer->deferred_changed(+1);
   bool woken;
   {
     WakeState& st = *deferred_->state_;
@@ -80,6 +79,10 @@ void Session::park(std::shared_ptr<Deferred> d) {
     woken = st.woken;
   }
   watch_deferred_disconnect();
+  resume_or_wait(woken);
+}
+
+void Session::resume_or_wait(bool woken) {
   if (woken || std::chrono::steady_clock::now() >= deferred_->deadline()) return start_resume();
   schedule_check();
 }
@@ -166,8 +169,7 @@ void Session::on_resumed(std::optional<Response> r) {
     std::lock_guard lock(st.mu);
     woken = st.woken;
   }
-  if (woken || std::chrono::steady_clock::now() >= deferred_->deadline()) return start_resume();
-  schedule_check();
+  resume_or_wait(woken);
 }
 
 void Session::watch_deferred_disconnect() {
@@ -209,7 +211,6 @@ void Session::end_deferral() {
   disarm_timer();
   deferred_.reset();  // a resume() still running keeps its own reference
   --shared_->deferred;
-  if (shared_->observer) shared_->observer->deferred_changed(-1);
 }
 
 }  // namespace detail

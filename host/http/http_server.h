@@ -225,9 +225,6 @@ class RequestObserver {
                             std::chrono::duration<double> elapsed) = 0;
   // An SSE stream's function starts (+1) or returns (-1).
   virtual void streams_changed(int delta) = 0;
-  // A request parks as deferred (+1) or stops being parked: answered, the
-  // client gone, the server stopping (-1). Optional.
-  virtual void deferred_changed(int /*delta*/) {}
 };
 
 class HttpServer {

@@ -112,6 +112,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_resumed(std::optional<Response> r);
   void answer_deferred(Response r);
   void schedule_check();
+  void resume_or_wait(bool woken);  // a resume now (woken, or at the deadline), else the next check
   void watch_deferred_disconnect();
   void end_deferral();  // leaves the deferred state: detaches the wake-ups, drops the Deferred
 

@@ -417,6 +417,10 @@ class Queue {
 std::string channel_for_tag(const std::string& tag);
 // The NOTIFY channel that wakes one claimer by name (listen_for_wakeups).
 std::string channel_for_worker(const std::string& worker_id);
+// A tag channel's payload "+<delay us>" (migration 11) announces a job that
+// becomes due that long after the NOTIFY: the delay, or nullopt for any
+// other payload (a job due now).
+std::optional<std::chrono::microseconds> due_announcement(const std::string& payload);
 
 // Enqueues `job` inside the caller's open transaction, with push()'s
 // statement: the caller's commit makes the job visible (and NOTIFYs its tag),

@@ -19,13 +19,19 @@
 
 namespace quern::queue {
 
+std::optional<std::chrono::microseconds> due_announcement(const std::string& payload) {
+  if (payload.size() < 2 || payload[0] != '+') return std::nullopt;
+  int64_t us = 0;
+  const char* end = payload.data() + payload.size();
+  if (auto [p, ec] = std::from_chars(payload.data() + 1, end, us); ec != std::errc() || p != end || us < 0)
+    return std::nullopt;
+  return std::chrono::microseconds(us);
+}
+
 void ChannelReceiver::operator()(const std::string& payload, int) {
-  if (due_ != nullptr && payload.size() > 1 && payload[0] == '+') {
-    int64_t us = 0;
-    const char* end = payload.data() + payload.size();
-    if (auto [p, ec] = std::from_chars(payload.data() + 1, end, us);
-        ec == std::errc() && p == end && us >= 0) {
-      const SteadyTime at = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  if (due_ != nullptr) {
+    if (auto delay = due_announcement(payload)) {
+      const SteadyTime at = std::chrono::steady_clock::now() + *delay;
       if (!*due_ || at < **due_) {
         *due_ = at;
         *due_moved_ = true;
@@ -96,13 +102,19 @@ void Queue::interrupt() {
 std::optional<std::chrono::steady_clock::time_point> Queue::next_due() const { return impl_->next_due; }
 
 Status Queue::listen_for_wakeups(const std::string& worker_id) {
-  auto r = impl_->run("listen_for_wakeups", [&](pqxx::connection& conn) {
-    const std::string ch = channel_for_worker(worker_id);
-    if (impl_->wake_channel == ch) return true;
-    impl_->add_receiver(conn, ch, Impl::Kind::wake);
-    impl_->wake_channel = ch;
+  const std::string ch = channel_for_worker(worker_id);
+  if (impl_->wake_channel == ch) return Status::ok();
+  return impl_->listen_wake(ch);
+}
+
+Status Queue::Impl::listen_wake(const std::string& ch) {
+  // Set after the LISTEN: a reconnect within run() must not LISTEN twice.
+  wake_channel.clear();
+  auto r = run("listen_for_wakeups", [&](pqxx::connection& conn) {
+    add_receiver(conn, ch, Kind::wake);
     return true;
   });
+  wake_channel = ch;  // kept on failure too: the reconnect hook LISTENs on it
   return r.status();
 }
 
@@ -154,15 +166,8 @@ void Queue::unlisten_all() {
   impl_->payloads.clear();
   impl_->notified = false;
   impl_->next_due.reset();
-  if (std::string ch = std::exchange(impl_->wake_channel, std::string()); !ch.empty()) {
-    auto r = impl_->run("listen_for_wakeups", [&](pqxx::connection& conn) {
-      impl_->add_receiver(conn, ch, Impl::Kind::wake);
-      impl_->wake_channel = ch;
-      return true;
-    });
-    (void)r;  // on failure: re-LISTENed with the next reconnect (wake_channel is kept)
-    impl_->wake_channel = ch;
-  }
+  // The wake channel is the claimer's name, not a tag: it stays.
+  if (const std::string ch = impl_->wake_channel; !ch.empty()) (void)impl_->listen_wake(ch);
 }
 
 StatusOr<bool> Queue::wait_for_jobs(std::chrono::milliseconds timeout) {

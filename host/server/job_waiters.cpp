@@ -173,8 +173,8 @@ void JobWaiters::run() {
     std::lock_guard lock(mu_);
     for (queue::Notification& n : *payloads) {
       if (n.channel != queue::kJobDoneChannel) {
-        // "+<us>": a job due later (migration 11); a long poll would claim nothing now.
-        if (!n.payload.empty() && n.payload[0] == '+') continue;
+        // A job due later: a long poll would claim nothing now.
+        if (queue::due_announcement(n.payload)) continue;
         auto it = tag_waiters_.find(n.channel);
         if (it == tag_waiters_.end()) continue;
         for (const auto& w : it->second) {

@@ -161,27 +161,29 @@ void Loops::claimer() {
       should_claim = true;
     }
     if (free_slots <= 0) continue;
-    // Idle: wait for a wake-up, the next poll, or the moment the source
-    // says a job becomes due (a delay, a backoff, a rate window), whichever
-    // comes first.
-    // A long-polling source polls on the server's side: its waits follow
-    // one another with no claim() in between.
-    const bool long_polls = q.claims_while_waiting();
-    auto wake_at = long_polls ? SteadyClock::now() + q.max_wait_slice() : last_claim + opt.poll_interval;
-    if (auto due = q.next_due(); due && *due < wake_at) wake_at = *due;
-    if (const auto now = SteadyClock::now(); !should_claim && now < wake_at) {
-      const auto left = std::max(milliseconds(1), std::chrono::ceil<milliseconds>(wake_at - now));
-      auto woke =
-          q.wait_for_jobs(std::min(left, q.max_wait_slice()), opt.worker_id, tags, free_slots, capacity);
-      if (!woke) {
-        log::warning("worker", "waiting for notifications: " + woke.message(), log_fields());
-        std::unique_lock lock(st.mu);
-        st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.stopping; });
-        should_claim = true;  // re-LISTEN happens on reconnect; poll meanwhile
-      } else if (*woke) {
-        should_claim = true;
+    // Idle (the last claim was short): wait for a wake-up, the next poll, or
+    // the moment the source says a job becomes due (a delay, a backoff, a
+    // rate window), whichever comes first. A long-polling source polls on
+    // the server's side: its waits follow one another with no claim() in
+    // between. A backlog claims at once and pays for none of this.
+    if (!should_claim) {
+      const auto now = SteadyClock::now();
+      auto wake_at = q.claims_while_waiting() ? now + q.max_wait_slice() : last_claim + opt.poll_interval;
+      if (auto due = q.next_due(); due && *due < wake_at) wake_at = *due;
+      if (now < wake_at) {
+        const auto left = std::max(milliseconds(1), std::chrono::ceil<milliseconds>(wake_at - now));
+        auto woke =
+            q.wait_for_jobs(std::min(left, q.max_wait_slice()), opt.worker_id, tags, free_slots, capacity);
+        if (!woke) {
+          log::warning("worker", "waiting for notifications: " + woke.message(), log_fields());
+          std::unique_lock lock(st.mu);
+          st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.stopping; });
+          should_claim = true;  // re-LISTEN happens on reconnect; poll meanwhile
+        } else if (*woke) {
+          should_claim = true;
+        }
+        continue;
       }
-      continue;
     }
     last_claim = SteadyClock::now();
     st.claim_queries++;
