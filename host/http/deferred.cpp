@@ -178,8 +178,16 @@ void Session::watch_deferred_disconnect() {
   socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), gen](beast::error_code ec) {
     if (self->closed_ || self->phase_ != Phase::Deferred || gen != self->defer_watch_gen_) return;
     if (ec) return self->close();
-    // Readable: a pipelined request's bytes (kept for after the answer), or
-    // EOF / a reset (the client left).
+    // A pipelined request's bytes (kept for after the answer), EOF or a reset
+    // (the client left), or nothing: a stale event, under load not rare.
+    switch (self->probe_readable()) {
+      case Readable::Nothing:
+        return self->watch_deferred_disconnect();
+      case Readable::Closed:
+        return self->close();
+      case Readable::Bytes:
+        break;
+    }
     size_t n = self->socket_.available(ec);
     if (ec || n == 0) return self->close();
     n = std::min(n, kParkedBufferMax - self->buffer_.size());

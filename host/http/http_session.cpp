@@ -4,8 +4,11 @@
 // in deferred.cpp.
 #include "host/http/http_session.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <limits>
 
@@ -178,11 +181,30 @@ void Session::wait_for_request() {
   // Until the first byte, the connection is idle (idle_timeout, silent close);
   // from the first byte on, the whole request must arrive within read_timeout.
   arm_timer(shared_->limits.idle_timeout);
+  await_first_byte();
+}
+
+void Session::await_first_byte() {
   socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
     if (self->phase_ != Phase::Idle) return;
     if (ec) return self->close();
-    self->begin_read();
+    switch (self->probe_readable()) {
+      case Readable::Nothing:
+        return self->await_first_byte();  // a stale event: the idle deadline stays
+      case Readable::Closed:
+        return self->close();
+      case Readable::Bytes:
+        return self->begin_read();
+    }
   });
+}
+
+Session::Readable Session::probe_readable() {
+  char byte;
+  const ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return Readable::Bytes;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return Readable::Nothing;
+  return Readable::Closed;  // EOF, a reset, or another error
 }
 
 void Session::begin_read() {

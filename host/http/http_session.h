@@ -85,7 +85,13 @@ class Session : public std::enable_shared_from_this<Session> {
   enum class Phase { Idle, Reading, Handling, Deferred, Writing, Streaming, Lingering, Closed };
 
   void wait_for_request();
+  void await_first_byte();  // Idle: the next byte (or EOF) begins a read
   void begin_read();
+  // What the socket holds right now, asked without blocking. A wait for
+  // readability is only a hint: epoll is edge-triggered, so a wait may
+  // complete on a stale event for bytes an earlier read already took.
+  enum class Readable { Bytes, Nothing, Closed };
+  Readable probe_readable();
   void on_header(beast::error_code ec);
   void read_body();
   void on_body(beast::error_code ec);

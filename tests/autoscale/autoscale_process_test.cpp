@@ -327,7 +327,15 @@ TEST_F(AutoscaleProcess, AScriptScalesOutAndInAndRecordsEachCall) {
   EXPECT_EQ(lines.front(), "ext 0 3 4 scale-from-zero");
   // The last call stops the last workers once the group is idle.
   EXPECT_TRUE(std::regex_match(lines.back(), std::regex("ext [1-3] 0 4 idle"))) << lines.back();
-  const Json ev = events();
+  // The script's last call stops the workers before it returns, and the
+  // server records its event only once it returned: wait for that record.
+  Json ev;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        ev = events();
+        return ev.size() >= lines.size();
+      },
+      15s));
   EXPECT_EQ(ev.size(), lines.size());  // one event per call
   for (const Json& e : ev) EXPECT_EQ(e["outcome"], "ok") << e.dump();
   server.signal(SIGTERM);
