@@ -182,7 +182,7 @@ int up(const UpArgs& a) {
   if (!a.no_server) {
     auto so = server_options_for(*cfg, url);
     if (pm.wanted()) so.metrics = &pm.registry();
-    so.colocated_connections = 3 * static_cast<int>(cfg->groups.size());  // claimer, writer, cancels
+    so.colocated_connections = 2 * static_cast<int>(cfg->groups.size());  // claimer (and cancels), writer
     if (acts_for_autoscaling(*cfg, true)) so.colocated_connections += 1;  // the autoscaler's
     api = std::make_unique<server::Server>(so);
     if (Status s = api->start(); !s) {

@@ -376,19 +376,30 @@ class Queue {
   // channels from listen_channel() (empty on timeout). Channels from
   // listen() only wake it.
   StatusOr<std::vector<Notification>> wait_for_notifications(std::chrono::milliseconds timeout);
-  // Stops listening on every channel (a pooled connection lent to a long
-  // poll must not keep collecting notifications for the next borrower).
-  void unlisten_all();
+  // The notifications of listen_channel() channels received so far, without
+  // waiting and without touching what wait_for_jobs() will report. A caller
+  // that mixes listen_channel() with wait_for_jobs() takes them after every
+  // wait: wait_for_jobs() returns at once while any are left.
+  StatusOr<std::vector<Notification>> take_notifications();
+  // Stops listening on the channels of listen() (the served tags changed);
+  // those of listen_channel() and listen_for_wakeups() stay, with what they
+  // collected.
+  void unlisten_tags();
   // Waits up to timeout for a notification on a listened channel. Returns
-  // true if one (or more) arrived; drains everything pending. A due-time
+  // true if one (or more) arrived on a channel of listen() or
+  // listen_for_wakeups(); drains everything pending. A notification on a
+  // listen_channel() channel ends the wait too (returning false unless jobs
+  // were announced as well): take it with take_notifications(). A due-time
   // announcement (a tag channel's "+<delay us>" payload) does not count: it
   // moves next_due() and, when earlier than the one known, ends the wait
   // (returning false) so that the caller can wait until then.
   StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout);
   // Wake-ups by name (migration 11): LISTENs on this claimer's own channel
   // and names it in every claim, so that a push wakes one waiting claimer per
-  // job instead of every worker of the tag. Kept across unlisten_all().
+  // job instead of every worker of the tag. Kept across unlisten_tags().
   Status listen_for_wakeups(const std::string& worker_id);
+  // This claimer claims no more: wake-ups of its tags go to other claimers.
+  Status stop_waiting(const std::string& worker_id);
   // When a job of the claimed tags may next become claimable, as the last
   // short claim and the due-time announcements heard since tell (a delayed
   // job, a retry's backoff, a key's rate window); nullopt: none known.

@@ -148,14 +148,11 @@ Status Queue::touch_worker(const std::string& worker_id, int running, const Work
 }
 
 Status Queue::unregister_worker(const std::string& worker_id) {
-  return impl_
-      ->run("unregister_worker",
-            [&](pqxx::connection& c) {
-              pqxx::nontransaction tx(c);
-              tx.exec_prepared(sql::kUnregisterWorker.name, worker_id);
-              return true;
-            })
-      .status();
+  return impl_->exec_for_worker("unregister_worker", sql::kUnregisterWorker, worker_id);
+}
+
+Status Queue::stop_waiting(const std::string& worker_id) {
+  return impl_->exec_for_worker("stop_waiting", sql::kStopWaiting, worker_id);
 }
 
 StatusOr<std::vector<WorkerInfo>> Queue::list_workers() {

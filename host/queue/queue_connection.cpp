@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -39,8 +40,10 @@ void ChannelReceiver::operator()(const std::string& payload, int) {
       return;
     }
   }
+  // A collected notification ends waits by being there (Impl::await); it
+  // does not say that jobs may be claimable.
+  if (payloads_) return payloads_->push_back({channel(), payload});
   *flag_ = true;
-  if (payloads_) payloads_->push_back({channel(), payload});
 }
 
 Queue::Impl::Impl(std::shared_ptr<pg::Session> s, QueueOptions o) : session(std::move(s)), options(o) {
@@ -74,7 +77,7 @@ void Queue::Impl::await(pqxx::connection& c, std::chrono::milliseconds timeout) 
   using SteadyClock = std::chrono::steady_clock;
   const auto deadline = SteadyClock::now() + timeout;
   c.get_notifs();  // anything already received while running other statements
-  while (!notified && !due_moved) {
+  while (!notified && !due_moved && payloads.empty()) {
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyClock::now());
     if (left.count() <= 0) break;
     // The socket wakes us on a NOTIFY, the eventfd on interrupt(): no
@@ -140,6 +143,15 @@ StatusOr<std::vector<Notification>> Queue::wait_for_notifications(std::chrono::m
   });
 }
 
+StatusOr<std::vector<Notification>> Queue::take_notifications() {
+  return impl_->run("take_notifications", [&](pqxx::connection& c) {
+    c.get_notifs();  // what arrived during other statements; reads without blocking
+    std::vector<Notification> out;
+    out.swap(impl_->payloads);
+    return out;
+  });
+}
+
 Status Queue::listen(const std::vector<std::string>& tags) {
   auto r = impl_->run("listen", [&](pqxx::connection& conn) {
     for (const std::string& tag : tags) {
@@ -155,19 +167,19 @@ Status Queue::listen(const std::vector<std::string>& tags) {
   return r.status();
 }
 
-void Queue::unlisten_all() {
+void Queue::unlisten_tags() {
+  Impl& im = *impl_;
+  const auto is_tag = [&im](const std::unique_ptr<ChannelReceiver>& r) {
+    return std::find(im.channels.begin(), im.channels.end(), r->channel()) != im.channels.end();
+  };
   try {
-    impl_->receivers.clear();  // each receiver UNLISTENs its channel
+    std::erase_if(im.receivers, is_tag);  // each receiver UNLISTENs its channel
   } catch (...) {
-    impl_->session->drop();  // a broken connection forgets its LISTENs anyway
+    im.session->drop();  // a broken connection forgets its LISTENs; the reconnect LISTENs on the rest
   }
-  impl_->channels.clear();
-  impl_->payload_channels.clear();
-  impl_->payloads.clear();
-  impl_->notified = false;
-  impl_->next_due.reset();
-  // The wake channel is the claimer's name, not a tag: it stays.
-  if (const std::string ch = impl_->wake_channel; !ch.empty()) (void)impl_->listen_wake(ch);
+  im.channels.clear();
+  im.notified = false;
+  im.next_due.reset();
 }
 
 StatusOr<bool> Queue::wait_for_jobs(std::chrono::milliseconds timeout) {

@@ -57,6 +57,7 @@ struct Queue::Impl {
   std::vector<std::string> channels;                        // LISTENed; re-LISTENed after a reconnect
   bool notified = false;                                    // set by receivers, cleared by wait_for_jobs
   std::vector<Notification> payloads;         // of listen_channel() channels, taken by wait_for_notifications
+                                              // or take_notifications; while any, await() returns at once
   std::vector<std::string> payload_channels;  // re-LISTENed after a reconnect, with payloads
   std::string wake_channel;                   // listen_for_wakeups(); re-LISTENed after a reconnect
   std::optional<SteadyTime> next_due;         // Queue::next_due()
@@ -80,6 +81,17 @@ struct Queue::Impl {
   template <typename F>
   auto run(const char* what, F&& body) {
     return session->run(what, std::forward<F>(body));
+  }
+
+  // Runs a prepared statement whose one parameter is a worker id.
+  Status exec_for_worker(const char* what, const pg::Statement& st, const std::string& worker_id) {
+    return run(what,
+               [&](pqxx::connection& c) {
+                 pqxx::nontransaction tx(c);
+                 tx.exec_prepared(st.name, worker_id);
+                 return true;
+               })
+        .status();
   }
 };
 

@@ -459,6 +459,12 @@ WITH w AS (DELETE FROM quern.claimers_waiting WHERE worker_id = $1)
 DELETE FROM quern.workers WHERE id = $1
 )SQL"};
 
+// $1 worker id. A claimer that stops claiming (its worker stops, and may
+// finish running jobs for a while) must not be picked for wake-ups.
+inline constexpr Statement kStopWaiting{"quern_stop_waiting", R"SQL(
+DELETE FROM quern.claimers_waiting WHERE worker_id = $1
+)SQL"};
+
 // Every registered worker with the ids of the jobs it runs. ORDER BY names
 // the table's columns (w.worker_group: NULL last), not the output's.
 inline constexpr Statement kListWorkers{"quern_list_workers", R"SQL(
@@ -488,7 +494,7 @@ inline constexpr Statement kAll[] = {
     kPushOne, kPushBatch, kClaim, kHeartbeat, kComplete, kRelease, kAppendLogs, kReadLogs, kCancel,
     kCancelProbe, kTryRecoveryLock, kRecover, kGetJob, kGetAttempts, kCountWaiting, kCountRunning,
     // Listings, statistics and the worker registry.
-    kQueueStats, kQueueMetrics, kWorkerMetrics, kLimitStats, kRegisterWorker, kTouchWorker, kUnregisterWorker, kListWorkers,
+    kQueueStats, kQueueMetrics, kWorkerMetrics, kLimitStats, kRegisterWorker, kTouchWorker, kUnregisterWorker, kStopWaiting, kListWorkers,
     kPruneWorkers, kTagIsServed};
 
 #undef QUERN_COMPLETED_COLUMNS

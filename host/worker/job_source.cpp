@@ -4,8 +4,8 @@
 
 namespace quern::worker {
 
-StatusOr<std::vector<int64_t>> PgJobSource::wait_for_cancels(std::chrono::milliseconds timeout) {
-  auto notes = q_->wait_for_notifications(timeout);
+StatusOr<std::vector<int64_t>> PgJobSource::take_cancels() {
+  auto notes = q_->take_notifications();
   if (!notes) return notes.status();
   std::vector<int64_t> ids;
   for (const queue::Notification& n : *notes) {

@@ -3,8 +3,8 @@
 // (host/agent, `quern agent`). The worker's logic is the same for both.
 //
 // Thread-safety: none, except interrupt(); the worker creates one source for
-// its claimer thread, one for its writer thread and one for its cancel
-// listener.
+// its claimer thread (which also hears of cancellations) and one for its
+// writer thread.
 #pragma once
 
 #include <chrono>
@@ -68,18 +68,24 @@ class JobSource {
                               const queue::WorkerTelemetry& telemetry) = 0;
   virtual Status unregister_worker(const std::string& worker_id) = 0;
 
-  // --- cancel listener side (optional) ---
-  // Starts listening for cancellations of running jobs; false when the
-  // source has no push channel (an agent learns of cancels from heartbeats).
+  // This claimer claims no more (its worker stops): wake-ups of its tags go
+  // to other claimers. Optional.
+  virtual Status stop_waiting(const std::string& /*worker_id*/) { return Status::ok(); }
+
+  // --- cancellations, on the claimer's source (optional) ---
+  // Starts listening for cancellations of running jobs on the claimer's own
+  // connection (one listening connection per worker: PostgreSQL signals
+  // every listening backend on every NOTIFY); false when the source has no
+  // push channel (an agent learns of cancels from heartbeats). With true,
+  // wait_for_jobs() also ends when a cancellation arrives, and the claimer
+  // takes them after every wait, busy or not.
   virtual StatusOr<bool> listen_cancels() { return false; }
+  // The ids of jobs whose cancellation was requested since the last call
+  // (any worker's: the caller keeps its own). Does not wait.
+  virtual StatusOr<std::vector<int64_t>> take_cancels() { return std::vector<int64_t>{}; }
   // The database's schema version, for a source that reaches it directly;
   // -1 for one that goes through a server (which owns the schema).
   virtual StatusOr<int> schema_version() { return -1; }
-  // Waits up to timeout; the ids of jobs whose cancellation was requested
-  // since the last call (any worker's: the caller keeps its own).
-  virtual StatusOr<std::vector<int64_t>> wait_for_cancels(std::chrono::milliseconds) {
-    return std::vector<int64_t>{};
-  }
 };
 
 // The PostgreSQL source: a thin forwarder to queue::Queue.
@@ -95,7 +101,7 @@ class PgJobSource final : public JobSource {
   Status listen(const std::vector<std::string>& tags) override { return q_->listen(tags); }
   StatusOr<int> schema_version() override { return q_->schema_version(); }
   Status relisten(const std::vector<std::string>& tags) override {
-    q_->unlisten_all();  // keeps the wake channel
+    q_->unlisten_tags();  // keeps the wake and cancel channels
     return q_->listen(tags);
   }
   StatusOr<bool> wait_for_jobs(std::chrono::milliseconds timeout, const std::string&,
@@ -138,11 +144,12 @@ class PgJobSource final : public JobSource {
     return q_->touch_worker(worker_id, running, &telemetry);
   }
   Status unregister_worker(const std::string& worker_id) override { return q_->unregister_worker(worker_id); }
+  Status stop_waiting(const std::string& worker_id) override { return q_->stop_waiting(worker_id); }
   StatusOr<bool> listen_cancels() override {
     if (Status s = q_->listen_channel(queue::kCancelChannel); !s) return s;
     return true;
   }
-  StatusOr<std::vector<int64_t>> wait_for_cancels(std::chrono::milliseconds timeout) override;
+  StatusOr<std::vector<int64_t>> take_cancels() override;
 
  private:
   std::unique_ptr<queue::Queue> q_;

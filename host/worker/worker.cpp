@@ -134,7 +134,17 @@ void Loops::claimer() {
     bool retag = false;
     {
       std::unique_lock lock(st.mu);
-      st.claimer_cv.wait(lock, [&] { return st.stopping || st.busy < st.slot_limit; });
+      if (st.cancels_on_claimer) {
+        // Every slot busy: wait on the source, not only for a slot, so that
+        // cancellations keep arriving; finish() interrupts the wait.
+        while (!st.stopping && st.busy >= st.slot_limit) {
+          lock.unlock();
+          wait_busy(q);
+          lock.lock();
+        }
+      } else {
+        st.claimer_cv.wait(lock, [&] { return st.stopping || st.busy < st.slot_limit; });
+      }
       const int min_batch = std::max(1, st.slot_limit / 4);
       // With a backlog, a few claimers taking many rows each beat many small
       // claims (docs/ARCHITECTURE.md §3): let a quarter of the slots free up, for
@@ -179,9 +189,10 @@ void Loops::claimer() {
           std::unique_lock lock(st.mu);
           st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.stopping; });
           should_claim = true;  // re-LISTEN happens on reconnect; poll meanwhile
-        } else if (*woke) {
-          should_claim = true;
+          continue;
         }
+        should_claim = *woke;
+        if (st.cancels_on_claimer) take_cancels(q);
         continue;
       }
     }
@@ -203,6 +214,9 @@ void Loops::claimer() {
       continue;
     }
     retry_delay = kDatabaseRetry;
+    // Cancellations that arrived during the claim: a claimer with a backlog
+    // may not wait again for a while.
+    if (st.cancels_on_claimer) take_cancels(q);
     // A full batch means more may be waiting: claim again as soon as a slot
     // frees up. A short batch means the queue is drained for our tags: wait
     // for a notification or the next poll.
@@ -228,8 +242,11 @@ void Loops::claimer() {
     }
     st.slots_changed(opt.metrics);
   }
+  // Wake-ups for this worker's tags go to other claimers from now on.
+  if (Status s = q.stop_waiting(opt.worker_id); !s)
+    log::warning("worker", "leaving the waiting claimers: " + s.message(), log_fields());
   // Claimed jobs that no slot started go straight back to the queue.
-  std::lock_guard lock(st.mu);
+  std::unique_lock lock(st.mu);
   while (!st.dispatch.empty()) {
     auto run = std::move(st.dispatch.front());
     st.dispatch.pop_front();
@@ -243,6 +260,18 @@ void Loops::claimer() {
   st.claimer_done = true;
   st.slots_cv.notify_all();
   st.writer_cv.notify_all();
+  // Jobs may run on through the stop's grace period: go on hearing of their
+  // cancellations until the writer is done (it interrupts this wait).
+  while (st.cancels_on_claimer && !st.writer_done) {
+    lock.unlock();
+    if (auto w = q.wait_for_jobs(q.max_wait_slice(), opt.worker_id, {}, 0, {}); w) {
+      take_cancels(q);
+      lock.lock();
+    } else {
+      lock.lock();
+      st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.writer_done; });
+    }
+  }
 }
 
 void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Completion> completion,
@@ -263,6 +292,8 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
   st.slots_changed(opt.metrics);
   st.writer_cv.notify_one();   // the writer is one thread
   st.claimer_cv.notify_one();  // so is the claimer
+  // A busy claimer that hears cancellations waits on its source (wait_busy).
+  if (st.cancels_on_claimer && st.busy == st.slot_limit - 1) st.claim_source->interrupt();
 }
 
 void Loops::count_completions(const std::vector<int64_t>& sent, const std::vector<queue::Completion>& left,
@@ -434,7 +465,8 @@ void Loops::writer() {
   std::lock_guard lock(st.mu);
   st.writer_done = true;
   st.watchdog_cv.notify_all();
-  if (st.cancel_source) st.cancel_source->interrupt();  // its wait for a NOTIFY ends now
+  st.claimer_cv.notify_all();
+  if (st.cancels_on_claimer) st.claim_source->interrupt();  // its wait for cancellations ends now
 }
 
 void Loops::watchdog() {
@@ -546,9 +578,7 @@ Status Worker::start() {
     return s.with_context("worker " + options_.worker_id);
   auto wq = make_source(qo);
   if (!wq) return wq.status().with_context("worker " + options_.worker_id);
-  auto xq = make_source(qo);
-  if (!xq) return xq.status().with_context("worker " + options_.worker_id);
-  auto listening = (*xq)->listen_cancels();
+  auto listening = (*cq)->listen_cancels();
   if (!listening) return listening.status().with_context("worker " + options_.worker_id);
   if (Status s = (*cq)->listen(options_.tags); !s) return s.with_context("worker " + options_.worker_id);
   if (Status s = (*cq)->listen_for_wakeups(options_.worker_id); !s)
@@ -572,7 +602,7 @@ Status Worker::start() {
                  {.worker = options_.worker_id});
   state_->claim_source = std::move(cq).value();
   state_->writer_source = std::move(wq).value();
-  if (*listening) state_->cancel_source = std::move(xq).value();
+  state_->cancels_on_claimer = *listening;
   state_->registry_info = info;
   state_->tags = options_.tags;
   state_->slot_limit = state_->slot_threads = options_.slots;
@@ -586,7 +616,6 @@ Status Worker::start() {
   state_->slots_alive = options_.slots;
   state_->threads.emplace_back([loops] { loops->writer(); });
   state_->threads.emplace_back([loops] { loops->watchdog(); });
-  if (state_->cancel_source) state_->threads.emplace_back([loops] { loops->cancels(); });
   for (int i = 0; i < options_.slots; ++i) state_->start_slot();
   state_->threads.emplace_back([loops] { loops->claimer(); });
   {

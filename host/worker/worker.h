@@ -75,8 +75,7 @@ struct WorkerOptions {
   // for a sandbox it cannot build refuses to start, saying why.
   sandbox::Policy sandbox;
   // Where jobs come from; empty = PostgreSQL at database_url. The agent
-  // passes a factory of HTTP sources. Called three times (claimer, writer,
-  // cancel listener).
+  // passes a factory of HTTP sources. Called twice (claimer, writer).
   std::function<StatusOr<std::unique_ptr<JobSource>>()> source_factory;
   // Where this worker's metrics go (host/metrics/job_metrics.h); null: none.
   // Must outlive the worker.
@@ -110,9 +109,10 @@ class Worker {
 
   // Connects, LISTENs and starts the threads: the claimer, the writer
   // (logs, completions, heartbeats, lease recovery), the watchdog (timeouts,
-  // stop signals), one per slot, and a cancel listener that stops a job the
-  // moment its cancellation is requested (a NOTIFY; heartbeats are the
-  // fallback). Three database connections in all. Errors: unreachable database
+  // stop signals) and one per slot. The claimer's connection also LISTENs
+  // for cancellations, so a job stops the moment its cancellation is
+  // requested (a NOTIFY; heartbeats are the fallback), busy or not, and
+  // through a stop's grace period. Two database connections in all. Errors: unreachable database
   // (unavailable), no tags; a database without the schema version this worker
   // needs is not_found when its schema is older or missing (wait for a server
   // or `quern migrate`, then start again) and conflict when it is newer. No

@@ -1,7 +1,8 @@
 // The worker's conversation with the queue besides claims and results
 // (worker_loops.h): heartbeat rounds — leases refreshed, the registry row and
-// its telemetry rewritten, cancels and lost leases learnt — and the cancel
-// listener that stops a job the moment its cancellation is requested.
+// its telemetry rewritten, cancels and lost leases learnt — and the
+// cancellations the claimer hears of, which stop a job the moment its
+// cancellation is requested.
 #include <chrono>
 #include <utility>
 
@@ -70,35 +71,27 @@ void Loops::heartbeat(JobSource& q) {
 // Stops a job the moment its cancellation is requested (the queue NOTIFYs
 // kCancelChannel): the watchdog then signals its process group and
 // interrupts the plugin within a tick. Runs until the writer is done.
-void Loops::cancels() {
-  JobSource& q = *st.cancel_source;
-  bool reported = false;  // one log line per outage
-  while (true) {
-    {
-      std::lock_guard lock(st.mu);
-      if (st.writer_done) return;
-    }
-    // The writer interrupts the wait when it is done; the slice only bounds
-    // a source without interrupt().
-    auto ids = q.wait_for_cancels(q.max_wait_slice());
-    if (!ids) {
-      if (!std::exchange(reported, true))
-        log::warning("worker", "cancel listener (heartbeats still deliver cancels): " + ids.message(),
-                     log_fields());
-      std::unique_lock lock(st.mu);
-      st.watchdog_cv.wait_for(lock, kDatabaseRetry, [&] { return st.writer_done; });
-      continue;
-    }
-    reported = false;
-    if (ids->empty()) continue;
-    std::lock_guard lock(st.mu);
-    bool any = false;
-    for (int64_t id : *ids) {
-      auto it = st.running.find(id);
-      if (it != st.running.end()) any = stop_job(*it->second, QUERN_CANCEL_REQUESTED) || any;
-    }
-    if (any) st.watchdog_cv.notify_all();
+void Loops::take_cancels(JobSource& q) {
+  auto ids = q.take_cancels();
+  if (!ids || ids->empty()) return;  // a lost connection: heartbeats still deliver cancels
+  std::lock_guard lock(st.mu);
+  bool any = false;
+  for (int64_t id : *ids) {
+    auto it = st.running.find(id);
+    if (it != st.running.end()) any = stop_job(*it->second, QUERN_CANCEL_REQUESTED) || any;
   }
+  if (any) st.watchdog_cv.notify_all();
+}
+
+void Loops::wait_busy(JobSource& q) {
+  auto waited = q.wait_for_jobs(q.max_wait_slice(), opt.worker_id, {}, 0, {});
+  if (!waited) {
+    // The database is away: do not spin; heartbeats deliver cancels meanwhile.
+    std::unique_lock lock(st.mu);
+    st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.stopping || st.busy < st.slot_limit; });
+    return;
+  }
+  take_cancels(q);
 }
 
 }  // namespace quern::worker::detail

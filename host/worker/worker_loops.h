@@ -1,7 +1,8 @@
 // The worker's threads (host/worker/worker.h): the state they share is
 // Worker::State (worker_state.h); Loops holds what each of them needs and
-// its methods are the threads' bodies. worker.cpp has the claimer, writer,
-// watchdog and cancel listener; worker_slots.cpp the slots, which run jobs.
+// its methods are the threads' bodies. worker.cpp has the claimer (which
+// also hears of cancellations), writer and watchdog; worker_slots.cpp the
+// slots, which run jobs.
 // Internal to host/worker.
 #pragma once
 
@@ -45,7 +46,7 @@ struct SlotExecutors {
   std::map<std::string, int64_t> warm_oom_seen;       // plugin name → its warm cgroup's OOM kills so far
   std::map<std::string, cgroup::Limits> warm_limits;  // plugin name → its warm cgroup's limits
   std::map<std::string, std::unique_ptr<slot::JobExecutor>> instances;
-  std::map<std::string, std::string> prepared_hash;  // plugin name → script hash
+  std::map<std::string, std::string> prepared_hash;               // plugin name → script hash
   std::map<std::string, SteadyClock::time_point> health_checked;  // plugin name → last health() call
 };
 
@@ -59,7 +60,6 @@ class Loops {
   void slot();
   void writer();
   void watchdog();
-  void cancels();
 
  private:
   // What this worker's log records carry (component "worker"): its id, and
@@ -67,6 +67,13 @@ class Loops {
   log::Fields log_fields(int64_t job = 0) const { return {.worker = opt.worker_id, .job = job}; }
   // Raises a running job's stop flag (st.mu held); true if this call did.
   bool stop_job(JobRun& run, int32_t reason);
+  // Claimer thread: stops the running jobs whose cancellation the claim
+  // source heard of since the last call (st.mu not held).
+  void take_cancels(JobSource& q);
+  // Claimer thread, every slot busy: waits until one frees (finish()
+  // interrupts the source), stop, or a cancellation, and stops the jobs
+  // cancelled meanwhile (st.mu not held).
+  void wait_busy(JobSource& q);
   void run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& executors);
   void prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
                          slot::JobExecutor& executor, SlotExecutors& slot);

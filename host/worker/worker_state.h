@@ -29,7 +29,9 @@ namespace quern::worker {
 struct Worker::State {
   std::unique_ptr<JobSource> claim_source;   // claimer thread only (interrupt(): any thread)
   std::unique_ptr<JobSource> writer_source;  // writer thread only
-  std::unique_ptr<JobSource> cancel_source;  // cancel listener thread only (interrupt(): any)
+  // The claimer's source pushes cancellations (JobSource::listen_cancels):
+  // the claimer then waits on it while busy too. Set before the threads start.
+  bool cancels_on_claimer = false;
 
   std::mutex mu;
   std::condition_variable slots_cv;     // dispatch has work / stopping

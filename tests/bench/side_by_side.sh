@@ -38,8 +38,8 @@ quern bash-latency 200 1
 quern enqueue-batch 20000 1
 peer graphile 20000 1 enqueue-batch
 # Many single-slot worker processes (issue 17): load, idle cost, wake-up
-# latency, due times, a key's capacity. W = 100 and 200 need max_connections
-# of at least 3 W + 10 (the peers' cluster has 300).
+# latency, due times, a key's capacity. W = 200 needs max_connections of at
+# least 2 W + 10 (the peers' cluster has 300).
 workers() {  # workers ARGS...
   "$PEERS/waitidle.sh" >/dev/null
   "$BUILD/bin/quern_workers_bench" --host "$PEERS/sock" --port 55433 "$@" >> "$RESULTS"

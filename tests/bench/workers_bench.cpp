@@ -12,9 +12,9 @@
 //
 // The database `quern_workers_bench` is recreated and migrated (`quern
 // migrate`); W `quern worker --group bench` processes (slots="S", default 1,
-// from this build's bin/ folder) start and register. A worker holds 3
-// connections: W x 3 + 10 above the server's max_connections is refused
-// before anything starts (at 300, at most 96 workers). Then:
+// from this build's bin/ folder) start and register. A worker holds 2
+// connections: W x 2 + 10 above the server's max_connections is refused
+// before anything starts (at 300, at most 145 workers). Then:
 //
 // idle (--idle-seconds S > 0, any mode): the CPU the idle workers use over S
 // seconds, the cluster's PostgreSQL CPU and this database's transactions in

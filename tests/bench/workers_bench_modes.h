@@ -41,7 +41,7 @@ struct Args {
   std::string kind = "noop";
   double idle_seconds = 0;
   std::string sandbox = "none";
-  int conns_per_worker = 3;
+  int conns_per_worker = 2;
   bool keep = false;
   std::string setup_sql;  // a file of SQL run after the migration, before the workers start (A/B checks)
 };

@@ -1,7 +1,8 @@
 // Wake-ups (migration 11) against a real PostgreSQL: a push wakes one waiting
 // claimer per job, not every listener of the tag; a short claim says when the
 // next job becomes due (a delay, a rate window); a keyed job that ends wakes a
-// claimer for its key; interrupt() ends a wait.
+// claimer for its key; interrupt() ends a wait; cancellations share the
+// claimer's connection without counting as wake-ups.
 #include <thread>
 
 #include "tests/queue/queue_test_util.h"
@@ -50,8 +51,11 @@ TEST_F(QueueWakeupTest, APushWakesOneWaitingClaimerNotTheHerd) {
   }));
   // The freshest waiting claimer was taken: the last to claim.
   EXPECT_EQ(woken, 2);
-  for (int i = 0; i < 3; ++i)
-    if (i != woken) EXPECT_FALSE(must(claimers[i]->wait_for_jobs(200ms))) << "claimer " << i << " woken too";
+  for (int i = 0; i < 3; ++i) {
+    if (i != woken) {
+      EXPECT_FALSE(must(claimers[i]->wait_for_jobs(200ms))) << "claimer " << i << " woken too";
+    }
+  }
   EXPECT_EQ(waiting_rows(*q_), 2);
   auto got = must(claimers[woken]->claim("w" + std::to_string(woken), {"t"}, 1));
   EXPECT_EQ(got.size(), 1u);
@@ -138,6 +142,48 @@ TEST_F(QueueWakeupTest, InterruptEndsTheCurrentOrNextWait) {
   EXPECT_LT(SteadyClock::now() - t0, 10s);
   // Consumed: the next wait runs its course.
   EXPECT_FALSE(must(c->wait_for_jobs(50ms)));
+}
+
+// A worker hears of cancellations on its claimer's connection (one
+// listening backend per worker): a cancel ends a wait without claiming,
+// waits for take_notifications(), and survives a change of tags.
+TEST_F(QueueWakeupTest, CancellationsShareTheClaimersConnectionAndSurviveARetag) {
+  auto c = waiting_claimer(url_, "w", "t");
+  must_ok(c->listen_channel(kCancelChannel));
+  const int64_t id = must(q_->push(make_job("t")));
+  EXPECT_TRUE(must(c->wait_for_jobs(5s)));  // the push's wake-up
+  ASSERT_EQ(must(c->claim("w", {"t"}, 1)).size(), 1u);
+  EXPECT_TRUE(must(c->take_notifications()).empty());
+
+  const auto t0 = SteadyClock::now();
+  ASSERT_TRUE(q_->cancel(id));
+  EXPECT_FALSE(must(c->wait_for_jobs(30s)));  // ended by the cancel, which is no wake-up
+  EXPECT_LT(SteadyClock::now() - t0, 10s);
+  auto notes = must(c->take_notifications());
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].channel, kCancelChannel);
+  EXPECT_EQ(notes[0].payload, std::to_string(id));
+
+  // New tags: the old tag's pushes no longer reach it, cancels still do.
+  c->unlisten_tags();
+  must_ok(c->listen({"u"}));
+  EXPECT_TRUE(must(c->claim("w", {"u"}, 1)).empty());  // waiting again, for u
+  must(q_->push(make_job("t")));
+  EXPECT_FALSE(must(c->wait_for_jobs(300ms)));
+  const int64_t other = must(q_->push(make_job("u")));
+  EXPECT_TRUE(must(c->wait_for_jobs(5s)));
+  ASSERT_EQ(must(c->claim("w", {"u"}, 1)).size(), 1u);
+  ASSERT_TRUE(q_->cancel(other));
+  EXPECT_FALSE(must(c->wait_for_jobs(30s)));
+  notes = must(c->take_notifications());
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].payload, std::to_string(other));
+
+  // A claimer that stops claiming is no longer picked for wake-ups.
+  EXPECT_TRUE(must(c->claim("w", {"u"}, 1)).empty());
+  EXPECT_EQ(waiting_rows(*q_), 1);
+  must_ok(c->stop_waiting("w"));
+  EXPECT_EQ(waiting_rows(*q_), 0);
 }
 
 }  // namespace

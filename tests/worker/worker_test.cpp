@@ -176,6 +176,37 @@ TEST_F(WorkerTest, CancelStopsARunningJobAndItsChildren) {
   EXPECT_TRUE(wait_until([&] { return testing::processes_with_marker(marker).empty(); }, 5s));
 }
 
+// Cancellations reach the worker by NOTIFY on its claimer's connection, in
+// each state the claimer can be in: every slot busy, some slot free, and
+// stopping with jobs still in their grace period. Heartbeats (which also
+// deliver cancels) come once a minute here, so they cannot be what ends the
+// jobs within seconds.
+TEST_F(WorkerTest, CancelsArriveAtOnceWhetherTheWorkerIsBusyIdleOrStopping) {
+  auto o = options({"noop"}, 2);
+  o.heartbeat_interval = 60s;
+  o.lease_timeout = 300s;
+  o.shutdown_grace = 60s;
+  worker::Worker w(o, registry_);
+  ASSERT_TRUE(w.start());
+  const auto cancel_within = [&](int64_t id, std::chrono::milliseconds limit) {
+    ASSERT_TRUE(q_->cancel(id));
+    EXPECT_TRUE(wait_until([&] { return finished(id); }, limit)) << "job " << id << ": " << state(id);
+    EXPECT_EQ(state(id), "canceled");
+  };
+  const int64_t a = push("noop", "", {{"sleep_ms", 600000}});
+  const int64_t b = push("noop", "", {{"sleep_ms", 600000}});
+  ASSERT_TRUE(wait_until([&] { return state(a) == "running" && state(b) == "running"; }, 20s));
+  cancel_within(a, 5s);  // both slots busy
+  cancel_within(b, 5s);  // one slot free
+  const int64_t c = push("noop", "", {{"sleep_ms", 600000}});
+  ASSERT_TRUE(wait_until([&] { return state(c) == "running"; }, 20s));
+  const auto stopped = std::chrono::steady_clock::now();
+  w.stop();
+  cancel_within(c, 5s);  // stopping, c in its grace period
+  w.wait();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopped, 30s);
+}
+
 TEST_F(WorkerTest, StopLetsRunningJobsFinish) {
   auto o = options({"noop"}, 2);
   o.shutdown_grace = 30s;
