@@ -5,12 +5,16 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
@@ -56,17 +60,40 @@ class FileLock {
   int fd_ = -1;
 };
 
+// Drops every test database. PostgreSQL 15 makes each DROP DATABASE wait for
+// a checkpoint; drops on several connections share checkpoints, which keeps
+// a suite's hundreds of databases from taking minutes on a loaded machine.
 Status drop_test_databases(const std::string& admin_url) {
+  constexpr size_t kConnections = 8;
+  std::vector<std::string> names;
   try {
     pqxx::connection c(admin_url);
     pqxx::nontransaction tx(c);
-    auto r = tx.exec("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'");
-    for (const auto& row : r)
-      tx.exec("DROP DATABASE IF EXISTS " + c.quote_name(row[0].as<std::string>()) + " WITH (FORCE)");
-    return Status::ok();
+    for (const auto& row : tx.exec("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'"))
+      names.push_back(row[0].as<std::string>());
   } catch (const std::exception& e) {
-    return Status::error(std::string("dropping old test databases: ") + e.what());
+    return Status::error(std::string("listing old test databases: ") + e.what());
   }
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::string first_error;  // guarded by mu
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < std::min(kConnections, names.size()); ++t) {
+    threads.emplace_back([&] {
+      try {
+        pqxx::connection c(admin_url);
+        pqxx::nontransaction tx(c);
+        for (size_t i = next++; i < names.size(); i = next++)
+          tx.exec("DROP DATABASE IF EXISTS " + c.quote_name(names[i]) + " WITH (FORCE)");
+      } catch (const std::exception& e) {
+        std::lock_guard lock(mu);
+        if (first_error.empty()) first_error = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (!first_error.empty()) return Status::error("dropping old test databases: " + first_error);
+  return Status::ok();
 }
 
 std::mutex g_mu;
