@@ -69,8 +69,8 @@ void Loops::heartbeat(JobSource& q) {
 }
 
 // Stops a job the moment its cancellation is requested (the queue NOTIFYs
-// kCancelChannel): the watchdog then signals its process group and
-// interrupts the plugin within a tick. Runs until the writer is done.
+// kCancelChannel, which the claimer's connection LISTENs on): the watchdog
+// then signals its process group and interrupts the plugin within a tick.
 void Loops::take_cancels(JobSource& q) {
   auto ids = q.take_cancels();
   if (!ids || ids->empty()) return;  // a lost connection: heartbeats still deliver cancels
