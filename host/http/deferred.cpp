@@ -189,7 +189,7 @@ void Session::watch_deferred_disconnect() {
         break;
     }
     size_t n = self->socket_.available(ec);
-    if (ec || n == 0) return self->close();
+    if (ec) return self->close();
     n = std::min(n, kParkedBufferMax - self->buffer_.size());
     n = self->socket_.read_some(self->buffer_.prepare(n), ec);
     if (ec) return self->close();

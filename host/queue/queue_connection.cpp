@@ -107,17 +107,13 @@ std::optional<std::chrono::steady_clock::time_point> Queue::next_due() const { r
 Status Queue::listen_for_wakeups(const std::string& worker_id) {
   const std::string ch = channel_for_worker(worker_id);
   if (impl_->wake_channel == ch) return Status::ok();
-  return impl_->listen_wake(ch);
-}
-
-Status Queue::Impl::listen_wake(const std::string& ch) {
   // Set after the LISTEN: a reconnect within run() must not LISTEN twice.
-  wake_channel.clear();
-  auto r = run("listen_for_wakeups", [&](pqxx::connection& conn) {
-    add_receiver(conn, ch, Kind::wake);
+  impl_->wake_channel.clear();
+  auto r = impl_->run("listen_for_wakeups", [&](pqxx::connection& conn) {
+    impl_->add_receiver(conn, ch, Impl::Kind::wake);
     return true;
   });
-  wake_channel = ch;  // kept on failure too: the reconnect hook LISTENs on it
+  impl_->wake_channel = ch;  // kept on failure too: the reconnect hook LISTENs on it
   return r.status();
 }
 

@@ -70,9 +70,6 @@ struct Queue::Impl {
   // LISTENs on one more channel (connection must be open).
   enum class Kind { tag, payloads, wake };
   void add_receiver(pqxx::connection& c, const std::string& channel, Kind kind);
-  // LISTENs on the claimer's own channel (Queue::listen_for_wakeups); the
-  // channel is kept even when that fails, for the reconnect hook.
-  Status listen_wake(const std::string& ch);
   // Waits until a receiver fired, interrupt() or the deadline (draining
   // what is pending).
   void await(pqxx::connection& c, std::chrono::milliseconds timeout);

@@ -134,17 +134,13 @@ void Loops::claimer() {
     bool retag = false;
     {
       std::unique_lock lock(st.mu);
-      if (st.cancels_on_claimer) {
-        // Every slot busy: wait on the source, not only for a slot, so that
-        // cancellations keep arriving; finish() interrupts the wait.
-        while (!st.stopping && st.busy >= st.slot_limit) {
-          lock.unlock();
-          wait_busy(q);
-          lock.lock();
-        }
-      } else {
-        st.claimer_cv.wait(lock, [&] { return st.stopping || st.busy < st.slot_limit; });
-      }
+      const auto slot_free = [&] { return st.stopping || st.busy < st.slot_limit; };
+      // Every slot busy: a source that pushes cancellations is waited on, so
+      // that they keep arriving; finish() interrupts that wait.
+      if (st.cancels_on_claimer)
+        hear_cancels_until(lock, q, slot_free);
+      else
+        st.claimer_cv.wait(lock, slot_free);
       const int min_batch = std::max(1, st.slot_limit / 4);
       // With a backlog, a few claimers taking many rows each beat many small
       // claims (docs/ARCHITECTURE.md §3): let a quarter of the slots free up, for
@@ -192,7 +188,7 @@ void Loops::claimer() {
           continue;
         }
         should_claim = *woke;
-        if (st.cancels_on_claimer) take_cancels(q);
+        take_cancels(q);
         continue;
       }
     }
@@ -216,7 +212,7 @@ void Loops::claimer() {
     retry_delay = kDatabaseRetry;
     // Cancellations that arrived during the claim: a claimer with a backlog
     // may not wait again for a while.
-    if (st.cancels_on_claimer) take_cancels(q);
+    take_cancels(q);
     // A full batch means more may be waiting: claim again as soon as a slot
     // frees up. A short batch means the queue is drained for our tags: wait
     // for a notification or the next poll.
@@ -262,15 +258,18 @@ void Loops::claimer() {
   st.writer_cv.notify_all();
   // Jobs may run on through the stop's grace period: go on hearing of their
   // cancellations until the writer is done (it interrupts this wait).
-  while (st.cancels_on_claimer && !st.writer_done) {
+  if (st.cancels_on_claimer) hear_cancels_until(lock, q, [&] { return st.writer_done; });
+}
+
+void Loops::hear_cancels_until(std::unique_lock<std::mutex>& lock, JobSource& q,
+                               const std::function<bool()>& done) {
+  while (!done()) {
     lock.unlock();
-    if (auto w = q.wait_for_jobs(q.max_wait_slice(), opt.worker_id, {}, 0, {}); w) {
-      take_cancels(q);
-      lock.lock();
-    } else {
-      lock.lock();
-      st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.writer_done; });
-    }
+    auto waited = q.wait_for_jobs(q.max_wait_slice(), opt.worker_id, {}, 0, {});
+    if (waited) take_cancels(q);
+    lock.lock();
+    // The database is away: do not spin; heartbeats deliver cancels meanwhile.
+    if (!waited) st.claimer_cv.wait_for(lock, kDatabaseRetry, done);
   }
 }
 
@@ -292,7 +291,7 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
   st.slots_changed(opt.metrics);
   st.writer_cv.notify_one();   // the writer is one thread
   st.claimer_cv.notify_one();  // so is the claimer
-  // A busy claimer that hears cancellations waits on its source (wait_busy).
+  // A busy claimer that hears cancellations waits on its source (hear_cancels_until).
   if (st.cancels_on_claimer && st.busy == st.slot_limit - 1) st.claim_source->interrupt();
 }
 

@@ -83,15 +83,4 @@ void Loops::take_cancels(JobSource& q) {
   if (any) st.watchdog_cv.notify_all();
 }
 
-void Loops::wait_busy(JobSource& q) {
-  auto waited = q.wait_for_jobs(q.max_wait_slice(), opt.worker_id, {}, 0, {});
-  if (!waited) {
-    // The database is away: do not spin; heartbeats deliver cancels meanwhile.
-    std::unique_lock lock(st.mu);
-    st.claimer_cv.wait_for(lock, kDatabaseRetry, [&] { return st.stopping || st.busy < st.slot_limit; });
-    return;
-  }
-  take_cancels(q);
-}
-
 }  // namespace quern::worker::detail

@@ -8,8 +8,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -68,12 +70,16 @@ class Loops {
   // Raises a running job's stop flag (st.mu held); true if this call did.
   bool stop_job(JobRun& run, int32_t reason);
   // Claimer thread: stops the running jobs whose cancellation the claim
-  // source heard of since the last call (st.mu not held).
+  // source heard of since the last call (none from a source without
+  // listen_cancels()); st.mu not held.
   void take_cancels(JobSource& q);
-  // Claimer thread, every slot busy: waits until one frees (finish()
-  // interrupts the source), stop, or a cancellation, and stops the jobs
-  // cancelled meanwhile (st.mu not held).
-  void wait_busy(JobSource& q);
+  // Claimer thread, with a source that pushes cancellations: waits on the
+  // source, taking the cancellations it hears of, until done() (called with
+  // st.mu held, which `lock` holds on entry and on return). Whoever makes
+  // done() true interrupts the source; while the database is away it waits
+  // on claimer_cv in kDatabaseRetry steps instead.
+  void hear_cancels_until(std::unique_lock<std::mutex>& lock, JobSource& q,
+                          const std::function<bool()>& done);
   void run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& executors);
   void prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
                          slot::JobExecutor& executor, SlotExecutors& slot);
