@@ -38,7 +38,8 @@ constexpr const char* kInsert =
 constexpr const char* kLookup =
     "SELECT encode(secret_hash, 'hex') AS secret_hash_hex, role, coalesce(worker_group, '') AS worker_group, "
     "coalesce(array_to_json(tags)::text, '[]') AS tags, label, "
-    "(last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS touch_due "
+    "(last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS touch_due, "
+    QUERN_PG_US("expires_at") " AS expires_us "
     "FROM quern.tokens WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())";
 
 // Conditional, so concurrent requests with the same token write at most once.
@@ -199,6 +200,7 @@ StatusOr<std::optional<Principal>> TokenStore::authenticate(std::string_view tok
     p.group = row["worker_group"].as<std::string>();
     p.tags = tags_from_json(row["tags"].c_str());
     p.label = row["label"].as<std::string>();
+    p.expires_at = optional_time(row["expires_us"]);
     if (row["touch_due"].as<bool>()) tx.exec_prepared("tokens_touch", id);
     return p;
   });

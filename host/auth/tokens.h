@@ -36,7 +36,13 @@ struct Principal {
   std::string group;              // agent tokens: the worker group it may serve
   std::vector<std::string> tags;  // agent tokens: the tags it may pull
   std::string label;
+  std::optional<Clock::time_point> expires_at;  // nullopt = never
 };
+
+// NOTIFY channel of token changes (migration 12): the payload is the id of a
+// token whose row was updated (other than its last_used_at) or deleted, or
+// empty after a TRUNCATE. TokenCache's feed.
+inline constexpr const char* kTokensChannel = "quern_tokens";
 
 struct NewToken {
   Role role = Role::operator_;

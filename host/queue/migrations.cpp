@@ -23,6 +23,7 @@ extern const char kMigration8[];
 extern const char kMigration9[];
 extern const char kMigration10[];
 extern const char kMigration11[];
+extern const char kMigration12[];
 }  // namespace migration_sql
 
 namespace {
@@ -39,6 +40,7 @@ constexpr Migration kMigrations[] = {
     {9, "worker telemetry", migration_sql::kMigration9},
     {10, "autoscaler", migration_sql::kMigration10},
     {11, "wake-ups", migration_sql::kMigration11},
+    {12, "token changes", migration_sql::kMigration12},
 };
 
 constexpr const char* kBootstrap = R"SQL(

@@ -88,10 +88,16 @@ RETURNING id
 // call, with concurrency keys and GPU fit (docs/ARCHITECTURE.md §3). A short
 // claim ends with a row whose id is NULL: due_us is then the delay until the
 // next job may become claimable (NULL: none known).
+// The claim commits without waiting for its WAL flush (synchronous_commit
+// off for this statement's own transaction only: set_config(..., true)): a
+// claim lost in a database crash only means its jobs are claimed again, and
+// the completion that follows is durable and flushes it anyway. The server's
+// pooled connections, which also push and complete, stay synchronous.
 inline constexpr Statement kClaim{"quern_claim", R"SQL(
 SELECT id, attempt, tag, language, payload, priority, timeout_s, script_path, created_us, started_us, gpus,
        due_us
-  FROM quern.claim($1, $2::text[], $3::int, $4::int, $5::int[], $6::text)
+  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed,
+       quern.claim($1, $2::text[], $3::int, $4::int, $5::int[], $6::text)
 )SQL"};
 
 // $1 worker_id, $2 ids (bigint[]), $3 attempts (int[]). Rows not returned are lost leases.

@@ -42,6 +42,10 @@ struct ApiOptions {
   // tag no live worker serves answers with a `warning` saying which would.
   std::vector<std::pair<std::string, std::vector<std::string>>> group_tags;
   std::string config_name = "the server's config";
+  // Tokens the database confirmed are trusted this long without a query
+  // (host/auth/token_cache.h: revocations still apply at once); 0 = a query
+  // per request.
+  std::chrono::milliseconds token_cache_max_age{10000};
 };
 
 struct ApiContext;  // internal (api_context.h)

@@ -78,6 +78,9 @@ void add_admin_routes(ApiContext& ctx, http::Router& router) {
               auto& store = db.tokens();
               const std::string& id = req.path_params.at("id");
               auto done = store.revoke(id);
+              // Before the answer, not when the notification comes back:
+              // the caller's next request must find the token revoked.
+              ctx.token_cache.forget(id);
               if (!done) return error_response(done.status());
               if (!*done) return not_found("no token " + id);
               return json_ok(Json{{"id", id}, {"revoked", true}});

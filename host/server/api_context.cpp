@@ -39,7 +39,22 @@ ApiContext::ApiContext(ApiOptions o)
            // A connection that the server closed while it sat idle (a
            // restart) is replaced here, before a request can fail on it.
            [](Db& db) { db.session->check_alive(); }),
-      waiters(options.database_url) {}
+      waiters(options.database_url),
+      token_cache(auth::TokenCache::Options{options.token_cache_max_age, 4096}) {
+  if (options.token_cache_max_age.count() > 0)
+    token_feed = waiters.watch_channel(auth::kTokensChannel,
+                                       [this](const std::string& id) { token_cache.forget(id); });
+}
+
+StatusOr<std::optional<auth::Principal>> ApiContext::authenticate(std::string_view token, DbLease& db) {
+  if (!token_feed) return db.tokens().authenticate(token);
+  if (auto hit = token_cache.find(token, waiters.epoch(), auth::Clock::now())) return hit;
+  const auth::TokenCache::Ticket ticket = token_cache.ticket(waiters.epoch());
+  auto principal = db.tokens().authenticate(token);
+  if (principal && *principal)
+    token_cache.remember(token, **principal, ticket, waiters.epoch(), auth::Clock::now());
+  return principal;
+}
 
 StatusOr<DbLease> ApiContext::acquire() {
   auto lease = pool.acquire();
@@ -146,7 +161,7 @@ void add_route(ApiContext& ctx, http::Router& router, const std::string& method,
     }
     auto db = ctx.acquire();
     if (!db) return error_response(db.status());
-    auto principal = db->tokens().authenticate(token);
+    auto principal = ctx.authenticate(token, *db);
     if (!principal) return error_response(principal.status());
     if (!*principal)
       return http::json_error(401, "invalid_token", "the token is unknown, expired or revoked");

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host/auth/permissions.h"
+#include "host/auth/token_cache.h"
 #include "host/auth/tokens.h"
 #include "host/autoscale/autoscale_store.h"
 #include "host/common/time_text.h"
@@ -66,9 +67,16 @@ struct ApiContext {
   jobs::Rules rules;   // from options: routing, <limits>, max timeout (dedicated_alive per request)
   DbPool pool;         // the API's connection budget (ApiOptions::db_connections)
   JobWaiters waiters;  // run_wait_result and agent long polls: woken by NOTIFY, one connection
+  // Confirmed tokens (thread-safe), fed by waiters with the database's token
+  // changes: token_feed forgets a token as soon as its row changes.
+  auth::TokenCache token_cache;
+  std::unique_ptr<JobWaiters::TagWatch> token_feed;  // null when the cache is off
 
   // Borrows a Db (for work outside a request: streams, the scheduler).
   StatusOr<DbLease> acquire();
+  // The principal of a bearer token (nullopt: unknown, expired or revoked):
+  // from token_cache when it may answer, else from db (then remembered).
+  StatusOr<std::optional<auth::Principal>> authenticate(std::string_view token, DbLease& db);
 
   // Whether a live dedicated worker keeps this script warm; cached for a
   // second so that webhook runs don't pay a query each (asked on q).

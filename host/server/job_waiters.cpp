@@ -29,7 +29,8 @@ std::optional<std::string> JobWaiters::Watch::wait(std::chrono::milliseconds tim
 }
 
 struct JobWaiters::TagWaiter {
-  std::function<void()> on_wake;  // called under JobWaiters::mu_
+  std::function<void(const std::string&)> on_notify;  // called under JobWaiters::mu_
+  bool tag = false;  // a tag's channel: its "+<us>" announcements of later jobs are not for it
 };
 
 JobWaiters::TagWatch::TagWatch(JobWaiters& owner, std::vector<std::string> channels,
@@ -68,14 +69,27 @@ std::unique_ptr<JobWaiters::Watch> JobWaiters::watch() {
 std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_tags(const std::vector<std::string>& tags,
                                                              std::function<void()> on_wake) {
   auto w = std::make_shared<TagWaiter>();
-  w->on_wake = std::move(on_wake);
+  w->on_notify = [on_wake = std::move(on_wake)](const std::string&) { on_wake(); };
+  w->tag = true;
   std::vector<std::string> channels;
   for (const std::string& tag : tags) channels.push_back(queue::channel_for_tag(tag));
+  return watch_channels(std::move(channels), std::move(w));
+}
+
+std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_channel(
+    const std::string& channel, std::function<void(const std::string&)> on_notify) {
+  auto w = std::make_shared<TagWaiter>();
+  w->on_notify = std::move(on_notify);
+  return watch_channels({channel}, std::move(w));
+}
+
+std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_channels(std::vector<std::string> channels,
+                                                                 std::shared_ptr<TagWaiter> w) {
   {
     std::lock_guard lock(mu_);
     bool new_channel = false;
     for (const std::string& ch : channels) {
-      auto [it, inserted] = tag_waiters_.try_emplace(ch);
+      auto [it, inserted] = channel_waiters_.try_emplace(ch);
       it->second.push_back(w);
       new_channel = new_channel || inserted;
     }
@@ -91,8 +105,8 @@ std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_tags(const std::vector<s
 void JobWaiters::unwatch_tags(const std::vector<std::string>& channels, const TagWaiter* w) {
   std::lock_guard lock(mu_);
   for (const std::string& ch : channels) {
-    auto it = tag_waiters_.find(ch);
-    if (it == tag_waiters_.end()) continue;
+    auto it = channel_waiters_.find(ch);
+    if (it == channel_waiters_.end()) continue;
     auto& list = it->second;
     list.erase(std::remove_if(list.begin(), list.end(), [&](const auto& p) { return p.get() == w; }),
                list.end());
@@ -119,7 +133,19 @@ void JobWaiters::run() {
     return stopping_;
   };
   bool reported = false;           // one log line per outage, not one per retry
-  std::set<std::string> listened;  // tag channels LISTENed on the current connection
+  std::set<std::string> listened;  // channels LISTENed on the current connection
+  // The connection is gone (or never was): waiters poll, the epoch moves on.
+  const auto lost = [&](const Status& why) {
+    if (state_.load() & 1) state_++;
+    {
+      std::lock_guard lock(mu_);
+      live_ = nullptr;
+    }
+    q.reset();
+    if (!std::exchange(reported, true))
+      log::warning("server",
+                   "job-done listener: " + why.message() + " (run_wait_result polls until it reconnects)");
+  };
   while (!stopping()) {
     if (!q) {
       listened.clear();
@@ -128,60 +154,60 @@ void JobWaiters::run() {
       auto c = queue::Queue::connect(url_, qo);
       Status s = c ? (*c)->listen_channel(queue::kJobDoneChannel) : c.status();
       if (!s) {
-        if (!std::exchange(reported, true))
-          log::warning("server",
-                       "job-done listener: " + s.message() + " (run_wait_result polls until it reconnects)");
+        lost(s);
         std::unique_lock lock(mu_);
         stop_cv_.wait_for(lock, 1s, [&] { return stopping_; });
         continue;
       }
       q = std::move(c).value();
-      {
-        std::lock_guard lock(mu_);
-        // A stop that came while this connected found no live_ to interrupt:
-        // it is seen here; a later one interrupts the wait below.
-        if (stopping_) break;
-        live_ = q.get();
-      }
-      listening_ = true;
-      reported = false;
+      std::lock_guard lock(mu_);
+      // A stop that came while this connected found no live_ to interrupt:
+      // it is seen here; a later one interrupts the wait below.
+      if (stopping_) break;
+      live_ = q.get();
     }
     std::vector<std::string> wanted;
     {
       std::lock_guard lock(mu_);
-      for (const auto& [ch, list] : tag_waiters_)
+      for (const auto& [ch, list] : channel_waiters_)
         if (!listened.count(ch)) wanted.push_back(ch);
     }
+    Status listen_ok = Status::ok();
     for (const std::string& ch : wanted) {
-      if (Status s = q->listen_channel(ch); s) listened.insert(ch);
+      if (listen_ok = q->listen_channel(ch); !listen_ok) break;
+      listened.insert(ch);
     }
-    // stop() and new tags interrupt the wait: no periodic wake-ups.
+    if (!listen_ok) {
+      lost(listen_ok);
+      continue;  // reconnects at once: a failed LISTEN means a broken connection
+    }
+    // Listening on every channel now: a new epoch when that is news.
+    if ((state_.load() & 1) == 0) {
+      state_++;
+      reported = false;
+    } else if (!wanted.empty()) {
+      state_ += 2;
+    }
+    // stop() and new channels interrupt the wait: no periodic wake-ups.
     auto payloads = q->wait_for_notifications(60s);
     if (!payloads) {
-      listening_ = false;  // reconnects (and re-LISTENs) on the next call
-      {
-        std::lock_guard lock(mu_);
-        live_ = nullptr;
-      }
-      if (!std::exchange(reported, true))
-        log::warning("server", "job-done listener: " + payloads.message() +
-                                   " (run_wait_result polls until it reconnects)");
-      q.reset();
+      lost(payloads.status());  // reconnects (and re-LISTENs) on the next pass
       continue;
     }
     if (payloads->empty()) continue;
     std::lock_guard lock(mu_);
     for (queue::Notification& n : *payloads) {
       if (n.channel != queue::kJobDoneChannel) {
+        auto it = channel_waiters_.find(n.channel);
+        if (it == channel_waiters_.end()) continue;
         // A job due later: a long poll would claim nothing now.
-        if (queue::due_announcement(n.payload)) continue;
-        auto it = tag_waiters_.find(n.channel);
-        if (it == tag_waiters_.end()) continue;
+        const bool later = queue::due_announcement(n.payload).has_value();
         for (const auto& w : it->second) {
+          if (w->tag && later) continue;
           try {
-            if (w->on_wake) w->on_wake();
+            if (w->on_notify) w->on_notify(n.payload);
           } catch (...) {  // a contract breach; the listener must go on
-            log::error("server", "a tag watch's wake-up threw");
+            log::error("server", "a channel watch's callback threw");
           }
         }
         continue;
@@ -201,9 +227,9 @@ void JobWaiters::run() {
       it->second->cv.notify_all();
     }
   }
+  if (state_.load() & 1) state_++;
   std::lock_guard lock(mu_);
   live_ = nullptr;  // q goes with this frame
-  listening_ = false;
 }
 
 }  // namespace quern::server

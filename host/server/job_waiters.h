@@ -96,25 +96,40 @@ class JobWaiters {
   // any may miss those pushed while the listener reconnects: claim again at
   // least every second as well.
   std::unique_ptr<TagWatch> watch_tags(const std::vector<std::string>& tags, std::function<void()> on_wake);
+  // Registers interest in a channel of its own (not a tag's):
+  // on_notify(payload) is called on the listener thread for each
+  // notification on it, under the same rules as watch_tags' on_wake.
+  std::unique_ptr<TagWatch> watch_channel(const std::string& channel,
+                                          std::function<void(const std::string&)> on_notify);
   // Whether the listener is connected and LISTENing (else waiters should poll).
-  bool listening() const { return listening_.load(); }
+  bool listening() const { return (state_.load() & 1) != 0; }
+  // While the listener is connected and LISTENs on every watched channel:
+  // a number that changes when that stops or a channel is added (so nothing
+  // could be missed under one epoch). nullopt while it is not.
+  std::optional<uint64_t> epoch() const {
+    const uint64_t s = state_.load();
+    return (s & 1) != 0 ? std::optional<uint64_t>(s) : std::nullopt;
+  }
 
  private:
   void run();
   void start_listener();  // mu_ held
   void unwatch(const std::string& token);
   void unwatch_tags(const std::vector<std::string>& channels, const TagWaiter* w);
+  std::unique_ptr<TagWatch> watch_channels(std::vector<std::string> channels, std::shared_ptr<TagWaiter> w);
 
   const std::string url_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Waiter>> waiters_;  // by token; guarded by mu_
-  // Tag channel -> its watchers; guarded by mu_. The listener LISTENs on
-  // every channel ever watched (tags come from tokens: a bounded set).
-  std::map<std::string, std::vector<std::shared_ptr<TagWaiter>>> tag_waiters_;
+  // Channel -> its watchers; guarded by mu_. The listener LISTENs on every
+  // channel ever watched (tags come from tokens: a bounded set).
+  std::map<std::string, std::vector<std::shared_ptr<TagWaiter>>> channel_waiters_;
   std::condition_variable stop_cv_;  // with mu_
   bool stopping_ = false;            // guarded by mu_
   queue::Queue* live_ = nullptr;     // the listener's connection, to interrupt(); guarded by mu_
-  std::atomic<bool> listening_{false};
+  // Odd while listening (all watched channels LISTENed); every change of
+  // connection or of the channels LISTENed moves it on: epoch().
+  std::atomic<uint64_t> state_{0};
   std::thread thread_;  // the listener, started by the first watch(); guarded by mu_ until joined
 };
 

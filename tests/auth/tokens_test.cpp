@@ -249,6 +249,50 @@ TEST_F(TokenStoreTest, ReconnectsAfterTheBackendIsTerminated) {
   EXPECT_EQ(must(store_->list()).size(), 1u);
 }
 
+// Migration 12's feed (TokenCache's invalidation): every change to a token
+// NOTIFYs kTokensChannel with its id — a revoke, a DELETE, a TRUNCATE (empty
+// payload) — but authentication's once-a-minute touch of last_used_at does
+// not (it would evict every busy token each minute). Notifications arrive in
+// commit order, so the first one heard after a touch and a revoke is the
+// revoke's.
+TEST_F(TokenStoreTest, ChangesToATokenAreNotifiedButItsUseIsNot) {
+  IssuedToken used = must(store_->create(NewToken{}));
+  IssuedToken revoked = must(store_->create(NewToken{}));
+  pqxx::connection listener(url_);
+  std::vector<std::string> heard;
+  struct Receiver : pqxx::notification_receiver {
+    Receiver(pqxx::connection_base& c, std::vector<std::string>& out)
+        : pqxx::notification_receiver(c, kTokensChannel), out_(out) {}
+    void operator()(const std::string& payload, int) override { out_.push_back(payload); }
+    std::vector<std::string>& out_;
+  } receiver(listener, heard);
+  const auto next = [&]() -> std::optional<std::string> {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (heard.empty() && std::chrono::steady_clock::now() < deadline) listener.await_notification(1, 0);
+    if (heard.empty()) return std::nullopt;
+    std::string first = heard.front();
+    heard.erase(heard.begin());
+    return first;
+  };
+
+  ASSERT_TRUE(auth(used.token).has_value());  // touches last_used_at
+  {
+    pqxx::connection c(url_);
+    pqxx::nontransaction(c).exec("UPDATE quern.tokens SET last_used_at = now() - interval '1 hour'");
+  }
+  ASSERT_TRUE(auth(used.token).has_value());  // touches it again
+  EXPECT_TRUE(must(store_->revoke(revoked.id)));
+  EXPECT_EQ(next(), revoked.id);
+  pqxx::connection c(url_);
+  pqxx::nontransaction(c).exec("UPDATE quern.tokens SET label = 'renamed' WHERE id = " + c.quote(used.id));
+  EXPECT_EQ(next(), used.id);
+  pqxx::nontransaction(c).exec("DELETE FROM quern.tokens WHERE id = " + c.quote(revoked.id));
+  EXPECT_EQ(next(), revoked.id);
+  pqxx::nontransaction(c).exec("TRUNCATE quern.tokens");
+  EXPECT_EQ(next(), "");
+  EXPECT_TRUE(heard.empty());
+}
+
 // The plaintext token, and its secret part alone, appear nowhere in a dump
 // of the whole database; the id does (it is the row's key).
 TEST_F(TokenStoreTest, DatabaseDumpHoldsNoSecret) {

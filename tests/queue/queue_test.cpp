@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "host/pg/session.h"
 #include "host/queue/migrations.h"
 #include "tests/queue/queue_test_util.h"
 
@@ -140,6 +141,32 @@ TEST_F(QueueTest, ClaimRespectsLimitTagsAndSchedule) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].id, full_id);
   EXPECT_EQ(got[0].tag, full);
+}
+
+// A claim commits without waiting for its WAL flush (synchronous_commit off
+// for its own transaction), but a session shared with pushes and
+// completions (the server's pool) keeps them durable: the setting must not
+// outlive the claim's statement.
+TEST_F(QueueTest, AClaimsRelaxedCommitDoesNotLeakIntoItsSession) {
+  auto session = std::make_shared<pg::Session>(url_);
+  auto shared = Queue::over(session);
+  must(shared->push(make_job("cpu")));
+  const auto setting = [&] {
+    return must(session->run("show", [](pqxx::connection& c) {
+      return pqxx::nontransaction(c).exec("SHOW synchronous_commit")[0][0].as<std::string>();
+    }));
+  };
+  // The test cluster runs with it off (speed): the session says on, as a
+  // production cluster does.
+  must(session->run("set", [](pqxx::connection& c) {
+    pqxx::nontransaction(c).exec("SET synchronous_commit = on");
+    return true;
+  }));
+  ASSERT_EQ(setting(), "on");
+  EXPECT_EQ(must(shared->claim("w", {"cpu"}, 1)).size(), 1u);
+  EXPECT_EQ(setting(), "on");
+  EXPECT_TRUE(must(shared->claim("w", {"cpu"}, 1)).empty());  // an empty claim too
+  EXPECT_EQ(setting(), "on");
 }
 
 TEST(QueueConnect, UnreachableDatabaseIsAStatus) {
