@@ -35,9 +35,10 @@ Deferred::~Deferred() = default;
 
 void Deferred::wake() { state_->wake(); }
 
-std::function<void()> Deferred::waker() const {
+std::function<bool()> Deferred::waker() const {
   return [weak = std::weak_ptr<detail::WakeState>(state_)] {
-    if (auto state = weak.lock()) state->wake();
+    auto state = weak.lock();
+    return state && state->wake();
   };
 }
 
@@ -47,13 +48,14 @@ void Deferred::recheck_within(std::chrono::milliseconds d) {
 
 namespace detail {
 
-void WakeState::wake() {
+bool WakeState::wake() {
   std::lock_guard lock(mu);
   woken = true;
   if (notify && !posted) {
     posted = true;
     notify();
   }
+  return !ended;
 }
 
 void Session::park(std::shared_ptr<Deferred> d) {
@@ -214,6 +216,7 @@ void Session::end_deferral() {
     notify = std::move(st.notify);
     st.notify = nullptr;
     st.posted = false;
+    st.ended = true;
   }
   ++defer_watch_gen_;
   disarm_timer();

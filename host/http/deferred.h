@@ -21,11 +21,13 @@ namespace quern::http::detail {
 struct WakeState {
   std::mutex mu;
   bool woken = false;            // wake() since the session last began a resume; guarded by mu
+  bool ended = false;            // the request left the deferred state for good; guarded by mu
   bool posted = false;           // a wake-up is on its way to the session's strand; guarded by mu
   std::function<void()> notify;  // while parked: tells the session; guarded by mu
 
-  // Any thread: records the wake-up and, when parked, tells the session once.
-  void wake();
+  // Any thread: records the wake-up and, when parked, tells the session
+  // once. False once the deferral ended (nothing will come of it).
+  bool wake();
 };
 
 }  // namespace quern::http::detail

@@ -129,8 +129,11 @@ class Deferred {
   void wake();
   // A function that calls wake() while this deferral lives, and does nothing
   // afterwards; it holds the deferral's wake-up state weakly, and releasing
-  // its last reference costs nothing (any thread may do it).
-  std::function<void()> waker() const;
+  // its last reference costs nothing (any thread may do it). It returns
+  // whether the wake-up will be acted on: false once the request has its
+  // final answer (or is gone), so that a wake source can pass the wake-up
+  // to another waiter.
+  std::function<bool()> waker() const;
   std::chrono::steady_clock::time_point deadline() const { return deadline_; }
 
  protected:

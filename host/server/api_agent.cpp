@@ -59,6 +59,18 @@ std::chrono::milliseconds recheck_after(queue::Queue& q) {
   return std::chrono::ceil<std::chrono::milliseconds>(*due - std::chrono::steady_clock::now());
 }
 
+// Jobs claimed for an agent: more may be waiting — a notification may stand
+// for several jobs, and wakes one parked poll of the tag (JobWaiters) — so
+// the claim passes the wake-up on to one other parked poll of its tags, or
+// two when it came back full, until a claim finds nothing. A trickle of jobs
+// costs about two claims each however many agents idle; a batch reaches the
+// polls it needs in a few rounds.
+void pass_wake_on(ApiContext& ctx, const std::vector<std::string>& tags, size_t claimed, int slots,
+                  const JobWaiters::TagWatch* self) {
+  if (claimed == 0) return;
+  ctx.waiters.wake_tags(tags, claimed >= static_cast<size_t>(slots) ? 2 : 1, self);
+}
+
 // A long poll that found nothing: parked by the HTTP layer (no handler
 // thread, no database connection) until the server's one listener wakes it
 // when jobs of its tags arrive (JobWaiters::watch_tags), its re-check is due
@@ -83,6 +95,7 @@ class ClaimWait final : public http::Deferred {
 
   // After the handler's own empty claim on q.
   void first_recheck(queue::Queue& q) { recheck_within(recheck_after(q)); }
+  const JobWaiters::TagWatch* tag_watch() const { return watch_.get(); }
 
   std::optional<http::Response> resume() override {
     auto db = ctx_.acquire();
@@ -93,6 +106,7 @@ class ClaimWait final : public http::Deferred {
       recheck_within(recheck_after(db->queue()));
       return std::nullopt;
     }
+    pass_wake_on(ctx_, tags_, jobs->size(), req_.slots, watch_.get());
     return jobs_response(*jobs);
   }
   // No last claim: an agent polls again at once, and that poll's first
@@ -101,7 +115,6 @@ class ClaimWait final : public http::Deferred {
   http::Response expire() override { return jobs_response({}); }
 
  private:
-
   ApiContext& ctx_;
   const std::string owner_;
   const std::vector<std::string> tags_;
@@ -124,6 +137,7 @@ http::Response claim(ApiContext& ctx, const Json& body, const std::string& owner
   }
   auto jobs = db.queue().claim(owner, who.tags, req->slots, req->capacity);
   if (!jobs) return error_response(jobs.status());
+  pass_wake_on(ctx, who.tags, jobs->size(), req->slots, later ? later->tag_watch() : nullptr);
   if (!jobs->empty() || !later) return jobs_response(*jobs);
   later->first_recheck(db.queue());
   db.release();

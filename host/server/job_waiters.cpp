@@ -29,8 +29,8 @@ std::optional<std::string> JobWaiters::Watch::wait(std::chrono::milliseconds tim
 }
 
 struct JobWaiters::TagWaiter {
-  std::function<void(const std::string&)> on_notify;  // called under JobWaiters::mu_
-  bool tag = false;  // a tag's channel: its "+<us>" announcements of later jobs are not for it
+  std::function<bool(const std::string&)> on_notify;  // called under JobWaiters::mu_
+  bool tag = false;  // a tag watcher: woken one at a time, never by "+<us>" announcements
 };
 
 JobWaiters::TagWatch::TagWatch(JobWaiters& owner, std::vector<std::string> channels,
@@ -67,9 +67,9 @@ std::unique_ptr<JobWaiters::Watch> JobWaiters::watch() {
 }
 
 std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_tags(const std::vector<std::string>& tags,
-                                                             std::function<void()> on_wake) {
+                                                             std::function<bool()> on_wake) {
   auto w = std::make_shared<TagWaiter>();
-  w->on_notify = [on_wake = std::move(on_wake)](const std::string&) { on_wake(); };
+  w->on_notify = [on_wake = std::move(on_wake)](const std::string&) { return on_wake(); };
   w->tag = true;
   std::vector<std::string> channels;
   for (const std::string& tag : tags) channels.push_back(queue::channel_for_tag(tag));
@@ -79,7 +79,10 @@ std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_tags(const std::vector<s
 std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_channel(
     const std::string& channel, std::function<void(const std::string&)> on_notify) {
   auto w = std::make_shared<TagWaiter>();
-  w->on_notify = std::move(on_notify);
+  w->on_notify = [on_notify = std::move(on_notify)](const std::string& payload) {
+    on_notify(payload);
+    return true;
+  };
   return watch_channels({channel}, std::move(w));
 }
 
@@ -90,7 +93,7 @@ std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_channels(std::vector<std
     bool new_channel = false;
     for (const std::string& ch : channels) {
       auto [it, inserted] = channel_waiters_.try_emplace(ch);
-      it->second.push_back(w);
+      it->second.list.push_back(w);
       new_channel = new_channel || inserted;
     }
     start_listener();
@@ -107,11 +110,44 @@ void JobWaiters::unwatch_tags(const std::vector<std::string>& channels, const Ta
   for (const std::string& ch : channels) {
     auto it = channel_waiters_.find(ch);
     if (it == channel_waiters_.end()) continue;
-    auto& list = it->second;
+    auto& list = it->second.list;
     list.erase(std::remove_if(list.begin(), list.end(), [&](const auto& p) { return p.get() == w; }),
                list.end());
     // The entry stays (empty): its channel stays LISTENed.
   }
+}
+
+bool JobWaiters::wake_one(Watchers& w, std::vector<const TagWaiter*>& skip) {
+  const size_t n = w.list.size();
+  for (size_t i = 0; i < n; ++i) {
+    const size_t at = (w.next + i) % n;
+    TagWaiter& candidate = *w.list[at];
+    if (std::find(skip.begin(), skip.end(), &candidate) != skip.end()) continue;
+    bool woken = false;
+    try {
+      woken = candidate.on_notify && candidate.on_notify("");
+    } catch (...) {  // a contract breach; the listener must go on
+      log::error("server", "a tag watch's wake-up threw");
+    }
+    if (!woken) continue;
+    w.next = at + 1;
+    skip.push_back(&candidate);
+    return true;
+  }
+  return false;
+}
+
+int JobWaiters::wake_tags(const std::vector<std::string>& tags, int n, const TagWatch* except) {
+  std::vector<const TagWaiter*> skip;
+  if (except) skip.push_back(except->waiter_.get());
+  int woken = 0;
+  std::lock_guard lock(mu_);
+  for (const std::string& tag : tags) {
+    auto it = channel_waiters_.find(queue::channel_for_tag(tag));
+    if (it == channel_waiters_.end()) continue;
+    while (woken < n && wake_one(it->second, skip)) ++woken;
+  }
+  return woken;
 }
 
 void JobWaiters::start_listener() {
@@ -169,7 +205,7 @@ void JobWaiters::run() {
     std::vector<std::string> wanted;
     {
       std::lock_guard lock(mu_);
-      for (const auto& [ch, list] : channel_waiters_)
+      for (const auto& [ch, watchers] : channel_waiters_)
         if (!listened.count(ch)) wanted.push_back(ch);
     }
     Status listen_ok = Status::ok();
@@ -200,10 +236,15 @@ void JobWaiters::run() {
       if (n.channel != queue::kJobDoneChannel) {
         auto it = channel_waiters_.find(n.channel);
         if (it == channel_waiters_.end()) continue;
-        // A job due later: a long poll would claim nothing now.
-        const bool later = queue::due_announcement(n.payload).has_value();
-        for (const auto& w : it->second) {
-          if (w->tag && later) continue;
+        Watchers& watchers = it->second;
+        // Tag watchers: one per notification (it passes the wake-up on when
+        // it finds jobs); none for a job due later (a claim would find nothing).
+        if (!watchers.list.empty() && watchers.list.front()->tag) {
+          std::vector<const TagWaiter*> skip;
+          if (!queue::due_announcement(n.payload)) wake_one(watchers, skip);
+          continue;
+        }
+        for (const auto& w : watchers.list) {
           try {
             if (w->on_notify) w->on_notify(n.payload);
           } catch (...) {  // a contract breach; the listener must go on

@@ -8,7 +8,10 @@
 // Also wakes agents' long polls when jobs of their tags arrive (watch_tags,
 // a callback on the listener thread): the same listener LISTENs on those
 // tags' channels. So a waiting request holds no database connection of its
-// own: the server's waits cost one connection in all.
+// own: the server's waits cost one connection in all. A notification wakes
+// one watcher of its tag, not all of them (a herd: a claim per parked poll
+// for one job); a watcher that finds jobs passes the wake-up on
+// (wake_tags).
 //
 // Contract for a waiter: watch() a fresh token BEFORE pushing the job, so no
 // notification can come first. wait() also returns after its timeout, so a
@@ -65,6 +68,8 @@ class JobWaiters {
   // destroyed. The destructor waits for a call of its on_wake in progress on
   // the listener thread: once it returned, on_wake is never called again.
   class TagWatch {
+    friend class JobWaiters;
+
    public:
     TagWatch(JobWaiters& owner, std::vector<std::string> channels, std::shared_ptr<TagWaiter> w);
     ~TagWatch();
@@ -84,18 +89,25 @@ class JobWaiters {
 
   // Registers a new unique token (random, 128 bits) to push a job with.
   std::unique_ptr<Watch> watch();
-  // Registers interest in jobs of these tags: on_wake is called on the
-  // listener thread for each notification on one of the tags' channels (a
-  // job due now pushed, handed back or retried when no worker was woken by
-  // name; not the "+<us>" announcements of jobs due later). It runs under the
-  // waiters' lock, so it must be quick, must not block or throw, and must not
-  // call into JobWaiters (nor destroy a TagWatch): set a flag, post a task.
-  // Wake-ups are hints, not counts — several jobs may come as one, and a
-  // woken claim may find the job taken. The first watch of a tag may miss
-  // jobs pushed before the listener LISTENs on its channel (a few ms), and
-  // any may miss those pushed while the listener reconnects: claim again at
-  // least every second as well.
-  std::unique_ptr<TagWatch> watch_tags(const std::vector<std::string>& tags, std::function<void()> on_wake);
+  // Registers interest in jobs of these tags. Each notification on one of
+  // the tags' channels (a job due now pushed, handed back or retried when no
+  // worker was woken by name; not the "+<us>" announcements of jobs due
+  // later) calls on_wake of ONE watcher of that tag, taking turns, on the
+  // listener thread; on_wake returns whether it will act on the wake-up
+  // (false: it has ended; the next watcher is asked). A notification may
+  // stand for several jobs: the watcher that claims some must pass the
+  // wake-up on (wake_tags). on_wake runs under the waiters' lock, so it
+  // must be quick, must not block or throw, and must not call into
+  // JobWaiters (nor destroy a TagWatch): set a flag, post a task. Wake-ups
+  // are hints, not counts, and a woken claim may find the job taken. The
+  // first watch of a tag may miss jobs pushed before the listener LISTENs on
+  // its channel (a few ms), and any may miss those pushed while the listener
+  // reconnects: claim again at least every second as well.
+  std::unique_ptr<TagWatch> watch_tags(const std::vector<std::string>& tags, std::function<bool()> on_wake);
+  // Wakes up to n watchers of these tags other than `except` (may be null),
+  // taking turns as notifications do: what a watcher that claimed jobs calls,
+  // since more may be waiting. Any thread; returns how many were woken.
+  int wake_tags(const std::vector<std::string>& tags, int n, const TagWatch* except);
   // Registers interest in a channel of its own (not a tag's):
   // on_notify(payload) is called on the listener thread for each
   // notification on it, under the same rules as watch_tags' on_wake.
@@ -121,9 +133,16 @@ class JobWaiters {
   const std::string url_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Waiter>> waiters_;  // by token; guarded by mu_
+  struct Watchers {
+    std::vector<std::shared_ptr<TagWaiter>> list;
+    size_t next = 0;  // whose turn it is to be woken (tag channels)
+  };
+  // Wakes one watcher of `w` other than those in `skip`, taking turns; the
+  // one woken is added to `skip`. mu_ held.
+  bool wake_one(Watchers& w, std::vector<const TagWaiter*>& skip);
   // Channel -> its watchers; guarded by mu_. The listener LISTENs on every
   // channel ever watched (tags come from tokens: a bounded set).
-  std::map<std::string, std::vector<std::shared_ptr<TagWaiter>>> channel_waiters_;
+  std::map<std::string, Watchers> channel_waiters_;
   std::condition_variable stop_cv_;  // with mu_
   bool stopping_ = false;            // guarded by mu_
   queue::Queue* live_ = nullptr;     // the listener's connection, to interrupt(); guarded by mu_

@@ -4,6 +4,7 @@
 //   quern_agents_bench --agents 100 --jobs 2000 --job-ms 100
 //   quern_agents_bench --agents 1000 --mode idle --idle-seconds 20
 //   quern_agents_bench --agents 1 --slots 8 --jobs 20000 --job-ms 0
+//   quern_agents_bench --agents 100 --mode trickle --jobs 200
 //   (also: --host /tmp/peers/sock --port 55433, --handler-threads N and
 //   --db-connections N for the server's <server>, --keep; --mode noop is the
 //   last line's shape, each of its numbers overridable)
@@ -38,6 +39,11 @@
 //
 // noop: load with --agents 1 --slots 8 --jobs 20000 --job-ms 0 unless given:
 // what one agent moves through the server when jobs cost nothing.
+//
+// trickle: --jobs no-op jobs pushed one at a time, each once the last has
+// completed, with the A agents otherwise idle: submit -> start p50 and p99,
+// and the server's and PostgreSQL's CPU and the transactions per job (the
+// parked polls' own once-a-second re-checks included).
 //
 // Refused before anything starts, when the machine's limits that can be read
 // cheaply cannot hold A agents: an agent keeps 2 keep-alive connections to the
@@ -104,7 +110,7 @@ struct Args {
   std::string host = "/tmp/peers/sock";
   int port = 55433;
   std::string db = "quern_agents_bench";
-  std::string mode = "load";  // load | idle | noop
+  std::string mode = "load";  // load | idle | noop | trickle
   int agents = 10;
   int slots = 1;
   int jobs = 500;
@@ -561,6 +567,43 @@ Json run_load(Bench& b, Json& out) {
       {"http", http_delta(h0, h1)}};
 }
 
+// trickle: N no-op jobs, each pushed once the one before it has completed,
+// to A idle agents: what one job costs when every agent waits for it.
+Json run_trickle(Bench& b) {
+  const HttpCounts h0 = scrape(b.metrics_port);
+  const int64_t x0 = b.xacts();
+  const Sample s0 = b.sample();
+  for (int i = 0; i < b.a.jobs; ++i) {
+    const std::string id =
+        b.exec(
+             "INSERT INTO quern.queue (tag, language, payload) VALUES ('noop', 'noop', '{\"args\": {}}') "
+             "RETURNING id")[0][0]
+            .c_str();
+    const auto deadline = Clock::now() + 30s;
+    while (b.exec("SELECT count(*) FROM quern.completed_jobs WHERE id = " + id)[0][0].as<int64_t>() == 0) {
+      b.check("the trickle");
+      if (Clock::now() > deadline) throw std::runtime_error("job " + id + " did not complete in 30 s");
+      std::this_thread::sleep_for(1ms);
+    }
+  }
+  const Sample s1 = b.sample();
+  const HttpCounts h1 = scrape(b.metrics_port);
+  std::this_thread::sleep_for(1500ms);
+  const int64_t x1 = b.xacts();
+  const auto r =
+      b.exec(
+           "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - "
+           "created_at) * 1000) FROM quern.completed_jobs")[0][0]
+          .as<std::string>();
+  const double N = b.a.jobs, t = secs(s0, s1);
+  return {{"seconds", t},
+          {"submit_to_start_ms_p50_p99", r},
+          {"server_cpu_ms_per_job", 1000 * ticks_to_s(s1.server.self - s0.server.self) / N},
+          {"postgres_cpu_ms_per_job", b.pg(1000 * ticks_to_s(s1.postgres - s0.postgres) / N)},
+          {"xacts_per_job", static_cast<double>(x1 - x0) / N},
+          {"http", http_delta(h0, h1)}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -569,8 +612,9 @@ int main(int argc, char** argv) {
   app.add_option("--host", a.host, "PostgreSQL: socket folder or host");
   app.add_option("--port", a.port, "PostgreSQL: port");
   app.add_option("--mode", a.mode,
-                 "load (default), idle, or noop (load: 1 agent x 8 slots, 20000 jobs of 0 ms)")
-      ->check(CLI::IsMember({"load", "idle", "noop"}));
+                 "load (default), idle, noop (load: 1 agent x 8 slots, 20000 jobs of 0 ms), or trickle "
+                 "(--jobs no-op jobs one after the other)")
+      ->check(CLI::IsMember({"load", "idle", "noop", "trickle"}));
   auto* opt_agents =
       app.add_option("--agents", a.agents, "agent processes (10)")->check(CLI::Range(1, 16000));
   auto* opt_slots = app.add_option("--slots", a.slots, "slots per agent (1)")->check(CLI::Range(1, 1024));
@@ -641,6 +685,9 @@ int main(int argc, char** argv) {
              {"processes_at_start", b.processes()}};
     if (a.mode == "idle") {
       out["idle"] = run_idle(b);
+    } else if (a.mode == "trickle") {
+      out["jobs"] = a.jobs;
+      out["trickle"] = run_trickle(b);
     } else {
       out["jobs"] = a.jobs;
       out["job_ms"] = a.job_ms;

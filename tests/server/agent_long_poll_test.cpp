@@ -118,10 +118,10 @@ TEST_F(AgentLongPollTest, ManyPollsWaitWithoutThreadsAndAJobGoesToExactlyOne) {
   const int64_t id = push_job();
   RawConnection* winner = testing::first_readable(conns, 5s);
   ASSERT_NE(winner, nullptr);
-  // Promptly, though every parked poll of the tag claims once (agents are
-  // not woken by name): 64 claims on 4 connections, slow under sanitizers.
-  // That the notification, not the 1 s re-check, resumes a deferral is
-  // tests/http/deferred_test.cpp's check.
+  // Promptly: the notification wakes one parked poll, which passes the
+  // wake-up on to two more once it claimed (tests/server/job_waiters_test.cpp
+  // checks that one is woken per notification). That the notification, not
+  // the 1 s re-check, resumes a deferral is tests/http/deferred_test.cpp's.
   EXPECT_LT(Clock::now() - pushed, 3s);
   auto r = winner->read_response(5s);
   ASSERT_TRUE(r);
