@@ -15,9 +15,9 @@
 // current) and never served past the token's expiry, by this host's clock.
 //
 // What is left: a revocation made elsewhere (the CLI, another server) reaches
-// this server's cache as fast as PostgreSQL delivers the NOTIFY — typically
-// within milliseconds of its commit. One made through this server's API is
-// forgotten before the API answers.
+// this server's cache as fast as PostgreSQL delivers the NOTIFY, which it
+// sends at the revocation's commit (tests/server/token_feed_test.cpp). One
+// made through this server's API is forgotten before the API answers.
 //
 // Only tokens the database confirmed are cached, at most max_entries of
 // them: unknown tokens cost a query each, as before, and cannot grow it.

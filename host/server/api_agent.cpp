@@ -63,8 +63,8 @@ std::chrono::milliseconds recheck_after(queue::Queue& q) {
 // for several jobs, and wakes one parked poll of the tag (JobWaiters) — so
 // the claim passes the wake-up on to one other parked poll of its tags, or
 // two when it came back full, until a claim finds nothing. A trickle of jobs
-// costs about two claims each however many agents idle; a batch reaches the
-// polls it needs in a few rounds.
+// costs two or three claims each however many agents idle; a batch reaches
+// the polls it needs in a few rounds.
 void pass_wake_on(ApiContext& ctx, const std::vector<std::string>& tags, size_t claimed, int slots,
                   const JobWaiters::TagWatch* self) {
   if (claimed == 0) return;

@@ -40,7 +40,7 @@ ApiContext::ApiContext(ApiOptions o)
            // restart) is replaced here, before a request can fail on it.
            [](Db& db) { db.session->check_alive(); }),
       waiters(options.database_url),
-      token_cache(auth::TokenCache::Options{options.token_cache_max_age, 4096}) {
+      token_cache(auth::TokenCache::Options{options.token_cache_max_age}) {
   if (options.token_cache_max_age.count() > 0)
     token_feed = waiters.watch_channel(auth::kTokensChannel,
                                        [this](const std::string& id) { token_cache.forget(id); });
@@ -48,8 +48,8 @@ ApiContext::ApiContext(ApiOptions o)
 
 StatusOr<std::optional<auth::Principal>> ApiContext::authenticate(std::string_view token, DbLease& db) {
   if (!token_feed) return db.tokens().authenticate(token);
-  if (auto hit = token_cache.find(token, waiters.epoch(), auth::Clock::now())) return hit;
   const auth::TokenCache::Ticket ticket = token_cache.ticket(waiters.epoch());
+  if (auto hit = token_cache.find(token, ticket.epoch, auth::Clock::now())) return hit;
   auto principal = db.tokens().authenticate(token);
   if (principal && *principal)
     token_cache.remember(token, **principal, ticket, waiters.epoch(), auth::Clock::now());

@@ -30,7 +30,6 @@ std::optional<std::string> JobWaiters::Watch::wait(std::chrono::milliseconds tim
 
 struct JobWaiters::TagWaiter {
   std::function<bool(const std::string&)> on_notify;  // called under JobWaiters::mu_
-  bool tag = false;  // a tag watcher: woken one at a time, never by "+<us>" announcements
 };
 
 JobWaiters::TagWatch::TagWatch(JobWaiters& owner, std::vector<std::string> channels,
@@ -70,10 +69,9 @@ std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_tags(const std::vector<s
                                                              std::function<bool()> on_wake) {
   auto w = std::make_shared<TagWaiter>();
   w->on_notify = [on_wake = std::move(on_wake)](const std::string&) { return on_wake(); };
-  w->tag = true;
   std::vector<std::string> channels;
   for (const std::string& tag : tags) channels.push_back(queue::channel_for_tag(tag));
-  return watch_channels(std::move(channels), std::move(w));
+  return watch_channels(std::move(channels), std::move(w), /*tags=*/true);
 }
 
 std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_channel(
@@ -83,16 +81,17 @@ std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_channel(
     on_notify(payload);
     return true;
   };
-  return watch_channels({channel}, std::move(w));
+  return watch_channels({channel}, std::move(w), /*tags=*/false);
 }
 
 std::unique_ptr<JobWaiters::TagWatch> JobWaiters::watch_channels(std::vector<std::string> channels,
-                                                                 std::shared_ptr<TagWaiter> w) {
+                                                                 std::shared_ptr<TagWaiter> w, bool tags) {
   {
     std::lock_guard lock(mu_);
     bool new_channel = false;
     for (const std::string& ch : channels) {
       auto [it, inserted] = channel_waiters_.try_emplace(ch);
+      it->second.tag = tags;  // tag channels ("quern_jobs:...") never share a name with others
       it->second.list.push_back(w);
       new_channel = new_channel || inserted;
     }
@@ -239,7 +238,7 @@ void JobWaiters::run() {
         Watchers& watchers = it->second;
         // Tag watchers: one per notification (it passes the wake-up on when
         // it finds jobs); none for a job due later (a claim would find nothing).
-        if (!watchers.list.empty() && watchers.list.front()->tag) {
+        if (watchers.tag) {
           std::vector<const TagWaiter*> skip;
           if (!queue::due_announcement(n.payload)) wake_one(watchers, skip);
           continue;

@@ -128,12 +128,15 @@ class JobWaiters {
   void start_listener();  // mu_ held
   void unwatch(const std::string& token);
   void unwatch_tags(const std::vector<std::string>& channels, const TagWaiter* w);
-  std::unique_ptr<TagWatch> watch_channels(std::vector<std::string> channels, std::shared_ptr<TagWaiter> w);
+  // tags: the channels are tags' (their watchers are woken one at a time).
+  std::unique_ptr<TagWatch> watch_channels(std::vector<std::string> channels, std::shared_ptr<TagWaiter> w,
+                                           bool tags);
 
   const std::string url_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Waiter>> waiters_;  // by token; guarded by mu_
   struct Watchers {
+    bool tag = false;  // a tag's channel: one watcher per notification, none for "+<us>"
     std::vector<std::shared_ptr<TagWaiter>> list;
     size_t next = 0;  // whose turn it is to be woken (tag channels)
   };
