@@ -11,6 +11,13 @@ Json leases_json(const std::vector<queue::Lease>& leases) {
   return out;
 }
 
+Json chunks_json(const std::vector<queue::LogChunk>& chunks) {
+  Json out = Json::array();
+  for (const auto& c : chunks)
+    out.push_back(Json{{"id", c.job_id}, {"attempt", c.attempt}, {"text", c.text}});
+  return out;
+}
+
 // The integer array `name` of an answer (absent = empty); false when malformed.
 bool ids_from(const Json& answer, const char* name, std::vector<int64_t>& out) {
   if (!answer.is_object()) return false;
@@ -108,7 +115,8 @@ StatusOr<queue::HeartbeatReply> AgentJobSource::heartbeat(const std::string& wor
 
 StatusOr<std::vector<int64_t>> AgentJobSource::complete(const std::string& worker_id,
                                                         const std::vector<queue::Completion>& completions,
-                                                        std::vector<int64_t>* retried) {
+                                                        std::vector<int64_t>* retried,
+                                                        const std::vector<queue::LogChunk>& logs) {
   Json list = Json::array();
   for (const auto& c : completions)
     list.push_back(Json{{"id", c.id},
@@ -117,7 +125,9 @@ StatusOr<std::vector<int64_t>> AgentJobSource::complete(const std::string& worke
                         {"result", Json(c.result)},
                         {"error", c.error},
                         {"resources", Json(c.resources)}});
-  auto r = client_.call("POST", "/api/agent/complete", Json{{"worker_id", worker_id}, {"completions", list}});
+  Json body{{"worker_id", worker_id}, {"completions", list}};
+  if (!logs.empty()) body["chunks"] = chunks_json(logs);
+  auto r = client_.call("POST", "/api/agent/complete", body);
   if (!r) return r.status();
   std::vector<int64_t> accepted;
   if (!ids_from(*r, "accepted", accepted))
@@ -128,10 +138,9 @@ StatusOr<std::vector<int64_t>> AgentJobSource::complete(const std::string& worke
 }
 
 Status AgentJobSource::append_logs(const std::string& worker_id, const std::vector<queue::LogChunk>& chunks) {
-  Json list = Json::array();
-  for (const auto& c : chunks)
-    list.push_back(Json{{"id", c.job_id}, {"attempt", c.attempt}, {"text", c.text}});
-  return client_.call("POST", "/api/agent/logs", Json{{"worker_id", worker_id}, {"chunks", list}}).status();
+  return client_
+      .call("POST", "/api/agent/logs", Json{{"worker_id", worker_id}, {"chunks", chunks_json(chunks)}})
+      .status();
 }
 
 Status AgentJobSource::release(const std::string& worker_id, const std::vector<queue::Lease>& leases) {
@@ -141,15 +150,20 @@ Status AgentJobSource::release(const std::string& worker_id, const std::vector<q
 }
 
 Status AgentJobSource::register_worker(const queue::WorkerInfo& info) {
-  return client_
-      .call("POST", "/api/agent/register",
-            Json{{"worker_id", info.id},
-                 {"slots", info.slots},
-                 {"version", info.version},
-                 {"hostname", info.hostname},
-                 {"isolation", info.isolation},
-                 {"pid", info.pid}})
-      .status();
+  auto r = client_.call("POST", "/api/agent/register",
+                        Json{{"worker_id", info.id},
+                             {"slots", info.slots},
+                             {"version", info.version},
+                             {"hostname", info.hostname},
+                             {"isolation", info.isolation},
+                             {"pid", info.pid}});
+  if (!r) return r.status();
+  // A server older than the agent names no features: logs go apart.
+  complete_takes_chunks_ = false;
+  if (auto it = r->find("features"); it != r->end() && it->is_array())
+    for (const Json& f : *it)
+      if (f == "complete-chunks") complete_takes_chunks_ = true;
+  return Status::ok();
 }
 
 Status AgentJobSource::touch_worker(const std::string& worker_id, int,

@@ -32,7 +32,11 @@ class AgentJobSource final : public worker::JobSource {
                                             const std::vector<queue::Lease>& leases) override;
   StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
                                           const std::vector<queue::Completion>& completions,
-                                          std::vector<int64_t>* retried = nullptr) override;
+                                          std::vector<int64_t>* retried,
+                                          const std::vector<queue::LogChunk>& logs) override;
+  // When the server said so at registration (older servers ignore chunks
+  // sent with completions).
+  bool completes_with_logs() const override { return complete_takes_chunks_; }
   Status append_logs(const std::string& worker_id, const std::vector<queue::LogChunk>& chunks) override;
   Status release(const std::string& worker_id, const std::vector<queue::Lease>& leases) override;
   // The server sweeps expired leases; an agent has nothing to do.
@@ -51,6 +55,7 @@ class AgentJobSource final : public worker::JobSource {
   ApiClient client_;
   std::chrono::milliseconds long_poll_;
   std::deque<queue::ClaimedJob> stash_;  // claimed by a long poll, not yet handed to the worker
+  bool complete_takes_chunks_ = false;   // from the last register answer's "features"
 };
 
 // Parses one claimed job of /api/agent/claim's answer.

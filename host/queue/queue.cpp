@@ -230,29 +230,34 @@ StatusOr<HeartbeatReply> Queue::heartbeat(const std::string& worker_id, const st
 
 StatusOr<std::vector<int64_t>> Queue::complete(const std::string& worker_id,
                                                const std::vector<Completion>& completions,
-                                               std::vector<int64_t>* retried) {
+                                               std::vector<int64_t>* retried,
+                                               const std::vector<LogChunk>& logs) {
   if (completions.empty()) return std::vector<int64_t>{};
-  return impl_->run("complete", [&](pqxx::connection& c) {
-    nlohmann::json arr = nlohmann::json::array();
-    for (const Completion& k : completions) {
-      arr.push_back({{"id", k.id},
-                     {"attempt", k.attempt},
-                     {"status", to_string(k.status)},
-                     {"result", k.result},
-                     {"error", k.error},
-                     {"resources", k.resources}});
-    }
+  nlohmann::json arr = nlohmann::json::array();
+  for (const Completion& k : completions) {
+    arr.push_back({{"id", k.id},
+                   {"attempt", k.attempt},
+                   {"status", to_string(k.status)},
+                   {"result", k.result},
+                   {"error", k.error},
+                   {"resources", k.resources}});
+  }
+  const std::string completions_json = arr.dump(), logs_json = log_chunks_json(logs).dump();
+  std::vector<int64_t> ids, retried_ids;
+  Status s = with_log_race_retries(*impl_->session, "complete", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_prepared(sql::kComplete.name, worker_id, arr.dump());
-    std::vector<int64_t> ids;
-    ids.reserve(r.size());
+    auto r = tx.exec_prepared(sql::kComplete.name, worker_id, completions_json, logs_json);
+    ids.clear();
+    retried_ids.clear();
     for (const auto& row : r) {
       ids.push_back(row["id"].as<int64_t>());
-      if (retried && row["retried"].as<bool>()) retried->push_back(ids.back());
+      if (row["retried"].as<bool>()) retried_ids.push_back(ids.back());
     }
-    std::sort(ids.begin(), ids.end());
-    return ids;
   });
+  if (!s) return s;
+  if (retried) retried->insert(retried->end(), retried_ids.begin(), retried_ids.end());
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
 Status Queue::release(const std::string& worker_id, const std::vector<Lease>& leases) {

@@ -126,7 +126,7 @@ struct HeartbeatReply {
 
 struct LogChunk {
   int64_t job_id = 0;
-  int32_t attempt = 0;  // the lease's attempt (checked by the agent API; the queue ignores it)
+  int32_t attempt = 0;  // the lease's attempt (checked by complete(); append_logs ignores it)
   std::string text;     // whole lines, each ending in '\n'
 };
 
@@ -316,9 +316,14 @@ class Queue {
   // ids accepted; a stale completion is silently ignored (not an error).
   // An accepted completion whose job's retry policy re-queues it is among
   // the ids, and also appended to *retried when given.
+  // `logs` are appended in the same statement, before the completions (a
+  // job's last output with its outcome: one round trip, not two), and only
+  // for leases worker_id holds (id and attempt); others are dropped. All or
+  // nothing: on an error neither the logs nor the completions are stored.
   StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
                                           const std::vector<Completion>& completions,
-                                          std::vector<int64_t>* retried = nullptr);
+                                          std::vector<int64_t>* retried = nullptr,
+                                          const std::vector<LogChunk>& logs = {});
 
   // Appends log chunks (one statement for the batch).
   Status append_logs(const std::vector<LogChunk>& chunks);

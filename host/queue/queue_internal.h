@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -96,6 +97,16 @@ struct Queue::Impl {
 JobRecord job_record_from_row(const pqxx::row& row);
 
 using pg::to_text_array;
+
+// [{job_id, attempt, chunk}] of the non-empty chunks: the logs parameter of
+// kAppendLogs and kComplete.
+nlohmann::json log_chunks_json(const std::vector<LogChunk>& chunks);
+
+// Runs `body` (a statement that appends logs) through session.run, again
+// when it lost a race with another appender of the same job for a start
+// offset (a unique violation: a stale worker and the new one), up to 5 times.
+Status with_log_race_retries(pg::Session& session, const char* what,
+                             const std::function<void(pqxx::connection&)>& body);
 
 // Microseconds since the Unix epoch <-> Clock::time_point.
 using pg::from_epoch_us;

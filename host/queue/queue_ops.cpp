@@ -8,21 +8,23 @@
 
 namespace quern::queue {
 
-Status Queue::append_logs(const std::vector<LogChunk>& chunks) {
+nlohmann::json log_chunks_json(const std::vector<LogChunk>& chunks) {
   nlohmann::json arr = nlohmann::json::array();
-  for (const LogChunk& ch : chunks) {
-    if (!ch.text.empty()) arr.push_back({{"job_id", ch.job_id}, {"chunk", ch.text}});
-  }
-  if (arr.empty()) return Status::ok();
+  for (const LogChunk& ch : chunks)
+    if (!ch.text.empty()) arr.push_back({{"job_id", ch.job_id}, {"attempt", ch.attempt}, {"chunk", ch.text}});
+  return arr;
+}
+
+Status with_log_race_retries(pg::Session& session, const char* what,
+                             const std::function<void(pqxx::connection&)>& body) {
   // Two appenders on the same job (a stale worker and the new one) may race
   // for the same start offset; the loser retries against the new end.
   constexpr int kAttempts = 5;
   for (int i = 1;; ++i) {
     bool conflict = false;
-    auto r = impl_->run("append_logs", [&](pqxx::connection& c) {
+    auto r = session.run(what, [&](pqxx::connection& c) {
       try {
-        pqxx::nontransaction tx(c);
-        tx.exec_prepared(sql::kAppendLogs.name, arr.dump());
+        body(c);
       } catch (const pqxx::unique_violation&) {
         if (i >= kAttempts) throw;
         conflict = true;
@@ -32,6 +34,16 @@ Status Queue::append_logs(const std::vector<LogChunk>& chunks) {
     if (!r) return r.status();
     if (!conflict) return Status::ok();
   }
+}
+
+Status Queue::append_logs(const std::vector<LogChunk>& chunks) {
+  const nlohmann::json arr = log_chunks_json(chunks);
+  if (arr.empty()) return Status::ok();
+  const std::string text = arr.dump();
+  return with_log_race_retries(*impl_->session, "append_logs", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    tx.exec_prepared(sql::kAppendLogs.name, text);
+  });
 }
 
 StatusOr<std::string> Queue::read_logs(int64_t job_id, int64_t from) {

@@ -109,13 +109,31 @@ UPDATE quern.queue q
 RETURNING q.id, q.cancel_requested
 )SQL"};
 
+// CTEs lc, ls, li that append the log chunks in json parameter `chunks`
+// ([{job_id, attempt, chunk}]) to quern.job_logs; `held` is an extra
+// condition on lc (a job_id, attempt) that a chunk must meet, or "".
+#define QUERN_APPEND_LOGS(chunks, held)                                                                    \
+  "lc AS (SELECT job_id, attempt, chunk, n FROM ROWS FROM (json_to_recordset(" chunks "::json) AS "        \
+  "(job_id bigint, attempt int, chunk text)) WITH ORDINALITY AS lc(job_id, attempt, chunk, n) "            \
+  "WHERE chunk <> ''" held "), "                                                                           \
+  "ls AS (SELECT lc.job_id, lc.chunk, coalesce((SELECT l.start_offset + octet_length(l.chunk) "            \
+  "FROM quern.job_logs l WHERE l.job_id = lc.job_id ORDER BY l.start_offset DESC LIMIT 1), 0) "            \
+  "+ coalesce(sum(octet_length(lc.chunk)) OVER (PARTITION BY lc.job_id ORDER BY lc.n "                     \
+  "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS start_offset FROM lc), "                       \
+  "li AS (INSERT INTO quern.job_logs (job_id, start_offset, chunk) "                                       \
+  "SELECT job_id, start_offset, chunk FROM ls RETURNING 1)"
+
 // Columns of completed_jobs filled from a deleted queue row (alias d).
 #define QUERN_COMPLETED_COLUMNS                                                     \
   "id, tag, language, script_path, payload, priority, scheduled_for, created_at, "  \
   "started_at, completed_at, status, result, error, worker_id, attempt, restarts, " \
   "timeout_s, max_restarts, concurrency_key, retries, cancel_requested"
 
-// $1 worker_id, $2 json array of {id, attempt, status, result, error, resources}.
+// $1 worker_id, $2 json array of {id, attempt, status, result, error, resources},
+// $3 json array of log chunks ({job_id, attempt, chunk}, as kAppendLogs) of
+// jobs this worker holds, stored first: a job's last output and its outcome
+// in one round trip, committed together (chunks of leases not held are
+// dropped, as their completions are).
 // One statement (one transaction): a lease still held is either retried
 // (its retry policy covers the outcome and attempts remain: back in the
 // queue after a backoff, the attempt kept in job_attempts) or moved to
@@ -159,28 +177,16 @@ WITH c AS (
     FROM d
   ON CONFLICT (id) DO NOTHING
   RETURNING id
-)
+), )SQL" QUERN_APPEND_LOGS("$3", " AND EXISTS (SELECT 1 FROM quern.queue h WHERE h.id = lc.job_id "
+                                  "AND h.attempt = lc.attempt AND h.worker_id = $1 AND h.running)") R"SQL(
 SELECT id, false AS retried FROM ins UNION ALL SELECT id, true FROM r
 )SQL"};
 
-// $1 json array of {job_id, chunk}. Each chunk's start offset = the end of the
-// job's stored log + the bytes of earlier chunks of the same job in this batch.
-inline constexpr Statement kAppendLogs{"quern_append_logs", R"SQL(
-WITH c AS (
-  SELECT job_id, chunk, n
-    FROM ROWS FROM (json_to_recordset($1::json) AS (job_id bigint, chunk text)) WITH ORDINALITY AS c(job_id, chunk, n)
-   WHERE chunk <> ''
-), s AS (
-  SELECT c.job_id, c.chunk,
-         coalesce((SELECT l.start_offset + octet_length(l.chunk) FROM quern.job_logs l
-                    WHERE l.job_id = c.job_id ORDER BY l.start_offset DESC LIMIT 1), 0)
-         + coalesce(sum(octet_length(c.chunk)) OVER (PARTITION BY c.job_id ORDER BY c.n
-                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS start_offset
-    FROM c
-)
-INSERT INTO quern.job_logs (job_id, start_offset, chunk)
-SELECT job_id, start_offset, chunk FROM s
-)SQL"};
+// $1 json array of {job_id, attempt, chunk}. Each chunk's start offset = the
+// end of the job's stored log + the bytes of earlier chunks of the same job
+// in this batch.
+inline constexpr Statement kAppendLogs{"quern_append_logs",
+    "WITH " QUERN_APPEND_LOGS("$1", "") " SELECT count(*) FROM li"};
 
 // $1 job_id, $2 byte offset: the chunk containing the offset and all after it.
 inline constexpr Statement kReadLogs{"quern_read_logs", R"SQL(
@@ -504,6 +510,7 @@ inline constexpr Statement kAll[] = {
     kPruneWorkers, kTagIsServed};
 
 #undef QUERN_COMPLETED_COLUMNS
+#undef QUERN_APPEND_LOGS
 #undef QUERN_UPSERT_LIMITS
 #undef QUERN_NOTIFY_DONE
 #undef QUERN_CANCEL_CHANNEL

@@ -12,6 +12,10 @@
 namespace quern::server {
 namespace {
 
+// In the register answer's "features": /api/agent/complete stores the
+// "chunks" sent with the completions (docs/API.md).
+constexpr const char* kCompleteTakesChunks = "complete-chunks";
+
 Json claimed_json(const queue::ClaimedJob& j) {
   return Json{
       {"id", j.id},
@@ -165,7 +169,12 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
         w.isolation = reg->isolation;
         w.pid = reg->pid;
         if (Status s = db.queue().register_worker(w); !s) return error_response(s);
-        return json_ok(Json{{"lease_owner", owner}, {"group", who.group}, {"tags", who.tags}});
+        // What this server takes beyond the first agent protocol, so that
+        // an agent never sends what an older server would ignore.
+        return json_ok(Json{{"lease_owner", owner},
+                            {"group", who.group},
+                            {"tags", who.tags},
+                            {"features", Json::array({kCompleteTakesChunks})}});
       }));
   add_route(ctx, router, "POST", "/api/agent/unregister", "agent", "An agent leaves",
             agent_handler([](const Json&, const std::string& owner, const auth::Principal&, DbLease& db) {
@@ -219,8 +228,11 @@ void add_agent_routes(ApiContext& ctx, http::Router& router) {
       agent_handler([](const Json& body, const std::string& owner, const auth::Principal&, DbLease& db) {
         auto completions = parse_completions(body);
         if (!completions) return error_response(completions.status());
+        // The jobs' last output, stored with their outcomes (for leases held).
+        auto chunks = parse_log_chunks(body, false);
+        if (!chunks) return error_response(chunks.status());
         std::vector<int64_t> retried;
-        auto accepted = db.queue().complete(owner, *completions, &retried);
+        auto accepted = db.queue().complete(owner, *completions, &retried, *chunks);
         if (!accepted) return error_response(accepted.status());
         Json refused = Json::array();
         for (const auto& c : *completions)

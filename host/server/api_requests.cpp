@@ -464,11 +464,12 @@ StatusOr<std::vector<queue::Lease>> parse_leases(const Json& body) {
   return leases;
 }
 
-StatusOr<std::vector<queue::LogChunk>> parse_log_chunks(const Json& body) {
+StatusOr<std::vector<queue::LogChunk>> parse_log_chunks(const Json& body, bool required) {
   std::vector<queue::LogChunk> chunks;
   Status st;
-  const Json* list = list_field(body, "chunks", true, st);
+  const Json* list = list_field(body, "chunks", required, st);
   if (!st) return st;
+  if (!list) return chunks;
   for (size_t i = 0; i < list->size(); ++i) {
     const Json& c = (*list)[i];
     const std::string where = "chunks[" + std::to_string(i) + "]";

@@ -80,7 +80,8 @@ struct ClaimRequest {
 };
 StatusOr<ClaimRequest> parse_claim_request(const Json& body);
 StatusOr<std::vector<queue::Lease>> parse_leases(const Json& body);
-StatusOr<std::vector<queue::LogChunk>> parse_log_chunks(const Json& body);
+// body["chunks"]: required by /api/agent/logs, optional (none) for /api/agent/complete.
+StatusOr<std::vector<queue::LogChunk>> parse_log_chunks(const Json& body, bool required = true);
 StatusOr<std::vector<queue::Completion>> parse_completions(const Json& body);
 
 }  // namespace quern::server

@@ -55,7 +55,7 @@ Status deliver_completions(JobSource& source, const std::string& worker_id,
                            std::vector<queue::Completion>& batch, std::vector<int64_t>& accepted,
                            std::vector<int64_t>& retried, const OnIsolated& on_isolated) {
   auto send = [&](const std::vector<queue::Completion>& b) -> Status {
-    auto ids = source.complete(worker_id, b, &retried);
+    auto ids = source.complete(worker_id, b, &retried, {});
     if (!ids) return ids.status();
     accepted.insert(accepted.end(), ids->begin(), ids->end());
     return Status::ok();
@@ -70,6 +70,40 @@ Status deliver_completions(JobSource& source, const std::string& worker_id,
     else
       on_isolated(c.id, Isolated::completion_dropped, reason + "; storing the failure: " + s.message());
   });
+}
+
+Status deliver_outputs(JobSource& source, const std::string& worker_id, std::vector<queue::LogChunk>& logs,
+                       std::vector<queue::Completion>& completions, std::map<int64_t, std::string>& poisoned,
+                       std::vector<int64_t>& accepted, std::vector<int64_t>& retried,
+                       const OnIsolated& on_isolated) {
+  const auto fail_poisoned = [&] {
+    for (queue::Completion& c : completions) {
+      auto it = poisoned.find(c.id);
+      if (it == poisoned.end()) continue;
+      c.status = queue::JobStatus::failure;
+      c.result = nullptr;
+      c.error = it->second;
+      poisoned.erase(it);
+    }
+  };
+  if (!logs.empty() && !completions.empty() && source.completes_with_logs()) {
+    fail_poisoned();
+    std::vector<int64_t> again;
+    auto ids = source.complete(worker_id, completions, &again, logs);
+    if (ids) {
+      accepted.insert(accepted.end(), ids->begin(), ids->end());
+      retried.insert(retried.end(), again.begin(), again.end());
+      logs.clear();
+      completions.clear();
+      return Status::ok();
+    }
+    if (!refused_for_good(ids.status())) return ids.status();
+    // Nothing was stored: apart, each delivery finds the row it refuses.
+  }
+  if (Status s = deliver_logs(source, worker_id, logs, on_isolated); !s) return s;
+  if (completions.empty()) return Status::ok();
+  fail_poisoned();
+  return deliver_completions(source, worker_id, completions, accepted, retried, on_isolated);
 }
 
 }  // namespace quern::worker

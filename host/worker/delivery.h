@@ -17,6 +17,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,5 +47,20 @@ Status deliver_logs(JobSource& source, const std::string& worker_id, std::vector
 Status deliver_completions(JobSource& source, const std::string& worker_id,
                            std::vector<queue::Completion>& batch, std::vector<int64_t>& accepted,
                            std::vector<int64_t>& retried, const OnIsolated& on_isolated);
+
+// The writer's whole delivery: `logs` (chunks of running and finished jobs)
+// and then `completions`, never a job's outcome before its output. When the
+// source completes_with_logs() and there are both, they go in one call (one
+// round trip, stored all or nothing); when that call is refused for good,
+// or the source cannot take them together, apart: deliver_logs, then — once
+// every chunk is delivered — deliver_completions. A completion whose job lost
+// a chunk for good (in `poisoned`, which on_isolated fills for log chunks)
+// is sent as a failure saying why, and leaves `poisoned`. Returns as the
+// two above: OK, or the error that stopped delivery with the rest still in
+// `logs` and `completions`.
+Status deliver_outputs(JobSource& source, const std::string& worker_id, std::vector<queue::LogChunk>& logs,
+                       std::vector<queue::Completion>& completions, std::map<int64_t, std::string>& poisoned,
+                       std::vector<int64_t>& accepted, std::vector<int64_t>& retried,
+                       const OnIsolated& on_isolated);
 
 }  // namespace quern::worker

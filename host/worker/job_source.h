@@ -56,10 +56,16 @@ class JobSource {
   virtual StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,
                                                     const std::vector<queue::Lease>& leases) = 0;
   // As queue::Queue::complete: the accepted ids; those re-queued by a retry
-  // policy also go to *retried (when given).
+  // policy also go to *retried (when given). `logs` (only when
+  // completes_with_logs()) are stored with them, all or nothing, for leases
+  // still held.
   virtual StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
                                                   const std::vector<queue::Completion>& completions,
-                                                  std::vector<int64_t>* retried = nullptr) = 0;
+                                                  std::vector<int64_t>* retried,
+                                                  const std::vector<queue::LogChunk>& logs) = 0;
+  // Whether complete() takes log chunks: a job's last output and its outcome
+  // in one round trip. Otherwise the writer appends the logs first.
+  virtual bool completes_with_logs() const { return false; }
   virtual Status append_logs(const std::string& worker_id, const std::vector<queue::LogChunk>& chunks) = 0;
   virtual Status release(const std::string& worker_id, const std::vector<queue::Lease>& leases) = 0;
   virtual StatusOr<queue::RecoveryReport> recover_expired(std::chrono::milliseconds lease_timeout) = 0;
@@ -126,9 +132,11 @@ class PgJobSource final : public JobSource {
   }
   StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,
                                           const std::vector<queue::Completion>& completions,
-                                          std::vector<int64_t>* retried = nullptr) override {
-    return q_->complete(worker_id, completions, retried);
+                                          std::vector<int64_t>* retried,
+                                          const std::vector<queue::LogChunk>& logs) override {
+    return q_->complete(worker_id, completions, retried, logs);
   }
+  bool completes_with_logs() const override { return true; }
   Status append_logs(const std::string&, const std::vector<queue::LogChunk>& chunks) override {
     return q_->append_logs(chunks);
   }

@@ -394,30 +394,15 @@ void Loops::writer() {
         retry_wait = true;
       }
     }
-    if (!logs.empty()) {
-      if (Status s = deliver_logs(q, opt.worker_id, logs, isolated); !s) {
-        log::warning("worker", "writing logs failed (will retry): " + s.message(), log_fields());
-        retry_wait = true;
-      }
-    }
-    if (logs.empty() && !completions.empty()) {
-      // A job whose log could not be stored fails, saying why.
-      for (queue::Completion& c : completions) {
-        auto it = poisoned.find(c.id);
-        if (it == poisoned.end()) continue;
-        c.status = queue::JobStatus::failure;
-        c.result = nullptr;
-        c.error = it->second;
-        poisoned.erase(it);
-      }
+    if (!logs.empty() || !completions.empty()) {
       const size_t sent = completions.size();
       std::vector<int64_t> accepted, retried;
       dropped = 0;
       std::vector<int64_t> sent_ids;  // only for metrics
       if (opt.metrics)
         for (const auto& c : completions) sent_ids.push_back(c.id);
-      Status s = deliver_completions(q, opt.worker_id, completions, accepted, retried, isolated);
-      if (opt.metrics) count_completions(sent_ids, completions, accepted, retried);
+      Status s = deliver_outputs(q, opt.worker_id, logs, completions, poisoned, accepted, retried, isolated);
+      if (opt.metrics && sent > 0) count_completions(sent_ids, completions, accepted, retried);
       st.completed += static_cast<int64_t>(accepted.size());
       const size_t handled = sent - completions.size();
       if (size_t stale = handled - std::min(handled, accepted.size() + dropped); stale > 0) {
@@ -428,7 +413,7 @@ void Loops::writer() {
                      log_fields());
       }
       if (!s) {
-        log::warning("worker", "completing jobs failed (will retry): " + s.message(), log_fields());
+        log::warning("worker", "writing logs and results failed (will retry): " + s.message(), log_fields());
         retry_wait = true;
       }
     }

@@ -12,10 +12,11 @@
 //       non-zero on its worker (heartbeats 10 s apart, so only the NOTIFY
 //       path counts): p50/p99.
 //   quern_server_bench --host /tmp/peers/sock --port 55433 overhead 200
+//       submit → result round trips of trivial scripts per executor, and
+//       where a bash job's time goes (bash_phases_ms).
 //   quern_server_bench --host /tmp/peers/sock --port 55433 jobs-page 100000
 //       the UI's jobs page (GET /api/jobs, filtered and paged) with JOBS jobs in
 //       the database: p50/p99 per query.
-//       submit → result round trips of trivial scripts per executor.
 // --executor slot-process runs the plugins in slot processes (as Quern runs
 // third-party plugins) instead of in the worker (the default); --sandbox
 // bwrap runs every job process in the job sandbox (host/sandbox/sandbox.h),
@@ -145,7 +146,7 @@ int main(int argc, char** argv) {
         bool dedicated;
       };
       const std::vector<Case> cases = {
-          {"bash", "bash", "f/bench/bash", "echo '{}'", false},
+          {"bash", "bash", "f/bench/bash", "echo \"{\\\"t\\\": $EPOCHREALTIME}\"", false},
           {"python standard", "python3", "f/bench/py", "def main():\n    return 1\n", false},
           {"python dedicated", "python3", "f/bench/pyd", "def main():\n    return 1\n", true},
           {"python dedicated fibo(10)", "python3", "f/bench/fibo",
@@ -187,6 +188,23 @@ int main(int argc, char** argv) {
                            {"p99_ms", quern::bench::percentile(samples, 0.99)}});
       }
       out["round_trips"] = results;
+      // Where a bash job's round trip goes, from the database's clock and the
+      // script's own ($EPOCHREALTIME): submit → claim, claim → the script
+      // running (working directory, confinement, spawn, bash's start), and
+      // the script → its outcome stored (exit, clean-up, logs and outcome
+      // written). Medians, ms.
+      pqxx::connection c(db_url);
+      pqxx::nontransaction tx(c);
+      auto r = tx.exec1(
+          "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at)), "
+          "percentile_cont(0.5) WITHIN GROUP (ORDER BY (result->>'t')::float8 - extract(epoch FROM "
+          "started_at)), "
+          "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at) - "
+          "(result->>'t')::float8) "
+          "FROM quern.completed_jobs WHERE script_path = 'f/bench/bash'");
+      out["bash_phases_ms"] = {{"submit_to_claim", r[0].as<double>() * 1000},
+                               {"claim_to_script", r[1].as<double>() * 1000},
+                               {"script_to_stored", r[2].as<double>() * 1000}};
       w.stop();
       w.wait();
     } else if (a.test == "cancel") {

@@ -272,6 +272,46 @@ TEST_F(QueueTest, LogsAppendAndReadFromOffset) {
             "0,7,14");
 }
 
+TEST_F(QueueTest, CompleteStoresLogsOfHeldLeasesWithTheOutcomeAllOrNothing) {
+  auto ids = must(q_->push_batch({make_job(), make_job(), make_job()}));
+  auto claimed = must(q_->claim("w", {"default"}, 2));
+  ASSERT_EQ(claimed.size(), 2u);
+  const int64_t held = claimed[0].id, other = claimed[1].id;
+  const int64_t waiting = ids[0] + ids[1] + ids[2] - held - other;  // never claimed: not held
+  must_ok(q_->append_logs({{held, 1, "running\n"}}));
+
+  // A completion the database refuses (jsonb holds no NUL): neither it nor the
+  // logs sent with it are stored.
+  std::vector<LogChunk> logs = {{held, 1, "last\n"}, {other, 1, "still running\n"}};
+  auto refused = q_->complete(
+      "w", {{held, 1, JobStatus::success, nlohmann::json{{"x", std::string("a\0b", 3)}}, ""}}, nullptr, logs);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.status().code(), StatusCode::invalid_argument) << refused.message();
+  EXPECT_EQ(must(q_->read_logs(held)), "running\n");
+  EXPECT_EQ(must(q_->get_job(held))->state, "running");
+
+  // Accepted: the chunks of leases this worker holds are appended after the
+  // stored ones, in order; a chunk of a job it does not hold (wrong attempt,
+  // never claimed, another worker's) is dropped.
+  logs.push_back({held, 2, "wrong attempt\n"});
+  logs.push_back({waiting, 1, "not claimed\n"});
+  logs.push_back({held, 1, "after\n"});
+  auto ok =
+      must(q_->complete("w", {{held, 1, JobStatus::success, nlohmann::json{{"n", 1}}, ""}}, nullptr, logs));
+  EXPECT_EQ(ok, std::vector<int64_t>{held});
+  EXPECT_EQ(must(q_->get_job(held))->state, "success");
+  EXPECT_EQ(must(q_->read_logs(held)), "running\nlast\nafter\n");
+  EXPECT_EQ(must(q_->read_logs(other)), "still running\n");
+  EXPECT_EQ(must(q_->read_logs(waiting)), "");
+  // Once completed, the lease is no longer held: a late chunk sent with a
+  // stale completion is dropped with it.
+  EXPECT_TRUE(must(q_->complete("w", {{held, 1, JobStatus::failure, nullptr, "late"}}, nullptr,
+                                {{held, 1, "late\n"}}))
+                  .empty());
+  EXPECT_EQ(must(q_->read_logs(held)), "running\nlast\nafter\n");
+  EXPECT_EQ(must(q_->get_job(held))->state, "success");
+}
+
 TEST_F(QueueTest, ChannelNamesFitPostgresLimit) {
   EXPECT_EQ(channel_for_tag("gpu"), "quern_jobs:gpu");
   const std::string long_tag(200, 'x');

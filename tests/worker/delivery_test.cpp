@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 
 #include "tests/support/test_postgres.h"
 
@@ -91,6 +92,62 @@ TEST_F(DeliveryTest, APoisonLogChunkIsDroppedAndTheOthersAreWritten) {
   EXPECT_EQ(poisoned, std::vector<int64_t>{jobs[1].id});
   EXPECT_EQ(*q_->read_logs(jobs[0].id), "first\n");
   EXPECT_EQ(*q_->read_logs(jobs[2].id), "third\n");
+}
+
+TEST_F(DeliveryTest, LogsGoWithTheCompletionsInOneCallForLeasesHeld) {
+  auto jobs = claim(2);
+  ASSERT_EQ(jobs.size(), 2u);
+  queue::NewJob unclaimed;
+  unclaimed.tag = unclaimed.language = "other";
+  const int64_t stranger = *q_->push(unclaimed);
+  std::vector<queue::LogChunk> logs = {
+      {jobs[0].id, 1, "last\n"}, {jobs[1].id, 1, "running\n"}, {stranger, 1, "not held\n"}};
+  std::vector<queue::Completion> completions = {
+      {jobs[0].id, 1, queue::JobStatus::success, nlohmann::json{{"n", 1}}, ""}};
+  std::map<int64_t, std::string> poisoned;
+  std::vector<int64_t> accepted, retried;
+  bool isolated = false;
+  Status s = deliver_outputs(*source_, "w", logs, completions, poisoned, accepted, retried,
+                             [&](int64_t, Isolated, const std::string&) { isolated = true; });
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_TRUE(logs.empty());
+  EXPECT_TRUE(completions.empty());
+  EXPECT_FALSE(isolated);
+  EXPECT_EQ(accepted, std::vector<int64_t>{jobs[0].id});
+  EXPECT_EQ((*q_->get_job(jobs[0].id))->state, "success");
+  EXPECT_EQ(*q_->read_logs(jobs[0].id), "last\n");
+  EXPECT_EQ(*q_->read_logs(jobs[1].id), "running\n");
+  // Sent together, the chunk of a job this worker does not hold is dropped
+  // (sent apart, append_logs would have stored it).
+  EXPECT_EQ(*q_->read_logs(stranger), "");
+}
+
+TEST_F(DeliveryTest, APoisonChunkSentWithCompletionsIsIsolatedApartAndFailsItsJob) {
+  auto jobs = claim(3);
+  ASSERT_EQ(jobs.size(), 3u);
+  std::vector<queue::LogChunk> logs = {
+      {jobs[0].id, 1, "first\n"}, {jobs[1].id, 1, std::string("bad\0line\n", 9)}, {jobs[2].id, 1, "third\n"}};
+  std::vector<queue::Completion> completions;
+  for (const auto& j : jobs) completions.push_back({j.id, 1, queue::JobStatus::success, nullptr, ""});
+  std::map<int64_t, std::string> poisoned;
+  std::vector<int64_t> accepted, retried;
+  Status s = deliver_outputs(*source_, "w", logs, completions, poisoned, accepted, retried,
+                             [&](int64_t id, Isolated what, const std::string& why) {
+                               EXPECT_EQ(what, Isolated::log_chunk);
+                               poisoned.emplace(id, why);  // as the writer does
+                             });
+  ASSERT_TRUE(s) << s.message();
+  EXPECT_TRUE(logs.empty());
+  EXPECT_TRUE(completions.empty());
+  EXPECT_TRUE(poisoned.empty());  // taken by the completion it failed
+  EXPECT_EQ(accepted.size(), 3u);
+  EXPECT_EQ(*q_->read_logs(jobs[0].id), "first\n");
+  EXPECT_EQ(*q_->read_logs(jobs[2].id), "third\n");
+  EXPECT_EQ((*q_->get_job(jobs[0].id))->state, "success");
+  EXPECT_EQ((*q_->get_job(jobs[2].id))->state, "success");
+  auto bad = *q_->get_job(jobs[1].id);
+  EXPECT_EQ(bad->state, "failure");
+  EXPECT_NE(bad->error.find("part of the job's log could not be stored"), std::string::npos) << bad->error;
 }
 
 TEST_F(DeliveryTest, ALostConnectionKeepsTheWholeBatchForARetry) {
