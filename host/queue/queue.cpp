@@ -247,8 +247,6 @@ StatusOr<std::vector<int64_t>> Queue::complete(const std::string& worker_id,
   Status s = with_log_race_retries(*impl_->session, "complete", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_prepared(sql::kComplete.name, worker_id, completions_json, logs_json);
-    ids.clear();
-    retried_ids.clear();
     for (const auto& row : r) {
       ids.push_back(row["id"].as<int64_t>());
       if (row["retried"].as<bool>()) retried_ids.push_back(ids.back());

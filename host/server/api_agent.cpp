@@ -13,7 +13,7 @@ namespace quern::server {
 namespace {
 
 // In the register answer's "features": /api/agent/complete stores the
-// "chunks" sent with the completions (docs/API.md).
+// "chunks" sent with the completions (docs/openapi.yaml).
 constexpr const char* kCompleteTakesChunks = "complete-chunks";
 
 Json claimed_json(const queue::ClaimedJob& j) {

@@ -88,11 +88,9 @@ Status deliver_outputs(JobSource& source, const std::string& worker_id, std::vec
   };
   if (!logs.empty() && !completions.empty() && source.completes_with_logs()) {
     fail_poisoned();
-    std::vector<int64_t> again;
-    auto ids = source.complete(worker_id, completions, &again, logs);
+    auto ids = source.complete(worker_id, completions, &retried, logs);  // *retried: only when it succeeds
     if (ids) {
       accepted.insert(accepted.end(), ids->begin(), ids->end());
-      retried.insert(retried.end(), again.begin(), again.end());
       logs.clear();
       completions.clear();
       return Status::ok();

@@ -56,7 +56,7 @@ class JobSource {
   virtual StatusOr<queue::HeartbeatReply> heartbeat(const std::string& worker_id,
                                                     const std::vector<queue::Lease>& leases) = 0;
   // As queue::Queue::complete: the accepted ids; those re-queued by a retry
-  // policy also go to *retried (when given). `logs` (only when
+  // policy also go to *retried (when given, and only when the call succeeds). `logs` (only when
   // completes_with_logs()) are stored with them, all or nothing, for leases
   // still held.
   virtual StatusOr<std::vector<int64_t>> complete(const std::string& worker_id,

@@ -260,8 +260,7 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   }
   // After the outcome is on its way (the job's processes were killed above):
   // removing its directory is the slot's own clean-up, not part of the job's
-  // time (~0.3 ms on this project's test machine), and this slot takes its
-  // next job only once it is done.
+  // time, and this slot takes its next job only once it is done.
   if (needs_workdir) std::filesystem::remove_all(workdir, ec);
 }
 

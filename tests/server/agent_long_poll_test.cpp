@@ -8,11 +8,9 @@
 #include <memory>
 #include <vector>
 
-#include "host/auth/tokens.h"
-#include "host/queue/queue.h"
-#include "host/server/server.h"
 #include "tests/http/http_test_client.h"
 #include "tests/http/raw_connection.h"
+#include "tests/server/agent_api_fixture.h"
 #include "tests/support/child_process.h"
 #include "tests/support/test_postgres.h"
 
@@ -26,39 +24,8 @@ using testing::RawConnection;
 using testing::wait_until;
 using Clock = std::chrono::steady_clock;
 
-class AgentLongPollTest : public ::testing::Test {
+class AgentLongPollTest : public testing::AgentApiTest {
  protected:
-  void SetUp() override {
-    url_ = testing::fresh_database_url(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    server::ServerOptions o;
-    o.port = 0;
-    o.api.database_url = url_;
-    o.api.max_wait = 60s;
-    o.api.db_connections = 4;
-    o.limits.handler_threads = 4;
-    o.run_scheduler = false;
-    server_ = std::make_unique<server::Server>(o);
-    ASSERT_TRUE(server_->start());
-    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
-    auto store = auth::TokenStore::connect(url_);
-    ASSERT_TRUE(store) << store.message();
-    auth::NewToken t;
-    t.role = auth::Role::admin;
-    admin_ = (*store)->create(t)->token;
-    t.role = auth::Role::agent;
-    t.group = "edge";
-    t.tags = {"edge"};
-    agent_ = (*store)->create(t)->token;
-    t.tags = {"elsewhere"};
-    other_agent_ = (*store)->create(t)->token;
-    auto q = queue::Queue::connect(url_);
-    ASSERT_TRUE(q) << q.message();
-    queue_ = std::move(q).value();
-  }
-  void TearDown() override {
-    if (server_) server_->stop();
-  }
-
   std::string claim_request(const std::string& token, const std::string& worker_id, int wait_ms) const {
     const std::string body = json{{"worker_id", worker_id}, {"slots", 1}, {"wait_ms", wait_ms}}.dump();
     return "POST /api/agent/claim HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + token +
@@ -98,10 +65,6 @@ class AgentLongPollTest : public ::testing::Test {
     EXPECT_EQ(q.status, 200) << q.error << q.body;
     EXPECT_LT(Clock::now() - t0, 2s);
   }
-
-  std::string url_, base_, admin_, agent_, other_agent_;
-  std::unique_ptr<server::Server> server_;
-  std::unique_ptr<queue::Queue> queue_;
 };
 
 // (a) 64 polls on 4 handler threads and 4 connections, and the server still

@@ -5,48 +5,15 @@
 
 #include <gtest/gtest.h>
 
-#include <memory>
-
-#include "host/auth/tokens.h"
-#include "host/queue/queue.h"
-#include "host/server/server.h"
-#include "tests/support/test_postgres.h"
+#include "tests/server/agent_api_fixture.h"
 
 namespace quern {
 namespace {
 
-class AgentSourceTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    url_ = testing::fresh_database_url(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    server::ServerOptions o;
-    o.port = 0;
-    o.api.database_url = url_;
-    o.run_scheduler = false;
-    server_ = std::make_unique<server::Server>(o);
-    ASSERT_TRUE(server_->start());
-    auto store = auth::TokenStore::connect(url_);
-    ASSERT_TRUE(store) << store.message();
-    auth::NewToken t;
-    t.role = auth::Role::agent;
-    t.group = "edge";
-    t.tags = {"edge"};
-    token_ = (*store)->create(t)->token;
-    auto q = queue::Queue::connect(url_);
-    ASSERT_TRUE(q) << q.message();
-    queue_ = std::move(q).value();
-  }
-  void TearDown() override {
-    if (server_) server_->stop();
-  }
-
-  std::string url_, token_;
-  std::unique_ptr<server::Server> server_;
-  std::unique_ptr<queue::Queue> queue_;
-};
+using AgentSourceTest = testing::AgentApiTest;
 
 TEST_F(AgentSourceTest, LogsGoWithTheCompletionOnceTheServerSaysItTakesThem) {
-  agent::AgentJobSource source("http://127.0.0.1:" + std::to_string(server_->port()), token_);
+  agent::AgentJobSource source(base_, agent_);
   EXPECT_FALSE(source.completes_with_logs());  // not before the server said so
   queue::WorkerInfo info;
   info.id = "a1";
