@@ -252,6 +252,10 @@ Usage Job::usage() const {
   return u;
 }
 
+void Job::reset_peak() const {
+  if (!memory_v1_.empty()) (void)write_text(memory_v1_ / "memory.max_usage_in_bytes", "0");
+}
+
 bool Job::remove(std::chrono::milliseconds wait) {
   const auto deadline = SteadyClock::now() + wait;
   bool all = true;

@@ -66,6 +66,11 @@ class Job {
   void signal(int sig, const std::string& except) const;
   // Read before remove(): what the job's processes used, counted by the kernel.
   Usage usage() const;
+  // Starts peak_memory_bytes afresh from the current usage, where the
+  // hierarchy allows it (v1 memory); on v2 the peak stays the cgroup's
+  // lifetime high-water mark. For a cgroup that outlives one job (a warm
+  // process's), so that each job's peak is its own.
+  void reset_peak() const;
   // rmdir()s the directories, waiting up to `wait` for killed processes to
   // leave. False (and the directories stay, for the next worker's reap) when
   // something is still inside.

@@ -27,6 +27,13 @@ StatusOr<cgroup::Limits> JobConfinement::limits_for(const cgroup::Limits& group,
   return l;
 }
 
+std::string JobConfinement::join_items(const cgroup::Job& cgroup) {
+  std::string items;
+  for (const std::string& procs : cgroup.procs_files())
+    items += std::string(1, QUERN_SANDBOX_SEPARATOR) + "cgroup=" + procs;
+  return items;
+}
+
 StatusOr<JobConfinement> JobConfinement::begin(const cgroup::Tree* tree, const cgroup::Limits& limits,
                                                const sandbox::Policy& policy, const std::string& setup_items,
                                                const std::string& name, const std::filesystem::path& workdir,
@@ -37,8 +44,7 @@ StatusOr<JobConfinement> JobConfinement::begin(const cgroup::Tree* tree, const c
     auto made = tree->create(name, limits);
     if (!made) return made.status().with_context("the job's cgroup");
     c.cgroup_ = std::move(made).value();
-    for (const std::string& procs : c.cgroup_.procs_files())
-      setup += std::string(1, QUERN_SANDBOX_SEPARATOR) + "cgroup=" + procs;
+    setup += join_items(c.cgroup_);
   }
   if (policy.uid >= 0 &&
       ::chown(workdir.c_str(), static_cast<uid_t>(policy.uid), static_cast<gid_t>(policy.gid)) != 0)

@@ -27,8 +27,13 @@ class JobConfinement {
   static StatusOr<cgroup::Limits> limits_for(const cgroup::Limits& group, const nlohmann::ordered_json& job,
                                              const cgroup::Tree* tree);
 
+  // QUERN_SETUP's items that make a spawned process join `cgroup` (empty
+  // for an empty cgroup), to append to the policy's items.
+  static std::string join_items(const cgroup::Job& cgroup);
+
   // Creates the job's cgroup `name` under tree (none when tree is null) with
-  // limits, hands workdir to the policy's job user, and sets QUERN_SETUP in env.
+  // limits, hands workdir to the policy's job user, and sets QUERN_SETUP in env
+  // (setup_items, then the items that join the job's cgroup).
   static StatusOr<JobConfinement> begin(const cgroup::Tree* tree, const cgroup::Limits& limits,
                                         const sandbox::Policy& policy, const std::string& setup_items,
                                         const std::string& name, const std::filesystem::path& workdir,

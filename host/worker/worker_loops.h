@@ -81,7 +81,9 @@ class Loops {
   void hear_cancels_until(std::unique_lock<std::mutex>& lock, JobSource& q,
                           const std::function<bool()>& done);
   void run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& executors);
-  void prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
+  // True when the job will run in the slot's warm process (its script's
+  // version is the one the instance is prepared for).
+  bool prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
                          slot::JobExecutor& executor, SlotExecutors& slot);
   // A new instance of p for one slot: in a slot process of its own, or in
   // this process for the plugins the options name.

@@ -72,14 +72,15 @@ StatusOr<std::unique_ptr<slot::JobExecutor>> Loops::make_executor(const plugin::
 // A dedicated worker keeps the plugin warm for the script's version the job
 // carries: the first job of a version (after start or a redeploy) prepares
 // it, on this slot's own thread; later jobs of that version reuse it.
-void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
+bool Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::LoadedPlugin& p,
                               slot::JobExecutor& executor, SlotExecutors& slot) {
-  if ((p.info().capabilities & QUERN_CAP_DEDICATED) == 0) return;
+  if ((p.info().capabilities & QUERN_CAP_DEDICATED) == 0) return false;
   if (std::find(opt.dedicated_scripts.begin(), opt.dedicated_scripts.end(), job.script_path) ==
       opt.dedicated_scripts.end())
-    return;
+    return false;
   const std::string hash = job.payload.value("script_hash", "");
-  if (hash.empty() || slot.prepared_hash[p.info().name] == hash) return;
+  if (hash.empty()) return false;
+  if (slot.prepared_hash[p.info().name] == hash) return true;
   nlohmann::ordered_json script{{"code", job.payload.value("code", "")},
                                 {"language", job.language},
                                 {"hash", hash},
@@ -94,7 +95,7 @@ void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::Loaded
   auto limits = JobConfinement::limits_for(opt.sandbox.limits, job.payload, st.cgroups.get());
   if (!limits) {
     log::warning("worker", "warming " + job.script_path + ": " + limits.message(), log_fields(job.id));
-    return;  // the job itself fails for the same reason
+    return false;  // the job itself fails for the same reason
   }
   cgroup::Job& warm = slot.warm_cgroups[p.info().name];
   cgroup::Limits& warm_limits = slot.warm_limits[p.info().name];
@@ -113,16 +114,15 @@ void Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::Loaded
       log::warning("worker", "warming " + job.script_path + ": " + made.message(), log_fields(job.id));
     }
   }
-  for (const std::string& procs : warm.procs_files())
-    setup += std::string(1, QUERN_SANDBOX_SEPARATOR) + "cgroup=" + procs;
-  script["env"][QUERN_SETUP_ENV] = setup;
+  script["env"][QUERN_SETUP_ENV] = setup + JobConfinement::join_items(warm);
   if (Status s = executor.prepare(script.dump()); !s) {
     // Not fatal: the job runs the ordinary way, and the next one tries again.
     log::warning("worker", "warming " + job.script_path + " failed: " + s.message(), log_fields(job.id));
     slot.prepared_hash.erase(p.info().name);
-    return;
+    return false;
   }
   slot.prepared_hash[p.info().name] = hash;
+  return true;
 }
 
 void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
@@ -148,7 +148,7 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
     executor = std::move(created).value();
   }
 
-  prepare_dedicated(job, *p, *executor, slot);
+  const bool runs_warm = prepare_dedicated(job, *p, *executor, slot);
 
   // A fresh working directory per attempt, removed afterwards — for plugins
   // that run processes; in-process executors don't pay for it.
@@ -188,13 +188,26 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   doc["script_path"] = job.script_path;
   doc["timeout_s"] = timeout_s;
   JobConfinement confinement;
+  // A job of the prepared script runs in the slot's warm process, which has a
+  // cgroup of its own with the script's limits (prepare_dedicated): the job
+  // gets none of its own, which nothing would join, and whatever it spawns
+  // joins the warm one. What the warm process uses meanwhile is the job's.
+  const cgroup::Job* warm_cgroup = nullptr;
+  cgroup::Usage warm_before;
+  if (auto it = slot.warm_cgroups.find(p->info().name);
+      runs_warm && it != slot.warm_cgroups.end() && !it->second.empty()) {
+    warm_cgroup = &it->second;
+    warm_cgroup->reset_peak();
+    warm_before = warm_cgroup->usage();
+  }
   if (needs_workdir) {
     doc["workdir"] = workdir.string();
     doc["env"] = minimal_job_environment(workdir, job.id, job.attempt);
     for (const auto& [name, value] : st.passed_env) doc["env"][name] = value;  // the group's pass-env
-    auto began = JobConfinement::begin(st.cgroups.get(), *limits, opt.sandbox, st.setup_items,
-                                       std::to_string(job.id) + "-" + std::to_string(job.attempt), workdir,
-                                       doc["env"]);
+    auto began = JobConfinement::begin(
+        runs_warm ? nullptr : st.cgroups.get(), *limits, opt.sandbox,
+        warm_cgroup ? st.setup_items + JobConfinement::join_items(*warm_cgroup) : st.setup_items,
+        std::to_string(job.id) + "-" + std::to_string(job.attempt), workdir, doc["env"]);
     if (!began) {
       std::filesystem::remove_all(workdir, ec);
       queue::Completion c{job.id, job.attempt, queue::JobStatus::failure, nullptr,
@@ -237,14 +250,14 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   // Whatever the plugin did, nothing of the job may outlive it.
   if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGKILL);
   cgroup::Usage usage = confinement.end();  // and all its cgroup held: setsid'd, double-forked
-  // A job run by a warm process: an OOM kill there during the job is the job's.
   if (auto warm = slot.warm_cgroups.find(p->info().name);
       warm != slot.warm_cgroups.end() && !warm->second.empty()) {
     const cgroup::Usage w = warm->second.usage();
     int64_t& seen = slot.warm_oom_seen[p->info().name];
-    if (w.oom_kills > seen) {
-      usage.oom_kills = w.oom_kills - seen;
+    if (warm_cgroup != nullptr) {  // an OOM kill there during the job is the job's too
       usage.peak_memory_bytes = w.peak_memory_bytes;
+      usage.cpu_us = w.cpu_us >= 0 && warm_before.cpu_us >= 0 ? w.cpu_us - warm_before.cpu_us : -1;
+      usage.oom_kills = std::max<int64_t>(0, w.oom_kills - seen);
     }
     seen = w.oom_kills;
   }

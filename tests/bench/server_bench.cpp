@@ -187,6 +187,27 @@ int main(int argc, char** argv) {
                            {"p50_ms", quern::bench::percentile(samples, 0.5)},
                            {"p99_ms", quern::bench::percentile(samples, 0.99)}});
       }
+      // Every executor's split by the database's clock, medians in ms:
+      // submit → claim (the job's insert to its claim) and claim → stored
+      // (to the completing transaction's start); the rest of a round trip is
+      // the API's: the request in, the outcome's way back out.
+      {
+        pqxx::connection pc(db_url);
+        pqxx::nontransaction ptx(pc);
+        for (auto& r : results) {
+          const std::string path = std::find_if(cases.begin(), cases.end(), [&](const Case& c) {
+                                     return c.name == r["executor"].get<std::string>();
+                                   })->path;
+          auto m = ptx.exec_params1(
+              "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - "
+              "created_at)), "
+              "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at)) "
+              "FROM quern.completed_jobs WHERE script_path = $1",
+              path);
+          r["submit_to_claim_ms"] = m[0].as<double>() * 1000;
+          r["claim_to_stored_ms"] = m[1].as<double>() * 1000;
+        }
+      }
       out["round_trips"] = results;
       // Where a bash job's round trip goes, from the database's clock and the
       // script's own ($EPOCHREALTIME): submit → claim, claim → the script

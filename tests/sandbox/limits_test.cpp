@@ -48,6 +48,26 @@ class JobLimits : public ::testing::Test {
     return testing::run_job(*q_, language, code, timeout_s, limits);
   }
 
+  // A job of dedicated script `path` (version "h1"), once it has ended.
+  queue::JobRecord run_dedicated(const std::string& path, const std::string& code,
+                                 const nlohmann::json& args = nlohmann::json::object()) {
+    queue::NewJob j;
+    j.language = "python3";
+    j.tag = "dedicated:" + path;
+    j.script_path = path;
+    j.payload["code"] = code;
+    j.payload["script_hash"] = "h1";
+    j.payload["args"] = args;
+    const int64_t id = q_->push(j).value();
+    EXPECT_TRUE(wait_until(
+        [&] {
+          auto r = q_->get_job(id);
+          return r && *r && (*r)->state != "queued" && (*r)->state != "running";
+        },
+        60s));
+    return q_->get_job(id).value().value();
+  }
+
   std::string url_;
   std::unique_ptr<queue::Queue> q_;
   plugin::PluginRegistry registry_;
@@ -79,24 +99,50 @@ TEST_F(JobLimits, ADedicatedScriptsWarmProcessIsHeldToTheLimitsToo) {
   p.mode = sandbox::Mode::bwrap;
   p.limits = {256 << 20, 0, 0};
   auto w = testing::start_confined_worker(url_, registry_, p, 1, {"f/t/greedy"});
-  queue::NewJob j;
-  j.language = "python3";
-  j.tag = "dedicated:f/t/greedy";
-  j.script_path = "f/t/greedy";
-  j.payload["code"] = kGreedy;
-  j.payload["script_hash"] = "h1";
-  const int64_t id = q_->push(j).value();
-  ASSERT_TRUE(wait_until(
-      [&] {
-        auto r = q_->get_job(id);
-        return r && *r && (*r)->state != "queued" && (*r)->state != "running";
-      },
-      60s));
-  const queue::JobRecord rec = q_->get_job(id).value().value();
+  const queue::JobRecord rec = run_dedicated("f/t/greedy", kGreedy);
   EXPECT_EQ(rec.state, "failure");
   EXPECT_EQ(rec.error.rfind("out of memory (limit 256 MiB", 0), 0u) << rec.error;
   const queue::JobRecord next = run("bash", "echo '{\"ok\": true}'");
   EXPECT_EQ(next.state, "success") << next.error;
+  w->stop();
+  w->wait();
+}
+
+// Holds `mb` MiB (touched) while it spins `loops` times.
+const char* const kHolder =
+    "def main(mb=0, loops=0):\n"
+    "    block = b'x' * (mb << 20)\n"
+    "    n = 0\n"
+    "    for _ in range(loops):\n"
+    "        n += 1\n"
+    "    return {'bytes': len(block), 'n': n}\n";
+
+// A job of a dedicated script runs in the slot's warm interpreter, not in a
+// cgroup of its own: its record shows what the warm process used while it
+// ran, each job its own share.
+TEST_F(JobLimits, ADedicatedJobsPeakAndCpuAreWhatTheWarmProcessUsedForIt) {
+  sandbox::Policy p;
+  p.mode = sandbox::Mode::bwrap;
+  auto w = testing::start_confined_worker(url_, registry_, p, 1, {"f/t/holder"});
+  const auto run_holder = [&](const nlohmann::json& args) {
+    return run_dedicated("f/t/holder", kHolder, args);
+  };
+  const queue::JobRecord warm_up = run_holder({{"mb", 0}, {"loops", 0}});  // imports the script
+  EXPECT_EQ(warm_up.state, "success") << warm_up.error;
+  const queue::JobRecord big = run_holder({{"mb", 200}, {"loops", 3000000}});
+  EXPECT_EQ(big.state, "success") << big.error;
+  ASSERT_TRUE(big.resources.is_object()) << big.resources;
+  EXPECT_GE(big.resources.value("peak_memory_bytes", int64_t{0}), int64_t{200} << 20) << big.resources;
+  EXPECT_GE(big.resources.value("cpu_ms", int64_t{0}), 50) << big.resources;
+  // Where the hierarchy lets a peak start afresh (cgroup v1 memory, as on
+  // this machine and CI), the next small job's peak is its own; on v2 it
+  // stays the warm process's high-water mark.
+  const queue::JobRecord small = run_holder({{"mb", 0}, {"loops", 0}});
+  EXPECT_EQ(small.state, "success") << small.error;
+  EXPECT_LT(small.resources.value("cpu_ms", int64_t{1} << 40), big.resources.value("cpu_ms", int64_t{0}));
+  if (fs::exists("/sys/fs/cgroup/memory/memory.max_usage_in_bytes"))
+    EXPECT_LT(small.resources.value("peak_memory_bytes", int64_t{1} << 40), int64_t{100} << 20)
+        << small.resources;
   w->stop();
   w->wait();
 }
