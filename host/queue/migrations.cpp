@@ -24,6 +24,7 @@ extern const char kMigration9[];
 extern const char kMigration10[];
 extern const char kMigration11[];
 extern const char kMigration12[];
+extern const char kMigration13[];
 }  // namespace migration_sql
 
 namespace {
@@ -41,6 +42,7 @@ constexpr Migration kMigrations[] = {
     {10, "autoscaler", migration_sql::kMigration10},
     {11, "wake-ups", migration_sql::kMigration11},
     {12, "token changes", migration_sql::kMigration12},
+    {13, "wake plans", migration_sql::kMigration13},
 };
 
 constexpr const char* kBootstrap = R"SQL(
