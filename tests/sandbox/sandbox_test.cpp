@@ -10,11 +10,13 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "host/worker/worker.h"
 #include "quern/process.hpp"
@@ -74,6 +76,32 @@ TEST(SandboxSdk, TheWrapperGoesInFrontWithTheWorkdirFilledIn) {
     EXPECT_NE(std::string(e.what()).find("the sandbox needs a working directory"), std::string::npos)
         << e.what();
   }
+}
+
+// A helper the SDK starts with die_with_parent dies with the thread that
+// started it, also when QUERN_SETUP switches it to the job user: the kernel
+// clears a parent-death signal set before a change of user.
+TEST(SandboxSdk, AHelperRunningAsTheJobUserDiesWithTheThreadThatStartedIt) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, as in CI";
+  pid_t pid = -1;
+  std::thread([&] {
+    sdk::SpawnSpec spec{{"/usr/bin/sleep", "1000"},
+                        {"PATH=/usr/bin:/bin", std::string(QUERN_SETUP_ENV "=user=65534:65534")},
+                        "/",
+                        {},
+                        /*die_with_parent=*/true,
+                        {}};
+    pid = sdk::spawn(spec, "a helper");
+  }).join();
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  const bool ended = wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 10s);
+  if (!ended) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  EXPECT_TRUE(ended) << "the helper outlived the thread that started it";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
 }
 
 TEST(SandboxProbe, SaysWhatIsMissingAndHowToFixIt) {

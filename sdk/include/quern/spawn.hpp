@@ -233,21 +233,12 @@ struct ChildPlan {
   ::_exit(127);
 }
 
-// What every child does last: its own process group, the parent-death
-// signal, default signal dispositions and an empty mask, setup (when not
-// null), its descriptors and working directory, exec. Never returns.
+// What every child does last: its own process group, default signal
+// dispositions and an empty mask, setup (when not null), the parent-death
+// signal, its descriptors and working directory, exec. Never returns.
 [[noreturn]] inline void child_exec(const ChildPlan& c, const quern_setup* setup, bool die_with_parent,
                                     bool check_parent) noexcept {
   if (::setpgid(0, 0) != 0) child_fail(c, 0);
-#if defined(__linux__)
-  if (die_with_parent) {
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(c, 1);
-    if (check_parent && ::getppid() != c.parent) ::_exit(1);  // the parent died before prctl
-  }
-#else
-  (void)die_with_parent;
-  (void)check_parent;
-#endif
   // Dispositions set to "ignore" and blocked signals survive exec; the
   // child must start with defaults. (The handler table is the child's own
   // copy: spawn does not pass CLONE_SIGHAND.)
@@ -260,6 +251,18 @@ struct ChildPlan {
   ::sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
   if (setup != nullptr)
     if (int step = quern_setup_apply(setup); step != 0) child_fail(c, 10 + step);
+#if defined(__linux__)
+  // After the setup: the kernel clears the parent-death signal when the
+  // process's user or group changes (setup's user=), which would leave a
+  // root worker's helpers running as the job user after the worker died.
+  if (die_with_parent) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(c, 1);
+    if (check_parent && ::getppid() != c.parent) ::_exit(1);  // the parent died before prctl
+  }
+#else
+  (void)die_with_parent;
+  (void)check_parent;
+#endif
   for (int i = 0; i < c.nfds; ++i)
     if (::dup2(c.high_fds[i], i) < 0) child_fail(c, 2);
   if (c.workdir != nullptr && ::chdir(c.workdir) != 0) child_fail(c, 3);
