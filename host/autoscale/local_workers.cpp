@@ -76,9 +76,10 @@ class LocalWorkers : public Integration {
     for (auto& [pid, w] : workers_) ::kill(pid, SIGKILL);
     while (!workers_.empty()) {
       for (auto it = workers_.begin(); it != workers_.end();) {
-        if (::waitpid(it->first, nullptr, 0) == it->first || errno == ECHILD)
+        if (::waitpid(it->first, nullptr, 0) == it->first || errno == ECHILD) {
+          gone(it->second.id);
           it = workers_.erase(it);
-        else
+        } else
           ++it;
       }
     }
@@ -89,6 +90,10 @@ class LocalWorkers : public Integration {
     std::string id;
     bool stopping = false;
   };
+
+  void gone(const std::string& id) {
+    if (options_.on_worker_gone) options_.on_worker_gone(id);
+  }
 
   int active() const {
     return static_cast<int>(
@@ -106,6 +111,7 @@ class LocalWorkers : public Integration {
                            (WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
                                                 : "exit " + std::to_string(WEXITSTATUS(status))) +
                            "); a new one replaces it");
+        gone(it->second.id);
         it = workers_.erase(it);
       } else {
         ++it;

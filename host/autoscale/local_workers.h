@@ -20,6 +20,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,6 +35,10 @@ struct LocalWorkersOptions {
   std::string data_dir, plugin_dir;  // passed on when not empty
   // How long shutdown() waits for stopping workers before SIGKILL.
   std::chrono::milliseconds stop_wait{60000};
+  // Called with a worker's id once its process has ended and been reaped:
+  // what a killed worker left (its job cgroups' processes, its directories)
+  // is for its parent to end, since no worker of that id comes back.
+  std::function<void(const std::string& worker_id)> on_worker_gone;
 };
 
 std::unique_ptr<Integration> make_local_workers(const config::WorkerGroup& group,

@@ -4,6 +4,7 @@
 
 #include "host/autoscale/local_workers.h"
 #include "host/log/log.h"
+#include "host/worker/worker.h"
 
 namespace quern::cli {
 namespace {
@@ -54,6 +55,10 @@ std::unique_ptr<autoscale::Controller> start_autoscaler(const config::Config& cf
     lo.database_url = url;
     lo.data_dir = common.data_dir;
     lo.plugin_dir = common.plugin_dir;
+    lo.on_worker_gone = [](const std::string& id) {
+      if (int n = worker::clean_up_after(id); n > 0)
+        log::warning("autoscale", "ended " + std::to_string(n) + " job cgroup(s) worker " + id + " left");
+    };
     return autoscale::make_local_workers(g, lo);
   };
   if (metrics != nullptr) {

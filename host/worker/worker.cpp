@@ -45,6 +45,25 @@ std::string default_worker_id() {
 
 std::string dedicated_tag(const std::string& script_path) { return "dedicated:" + script_path; }
 
+std::filesystem::path default_jobs_dir(const std::string& worker_id) {
+  // One folder per worker: job ids are only unique within one database, and
+  // workers of several clusters (or test databases) may share a machine.
+  std::string safe = worker_id;
+  for (char& c : safe)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  return std::filesystem::temp_directory_path() / "quern-jobs" / safe;
+}
+
+int clean_up_after(const std::string& worker_id) {
+  // The jobs directory's lock is the worker's life: taken, the worker is gone.
+  JobsDir dir;
+  if (!dir.acquire(default_jobs_dir(worker_id), worker_id)) return 0;
+  int ended = 0;
+  if (auto tree = cgroup::Tree::open(worker_id, {}); tree) ended = (*tree)->reap();
+  dir.release(/*remove=*/true);
+  return ended;
+}
+
 std::map<std::string, std::string> minimal_job_environment(const std::filesystem::path& workdir,
                                                            int64_t job_id, int32_t attempt) {
   return {
@@ -61,12 +80,7 @@ Worker::Worker(WorkerOptions options, const plugin::PluginRegistry& plugins)
     : options_(std::move(options)), plugins_(plugins), state_(std::make_unique<State>()) {
   if (options_.worker_id.empty()) options_.worker_id = default_worker_id();
   if (options_.jobs_dir.empty()) {
-    // One folder per worker: job ids are only unique within one database, and
-    // workers of several clusters (or test databases) may share a machine.
-    std::string safe = options_.worker_id;
-    for (char& c : safe)
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
-    options_.jobs_dir = std::filesystem::temp_directory_path() / "quern-jobs" / safe;
+    options_.jobs_dir = default_jobs_dir(options_.worker_id);
     owns_jobs_dir_ = true;
   }
 }

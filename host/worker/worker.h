@@ -166,4 +166,17 @@ std::string dedicated_tag(const std::string& script_path);
 std::map<std::string, std::string> minimal_job_environment(const std::filesystem::path& workdir,
                                                            int64_t job_id, int32_t attempt);
 
+// Where a worker of this id keeps its jobs' directories unless told otherwise.
+std::filesystem::path default_jobs_dir(const std::string& worker_id);
+
+// Ends what a worker that died without its own clean-up (SIGKILL, a crash)
+// left on this machine: the processes in its job cgroups (setsid'd ones
+// too), those cgroups and its own, and its default jobs directory. A worker
+// that starts does this for its own id; this is for a worker whose id will
+// not come back (the default ids, a local autoscaled worker's), called by
+// whoever saw it end — its parent. Does nothing when the worker still holds
+// its jobs directory's lock (it is alive). Returns how many job cgroups it
+// ended.
+int clean_up_after(const std::string& worker_id);
+
 }  // namespace quern::worker

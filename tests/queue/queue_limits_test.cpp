@@ -178,23 +178,26 @@ TEST_F(QueueLimitsTest, RetriesWithGrowingBackoffAndKeepsAttempts) {
   j.retry.jitter = 0;
   const int64_t id = must(q_->push(j));
   std::vector<std::chrono::milliseconds> delays;
+  // Measured from before the completion that set the backoff (its clock
+  // starts inside that statement), so a slow completion cannot shorten it.
+  std::chrono::steady_clock::time_point completing;
   for (int attempt = 1; attempt <= 3; ++attempt) {
     std::vector<ClaimedJob> got;
-    const auto asked = std::chrono::steady_clock::now();
     ASSERT_TRUE(eventually([&] { return !(got = must(q_->claim("w", {"api"}, 1))).empty(); }, 5s));
     if (attempt > 1)
-      delays.push_back(
-          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked));
+      delays.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - completing));
     const JobStatus outcome =
         attempt < 3 ? (attempt == 1 ? JobStatus::failure : JobStatus::timeout) : JobStatus::success;
+    completing = std::chrono::steady_clock::now();
     auto accepted =
         must(q_->complete("w", {{got[0].id, got[0].attempt, outcome, nullptr,
                                  outcome == JobStatus::success ? "" : "boom " + std::to_string(attempt)}}));
     ASSERT_EQ(accepted.size(), 1u);
   }
   ASSERT_EQ(delays.size(), 2u);
-  EXPECT_GE(delays[0], 250ms);  // 300 ms (claims poll from "now", so allow the last poll's slack)
-  EXPECT_GE(delays[1], 550ms);  // 600 ms
+  EXPECT_GE(delays[0], 300ms);
+  EXPECT_GE(delays[1], 600ms);
   EXPECT_GT(delays[1], delays[0]);
   auto rec = must(q_->get_job(id));
   ASSERT_TRUE(rec);

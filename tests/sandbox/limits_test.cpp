@@ -140,9 +140,10 @@ TEST_F(JobLimits, ADedicatedJobsPeakAndCpuAreWhatTheWarmProcessUsedForIt) {
   const queue::JobRecord small = run_holder({{"mb", 0}, {"loops", 0}});
   EXPECT_EQ(small.state, "success") << small.error;
   EXPECT_LT(small.resources.value("cpu_ms", int64_t{1} << 40), big.resources.value("cpu_ms", int64_t{0}));
-  if (fs::exists("/sys/fs/cgroup/memory/memory.max_usage_in_bytes"))
+  if (fs::exists("/sys/fs/cgroup/memory/memory.max_usage_in_bytes")) {
     EXPECT_LT(small.resources.value("peak_memory_bytes", int64_t{1} << 40), int64_t{100} << 20)
         << small.resources;
+  }
   w->stop();
   w->wait();
 }
@@ -285,8 +286,9 @@ TEST_F(JobLimits, AWorkerRestartedAfterSigkillEndsWhatItsPredecessorsJobsLeft) {
       },
       10s))
       << second->output();
-  second->signal(SIGKILL);
-  second->wait_exit(10s);
+  // A stop, not a kill: a clean stop removes the worker's directories.
+  second->signal(SIGTERM);
+  EXPECT_EQ(second->wait_exit(30s), 0) << second->output();
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
