@@ -294,7 +294,8 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
   if (!logs.empty()) st.pending_logs.push_back({run->job().id, run->job().attempt, std::move(logs)});
   if (opt.metrics) {
     if (completion)
-      st.finished[run->job().id] = {run->job().tag, completion->status, SteadyClock::now() - run->claimed_at};
+      st.finished[{run->job().id, run->job().attempt}] = {run->job().tag, completion->status,
+                                                          SteadyClock::now() - run->claimed_at};
     if (release) opt.metrics->handed_back(1);
   }
   if (completion) st.pending_completions.push_back(std::move(*completion));
@@ -309,7 +310,8 @@ void Loops::finish(const std::shared_ptr<JobRun>& run, std::optional<queue::Comp
   if (st.cancels_on_claimer && st.busy == st.slot_limit - 1) st.claim_source->interrupt();
 }
 
-void Loops::count_completions(const std::vector<int64_t>& sent, const std::vector<queue::Completion>& left,
+void Loops::count_completions(const std::vector<queue::Lease>& sent,
+                              const std::vector<queue::Completion>& left,
                               const std::vector<int64_t>& accepted, const std::vector<int64_t>& retried) {
   // Sorted copies: a batch holds up to hundreds of completions, and this
   // runs on the writer thread between deliveries.
@@ -325,9 +327,12 @@ void Loops::count_completions(const std::vector<int64_t>& sent, const std::vecto
     return std::binary_search(v.begin(), v.end(), id);
   };
   std::lock_guard lock(st.mu);
-  for (int64_t id : sent) {
+  // The queue answers by id. Attempts of a job are counted apart, unless two
+  // travel in one batch (a lost lease, the job claimed here again): then
+  // both take that answer.
+  for (const auto& [id, attempt] : sent) {
     if (in(pending, id)) continue;  // to be sent again
-    auto it = st.finished.find(id);
+    auto it = st.finished.find({id, attempt});
     if (it == st.finished.end()) continue;
     if (in(again, id)) {
       opt.metrics->retried(1);
@@ -412,9 +417,9 @@ void Loops::writer() {
       const size_t sent = completions.size();
       std::vector<int64_t> accepted, retried;
       dropped = 0;
-      std::vector<int64_t> sent_ids;  // only for metrics
+      std::vector<queue::Lease> sent_ids;  // only for metrics
       if (opt.metrics)
-        for (const auto& c : completions) sent_ids.push_back(c.id);
+        for (const auto& c : completions) sent_ids.push_back({c.id, c.attempt});
       Status s = deliver_outputs(q, opt.worker_id, logs, completions, poisoned, accepted, retried, isolated);
       if (opt.metrics && sent > 0) count_completions(sent_ids, completions, accepted, retried);
       st.completed += static_cast<int64_t>(accepted.size());

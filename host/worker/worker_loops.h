@@ -98,7 +98,7 @@ class Loops {
   // Counts, for metrics, the completions of `sent` that delivery is done
   // with (not in `left`): accepted ones by tag and outcome, re-queued ones
   // as retries.
-  void count_completions(const std::vector<int64_t>& sent, const std::vector<queue::Completion>& left,
+  void count_completions(const std::vector<queue::Lease>& sent, const std::vector<queue::Completion>& left,
                          const std::vector<int64_t>& accepted, const std::vector<int64_t>& retried);
 
   const WorkerOptions& opt;

@@ -54,7 +54,9 @@ struct Worker::State {
     queue::JobStatus status;
     std::chrono::duration<double> took;
   };
-  std::unordered_map<int64_t, Finished> finished;
+  // By job id and attempt: a retried job's next attempt may finish here
+  // before the queue has answered for the one before.
+  std::map<std::pair<int64_t, int32_t>, Finished> finished;
   bool log_flush_wanted = false;
   bool stopping = false;
   SteadyClock::time_point stop_requested_at{};

@@ -344,9 +344,10 @@ bool escapee_outlives_killed_worker(const std::string& sandbox, const std::strin
                         << "  <queue poll-interval='100ms'/>\n"
                         << "  <workers><group name='g' slots='1' tags='bash' plugins='bash' sandbox='"
                         << sandbox << "'/></workers>\n</quern>\n";
-  testing::ChildProcess worker(
-      {testing::quern_binary(), "worker", "--config", config.string(), "--database-url", url, "--group", "g"},
-      (dir / ("worker-" + sandbox + ".log")).string());
+  const std::string id = "escapee-" + sandbox + "-" + std::to_string(::getpid());
+  testing::ChildProcess worker({testing::quern_binary(), "worker", "--config", config.string(),
+                                "--database-url", url, "--group", "g", "--worker-id", id},
+                               (dir / ("worker-" + sandbox + ".log")).string());
   queue::NewJob j;
   j.tag = j.language = "bash";
   j.payload["code"] = "setsid bash -c 'exec -a " + marker +
@@ -357,7 +358,9 @@ bool escapee_outlives_killed_worker(const std::string& sandbox, const std::strin
   worker.signal(SIGKILL);
   worker.wait_exit(10s);
   // Gone within a moment, or still there after it.
-  return !wait_until([&] { return testing::processes_with_marker(marker).empty(); }, 5s);
+  const bool outlives = !wait_until([&] { return testing::processes_with_marker(marker).empty(); }, 5s);
+  worker::clean_up_after(id);  // what its parent would do: nothing of it stays on the machine
+  return outlives;
 }
 
 TEST_F(SandboxedJobs, NothingOfAJobOutlivesItsWorkerKilledWithSigkill) {

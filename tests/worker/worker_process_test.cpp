@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "host/queue/queue.h"
+#include "host/worker/worker.h"
 #include "tests/support/child_process.h"
 #include "tests/support/test_postgres.h"
 
@@ -112,7 +113,9 @@ TEST_F(WorkerProcessTest, WorkerKilledMidJobIsRecoveredByAnotherAndCompletedOnce
   ASSERT_TRUE(wait_until([&] { return record(id).state == "running"; }, 30s)) << a->output();
   a->signal(SIGKILL);
   ASSERT_EQ(a->wait_exit(10s), 128 + SIGKILL);
-  // The orphaned child of the killed worker is not our concern here; don't let it linger.
+  // The orphaned child of the killed worker is not our concern here; don't
+  // let it, or the worker's directories, linger.
+  worker::clean_up_after("killed");
   for (pid_t p : testing::processes_with_marker(marker)) kill(p, SIGKILL);
 
   auto b = start_worker("rescuer", "bash", 1);
