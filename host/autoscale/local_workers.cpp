@@ -79,8 +79,9 @@ class LocalWorkers : public Integration {
         if (::waitpid(it->first, nullptr, 0) == it->first || errno == ECHILD) {
           gone(it->second.id);
           it = workers_.erase(it);
-        } else
+        } else {
           ++it;
+        }
       }
     }
   }

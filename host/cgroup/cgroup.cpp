@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -249,6 +250,14 @@ Usage Job::usage() const {
     const int64_t ns = number_in(cpuacct_v1_ / "cpuacct.usage");
     if (ns >= 0) u.cpu_us = ns / 1000;
   }
+  return u;
+}
+
+Usage used_between(const Usage& before, const Usage& after) {
+  Usage u;
+  u.peak_memory_bytes = after.peak_memory_bytes;
+  if (before.cpu_us >= 0 && after.cpu_us >= 0) u.cpu_us = after.cpu_us - before.cpu_us;
+  u.oom_kills = std::max<int64_t>(0, after.oom_kills - before.oom_kills);
   return u;
 }
 

@@ -46,6 +46,11 @@ struct Usage {
   int64_t oom_kills = 0;  // processes the kernel killed for memory
 };
 
+// What a cgroup that outlives a job (a warm process's) used between two
+// readings of Job::usage(): CPU time and OOM kills as differences, the
+// peak as the later reading has it (see Job::reset_peak()).
+Usage used_between(const Usage& before, const Usage& after);
+
 class Job {
  public:
   Job() = default;

@@ -55,9 +55,13 @@ std::filesystem::path default_jobs_dir(const std::string& worker_id) {
 }
 
 int clean_up_after(const std::string& worker_id) {
+  // A worker that stopped cleanly removed its jobs directory, and each job's
+  // cgroup went with its job: nothing to make here only to remove it again.
+  const std::filesystem::path jobs_dir = default_jobs_dir(worker_id);
+  if (std::error_code ec; !std::filesystem::exists(jobs_dir, ec)) return 0;
   // The jobs directory's lock is the worker's life: taken, the worker is gone.
   JobsDir dir;
-  if (!dir.acquire(default_jobs_dir(worker_id), worker_id)) return 0;
+  if (!dir.acquire(jobs_dir, worker_id)) return 0;
   int ended = 0;
   if (auto tree = cgroup::Tree::open(worker_id, {}); tree) ended = (*tree)->reap();
   dir.release(/*remove=*/true);

@@ -175,8 +175,8 @@ std::filesystem::path default_jobs_dir(const std::string& worker_id);
 // that starts does this for its own id; this is for a worker whose id will
 // not come back (the default ids, a local autoscaled worker's), called by
 // whoever saw it end — its parent. Does nothing when the worker still holds
-// its jobs directory's lock (it is alive). Returns how many job cgroups it
-// ended.
+// its jobs directory's lock (it is alive) or left no jobs directory (it
+// stopped cleanly). Returns how many job cgroups it ended.
 int clean_up_after(const std::string& worker_id);
 
 }  // namespace quern::worker

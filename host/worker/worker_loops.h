@@ -45,7 +45,6 @@ struct SlotExecutors {
   // A warm process's cgroup per plugin (dedicated scripts): declared before
   // instances so that it is killed and removed after them.
   std::map<std::string, cgroup::Job> warm_cgroups;
-  std::map<std::string, int64_t> warm_oom_seen;       // plugin name → its warm cgroup's OOM kills so far
   std::map<std::string, cgroup::Limits> warm_limits;  // plugin name → its warm cgroup's limits
   std::map<std::string, std::unique_ptr<slot::JobExecutor>> instances;
   std::map<std::string, std::string> prepared_hash;               // plugin name → script hash

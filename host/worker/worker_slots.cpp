@@ -103,7 +103,6 @@ bool Loops::prepare_dedicated(const queue::ClaimedJob& job, const plugin::Loaded
     warm.kill();
     warm.remove();
     warm = cgroup::Job();
-    slot.warm_oom_seen.erase(p.info().name);
   }
   if (st.cgroups && warm.empty()) {
     auto made = st.cgroups->create("warm-" + std::to_string(slot.id) + "-" + p.info().name, *limits);
@@ -250,17 +249,8 @@ void Loops::run_job(const std::shared_ptr<JobRun>& run, SlotExecutors& slot) {
   // Whatever the plugin did, nothing of the job may outlive it.
   if (int64_t pgid = run->process_group(); pgid > 0) kill(static_cast<pid_t>(-pgid), SIGKILL);
   cgroup::Usage usage = confinement.end();  // and all its cgroup held: setsid'd, double-forked
-  if (auto warm = slot.warm_cgroups.find(p->info().name);
-      warm != slot.warm_cgroups.end() && !warm->second.empty()) {
-    const cgroup::Usage w = warm->second.usage();
-    int64_t& seen = slot.warm_oom_seen[p->info().name];
-    if (warm_cgroup != nullptr) {  // an OOM kill there during the job is the job's too
-      usage.peak_memory_bytes = w.peak_memory_bytes;
-      usage.cpu_us = w.cpu_us >= 0 && warm_before.cpu_us >= 0 ? w.cpu_us - warm_before.cpu_us : -1;
-      usage.oom_kills = std::max<int64_t>(0, w.oom_kills - seen);
-    }
-    seen = w.oom_kills;
-  }
+  // An OOM kill in the warm process during the job is the job's too.
+  if (warm_cgroup != nullptr) usage = cgroup::used_between(warm_before, warm_cgroup->usage());
   if (run->lost()) {
     finish(run, std::nullopt, false);
   } else if (run->stop_reason() == QUERN_SHUTDOWN) {

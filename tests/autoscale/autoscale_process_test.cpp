@@ -414,6 +414,10 @@ TEST_F(AutoscaleProcess, WhatAKilledLocalWorkerLeftIsEndedByItsParent) {
   }
   ASSERT_FALSE(id.empty());
   ASSERT_TRUE(fs::exists(worker::default_jobs_dir(id)));
+  // While the worker lives (it holds its jobs directory's lock), a clean-up
+  // after it touches nothing.
+  EXPECT_EQ(worker::clean_up_after(id), 0);
+  EXPECT_FALSE(testing::processes_with_marker(marker).empty());
   ::kill(workers[0], SIGKILL);
   EXPECT_TRUE(wait_until([&] { return testing::processes_with_marker(marker).empty(); }, 30s))
       << "the setsid'd process outlived its killed worker\n"

@@ -194,16 +194,14 @@ int main(int argc, char** argv) {
       {
         pqxx::connection pc(db_url);
         pqxx::nontransaction ptx(pc);
-        for (auto& r : results) {
-          const std::string path = std::find_if(cases.begin(), cases.end(), [&](const Case& c) {
-                                     return c.name == r["executor"].get<std::string>();
-                                   })->path;
+        for (size_t i = 0; i < cases.size(); ++i) {  // results[i] is cases[i]'s
+          Json& r = results[i];
           auto m = ptx.exec_params1(
               "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - "
               "created_at)), "
               "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at)) "
               "FROM quern.completed_jobs WHERE script_path = $1",
-              path);
+              cases[i].path);
           r["submit_to_claim_ms"] = m[0].as<double>() * 1000;
           r["claim_to_stored_ms"] = m[1].as<double>() * 1000;
         }

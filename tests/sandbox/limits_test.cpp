@@ -58,14 +58,7 @@ class JobLimits : public ::testing::Test {
     j.payload["code"] = code;
     j.payload["script_hash"] = "h1";
     j.payload["args"] = args;
-    const int64_t id = q_->push(j).value();
-    EXPECT_TRUE(wait_until(
-        [&] {
-          auto r = q_->get_job(id);
-          return r && *r && (*r)->state != "queued" && (*r)->state != "running";
-        },
-        60s));
-    return q_->get_job(id).value().value();
+    return testing::run_to_end(*q_, j);
   }
 
   std::string url_;

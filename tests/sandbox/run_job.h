@@ -35,16 +35,8 @@ inline std::unique_ptr<worker::Worker> start_confined_worker(const std::string& 
   return w;
 }
 
-// language "bash" or "python3"; timeout_s 0 = the worker's default;
-// limits: the job document's "limits" (queue::JobLimits), null = none.
-inline queue::JobRecord run_job(queue::Queue& q, const std::string& language, const std::string& code,
-                                int timeout_s = 0, const nlohmann::json& limits = nullptr) {
-  queue::NewJob j;
-  j.tag = language;
-  j.language = language == "python3" ? "python3" : "bash";
-  j.payload["code"] = code;
-  if (!limits.is_null()) j.payload["limits"] = limits;
-  j.timeout_s = timeout_s;
+// Pushes j and returns its record once it has ended.
+inline queue::JobRecord run_to_end(queue::Queue& q, const queue::NewJob& j) {
   const int64_t id = q.push(j).value();
   std::optional<queue::JobRecord> rec;
   EXPECT_TRUE(wait_until(
@@ -55,6 +47,19 @@ inline queue::JobRecord run_job(queue::Queue& q, const std::string& language, co
       },
       std::chrono::seconds(60)));
   return rec.value_or(queue::JobRecord{});
+}
+
+// language "bash" or "python3"; timeout_s 0 = the worker's default;
+// limits: the job document's "limits" (queue::JobLimits), null = none.
+inline queue::JobRecord run_job(queue::Queue& q, const std::string& language, const std::string& code,
+                                int timeout_s = 0, const nlohmann::json& limits = nullptr) {
+  queue::NewJob j;
+  j.tag = language;
+  j.language = language == "python3" ? "python3" : "bash";
+  j.payload["code"] = code;
+  if (!limits.is_null()) j.payload["limits"] = limits;
+  j.timeout_s = timeout_s;
+  return run_to_end(q, j);
 }
 
 }  // namespace quern::testing
